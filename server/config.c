@@ -1,0 +1,591 @@
+/* config.c - read and validate the environment once, at start.
+ *
+ * One table lists every variable with its default, its help line and its
+ * parser, so --help and validation can never disagree. Cross-variable rules
+ * (credentials, SSE, event auth) run after every single value parsed. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "buf.h"
+
+#define CONFIG_MAX_WATERMARK (4 * 1024 * 1024)
+
+struct config_var;
+typedef enum rz_err (*config_parse_fn)(const struct config_var *v, const char *value,
+                                       struct config *c, char *msg, size_t msglen);
+
+struct config_var {
+    const char *name;
+    const char *def;      /* NULL: unset unless given */
+    const char *help;
+    config_parse_fn parse;
+    size_t offset;        /* of the field parse writes */
+    long min;             /* for numbers */
+    long max;
+    int secret;           /* never echo the value */
+};
+
+#define FIELD(f) offsetof(struct config, f)
+#define AT(c, v, type) ((type *)((char *)(c) + (v)->offset))
+
+static enum rz_err config_fail(char *msg, size_t msglen, const char *name, const char *what)
+{
+    snprintf(msg, msglen, "%s: %s", name, what);
+    return RZ_EINVAL;
+}
+
+static enum rz_err parse_string(const struct config_var *v, const char *value, struct config *c,
+                                char *msg, size_t msglen)
+{
+    char **field = AT(c, v, char *);
+
+    if (value[0] == '\0')
+        return config_fail(msg, msglen, v->name, "must not be empty");
+    *field = strdup(value);
+    return *field ? RZ_OK : RZ_ENOMEM;
+}
+
+/* S3's bucket naming rules: 3-63 of [a-z0-9.-], starting and ending with a
+ * letter or digit. Checked here so a typo fails at start, not at the first
+ * upload. */
+static enum rz_err parse_bucket(const struct config_var *v, const char *value, struct config *c,
+                                char *msg, size_t msglen)
+{
+    size_t len = strlen(value);
+
+    if (len < 3 || len > 63)
+        return config_fail(msg, msglen, v->name, "must be a bucket name of 3 to 63 characters");
+    for (size_t i = 0; i < len; i++) {
+        char ch = value[i];
+
+        if (!(islower((unsigned char)ch) || isdigit((unsigned char)ch) || ch == '.' || ch == '-'))
+            return config_fail(msg, msglen, v->name,
+                               "may hold only lowercase letters, digits, '.' and '-'");
+    }
+    if (!isalnum((unsigned char)value[0]) || !isalnum((unsigned char)value[len - 1]))
+        return config_fail(msg, msglen, v->name, "must start and end with a letter or digit");
+    return parse_string(v, value, c, msg, msglen);
+}
+
+static enum rz_err parse_prefix(const struct config_var *v, const char *value, struct config *c,
+                                char *msg, size_t msglen)
+{
+    if (value[0] == '/')
+        return config_fail(msg, msglen, v->name, "must not start with '/' (S3 keys do not)");
+    if (strlen(value) > 512)
+        return config_fail(msg, msglen, v->name, "must be at most 512 bytes");
+    return parse_string(v, value, c, msg, msglen);
+}
+
+static enum rz_err parse_long_value(const struct config_var *v, const char *value, long *out,
+                                    char *msg, size_t msglen)
+{
+    char *end = NULL;
+    long n;
+    char what[128];
+
+    errno = 0;
+    n = strtol(value, &end, 10);
+    if (errno || end == value || *end != '\0' || n < v->min || n > v->max) {
+        snprintf(what, sizeof(what), "must be an integer from %ld to %ld", v->min, v->max);
+        return config_fail(msg, msglen, v->name, what);
+    }
+    *out = n;
+    return RZ_OK;
+}
+
+static enum rz_err parse_long(const struct config_var *v, const char *value, struct config *c,
+                              char *msg, size_t msglen)
+{
+    return parse_long_value(v, value, AT(c, v, long), msg, msglen);
+}
+
+static enum rz_err parse_u64(const struct config_var *v, const char *value, struct config *c,
+                             char *msg, size_t msglen)
+{
+    long n;
+    enum rz_err err = parse_long_value(v, value, &n, msg, msglen);
+
+    if (err == RZ_OK)
+        *AT(c, v, uint64_t) = (uint64_t)n;
+    return err;
+}
+
+static enum rz_err parse_bool(const struct config_var *v, const char *value, struct config *c,
+                              char *msg, size_t msglen)
+{
+    static const char *const yes[] = {"1", "true", "yes", "on"};
+    static const char *const no[] = {"0", "false", "no", "off"};
+
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(value, yes[i]) == 0) {
+            *AT(c, v, int) = 1;
+            return RZ_OK;
+        }
+        if (strcasecmp(value, no[i]) == 0) {
+            *AT(c, v, int) = 0;
+            return RZ_OK;
+        }
+    }
+    return config_fail(msg, msglen, v->name, "must be true or false");
+}
+
+/* An http(s) URL with a host and nothing after it but an optional port and
+ * path; this is what S3 endpoints look like. */
+static enum rz_err parse_url(const struct config_var *v, const char *value, struct config *c,
+                             char *msg, size_t msglen)
+{
+    const char *host;
+    size_t hostlen;
+
+    if (strncmp(value, "https://", 8) == 0)
+        host = value + 8;
+    else if (strncmp(value, "http://", 7) == 0)
+        host = value + 7;
+    else
+        return config_fail(msg, msglen, v->name, "must be an http:// or https:// URL");
+    hostlen = strcspn(host, "/?#");
+    if (hostlen == 0 || host[0] == ':')
+        return config_fail(msg, msglen, v->name, "must name a host");
+    if (strpbrk(value, " \t\r\n@?#"))
+        return config_fail(msg, msglen, v->name,
+                           "must not hold spaces, credentials, a query or a fragment");
+    return parse_string(v, value, c, msg, msglen);
+}
+
+static enum rz_err parse_log_level(const struct config_var *v, const char *value,
+                                   struct config *c, char *msg, size_t msglen)
+{
+    int level = log_level_parse(value);
+
+    if (level < 0)
+        return config_fail(msg, msglen, v->name, "must be debug, info, warn or error");
+    c->log_level = (enum log_level)level;
+    return RZ_OK;
+}
+
+static enum rz_err parse_output(const struct config_var *v, const char *value, struct config *c,
+                                char *msg, size_t msglen)
+{
+    static const struct {
+        const char *name;
+        enum image_output out;
+    } outputs[] = {
+        {"same", IMAGE_OUTPUT_SAME}, {"jpeg", IMAGE_OUTPUT_JPEG}, {"webp", IMAGE_OUTPUT_WEBP},
+        {"avif", IMAGE_OUTPUT_AVIF}, {"png", IMAGE_OUTPUT_PNG},
+    };
+
+    for (size_t i = 0; i < sizeof(outputs) / sizeof(outputs[0]); i++) {
+        if (strcmp(value, outputs[i].name) == 0) {
+            c->output_format = outputs[i].out;
+            return RZ_OK;
+        }
+    }
+    return config_fail(msg, msglen, v->name, "must be same, jpeg, webp, avif or png");
+}
+
+static enum rz_err parse_sse(const struct config_var *v, const char *value, struct config *c,
+                             char *msg, size_t msglen)
+{
+    if (strcmp(value, "AES256") == 0)
+        c->sse = CONFIG_SSE_AES256;
+    else if (strcmp(value, "aws:kms") == 0)
+        c->sse = CONFIG_SSE_KMS;
+    else
+        return config_fail(msg, msglen, v->name, "must be AES256 or aws:kms");
+    return RZ_OK;
+}
+
+static int config_variant_name_ok(const char *name, size_t len)
+{
+    if (len == 0 || len >= IMAGE_VARIANT_NAME_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = name[i];
+
+        if (!(islower((unsigned char)ch) || isdigit((unsigned char)ch) || ch == '-' || ch == '_'))
+            return 0;
+    }
+    return 1;
+}
+
+/* "desktop:1920,tablet:1024,phone:640": each name becomes a key prefix in
+ * the destination bucket, so names are restricted to [a-z0-9_-]. */
+static enum rz_err parse_variants(const struct config_var *v, const char *value,
+                                  struct config *c, char *msg, size_t msglen)
+{
+    const char *p = value;
+
+    c->nvariants = 0;
+    while (*p) {
+        size_t itemlen = strcspn(p, ",");
+        const char *colon = memchr(p, ':', itemlen);
+        struct image_variant_spec *spec;
+        char num[16];
+        char *end = NULL;
+        long width;
+
+        if (c->nvariants == IMAGE_MAX_VARIANTS)
+            return config_fail(msg, msglen, v->name, "must list at most 8 variants");
+        if (!colon || !config_variant_name_ok(p, (size_t)(colon - p)))
+            return config_fail(msg, msglen, v->name,
+                               "must be name:width pairs separated by commas, names of "
+                               "[a-z0-9_-]");
+        if ((size_t)(p + itemlen - colon - 1) >= sizeof(num) || p + itemlen == colon + 1)
+            return config_fail(msg, msglen, v->name, "each width must be an integer");
+        memcpy(num, colon + 1, (size_t)(p + itemlen - colon - 1));
+        num[p + itemlen - colon - 1] = '\0';
+        errno = 0;
+        width = strtol(num, &end, 10);
+        if (errno || *end != '\0' || width < 1 || width > 16384)
+            return config_fail(msg, msglen, v->name, "each width must be from 1 to 16384");
+        spec = &c->variants[c->nvariants];
+        memcpy(spec->name, p, (size_t)(colon - p));
+        spec->name[colon - p] = '\0';
+        spec->width = (int)width;
+        for (size_t i = 0; i < c->nvariants; i++) {
+            if (strcmp(c->variants[i].name, spec->name) == 0)
+                return config_fail(msg, msglen, v->name, "variant names must be unique");
+        }
+        c->nvariants++;
+        p += itemlen;
+        if (*p == ',' && *++p == '\0')
+            return config_fail(msg, msglen, v->name, "must not end with a comma");
+    }
+    if (c->nvariants == 0)
+        return config_fail(msg, msglen, v->name, "must list at least one variant");
+    return RZ_OK;
+}
+
+static enum rz_err parse_tokens(const struct config_var *v, const char *value, struct config *c,
+                                char *msg, size_t msglen)
+{
+    const char *p = value;
+
+    while (*p) {
+        size_t len = strcspn(p, ",");
+
+        if (len < 16)
+            return config_fail(msg, msglen, v->name,
+                               "each token must be at least 16 characters");
+        if (c->napi_tokens == CONFIG_MAX_TOKENS)
+            return config_fail(msg, msglen, v->name, "must list at most 16 tokens");
+        c->api_tokens[c->napi_tokens] = strndup(p, len);
+        if (!c->api_tokens[c->napi_tokens])
+            return RZ_ENOMEM;
+        c->napi_tokens++;
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    if (c->napi_tokens == 0)
+        return config_fail(msg, msglen, v->name, "must list at least one token");
+    return RZ_OK;
+}
+
+/* An HTTP header name (RFC 9110 token), stored lowercase because
+ * libmicrohttpd lookups are case-insensitive and logs read better. */
+static enum rz_err parse_header_name(const struct config_var *v, const char *value,
+                                     struct config *c, char *msg, size_t msglen)
+{
+    char *copy;
+
+    for (const char *p = value; *p; p++) {
+        if (!isalnum((unsigned char)*p) && !strchr("!#$%&'*+-.^_`|~", *p))
+            return config_fail(msg, msglen, v->name, "must be an HTTP header name");
+    }
+    if (value[0] == '\0' || strlen(value) > 128)
+        return config_fail(msg, msglen, v->name, "must be an HTTP header name");
+    copy = strdup(value);
+    if (!copy)
+        return RZ_ENOMEM;
+    for (char *p = copy; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    c->events_api_key_header = copy;
+    return RZ_OK;
+}
+
+static enum rz_err parse_basic_auth(const struct config_var *v, const char *value,
+                                    struct config *c, char *msg, size_t msglen)
+{
+    const char *colon = strchr(value, ':');
+
+    if (!colon || colon == value || colon[1] == '\0')
+        return config_fail(msg, msglen, v->name, "must be user:password");
+    return parse_string(v, value, c, msg, msglen);
+}
+
+static enum rz_err parse_secret(const struct config_var *v, const char *value, struct config *c,
+                                char *msg, size_t msglen)
+{
+    if (strlen(value) > 4096)
+        return config_fail(msg, msglen, v->name, "must be at most 4096 bytes");
+    return parse_string(v, value, c, msg, msglen);
+}
+
+static enum rz_err parse_text(const struct config_var *v, const char *value, struct config *c,
+                              char *msg, size_t msglen)
+{
+    if (strlen(value) > 256)
+        return config_fail(msg, msglen, v->name, "must be at most 256 bytes");
+    for (const char *p = value; *p; p++) {
+        if ((unsigned char)*p < 0x20)
+            return config_fail(msg, msglen, v->name, "must not hold control characters");
+    }
+    return parse_string(v, value, c, msg, msglen);
+}
+
+static const struct config_var config_vars[] = {
+    {"DEST_BUCKET", NULL, "destination bucket for variants and status records (required)",
+     parse_bucket, FIELD(dest_bucket), 0, 0, 0},
+    {"SRC_BUCKET", NULL, "source bucket; events for any other bucket are ignored",
+     parse_bucket, FIELD(src_bucket), 0, 0, 0},
+    {"SRC_PREFIX", "images/", "key prefix of uploads in the source bucket",
+     parse_prefix, FIELD(src_prefix), 0, 0, 0},
+    {"AWS_REGION", NULL, "region of the buckets, used in signatures (required)",
+     parse_string, FIELD(region), 0, 0, 0},
+    {"AWS_ACCESS_KEY_ID", NULL, "static credentials (else the ECS container endpoint)",
+     parse_secret, FIELD(access_key), 0, 0, 1},
+    {"AWS_SECRET_ACCESS_KEY", NULL, "static credentials, with AWS_ACCESS_KEY_ID",
+     parse_secret, FIELD(secret_key), 0, 0, 1},
+    {"AWS_SESSION_TOKEN", NULL, "session token of temporary static credentials",
+     parse_secret, FIELD(session_token), 0, 0, 1},
+    {"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", NULL,
+     "ECS task role: path on 169.254.170.2 (set by ECS)",
+     parse_secret, FIELD(container_relative_uri), 0, 0, 0},
+    {"AWS_CONTAINER_CREDENTIALS_FULL_URI", NULL,
+     "container credentials endpoint URL (https, or http on loopback)",
+     parse_url, FIELD(container_full_uri), 0, 0, 0},
+    {"AWS_CONTAINER_AUTHORIZATION_TOKEN", NULL, "Authorization header for the full URI",
+     parse_secret, FIELD(container_auth_token), 0, 0, 1},
+    {"AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", NULL, "file holding that token (EKS)",
+     parse_string, FIELD(container_auth_token_file), 0, 0, 0},
+    {"S3_ENDPOINT", NULL, "S3 endpoint URL (default https://s3.<region>.amazonaws.com)",
+     parse_url, FIELD(s3_endpoint), 0, 0, 0},
+    {"S3_PUBLIC_ENDPOINT", NULL, "endpoint clients reach; presigned URLs are signed for it",
+     parse_url, FIELD(s3_public_endpoint), 0, 0, 0},
+    {"S3_FORCE_PATH_STYLE", "false", "address buckets as /bucket/key instead of bucket.host",
+     parse_bool, FIELD(force_path_style), 0, 0, 0},
+    {"SSE", NULL, "server-side encryption of variants: AES256 or aws:kms",
+     parse_sse, FIELD(sse), 0, 0, 0},
+    {"SSE_KMS_KEY_ID", NULL, "KMS key for SSE=aws:kms (default: the bucket's aws/s3 key)",
+     parse_string, FIELD(sse_kms_key_id), 0, 0, 0},
+    {"LISTEN_ADDR", "0.0.0.0", "IPv4 address to listen on",
+     parse_string, FIELD(listen_addr), 0, 0, 0},
+    {"PORT", "8080", "TCP port to listen on", parse_long, FIELD(port), 1, 65535, 0},
+    {"HTTP_THREADS", "4", "HTTP worker threads", parse_long, FIELD(http_threads), 1, 64, 0},
+    {"SHUTDOWN_GRACE", "25", "seconds to finish in-flight work after SIGTERM (ECS kills at 30)",
+     parse_long, FIELD(shutdown_grace), 0, 3600, 0},
+    {"API_TOKENS", NULL, "comma-separated bearer tokens for /v1/uploads and /v1/images "
+     "(required)", parse_tokens, 0, 0, 0, 1},
+    {"EVENTS_API_KEY_HEADER", "x-api-key", "header of the EventBridge connection's API key",
+     parse_header_name, 0, 0, 0, 0},
+    {"EVENTS_API_KEY", NULL, "value of that header (this or EVENTS_BASIC_AUTH is required)",
+     parse_secret, FIELD(events_api_key), 0, 0, 1},
+    {"EVENTS_BASIC_AUTH", NULL, "user:password for Basic auth on /v1/events",
+     parse_basic_auth, FIELD(events_basic_auth), 0, 0, 1},
+    {"VARIANTS", "desktop:1920,tablet:1024,phone:640", "name:width of each variant",
+     parse_variants, 0, 0, 0, 0},
+    {"OUTPUT_FORMAT", "same", "same, jpeg, webp, avif or png",
+     parse_output, 0, 0, 0, 0},
+    {"JPEG_QUALITY", "85", "JPEG (and WebP/AVIF) quality", parse_long, FIELD(jpeg_quality),
+     1, 100, 0},
+    {"WATERMARK_TEXT", NULL, "text drawn bottom-right on every variant",
+     parse_text, FIELD(watermark_text), 0, 0, 0},
+    {"WATERMARK_IMAGE", NULL, "PNG file drawn bottom-right on every variant",
+     parse_string, FIELD(watermark_image), 0, 0, 0},
+    {"MAX_UPLOAD_BYTES", "52428800", "largest upload accepted and downloaded, in bytes",
+     parse_u64, FIELD(max_upload_bytes), 1, 5368709120L, 0},
+    {"MAX_PIXELS", "100000000", "largest width*height*frames decoded (bomb guard)",
+     parse_u64, FIELD(max_pixels), 1, 1000000000L, 0},
+    {"WORKERS", "0", "image worker threads (0: one per CPU)", parse_long, FIELD(workers),
+     0, 256, 0},
+    {"QUEUE_SIZE", "1024", "jobs waiting for a worker before events get 429",
+     parse_long, FIELD(queue_size), 1, 1000000, 0},
+    {"PRESIGN_PUT_EXPIRES", "900", "lifetime of upload URLs, seconds",
+     parse_long, FIELD(presign_put_expires), 1, 604800, 0},
+    {"PRESIGN_GET_EXPIRES", "3600", "lifetime of variant download URLs, seconds",
+     parse_long, FIELD(presign_get_expires), 1, 604800, 0},
+    {"RECONCILE_INTERVAL", "300", "seconds between sweeps for unprocessed uploads (0: off)",
+     parse_long, FIELD(reconcile_interval), 0, 604800, 0},
+    {"INDEX_MAX_ENTRIES", "100000", "status records kept in memory",
+     parse_long, FIELD(index_max_entries), 100, 100000000, 0},
+    {"LOG_LEVEL", "info", "debug, info, warn or error", parse_log_level, 0, 0, 0, 0},
+};
+
+#define CONFIG_NVARS (sizeof(config_vars) / sizeof(config_vars[0]))
+
+static const char *config_env_get(const char *const *env, const char *name)
+{
+    size_t len = strlen(name);
+
+    for (; env && *env; env++) {
+        if (strncmp(*env, name, len) == 0 && (*env)[len] == '=')
+            return *env + len + 1;
+    }
+    return NULL;
+}
+
+static enum rz_err config_read_watermark(struct config *c, char *msg, size_t msglen)
+{
+    FILE *f = fopen(c->watermark_image, "rb");
+    struct buf b;
+    char chunk[8192];
+    size_t n;
+    enum rz_err err = RZ_OK;
+
+    if (!f)
+        return config_fail(msg, msglen, "WATERMARK_IMAGE", "cannot be opened");
+    buf_init(&b, CONFIG_MAX_WATERMARK);
+    for (;;) {
+        n = fread(chunk, 1, sizeof(chunk), f);
+        if (n == 0)
+            break;
+        err = buf_append(&b, chunk, n);
+        if (err != RZ_OK)
+            break;
+    }
+    fclose(f);
+    if (err == RZ_OK && image_sniff(b.data, b.len) != IMAGE_FORMAT_PNG)
+        err = config_fail(msg, msglen, "WATERMARK_IMAGE", "must be a PNG file");
+    else if (err == RZ_ETOOBIG)
+        err = config_fail(msg, msglen, "WATERMARK_IMAGE", "must be at most 4 MiB");
+    if (err != RZ_OK) {
+        buf_cleanup(&b);
+        return err;
+    }
+    c->watermark_png_len = b.len;
+    c->watermark_png = buf_steal(&b);
+    return RZ_OK;
+}
+
+static enum rz_err config_default_endpoint(struct config *c)
+{
+    struct buf b;
+    enum rz_err err;
+
+    buf_init(&b, 512);
+    err = buf_printf(&b, "https://s3.%s.amazonaws.com", c->region);
+    if (err != RZ_OK) {
+        buf_cleanup(&b);
+        return err;
+    }
+    c->s3_endpoint = buf_steal(&b);
+    return RZ_OK;
+}
+
+/* Rules that involve more than one variable. */
+static enum rz_err config_check(struct config *c, char *msg, size_t msglen)
+{
+    if (!c->dest_bucket)
+        return config_fail(msg, msglen, "DEST_BUCKET", "is required");
+    if (!c->region)
+        return config_fail(msg, msglen, "AWS_REGION", "is required");
+    /* Variants written into the source bucket would come back as events:
+     * one bucket for both is refused rather than guarded key by key. */
+    if (c->src_bucket && strcmp(c->src_bucket, c->dest_bucket) == 0)
+        return config_fail(msg, msglen, "SRC_BUCKET", "must differ from DEST_BUCKET");
+    if (!c->napi_tokens)
+        return config_fail(msg, msglen, "API_TOKENS", "is required");
+    if (!c->events_api_key && !c->events_basic_auth)
+        return config_fail(msg, msglen, "EVENTS_API_KEY",
+                           "or EVENTS_BASIC_AUTH is required to authenticate events");
+    if (!c->access_key != !c->secret_key)
+        return config_fail(msg, msglen, "AWS_SECRET_ACCESS_KEY",
+                           "must be set together with AWS_ACCESS_KEY_ID");
+    if (c->session_token && !c->access_key)
+        return config_fail(msg, msglen, "AWS_SESSION_TOKEN",
+                           "needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");
+    if (!c->access_key && !c->container_relative_uri && !c->container_full_uri)
+        return config_fail(msg, msglen, "AWS_ACCESS_KEY_ID",
+                           "or AWS_CONTAINER_CREDENTIALS_RELATIVE_URI/FULL_URI is required");
+    if (c->sse_kms_key_id && c->sse != CONFIG_SSE_KMS)
+        return config_fail(msg, msglen, "SSE_KMS_KEY_ID", "needs SSE=aws:kms");
+    if (c->watermark_text && c->watermark_image)
+        return config_fail(msg, msglen, "WATERMARK_IMAGE",
+                           "cannot be used together with WATERMARK_TEXT");
+    if (c->watermark_image)
+        return config_read_watermark(c, msg, msglen);
+    return RZ_OK;
+}
+
+enum rz_err config_load(const char *const *env, struct config *out, char *msg, size_t msglen)
+{
+    enum rz_err err = RZ_OK;
+
+    memset(out, 0, sizeof(*out));
+    msg[0] = '\0';
+    for (size_t i = 0; i < CONFIG_NVARS && err == RZ_OK; i++) {
+        const struct config_var *v = &config_vars[i];
+        const char *value = config_env_get(env, v->name);
+
+        if (!value)
+            value = v->def;
+        if (value)
+            err = v->parse(v, value, out, msg, msglen);
+    }
+    if (err == RZ_OK)
+        err = config_check(out, msg, msglen);
+    if (err == RZ_OK && !out->s3_endpoint)
+        err = config_default_endpoint(out);
+    if (err == RZ_ENOMEM)
+        snprintf(msg, msglen, "out of memory");
+    if (err != RZ_OK)
+        config_cleanup(out);
+    return err;
+}
+
+static void config_free_secret(char **s)
+{
+    if (*s) {
+        OPENSSL_cleanse(*s, strlen(*s));
+        free(*s);
+        *s = NULL;
+    }
+}
+
+void config_cleanup(struct config *c)
+{
+    char **plain[] = {
+        &c->dest_bucket, &c->src_bucket, &c->src_prefix, &c->region,
+        &c->container_relative_uri, &c->container_full_uri, &c->container_auth_token_file,
+        &c->s3_endpoint, &c->s3_public_endpoint, &c->sse_kms_key_id, &c->listen_addr,
+        &c->events_api_key_header, &c->watermark_text, &c->watermark_image,
+    };
+    char **secret[] = {
+        &c->access_key, &c->secret_key, &c->session_token, &c->container_auth_token,
+        &c->events_api_key, &c->events_basic_auth,
+    };
+
+    for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
+        free(*plain[i]);
+        *plain[i] = NULL;
+    }
+    for (size_t i = 0; i < sizeof(secret) / sizeof(secret[0]); i++)
+        config_free_secret(secret[i]);
+    for (size_t i = 0; i < c->napi_tokens; i++)
+        config_free_secret(&c->api_tokens[i]);
+    c->napi_tokens = 0;
+    free(c->watermark_png);
+    c->watermark_png = NULL;
+    c->watermark_png_len = 0;
+}
+
+void config_print_help(FILE *f)
+{
+    fprintf(f, "Environment (every value is checked at start; a bad one exits with status 2):\n");
+    for (size_t i = 0; i < CONFIG_NVARS; i++) {
+        const struct config_var *v = &config_vars[i];
+
+        fprintf(f, "  %-40s %s", v->name, v->help);
+        if (v->def)
+            fprintf(f, " [default: %s]", v->def);
+        fputc('\n', f);
+    }
+}

@@ -1,0 +1,93 @@
+/* config.h - the service's configuration, read once from the environment.
+ *
+ * Every variable is validated at start; a bad value stops the service with
+ * one line naming the variable. After config_load the struct is read-only
+ * and passed around as const. */
+#ifndef RESIZER_CONFIG_H
+#define RESIZER_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "err.h"
+#include "image.h"
+#include "log.h"
+
+#define CONFIG_MAX_TOKENS 16
+
+enum config_sse {
+    CONFIG_SSE_NONE = 0,
+    CONFIG_SSE_AES256,
+    CONFIG_SSE_KMS,
+};
+
+struct config {
+    /* Buckets and keys. */
+    char *dest_bucket;
+    char *src_bucket;             /* NULL: events for any bucket are taken */
+    char *src_prefix;
+
+    /* AWS and S3. */
+    char *region;
+    char *access_key;             /* secret-bearing fields are wiped on cleanup */
+    char *secret_key;
+    char *session_token;
+    char *container_relative_uri;
+    char *container_full_uri;
+    char *container_auth_token;
+    char *container_auth_token_file;
+    char *s3_endpoint;            /* always set: the default is derived from region */
+    char *s3_public_endpoint;     /* NULL: presign for s3_endpoint */
+    int force_path_style;
+    enum config_sse sse;
+    char *sse_kms_key_id;
+
+    /* HTTP. */
+    char *listen_addr;
+    long port;
+    long http_threads;
+    long shutdown_grace;          /* seconds */
+
+    /* Client and event auth. */
+    char *api_tokens[CONFIG_MAX_TOKENS];
+    size_t napi_tokens;
+    char *events_api_key_header;  /* lowercase */
+    char *events_api_key;
+    char *events_basic_auth;      /* "user:pass" */
+
+    /* Images. */
+    struct image_variant_spec variants[IMAGE_MAX_VARIANTS];
+    size_t nvariants;
+    enum image_output output_format;
+    long jpeg_quality;
+    char *watermark_text;
+    char *watermark_image;        /* path */
+    void *watermark_png;          /* the file's bytes, read at load */
+    size_t watermark_png_len;
+    uint64_t max_upload_bytes;
+    uint64_t max_pixels;
+
+    /* Work. */
+    long workers;
+    long queue_size;
+    long presign_put_expires;
+    long presign_get_expires;
+    long reconcile_interval;      /* seconds; 0 = off */
+    long index_max_entries;
+    enum log_level log_level;
+};
+
+/* Reads the configuration from env, a NULL-terminated array of "NAME=VALUE"
+ * strings (environ in production), into *out. On RZ_EINVAL, msg holds one
+ * line such as "PORT: must be an integer from 1 to 65535" and *out holds
+ * nothing to free. Secrets never appear in msg. */
+enum rz_err config_load(const char *const *env, struct config *out, char *msg, size_t msglen);
+
+/* Frees everything in c, wiping secrets; safe on a zeroed struct. */
+void config_cleanup(struct config *c);
+
+/* Writes the --help text: every variable, its default and meaning. */
+void config_print_help(FILE *f);
+
+#endif

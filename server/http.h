@@ -1,0 +1,116 @@
+/* http.h - the HTTP server: libmicrohttpd, a route table, request bodies
+ * with per-route caps, JSON errors, request ids, one log line and metrics
+ * per request.
+ *
+ * Handlers run on MHD's thread pool and must not block for long: they parse,
+ * call one core module and render. Errors from the core are turned into
+ * statuses only here (http_reply_err). */
+#ifndef RESIZER_HTTP_H
+#define RESIZER_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "buf.h"
+#include "err.h"
+#include "metrics.h"
+
+#define HTTP_MAX_PARAMS 4
+#define HTTP_MAX_HEADERS 8
+#define HTTP_REQUEST_ID_MAX 64
+
+struct MHD_Connection;
+
+/* One request, owned by the server; valid during the handler call. */
+struct http_request {
+    struct MHD_Connection *conn;
+    const char *method;
+    const char *path;                   /* without the query string */
+    const char *route;                  /* the matched pattern, for logs and metrics */
+    char request_id[HTTP_REQUEST_ID_MAX + 1];
+    const char *params[HTTP_MAX_PARAMS]; /* {name} segments of the pattern, in order */
+    size_t nparams;
+    struct buf body;
+};
+
+struct http_header {
+    char *name;
+    char *value;
+};
+
+/* What a handler fills in. Owned by the server; set through the helpers. */
+struct http_response {
+    int status;
+    char *body;                         /* malloc'd */
+    size_t len;
+    const char *content_type;           /* static string */
+    struct http_header headers[HTTP_MAX_HEADERS];
+    size_t nheaders;
+};
+
+typedef void (*http_handler_fn)(struct http_request *req, void *ctx, struct http_response *res);
+
+/* One route: method and pattern ("/v1/images/{id}"; a {name} segment matches
+ * one non-empty path segment). max_body 0 refuses any body. */
+struct http_route {
+    const char *method;
+    const char *pattern;
+    http_handler_fn handler;
+    size_t max_body;
+};
+
+struct http_server_opts {
+    const char *listen_addr;            /* IPv4 dotted quad */
+    int port;                           /* 0 picks a free port (tests) */
+    int threads;
+    unsigned connection_timeout;        /* seconds */
+    const struct http_route *routes;    /* borrowed for the server's lifetime */
+    size_t nroutes;
+    void *ctx;                          /* passed to every handler */
+    struct metrics *metrics;            /* borrowed; families are registered by http_server_start */
+};
+
+struct http_server;
+
+/* Starts listening and serving. *out is freed with http_server_stop.
+ * RZ_EINVAL with msg on a bad address or a port in use. */
+enum rz_err http_server_start(const struct http_server_opts *opts, struct http_server **out,
+                              char *msg, size_t msglen);
+
+/* The port actually bound. */
+int http_server_port(const struct http_server *s);
+
+/* Stops accepting connections, closes idle ones, waits for handlers and
+ * frees everything; NULL is a no-op. */
+void http_server_stop(struct http_server *s);
+
+/* A request header (case-insensitive), or NULL. */
+const char *http_header(const struct http_request *req, const char *name);
+
+/* A query argument (decoded), or NULL. */
+const char *http_query(const struct http_request *req, const char *name);
+
+/* Sets a JSON body (steals json) with the given status. */
+void http_reply_json(struct http_response *res, int status, json_t *json);
+
+/* Sets a body from bytes (copied) with a static content type. */
+void http_reply_bytes(struct http_response *res, int status, const char *content_type,
+                      const void *data, size_t len);
+
+/* Sets the error shape {"error":{"code","message","request_id"}}. */
+void http_reply_error(struct http_response *res, const struct http_request *req, int status,
+                      const char *code, const char *message);
+
+/* Maps a core error to its status and error code, with message. */
+void http_reply_err(struct http_response *res, const struct http_request *req, enum rz_err err,
+                    const char *message);
+
+/* Adds a response header (both copied). Silently drops past HTTP_MAX_HEADERS. */
+void http_response_header(struct http_response *res, const char *name, const char *value);
+
+/* Constant-time comparison of a presented secret with an expected one. */
+int http_secret_equal(const char *presented, const char *expected);
+
+#endif

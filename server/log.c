@@ -1,0 +1,122 @@
+/* log.c - JSON lines on stderr. */
+#include "log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+static int log_min_level = LOG_INFO;
+static int log_fd = 2;
+
+static const char *const log_level_names[] = {"debug", "info", "warn", "error"};
+
+void log_set_level(enum log_level level)
+{
+    __atomic_store_n(&log_min_level, (int)level, __ATOMIC_RELAXED);
+}
+
+int log_enabled(enum log_level level)
+{
+    return (int)level >= __atomic_load_n(&log_min_level, __ATOMIC_RELAXED);
+}
+
+int log_level_parse(const char *s)
+{
+    for (size_t i = 0; i < sizeof(log_level_names) / sizeof(log_level_names[0]); i++) {
+        if (strcmp(s, log_level_names[i]) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+void log_set_fd(int fd)
+{
+    log_fd = fd;
+}
+
+static void log_timestamp(char out[32])
+{
+    struct timeval tv;
+    struct tm tm;
+    char day[24];
+
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, 32, "%.20s.%03dZ", day, (int)(tv.tv_usec / 1000) % 1000);
+}
+
+/* One write() per line: POSIX makes writes to a pipe of up to PIPE_BUF
+ * atomic, and longer lines still go out in one call in practice. */
+static void log_write_line(const char *s, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(log_fd, s, len);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return;
+        s += n;
+        len -= (size_t)n;
+    }
+}
+
+void log_fields(enum log_level level, const char *event, json_t *fields)
+{
+    char ts[32];
+    json_t *line;
+    char *text;
+
+    if (!log_enabled(level)) {
+        json_decref(fields);
+        return;
+    }
+    log_timestamp(ts);
+    line = json_object();
+    if (!line) {
+        json_decref(fields);
+        return;
+    }
+    json_object_set_new(line, "time", json_string(ts));
+    json_object_set_new(line, "level", json_string(log_level_names[level]));
+    json_object_set_new(line, "event", json_string(event));
+    if (fields)
+        json_object_update(line, fields);
+    json_decref(fields);
+    text = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(line);
+    if (!text)
+        return;
+    {
+        size_t len = strlen(text);
+        char *nl = realloc(text, len + 2);
+
+        if (nl) {
+            nl[len] = '\n';
+            nl[len + 1] = '\0';
+            log_write_line(nl, len + 1);
+            free(nl);
+        } else {
+            free(text);
+        }
+    }
+}
+
+void log_printf(enum log_level level, const char *event, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    if (!log_enabled(level))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    log_fields(level, event, json_pack("{s:s}", "msg", msg));
+}

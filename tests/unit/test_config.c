@@ -1,0 +1,337 @@
+/* test_config.c - every variable's happy path and at least one bad value,
+ * plus the rules that span variables. A bad value must name the variable. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "server/config.h"
+
+#define MAX_ENV 64
+
+/* A minimal valid environment; cases add or override one variable. */
+static const char *const base_env[] = {
+    "DEST_BUCKET=manara-image-resize-reciever",
+    "SRC_BUCKET=manara-image-resize-uploader",
+    "AWS_REGION=us-east-1",
+    "AWS_ACCESS_KEY_ID=AKIDEXAMPLE",
+    "AWS_SECRET_ACCESS_KEY=secretsecretsecret",
+    "API_TOKENS=0123456789abcdef0123",
+    "EVENTS_API_KEY=events-key-123",
+};
+
+struct env {
+    const char *vars[MAX_ENV];
+};
+
+/* base_env with `extra` applied: "NAME=VALUE" overrides, "NAME" removes. */
+static void env_build(struct env *e, const char *extra)
+{
+    size_t n = 0;
+    size_t namelen = extra ? strcspn(extra, "=") : 0;
+
+    for (size_t i = 0; i < sizeof(base_env) / sizeof(base_env[0]); i++) {
+        if (extra && strncmp(base_env[i], extra, namelen) == 0 && base_env[i][namelen] == '=')
+            continue;
+        e->vars[n++] = base_env[i];
+    }
+    if (extra && extra[namelen] == '=')
+        e->vars[n++] = extra;
+    e->vars[n] = NULL;
+}
+
+static enum rz_err load_with(const char *extra, struct config *c, char *msg, size_t msglen)
+{
+    struct env e;
+
+    env_build(&e, extra);
+    return config_load(e.vars, c, msg, msglen);
+}
+
+struct bad_case {
+    const char *setting;  /* "NAME=VALUE" or "NAME" to remove a required one */
+    const char *named;    /* the variable the message must name */
+};
+
+static const struct bad_case bad_cases[] = {
+    {"DEST_BUCKET", "DEST_BUCKET"},
+    {"DEST_BUCKET=Bad_Bucket", "DEST_BUCKET"},
+    {"DEST_BUCKET=ab", "DEST_BUCKET"},
+    {"SRC_BUCKET=-leading-dash", "SRC_BUCKET"},
+    {"SRC_BUCKET=manara-image-resize-reciever", "SRC_BUCKET"},
+    {"SRC_PREFIX=/images/", "SRC_PREFIX"},
+    {"AWS_REGION", "AWS_REGION"},
+    {"AWS_REGION=", "AWS_REGION"},
+    {"AWS_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"},
+    {"AWS_CONTAINER_CREDENTIALS_FULL_URI=ftp://x", "AWS_CONTAINER_CREDENTIALS_FULL_URI"},
+    {"S3_ENDPOINT=localhost:9000", "S3_ENDPOINT"},
+    {"S3_ENDPOINT=http://", "S3_ENDPOINT"},
+    {"S3_PUBLIC_ENDPOINT=http://user:pw@host", "S3_PUBLIC_ENDPOINT"},
+    {"S3_FORCE_PATH_STYLE=maybe", "S3_FORCE_PATH_STYLE"},
+    {"SSE=AES128", "SSE"},
+    {"SSE_KMS_KEY_ID=alias/x", "SSE_KMS_KEY_ID"},
+    {"LISTEN_ADDR=", "LISTEN_ADDR"},
+    {"PORT=0", "PORT"},
+    {"PORT=70000", "PORT"},
+    {"PORT=80a", "PORT"},
+    {"HTTP_THREADS=0", "HTTP_THREADS"},
+    {"SHUTDOWN_GRACE=-1", "SHUTDOWN_GRACE"},
+    {"API_TOKENS", "API_TOKENS"},
+    {"API_TOKENS=short", "API_TOKENS"},
+    {"EVENTS_API_KEY", "EVENTS_API_KEY"},
+    {"EVENTS_API_KEY_HEADER=x api key", "EVENTS_API_KEY_HEADER"},
+    {"EVENTS_BASIC_AUTH=nocolon", "EVENTS_BASIC_AUTH"},
+    {"VARIANTS=", "VARIANTS"},
+    {"VARIANTS=desktop", "VARIANTS"},
+    {"VARIANTS=desktop:0", "VARIANTS"},
+    {"VARIANTS=desktop:wide", "VARIANTS"},
+    {"VARIANTS=Desktop:100", "VARIANTS"},
+    {"VARIANTS=a:1,a:2", "VARIANTS"},
+    {"VARIANTS=a:1,", "VARIANTS"},
+    {"VARIANTS=a:1,b:1,c:1,d:1,e:1,f:1,g:1,h:1,i:1", "VARIANTS"},
+    {"OUTPUT_FORMAT=bmp", "OUTPUT_FORMAT"},
+    {"JPEG_QUALITY=0", "JPEG_QUALITY"},
+    {"JPEG_QUALITY=101", "JPEG_QUALITY"},
+    {"WATERMARK_TEXT=line\nbreak", "WATERMARK_TEXT"},
+    {"WATERMARK_IMAGE=/nonexistent.png", "WATERMARK_IMAGE"},
+    {"MAX_UPLOAD_BYTES=0", "MAX_UPLOAD_BYTES"},
+    {"MAX_PIXELS=-5", "MAX_PIXELS"},
+    {"WORKERS=1000", "WORKERS"},
+    {"QUEUE_SIZE=0", "QUEUE_SIZE"},
+    {"PRESIGN_PUT_EXPIRES=604801", "PRESIGN_PUT_EXPIRES"},
+    {"PRESIGN_GET_EXPIRES=0", "PRESIGN_GET_EXPIRES"},
+    {"RECONCILE_INTERVAL=-1", "RECONCILE_INTERVAL"},
+    {"INDEX_MAX_ENTRIES=10", "INDEX_MAX_ENTRIES"},
+    {"LOG_LEVEL=verbose", "LOG_LEVEL"},
+};
+
+static void test_bad_values_name_the_variable(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
+        struct config c;
+        char msg[256];
+        enum rz_err err = load_with(bad_cases[i].setting, &c, msg, sizeof(msg));
+
+        if (err != RZ_EINVAL || strncmp(msg, bad_cases[i].named, strlen(bad_cases[i].named)) != 0)
+            fail_msg("case %s: err %d, msg \"%s\"", bad_cases[i].setting, err, msg);
+    }
+}
+
+static void test_defaults(void **state)
+{
+    struct config c;
+    char msg[256];
+
+    (void)state;
+    assert_int_equal(load_with(NULL, &c, msg, sizeof(msg)), RZ_OK);
+    assert_string_equal(c.src_prefix, "images/");
+    assert_int_equal(c.port, 8080);
+    assert_string_equal(c.listen_addr, "0.0.0.0");
+    assert_string_equal(c.s3_endpoint, "https://s3.us-east-1.amazonaws.com");
+    assert_null(c.s3_public_endpoint);
+    assert_int_equal(c.force_path_style, 0);
+    assert_int_equal(c.nvariants, 3);
+    assert_string_equal(c.variants[0].name, "desktop");
+    assert_int_equal(c.variants[0].width, 1920);
+    assert_string_equal(c.variants[1].name, "tablet");
+    assert_int_equal(c.variants[1].width, 1024);
+    assert_string_equal(c.variants[2].name, "phone");
+    assert_int_equal(c.variants[2].width, 640);
+    assert_int_equal(c.output_format, IMAGE_OUTPUT_SAME);
+    assert_int_equal(c.jpeg_quality, 85);
+    assert_int_equal(c.max_upload_bytes, 52428800);
+    assert_int_equal(c.max_pixels, 100000000);
+    assert_int_equal(c.queue_size, 1024);
+    assert_int_equal(c.presign_put_expires, 900);
+    assert_int_equal(c.presign_get_expires, 3600);
+    assert_int_equal(c.reconcile_interval, 300);
+    assert_int_equal(c.index_max_entries, 100000);
+    assert_int_equal(c.shutdown_grace, 25);
+    assert_string_equal(c.events_api_key_header, "x-api-key");
+    assert_int_equal(c.sse, CONFIG_SSE_NONE);
+    assert_int_equal(c.log_level, LOG_INFO);
+    config_cleanup(&c);
+}
+
+struct good_case {
+    const char *setting;
+    void (*check)(const struct config *c);
+};
+
+static void check_prefix(const struct config *c) { assert_string_equal(c->src_prefix, "uploads/x/"); }
+static void check_endpoint(const struct config *c)
+{
+    assert_string_equal(c->s3_endpoint, "http://127.0.0.1:9000");
+}
+static void check_public(const struct config *c)
+{
+    assert_string_equal(c->s3_public_endpoint, "https://files.example.com");
+}
+static void check_path_style(const struct config *c) { assert_int_equal(c->force_path_style, 1); }
+static void check_sse(const struct config *c) { assert_int_equal(c->sse, CONFIG_SSE_KMS); }
+static void check_port(const struct config *c) { assert_int_equal(c->port, 9090); }
+static void check_tokens(const struct config *c)
+{
+    assert_int_equal(c->napi_tokens, 2);
+    assert_string_equal(c->api_tokens[1], "fedcba9876543210fedc");
+}
+static void check_header(const struct config *c)
+{
+    assert_string_equal(c->events_api_key_header, "x-events-key");
+}
+static void check_variants(const struct config *c)
+{
+    assert_int_equal(c->nvariants, 2);
+    assert_string_equal(c->variants[1].name, "thumb_2");
+    assert_int_equal(c->variants[1].width, 150);
+}
+static void check_output(const struct config *c) { assert_int_equal(c->output_format, IMAGE_OUTPUT_WEBP); }
+static void check_quality(const struct config *c) { assert_int_equal(c->jpeg_quality, 70); }
+static void check_watermark(const struct config *c) { assert_string_equal(c->watermark_text, "(c) me"); }
+static void check_upload(const struct config *c) { assert_int_equal(c->max_upload_bytes, 1000); }
+static void check_pixels(const struct config *c) { assert_int_equal(c->max_pixels, 5000); }
+static void check_workers(const struct config *c) { assert_int_equal(c->workers, 3); }
+static void check_queue(const struct config *c) { assert_int_equal(c->queue_size, 7); }
+static void check_put(const struct config *c) { assert_int_equal(c->presign_put_expires, 60); }
+static void check_get(const struct config *c) { assert_int_equal(c->presign_get_expires, 604800); }
+static void check_reconcile(const struct config *c) { assert_int_equal(c->reconcile_interval, 0); }
+static void check_index(const struct config *c) { assert_int_equal(c->index_max_entries, 500); }
+static void check_level(const struct config *c) { assert_int_equal(c->log_level, LOG_DEBUG); }
+static void check_grace(const struct config *c) { assert_int_equal(c->shutdown_grace, 5); }
+static void check_threads(const struct config *c) { assert_int_equal(c->http_threads, 8); }
+static void check_listen(const struct config *c) { assert_string_equal(c->listen_addr, "127.0.0.1"); }
+static void check_basic(const struct config *c)
+{
+    assert_string_equal(c->events_basic_auth, "eb:secret");
+}
+
+static const struct good_case good_cases[] = {
+    {"SRC_PREFIX=uploads/x/", check_prefix},
+    {"S3_ENDPOINT=http://127.0.0.1:9000", check_endpoint},
+    {"S3_PUBLIC_ENDPOINT=https://files.example.com", check_public},
+    {"S3_FORCE_PATH_STYLE=true", check_path_style},
+    {"SSE=aws:kms", check_sse},
+    {"PORT=9090", check_port},
+    {"API_TOKENS=0123456789abcdef0123,fedcba9876543210fedc", check_tokens},
+    {"EVENTS_API_KEY_HEADER=X-Events-Key", check_header},
+    {"VARIANTS=big:3000,thumb_2:150", check_variants},
+    {"OUTPUT_FORMAT=webp", check_output},
+    {"JPEG_QUALITY=70", check_quality},
+    {"WATERMARK_TEXT=(c) me", check_watermark},
+    {"MAX_UPLOAD_BYTES=1000", check_upload},
+    {"MAX_PIXELS=5000", check_pixels},
+    {"WORKERS=3", check_workers},
+    {"QUEUE_SIZE=7", check_queue},
+    {"PRESIGN_PUT_EXPIRES=60", check_put},
+    {"PRESIGN_GET_EXPIRES=604800", check_get},
+    {"RECONCILE_INTERVAL=0", check_reconcile},
+    {"INDEX_MAX_ENTRIES=500", check_index},
+    {"LOG_LEVEL=debug", check_level},
+    {"SHUTDOWN_GRACE=5", check_grace},
+    {"HTTP_THREADS=8", check_threads},
+    {"LISTEN_ADDR=127.0.0.1", check_listen},
+    {"EVENTS_BASIC_AUTH=eb:secret", check_basic},
+};
+
+static void test_good_values(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(good_cases) / sizeof(good_cases[0]); i++) {
+        struct config c;
+        char msg[256];
+
+        if (load_with(good_cases[i].setting, &c, msg, sizeof(msg)) != RZ_OK)
+            fail_msg("case %s: %s", good_cases[i].setting, msg);
+        good_cases[i].check(&c);
+        config_cleanup(&c);
+    }
+}
+
+static void test_container_credentials_replace_static_keys(void **state)
+{
+    const char *env[] = {
+        "DEST_BUCKET=dest-bucket", "AWS_REGION=eu-west-1", "API_TOKENS=0123456789abcdef0123",
+        "EVENTS_BASIC_AUTH=u:p", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=/v2/credentials/x",
+        NULL,
+    };
+    struct config c;
+    char msg[256];
+
+    (void)state;
+    assert_int_equal(config_load(env, &c, msg, sizeof(msg)), RZ_OK);
+    assert_null(c.access_key);
+    assert_string_equal(c.container_relative_uri, "/v2/credentials/x");
+    assert_string_equal(c.s3_endpoint, "https://s3.eu-west-1.amazonaws.com");
+    config_cleanup(&c);
+}
+
+static void test_no_credentials_at_all(void **state)
+{
+    const char *env[] = {
+        "DEST_BUCKET=dest-bucket", "AWS_REGION=eu-west-1", "API_TOKENS=0123456789abcdef0123",
+        "EVENTS_API_KEY=k", NULL,
+    };
+    struct config c;
+    char msg[256];
+
+    (void)state;
+    assert_int_equal(config_load(env, &c, msg, sizeof(msg)), RZ_EINVAL);
+    assert_non_null(strstr(msg, "AWS_ACCESS_KEY_ID"));
+}
+
+static void test_secrets_never_in_messages(void **state)
+{
+    struct config c;
+    char msg[256];
+
+    (void)state;
+    assert_int_equal(load_with("API_TOKENS=topsecretvalue", &c, msg, sizeof(msg)), RZ_EINVAL);
+    assert_null(strstr(msg, "topsecretvalue"));
+}
+
+static void test_help_lists_every_variable(void **state)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    static const char *const names[] = {
+        "DEST_BUCKET", "SRC_BUCKET", "SRC_PREFIX", "AWS_REGION", "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN", "S3_ENDPOINT",
+        "S3_PUBLIC_ENDPOINT", "S3_FORCE_PATH_STYLE", "LISTEN_ADDR", "PORT", "VARIANTS",
+        "OUTPUT_FORMAT", "JPEG_QUALITY", "WATERMARK_TEXT", "WATERMARK_IMAGE",
+        "MAX_UPLOAD_BYTES", "MAX_PIXELS", "WORKERS", "QUEUE_SIZE", "PRESIGN_PUT_EXPIRES",
+        "PRESIGN_GET_EXPIRES", "SSE", "SSE_KMS_KEY_ID", "RECONCILE_INTERVAL",
+        "INDEX_MAX_ENTRIES", "LOG_LEVEL", "API_TOKENS", "EVENTS_API_KEY_HEADER",
+        "EVENTS_API_KEY", "EVENTS_BASIC_AUTH",
+    };
+
+    (void)state;
+    config_print_help(f);
+    fclose(f);
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (!strstr(text, names[i]))
+            fail_msg("--help lacks %s", names[i]);
+    }
+    assert_non_null(strstr(text, "[default: desktop:1920,tablet:1024,phone:640]"));
+    free(text);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_good_values),
+        cmocka_unit_test(test_bad_values_name_the_variable),
+        cmocka_unit_test(test_container_credentials_replace_static_keys),
+        cmocka_unit_test(test_no_credentials_at_all),
+        cmocka_unit_test(test_secrets_never_in_messages),
+        cmocka_unit_test(test_help_lists_every_variable),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
