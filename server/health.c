@@ -1,0 +1,167 @@
+/* health.c - the S3 reachability probe and the draining flag. */
+#include "health.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+struct health {
+    struct health_opts opts;
+    struct s3_conn *conn;
+    pthread_t thread;
+    int started;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    int stopping;
+    int draining;
+    int64_t last_ok_ms;         /* monotonic */
+    char last_error[160];
+};
+
+static int64_t health_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Answers that prove S3 is there, even though they are not 200. */
+static int health_answered(enum rz_err err)
+{
+    return err == RZ_OK || err == RZ_ENOTFOUND || err == RZ_EDENIED || err == RZ_EINVAL;
+}
+
+static void health_probe(struct health *h)
+{
+    char msg[160] = "";
+    enum rz_err err;
+
+    if (h->opts.src_bucket) {
+        struct s3_list list;
+
+        err = s3_list_objects(h->conn, h->opts.src_bucket, h->opts.src_prefix, NULL, NULL, 1,
+                              &list, msg, sizeof(msg));
+        if (err == RZ_OK)
+            s3_list_cleanup(&list);
+    } else {
+        struct s3_head head;
+
+        err = s3_head_object(h->conn, h->opts.dest_bucket, "_status/probe", &head, msg,
+                             sizeof(msg));
+        if (err == RZ_OK)
+            s3_head_cleanup(&head);
+    }
+    pthread_mutex_lock(&h->lock);
+    if (health_answered(err)) {
+        if (h->last_ok_ms == 0 || h->last_error[0])
+            log_printf(LOG_INFO, "s3_reachable", "S3 answers again");
+        h->last_ok_ms = health_now_ms();
+        h->last_error[0] = '\0';
+    } else {
+        if (!h->last_error[0])
+            log_printf(LOG_WARN, "s3_unreachable", "%s", msg);
+        snprintf(h->last_error, sizeof(h->last_error), "%s", msg[0] ? msg : rz_err_name(err));
+    }
+    pthread_mutex_unlock(&h->lock);
+}
+
+static void *health_main(void *arg)
+{
+    struct health *h = arg;
+    struct timespec deadline;
+
+    pthread_mutex_lock(&h->lock);
+    while (!h->stopping) {
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += h->opts.interval_ms / 1000;
+        deadline.tv_nsec += (h->opts.interval_ms % 1000) * 1000000L;
+        if (deadline.tv_nsec >= 1000000000L) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&h->wake, &h->lock, &deadline);
+        if (h->stopping)
+            break;
+        pthread_mutex_unlock(&h->lock);
+        health_probe(h);
+        pthread_mutex_lock(&h->lock);
+    }
+    pthread_mutex_unlock(&h->lock);
+    return NULL;
+}
+
+enum rz_err health_new(const struct health_opts *opts, struct health **out)
+{
+    struct health *h = calloc(1, sizeof(*h));
+
+    if (!h)
+        return RZ_ENOMEM;
+    h->opts = *opts;
+    pthread_mutex_init(&h->lock, NULL);
+    pthread_cond_init(&h->wake, NULL);
+    h->conn = s3_conn_new(opts->s3);
+    if (!h->conn) {
+        health_free(h);
+        return RZ_ENOMEM;
+    }
+    health_probe(h);
+    if (pthread_create(&h->thread, NULL, health_main, h) != 0) {
+        health_free(h);
+        return RZ_EINTERNAL;
+    }
+    h->started = 1;
+    *out = h;
+    return RZ_OK;
+}
+
+void health_free(struct health *h)
+{
+    if (!h)
+        return;
+    if (h->started) {
+        pthread_mutex_lock(&h->lock);
+        h->stopping = 1;
+        pthread_cond_signal(&h->wake);
+        pthread_mutex_unlock(&h->lock);
+        pthread_join(h->thread, NULL);
+    }
+    s3_conn_free(h->conn);
+    pthread_cond_destroy(&h->wake);
+    pthread_mutex_destroy(&h->lock);
+    free(h);
+}
+
+void health_set_draining(struct health *h)
+{
+    pthread_mutex_lock(&h->lock);
+    h->draining = 1;
+    pthread_mutex_unlock(&h->lock);
+}
+
+int health_draining(struct health *h)
+{
+    int d;
+
+    pthread_mutex_lock(&h->lock);
+    d = h->draining;
+    pthread_mutex_unlock(&h->lock);
+    return d;
+}
+
+int health_s3_ok(struct health *h, char *why, size_t whylen)
+{
+    int ok;
+
+    pthread_mutex_lock(&h->lock);
+    ok = h->last_ok_ms && health_now_ms() - h->last_ok_ms <= h->opts.window_ms;
+    if (!ok)
+        snprintf(why, whylen, "S3 has not answered recently: %s",
+                 h->last_error[0] ? h->last_error : "no answer yet");
+    pthread_mutex_unlock(&h->lock);
+    return ok;
+}

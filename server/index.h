@@ -1,0 +1,143 @@
+/* index.h - the in-memory index of status records.
+ *
+ * Entries are found by id and by (bucket, key), and listed newest first.
+ * Readers get deep copies under a read lock; writers change entries under
+ * the write lock through short callbacks; no lock is ever held during I/O.
+ * The size is bounded: when full, the oldest finished entry (done, failed,
+ * or pending past its upload URL's expiry) is evicted; queued and
+ * processing entries never are. */
+#ifndef RESIZER_INDEX_H
+#define RESIZER_INDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "err.h"
+#include "image.h"
+
+#define INDEX_ID_LEN 36 /* a lowercase UUID */
+#define INDEX_CODE_MAX 32
+
+enum index_state {
+    INDEX_PENDING = 0,  /* upload URL handed out, nothing seen yet */
+    INDEX_QUEUED,
+    INDEX_PROCESSING,
+    INDEX_DONE,
+    INDEX_FAILED,
+    INDEX_NSTATES,
+};
+
+struct index_variant {
+    char name[IMAGE_VARIANT_NAME_MAX];
+    char *key;
+    char *content_type;
+    int width;
+    int height;
+    uint64_t bytes;
+};
+
+/* A status record. Strings are owned by the entry (NULL when unknown). */
+struct index_entry {
+    char id[INDEX_ID_LEN + 1];
+    enum index_state state;
+    char *bucket;
+    char *key;
+    char *filename;          /* given to POST /v1/uploads */
+    char *content_type;      /* declared at upload */
+    char *etag;              /* of the source object */
+    char *sequencer;         /* S3's ordering token of the last event */
+    uint64_t bytes;
+    char format[16];         /* "jpeg", ... ; "" until read */
+    int width;
+    int height;
+    struct index_variant variants[IMAGE_MAX_VARIANTS];
+    size_t nvariants;
+    char error_code[INDEX_CODE_MAX];  /* "" when none */
+    char *error_message;
+    int attempts;
+    int rerun;               /* a newer object arrived while processing */
+    int try_decoded_key;     /* see struct event_object */
+    int64_t created_ms;      /* Unix time in milliseconds */
+    int64_t updated_ms;
+    int64_t started_ms;
+    int64_t finished_ms;
+    int64_t upload_expires_ms; /* pending only: when the upload URL expires */
+    uint64_t seq;            /* insertion order; the listing cursor */
+};
+
+/* What index_claim decided for an event. */
+enum index_claim {
+    INDEX_CLAIM_NEW = 0,     /* queue a job for *id_out */
+    INDEX_CLAIM_DUPLICATE,   /* already queued, processing or done for this object */
+};
+
+struct index;
+
+/* Returns an empty index holding at most max_entries, or NULL. */
+struct index *index_new(size_t max_entries);
+
+/* NULL is a no-op. */
+void index_free(struct index *idx);
+
+/* Inserts a copy of e, replacing any entry with the same id (and the
+ * same bucket/key). RZ_EFULL when full of unfinished entries. */
+enum rz_err index_put(struct index *idx, const struct index_entry *e);
+
+/* Copies the entry with this id into *out (release with
+ * index_entry_cleanup). RZ_ENOTFOUND if none. */
+enum rz_err index_get(struct index *idx, const char *id, struct index_entry *out);
+
+/* Same, by bucket and key. */
+enum rz_err index_get_by_key(struct index *idx, const char *bucket, const char *key,
+                             struct index_entry *out);
+
+/* Runs fn on the entry with this id under the write lock; fn must be quick
+ * and must not call the index. Returns fn's result, or RZ_ENOTFOUND. */
+typedef enum rz_err (*index_update_fn)(struct index_entry *e, void *arg);
+enum rz_err index_update(struct index *idx, const char *id, index_update_fn fn, void *arg);
+
+/* Decides whether an object-created event needs a job, atomically:
+ * - no entry for (bucket, key): a new one, queued, with id new_id;
+ * - pending or failed: queued;
+ * - queued/processing/done with the same etag, or a sequencer not newer
+ *   than the one seen: a duplicate;
+ * - done with another etag or a newer sequencer: queued again;
+ * - processing with a newer object: marked to run again when it ends
+ *   (a duplicate for the caller: no second job runs concurrently).
+ * The id of the entry goes to id_out. RZ_EFULL when full. */
+enum rz_err index_claim(struct index *idx, const char *bucket, const char *key, const char *etag,
+                        const char *sequencer, uint64_t size, int try_decoded_key,
+                        const char *new_id, int64_t now_ms, enum index_claim *claim_out,
+                        char id_out[INDEX_ID_LEN + 1]);
+
+/* Copies up to limit entries, newest first, with seq below before_seq (0:
+ * from the newest), in state `state` (-1: any), into out (an array of
+ * limit entries; release each with index_entry_cleanup). *n_out gets the
+ * count and *next_out the cursor for the next page (0 when none). */
+enum rz_err index_list(struct index *idx, int state, uint64_t before_seq, size_t limit,
+                       struct index_entry *out, size_t *n_out, uint64_t *next_out);
+
+/* Counts entries by state into counts[INDEX_NSTATES]; returns the total. */
+size_t index_count(struct index *idx, size_t counts[INDEX_NSTATES]);
+
+/* Deep copy of src into *dst (which is overwritten). */
+enum rz_err index_entry_copy(struct index_entry *dst, const struct index_entry *src);
+
+/* Frees the strings of e; safe on a zeroed entry. */
+void index_entry_cleanup(struct index_entry *e);
+
+/* "pending", "queued", ...; NULL-safe. -1 from parse for unknown names. */
+const char *index_state_name(enum index_state s);
+int index_state_parse(const char *s);
+
+/* The status record as JSON (urls not included; handlers add them), the
+ * shape both the API and the record kept in S3 use. NULL if out of memory. */
+json_t *index_entry_to_json(const struct index_entry *e);
+
+/* Parses a status record written by index_entry_to_json into *out.
+ * RZ_EINVAL if it is not one. */
+enum rz_err index_entry_from_json(const json_t *j, struct index_entry *out);
+
+#endif

@@ -1,0 +1,639 @@
+/* jobs.c - bounded queue of index ids and the worker threads.
+ *
+ * The queue is a ring of ids under one mutex. Submitting holds that mutex
+ * while it claims objects in the index, so "is there room" and "claim"
+ * happen together and a full queue never leaves an entry half-claimed. */
+#include "jobs.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <uuid/uuid.h>
+
+#include "keys.h"
+#include "log.h"
+
+#define JOBS_CACHE_CONTROL "max-age=86400"
+
+struct jobs_slot {
+    char id[INDEX_ID_LEN + 1];
+};
+
+struct jobs_worker {
+    struct jobs *jobs;
+    struct s3_conn *conn;
+    pthread_t thread;
+    int started;
+};
+
+struct jobs {
+    struct jobs_opts opts;
+    struct image_opts image;
+    pthread_mutex_t lock;
+    pthread_cond_t work;      /* a job was queued, or stopping */
+    pthread_cond_t idle;      /* a worker finished a job */
+    struct jobs_slot *ring;
+    size_t head;              /* next to pop */
+    size_t count;
+    size_t busy;              /* jobs running */
+    int draining;             /* no new jobs */
+    int stopping;             /* workers exit when the queue is empty */
+    struct jobs_worker *workers;
+};
+
+/* What a worker needs of the entry, copied out under the index lock. */
+struct jobs_task {
+    char *bucket;
+    char *key;
+    char *etag;
+    int try_decoded_key;
+};
+
+/* What a finished job writes back into the entry. */
+struct jobs_outcome {
+    enum rz_err err;
+    uint64_t bytes;           /* of the object actually read */
+    char *etag;
+    char msg[256];
+    struct image_info info;
+    struct image_result *results;
+    char **keys;
+    size_t n;
+    const char *real_key;     /* the key found in S3, when it differs */
+    int64_t now_ms;
+    int rerun;                /* set by the finish callback */
+};
+
+static const double jobs_duration_buckets[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+
+static int64_t jobs_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char *jobs_failure_code(enum rz_err err)
+{
+    switch (err) {
+    case RZ_EUNSUPPORTED: return "unsupported_format";
+    case RZ_ETOOBIG: return "too_large";
+    case RZ_EPIXELS: return "too_many_pixels";
+    case RZ_ECORRUPT: return "corrupt_image";
+    case RZ_ENOTFOUND: return "source_missing";
+    case RZ_EDENIED: return "access_denied";
+    default: return "upstream_error";
+    }
+}
+
+/* ---- the queue ---- */
+
+static void jobs_push_locked(struct jobs *j, const char *id)
+{
+    size_t tail = (j->head + j->count) % j->opts.queue_size;
+
+    memcpy(j->ring[tail].id, id, INDEX_ID_LEN + 1);
+    j->count++;
+    pthread_cond_signal(&j->work);
+}
+
+static enum rz_err jobs_claim_one(struct jobs *j, const struct event_object *o, int64_t now_ms,
+                                  struct jobs_submit_result *out)
+{
+    uuid_t uu;
+    char new_id[INDEX_ID_LEN + 1];
+    char id[INDEX_ID_LEN + 1];
+    enum index_claim claim;
+    enum rz_err err;
+
+    uuid_generate_random(uu);
+    uuid_unparse_lower(uu, new_id);
+    err = index_claim(j->opts.index, o->bucket, o->key, o->etag, o->sequencer, o->size,
+                      o->try_decoded_key, new_id, now_ms, &claim, id);
+    if (err != RZ_OK)
+        return err;
+    if (claim == INDEX_CLAIM_DUPLICATE) {
+        out->duplicates++;
+        return RZ_OK;
+    }
+    jobs_push_locked(j, id);
+    out->accepted++;
+    return RZ_OK;
+}
+
+enum rz_err jobs_submit(struct jobs *j, const struct event_batch *b, int64_t now_ms,
+                        struct jobs_submit_result *out)
+{
+    enum rz_err err = RZ_OK;
+
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&j->lock);
+    if (j->draining)
+        err = RZ_ESHUTDOWN;
+    for (size_t i = 0; i < b->nobjects && err == RZ_OK; i++) {
+        if (j->count == j->opts.queue_size) {
+            err = RZ_EFULL;
+            break;
+        }
+        err = jobs_claim_one(j, &b->objects[i], now_ms, out);
+    }
+    pthread_mutex_unlock(&j->lock);
+    if (out->accepted)
+        metrics_add(j->opts.metrics, "resizer_events_total", "outcome=\"accepted\"",
+                    (double)out->accepted);
+    if (out->duplicates)
+        metrics_add(j->opts.metrics, "resizer_events_total", "outcome=\"duplicate\"",
+                    (double)out->duplicates);
+    return err;
+}
+
+static enum rz_err jobs_requeue_fn(struct index_entry *e, void *arg)
+{
+    if (e->state != INDEX_FAILED)
+        return RZ_ECONFLICT;
+    e->state = INDEX_QUEUED;
+    e->error_code[0] = '\0';
+    free(e->error_message);
+    e->error_message = NULL;
+    e->updated_ms = *(int64_t *)arg;
+    return RZ_OK;
+}
+
+enum rz_err jobs_retry(struct jobs *j, const char *id, int64_t now_ms)
+{
+    enum rz_err err;
+
+    pthread_mutex_lock(&j->lock);
+    if (j->draining)
+        err = RZ_ESHUTDOWN;
+    else if (j->count == j->opts.queue_size)
+        err = RZ_EFULL;
+    else
+        err = index_update(j->opts.index, id, jobs_requeue_fn, &now_ms);
+    if (err == RZ_OK)
+        jobs_push_locked(j, id);
+    pthread_mutex_unlock(&j->lock);
+    return err;
+}
+
+size_t jobs_depth(struct jobs *j)
+{
+    size_t n;
+
+    pthread_mutex_lock(&j->lock);
+    n = j->count;
+    pthread_mutex_unlock(&j->lock);
+    return n;
+}
+
+size_t jobs_capacity(struct jobs *j)
+{
+    return j->opts.queue_size;
+}
+
+/* ---- one job ---- */
+
+static void jobs_task_cleanup(struct jobs_task *t)
+{
+    free(t->bucket);
+    free(t->key);
+    free(t->etag);
+    memset(t, 0, sizeof(*t));
+}
+
+static enum rz_err jobs_start_fn(struct index_entry *e, void *arg)
+{
+    struct jobs_task *t = arg;
+
+    if (e->state != INDEX_QUEUED)
+        return RZ_ECONFLICT;
+    t->bucket = strdup(e->bucket ? e->bucket : "");
+    t->key = strdup(e->key ? e->key : "");
+    t->etag = e->etag ? strdup(e->etag) : NULL;
+    t->try_decoded_key = e->try_decoded_key;
+    if (!t->bucket || !t->key || (e->etag && !t->etag)) {
+        jobs_task_cleanup(t);
+        return RZ_ENOMEM;
+    }
+    e->state = INDEX_PROCESSING;
+    e->attempts++;
+    e->rerun = 0;
+    e->started_ms = jobs_now_ms();
+    e->updated_ms = e->started_ms;
+    return RZ_OK;
+}
+
+/* Downloads the source; an EventBridge key that may be percent-encoded is
+ * tried decoded once when the raw form is not there (AWS does not say
+ * which form it sends). 403 counts as "not there": without s3:ListBucket S3
+ * answers a missing key with 403. */
+static enum rz_err jobs_download(struct jobs_worker *w, const struct jobs_task *t,
+                                 struct s3_object *obj, char **real_key_out, char *msg,
+                                 size_t msglen)
+{
+    const struct config *cfg = w->jobs->opts.cfg;
+    enum rz_err err = s3_get_object(w->conn, t->bucket, t->key, cfg->max_upload_bytes, obj, msg,
+                                    msglen);
+    char *decoded;
+
+    *real_key_out = NULL;
+    if (!t->try_decoded_key || (err != RZ_ENOTFOUND && err != RZ_EDENIED))
+        return err;
+    decoded = events_url_decode(t->key, 1);
+    if (!decoded || strcmp(decoded, t->key) == 0) {
+        free(decoded);
+        return err;
+    }
+    err = s3_get_object(w->conn, t->bucket, decoded, cfg->max_upload_bytes, obj, msg, msglen);
+    if (err == RZ_OK)
+        *real_key_out = decoded;
+    else
+        free(decoded);
+    return err;
+}
+
+static enum rz_err jobs_put_variants(struct jobs_worker *w, const struct jobs_task *t,
+                                     const char *key, struct jobs_outcome *o)
+{
+    const struct config *cfg = w->jobs->opts.cfg;
+    struct s3_field meta[1] = {{"source-etag", t->etag ? t->etag : ""}};
+    enum rz_err err = RZ_OK;
+
+    o->keys = calloc(o->n, sizeof(*o->keys));
+    if (!o->keys)
+        return RZ_ENOMEM;
+    for (size_t i = 0; i < o->n && err == RZ_OK; i++) {
+        const struct image_result *r = &o->results[i];
+
+        o->keys[i] = keys_variant(cfg->src_prefix, key, r->name, r->format);
+        if (!o->keys[i])
+            return RZ_ENOMEM;
+        err = s3_put_object(w->conn, cfg->dest_bucket, o->keys[i], r->data, r->len,
+                            image_format_mime(r->format), JOBS_CACHE_CONTROL, meta,
+                            t->etag ? 1 : 0, o->msg, sizeof(o->msg));
+    }
+    return err;
+}
+
+static void jobs_process(struct jobs_worker *w, const struct jobs_task *t, struct jobs_outcome *o)
+{
+    struct jobs *j = w->jobs;
+    struct s3_object obj = {0};
+    char *real_key = NULL;
+
+    o->err = jobs_download(w, t, &obj, &real_key, o->msg, sizeof(o->msg));
+    if (o->err == RZ_OK) {
+        o->bytes = obj.len;
+        o->etag = obj.etag;
+        obj.etag = NULL;
+        o->n = j->image.nvariants;
+        o->results = calloc(o->n, sizeof(*o->results));
+        o->err = o->results ? image_make_variants(obj.data, obj.len, &j->image, &o->info,
+                                                  o->results, o->msg, sizeof(o->msg))
+                            : RZ_ENOMEM;
+    }
+    s3_object_cleanup(&obj);
+    if (o->err == RZ_OK)
+        o->err = jobs_put_variants(w, t, real_key ? real_key : t->key, o);
+    o->real_key = real_key;
+}
+
+static enum rz_err jobs_finish_fn(struct index_entry *e, void *arg)
+{
+    struct jobs_outcome *o = arg;
+
+    e->updated_ms = e->finished_ms = o->now_ms;
+    o->rerun = e->rerun;
+    e->rerun = 0;
+    for (size_t i = 0; i < e->nvariants; i++) {
+        free(e->variants[i].key);
+        free(e->variants[i].content_type);
+    }
+    e->nvariants = 0;
+    free(e->error_message);
+    e->error_message = NULL;
+    if (o->err != RZ_OK) {
+        e->state = INDEX_FAILED;
+        snprintf(e->error_code, sizeof(e->error_code), "%s", jobs_failure_code(o->err));
+        e->error_message = strdup(o->msg[0] ? o->msg : rz_err_name(o->err));
+        return RZ_OK;
+    }
+    e->state = INDEX_DONE;
+    e->error_code[0] = '\0';
+    e->bytes = o->bytes;
+    if (o->etag) {
+        free(e->etag);
+        e->etag = strdup(o->etag);
+    }
+    snprintf(e->format, sizeof(e->format), "%s", image_format_name(o->info.format));
+    e->width = o->info.width;
+    e->height = o->info.height;
+    for (size_t i = 0; i < o->n; i++) {
+        struct index_variant *v = &e->variants[i];
+
+        snprintf(v->name, sizeof(v->name), "%s", o->results[i].name);
+        v->key = strdup(o->keys[i]);
+        v->content_type = strdup(image_format_mime(o->results[i].format));
+        v->width = o->results[i].width;
+        v->height = o->results[i].height;
+        v->bytes = o->results[i].len;
+        e->nvariants = i + 1;
+    }
+    return RZ_OK;
+}
+
+/* Writes the status record under both of its keys, so any replica can
+ * answer by id or by key. After a transient failure (upstream_error) only
+ * the by-id record is written: a missing by-key record is what makes the
+ * reconcile sweep try the object again once S3 is back. A failure here is
+ * logged, not fatal: the variants are what matter, and the sweep redoes
+ * an object whose record is missing. */
+static void jobs_write_status(struct jobs_worker *w, const char *id)
+{
+    const struct config *cfg = w->jobs->opts.cfg;
+    struct index_entry e = {0};
+    json_t *j;
+    char *text = NULL;
+    char *keys[2] = {NULL, NULL};
+    char msg[256] = "";
+    enum rz_err err = index_get(w->jobs->opts.index, id, &e);
+
+    if (err != RZ_OK)
+        return;
+    j = index_entry_to_json(&e);
+    text = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(j);
+    keys[0] = keys_status_by_id(id);
+    if (strcmp(e.error_code, "upstream_error") != 0)
+        keys[1] = keys_status_by_key(cfg->src_prefix, e.key);
+    err = text && keys[0] ? RZ_OK : RZ_ENOMEM;
+    for (size_t i = 0; i < 2 && keys[i] && err == RZ_OK; i++)
+        err = s3_put_object(w->conn, cfg->dest_bucket, keys[i], text, strlen(text),
+                            "application/json", "no-cache", NULL, 0, msg, sizeof(msg));
+    if (err != RZ_OK)
+        log_fields(LOG_WARN, "status_write_failed",
+                   json_pack("{s:s,s:s,s:s}", "id", id, "error", rz_err_name(err), "msg", msg));
+    free(text);
+    free(keys[0]);
+    free(keys[1]);
+    index_entry_cleanup(&e);
+}
+
+static void jobs_outcome_cleanup(struct jobs_outcome *o)
+{
+    image_results_free(o->results, o->n);
+    free(o->results);
+    for (size_t i = 0; o->keys && i < o->n; i++)
+        free(o->keys[i]);
+    free(o->keys);
+    free((char *)o->real_key);
+    free(o->etag);
+}
+
+static void jobs_count(struct jobs *j, const struct jobs_outcome *o, double secs)
+{
+    char labels[64];
+
+    snprintf(labels, sizeof(labels), "outcome=\"%s\"",
+             o->err == RZ_OK ? "done" : jobs_failure_code(o->err));
+    metrics_add(j->opts.metrics, "resizer_jobs_total", labels, 1);
+    metrics_observe(j->opts.metrics, "resizer_job_duration_seconds", "", secs);
+}
+
+static void jobs_log(const char *id, const struct jobs_task *t, const struct jobs_outcome *o,
+                     double secs)
+{
+    if (o->err == RZ_OK) {
+        log_fields(LOG_INFO, "job_done",
+                   json_pack("{s:s,s:s,s:s,s:f,s:i}", "id", id, "bucket", t->bucket, "key",
+                             t->key, "ms", secs * 1000.0, "variants", (int)o->n));
+        return;
+    }
+    log_fields(LOG_WARN, "job_failed",
+               json_pack("{s:s,s:s,s:s,s:s,s:s,s:f}", "id", id, "bucket", t->bucket, "key",
+                         t->key, "code", jobs_failure_code(o->err), "msg", o->msg, "ms",
+                         secs * 1000.0));
+}
+
+/* A newer object arrived while this one was processed: run again, unless
+ * the queue is full, in which case the entry stays queued for the sweep. */
+static void jobs_rerun(struct jobs *j, const char *id)
+{
+    int64_t now = jobs_now_ms();
+
+    pthread_mutex_lock(&j->lock);
+    if (j->count < j->opts.queue_size && !j->draining &&
+        index_update(j->opts.index, id, jobs_requeue_fn, &now) == RZ_OK)
+        jobs_push_locked(j, id);
+    pthread_mutex_unlock(&j->lock);
+}
+
+static void jobs_run(struct jobs_worker *w, const char *id)
+{
+    struct jobs *j = w->jobs;
+    struct jobs_task t = {0};
+    struct jobs_outcome o = {0};
+    int64_t start = jobs_now_ms();
+    double secs;
+
+    if (index_update(j->opts.index, id, jobs_start_fn, &t) != RZ_OK)
+        return; /* evicted, or taken by a retry race: nothing to do */
+    jobs_process(w, &t, &o);
+    o.now_ms = jobs_now_ms();
+    index_update(j->opts.index, id, jobs_finish_fn, &o);
+    jobs_write_status(w, id);
+    secs = (double)(o.now_ms - start) / 1000.0;
+    jobs_count(j, &o, secs);
+    jobs_log(id, &t, &o, secs);
+    if (o.rerun)
+        jobs_rerun(j, id);
+    jobs_outcome_cleanup(&o);
+    jobs_task_cleanup(&t);
+}
+
+/* ---- workers ---- */
+
+static void *jobs_worker_main(void *arg)
+{
+    struct jobs_worker *w = arg;
+    struct jobs *j = w->jobs;
+    char id[INDEX_ID_LEN + 1];
+
+    for (;;) {
+        pthread_mutex_lock(&j->lock);
+        while (j->count == 0 && !j->stopping)
+            pthread_cond_wait(&j->work, &j->lock);
+        if (j->count == 0) {
+            pthread_mutex_unlock(&j->lock);
+            break;
+        }
+        memcpy(id, j->ring[j->head].id, sizeof(id));
+        j->head = (j->head + 1) % j->opts.queue_size;
+        j->count--;
+        j->busy++;
+        pthread_mutex_unlock(&j->lock);
+
+        jobs_run(w, id);
+
+        pthread_mutex_lock(&j->lock);
+        j->busy--;
+        pthread_cond_broadcast(&j->idle);
+        pthread_mutex_unlock(&j->lock);
+    }
+    return NULL;
+}
+
+static double jobs_depth_gauge(void *arg)
+{
+    struct jobs *j = arg;
+
+    return (double)jobs_depth(j);
+}
+
+static double jobs_busy_gauge(void *arg)
+{
+    struct jobs *j = arg;
+    size_t n;
+
+    pthread_mutex_lock(&j->lock);
+    n = j->busy;
+    pthread_mutex_unlock(&j->lock);
+    return (double)n;
+}
+
+static enum rz_err jobs_metrics_register(struct jobs *j)
+{
+    struct metrics *m = j->opts.metrics;
+    enum rz_err err;
+
+    err = metrics_register(m, "resizer_jobs_total", METRICS_COUNTER,
+                           "Finished jobs by outcome (done or the failure code)", NULL, 0);
+    if (err == RZ_OK)
+        err = metrics_register(m, "resizer_job_duration_seconds", METRICS_HISTOGRAM,
+                               "Seconds from a job's start to its end (download, resize, upload)",
+                               jobs_duration_buckets,
+                               sizeof(jobs_duration_buckets) / sizeof(jobs_duration_buckets[0]));
+    if (err == RZ_OK)
+        err = metrics_register(m, "resizer_events_total", METRICS_COUNTER,
+                               "Objects in events by outcome", NULL, 0);
+    if (err == RZ_OK)
+        err = metrics_register_gauge_fn(m, "resizer_queue_depth", "Jobs waiting for a worker", "",
+                                        jobs_depth_gauge, j);
+    if (err == RZ_OK)
+        err = metrics_register_gauge_fn(m, "resizer_jobs_in_flight", "Jobs being processed", "",
+                                        jobs_busy_gauge, j);
+    return err;
+}
+
+static void jobs_image_opts(struct jobs *j)
+{
+    const struct config *c = j->opts.cfg;
+
+    j->image = (struct image_opts){
+        .variants = c->variants, .nvariants = c->nvariants, .output = c->output_format,
+        .jpeg_quality = (int)c->jpeg_quality, .max_pixels = c->max_pixels,
+        .watermark_text = c->watermark_text, .watermark_png = c->watermark_png,
+        .watermark_png_len = c->watermark_png_len,
+    };
+}
+
+static enum rz_err jobs_start_workers(struct jobs *j)
+{
+    j->workers = calloc(j->opts.workers, sizeof(*j->workers));
+    if (!j->workers)
+        return RZ_ENOMEM;
+    for (size_t i = 0; i < j->opts.workers; i++) {
+        struct jobs_worker *w = &j->workers[i];
+
+        w->jobs = j;
+        w->conn = s3_conn_new(j->opts.s3);
+        if (!w->conn)
+            return RZ_ENOMEM;
+        if (pthread_create(&w->thread, NULL, jobs_worker_main, w) != 0)
+            return RZ_EINTERNAL;
+        w->started = 1;
+    }
+    return RZ_OK;
+}
+
+enum rz_err jobs_new(const struct jobs_opts *opts, struct jobs **out)
+{
+    struct jobs *j = calloc(1, sizeof(*j));
+    enum rz_err err = RZ_ENOMEM;
+
+    if (!j)
+        return RZ_ENOMEM;
+    j->opts = *opts;
+    pthread_mutex_init(&j->lock, NULL);
+    pthread_cond_init(&j->work, NULL);
+    pthread_cond_init(&j->idle, NULL);
+    jobs_image_opts(j);
+    j->ring = calloc(opts->queue_size, sizeof(*j->ring));
+    if (!j->ring)
+        goto fail;
+    err = jobs_metrics_register(j);
+    if (err == RZ_OK)
+        err = jobs_start_workers(j);
+    if (err != RZ_OK)
+        goto fail;
+    *out = j;
+    return RZ_OK;
+fail:
+    jobs_free(j);
+    return err;
+}
+
+static void jobs_stop_workers(struct jobs *j)
+{
+    pthread_mutex_lock(&j->lock);
+    j->draining = 1;
+    j->stopping = 1;
+    pthread_cond_broadcast(&j->work);
+    pthread_mutex_unlock(&j->lock);
+    for (size_t i = 0; j->workers && i < j->opts.workers; i++) {
+        if (j->workers[i].started) {
+            pthread_join(j->workers[i].thread, NULL);
+            j->workers[i].started = 0;
+        }
+    }
+}
+
+size_t jobs_drain(struct jobs *j, long grace_secs)
+{
+    struct timespec deadline;
+    size_t left;
+
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += grace_secs;
+    pthread_mutex_lock(&j->lock);
+    j->draining = 1;
+    while (j->count + j->busy > 0) {
+        if (pthread_cond_timedwait(&j->idle, &j->lock, &deadline) != 0)
+            break;
+    }
+    /* Whatever did not start stays queued in the index; drop it here so
+     * the workers exit once their running jobs end. */
+    left = j->count + j->busy;
+    j->count = 0;
+    pthread_mutex_unlock(&j->lock);
+    jobs_stop_workers(j);
+    return left;
+}
+
+void jobs_free(struct jobs *j)
+{
+    if (!j)
+        return;
+    jobs_stop_workers(j);
+    for (size_t i = 0; j->workers && i < j->opts.workers; i++)
+        s3_conn_free(j->workers[i].conn);
+    free(j->workers);
+    free(j->ring);
+    pthread_cond_destroy(&j->work);
+    pthread_cond_destroy(&j->idle);
+    pthread_mutex_destroy(&j->lock);
+    free(j);
+}

@@ -1,0 +1,277 @@
+/* reconcile.c - a streaming merge of the source and status listings. */
+#include "reconcile.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "keys.h"
+#include "log.h"
+
+#define RECONCILE_PAGE 1000
+
+/* One listing walked a page at a time. */
+struct reconcile_cursor {
+    const char *bucket;
+    const char *prefix;
+    struct s3_list page;
+    size_t pos;
+    int started;
+    int done;
+};
+
+struct reconcile {
+    struct reconcile_opts opts;
+    struct s3_conn *conn;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    int stopping;
+};
+
+static const double reconcile_buckets[] = {0.1, 0.5, 1, 5, 10, 30, 60, 300};
+
+/* The current item, fetching the next page when this one is used up; NULL
+ * at the end. RZ_* errors from S3 end the sweep. */
+static enum rz_err reconcile_peek(struct s3_conn *conn, struct reconcile_cursor *c,
+                                  const struct s3_list_item **out)
+{
+    char msg[256];
+    char *token;
+    enum rz_err err;
+
+    *out = NULL;
+    while (!c->done && (!c->started || c->pos == c->page.nitems)) {
+        if (c->started && !c->page.next_token) {
+            c->done = 1;
+            break;
+        }
+        token = c->page.next_token;
+        c->page.next_token = NULL;
+        s3_list_cleanup(&c->page);
+        err = s3_list_objects(conn, c->bucket, c->prefix, NULL, token, RECONCILE_PAGE, &c->page,
+                              msg, sizeof(msg));
+        free(token);
+        if (err != RZ_OK) {
+            log_printf(LOG_WARN, "reconcile_list_failed", "%s/%s: %s", c->bucket, c->prefix, msg);
+            return err;
+        }
+        c->started = 1;
+        c->pos = 0;
+    }
+    if (!c->done)
+        *out = &c->page.items[c->pos];
+    return RZ_OK;
+}
+
+/* Whether the object needs a job, from what this replica knows of it and
+ * from its status record (present and at least as new as the object). */
+static int reconcile_wanted(struct reconcile *r, const struct s3_list_item *obj,
+                            int has_record)
+{
+    struct index_entry e = {0};
+    int wanted;
+
+    if (index_get_by_key(r->opts.index, r->opts.cfg->src_bucket, obj->key, &e) != RZ_OK)
+        return !has_record;
+    switch (e.state) {
+    case INDEX_QUEUED:
+    case INDEX_PROCESSING:
+        wanted = 0;
+        break;
+    case INDEX_DONE:
+        wanted = obj->last_modified && e.finished_ms / 1000 < (int64_t)obj->last_modified;
+        break;
+    case INDEX_FAILED:
+        /* Only a transient failure is worth another try on its own; bad
+         * images wait for an operator's retry. */
+        wanted = strcmp(e.error_code, "upstream_error") == 0;
+        break;
+    default:
+        wanted = 1; /* pending: uploaded, but its event never came */
+        break;
+    }
+    index_entry_cleanup(&e);
+    return wanted;
+}
+
+static enum rz_err reconcile_queue(struct reconcile *r, const struct s3_list_item *obj)
+{
+    struct event_object o = {
+        .bucket = r->opts.cfg->src_bucket, .key = obj->key, .etag = obj->etag, .size = obj->size,
+    };
+    struct event_batch b = {.objects = &o, .nobjects = 1};
+    struct jobs_submit_result res;
+
+    return jobs_submit(r->opts.jobs, &b, (int64_t)time(NULL) * 1000, &res);
+}
+
+/* Advances the status cursor up to rel; 1 if a record for rel exists and
+ * is at least as new as the object. */
+static enum rz_err reconcile_has_record(struct reconcile *r, struct reconcile_cursor *st,
+                                        const char *rel, const struct s3_list_item *obj,
+                                        int *has)
+{
+    const struct s3_list_item *rec;
+    enum rz_err err;
+    int cmp = -1;
+
+    *has = 0;
+    for (;;) {
+        err = reconcile_peek(r->conn, st, &rec);
+        if (err != RZ_OK || !rec)
+            return err;
+        cmp = strcmp(keys_relative(KEYS_STATUS_BY_KEY, rec->key), rel);
+        if (cmp >= 0)
+            break;
+        st->pos++;
+    }
+    *has = cmp == 0 && rec->last_modified >= obj->last_modified;
+    return RZ_OK;
+}
+
+static int reconcile_room(struct reconcile *r)
+{
+    return jobs_depth(r->opts.jobs) * 2 < jobs_capacity(r->opts.jobs);
+}
+
+static enum rz_err reconcile_sweep(struct reconcile *r, struct reconcile_stats *stats)
+{
+    const struct config *cfg = r->opts.cfg;
+    struct reconcile_cursor src = {.bucket = cfg->src_bucket, .prefix = cfg->src_prefix};
+    struct reconcile_cursor st = {.bucket = cfg->dest_bucket, .prefix = KEYS_STATUS_BY_KEY};
+    const struct s3_list_item *obj;
+    enum rz_err err;
+    int has;
+
+    memset(stats, 0, sizeof(*stats));
+    for (;;) {
+        err = reconcile_peek(r->conn, &src, &obj);
+        if (err != RZ_OK || !obj)
+            break;
+        if (!reconcile_room(r) || __atomic_load_n(&r->stopping, __ATOMIC_RELAXED))
+            goto out;
+        src.pos++;
+        /* "images/" itself, or a folder marker: not an upload. */
+        if (obj->key[strlen(obj->key) - 1] == '/')
+            continue;
+        stats->scanned++;
+        err = reconcile_has_record(r, &st, keys_relative(cfg->src_prefix, obj->key), obj, &has);
+        if (err != RZ_OK)
+            break;
+        if (!reconcile_wanted(r, obj, has))
+            continue;
+        err = reconcile_queue(r, obj);
+        if (err == RZ_EFULL || err == RZ_ESHUTDOWN)
+            goto out;
+        if (err == RZ_OK)
+            stats->queued++;
+    }
+    stats->complete = err == RZ_OK;
+out:
+    s3_list_cleanup(&src.page);
+    s3_list_cleanup(&st.page);
+    return err;
+}
+
+static void reconcile_run_once(struct reconcile *r)
+{
+    struct reconcile_stats stats;
+    struct timespec a, b;
+    double secs;
+    enum rz_err err;
+
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    err = reconcile_sweep(r, &stats);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    secs = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+    metrics_add(r->opts.metrics, "resizer_reconcile_sweeps_total",
+                err == RZ_OK ? "outcome=\"ok\"" : "outcome=\"error\"", 1);
+    metrics_observe(r->opts.metrics, "resizer_reconcile_duration_seconds", "", secs);
+    metrics_add(r->opts.metrics, "resizer_reconcile_objects_total", "kind=\"scanned\"",
+                (double)stats.scanned);
+    metrics_add(r->opts.metrics, "resizer_reconcile_objects_total", "kind=\"queued\"",
+                (double)stats.queued);
+    log_fields(stats.queued ? LOG_INFO : LOG_DEBUG, "reconcile",
+               json_pack("{s:I,s:I,s:b,s:f,s:s}", "scanned", (json_int_t)stats.scanned,
+                         "queued", (json_int_t)stats.queued, "complete", stats.complete, "ms",
+                         secs * 1000.0, "result", rz_err_name(err)));
+}
+
+static void *reconcile_main(void *arg)
+{
+    struct reconcile *r = arg;
+    struct timespec deadline;
+
+    pthread_mutex_lock(&r->lock);
+    while (!r->stopping) {
+        pthread_mutex_unlock(&r->lock);
+        reconcile_run_once(r);
+        pthread_mutex_lock(&r->lock);
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += r->opts.interval_secs;
+        while (!r->stopping && pthread_cond_timedwait(&r->wake, &r->lock, &deadline) == 0)
+            ;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return NULL;
+}
+
+static enum rz_err reconcile_metrics(struct metrics *m)
+{
+    enum rz_err err = metrics_register(m, "resizer_reconcile_sweeps_total", METRICS_COUNTER,
+                                       "Reconcile sweeps by outcome", NULL, 0);
+
+    if (err == RZ_OK)
+        err = metrics_register(m, "resizer_reconcile_objects_total", METRICS_COUNTER,
+                               "Source objects scanned and queued by the sweep", NULL, 0);
+    if (err == RZ_OK)
+        err = metrics_register(m, "resizer_reconcile_duration_seconds", METRICS_HISTOGRAM,
+                               "Duration of a sweep", reconcile_buckets,
+                               sizeof(reconcile_buckets) / sizeof(reconcile_buckets[0]));
+    return err;
+}
+
+enum rz_err reconcile_start(const struct reconcile_opts *opts, struct reconcile **out)
+{
+    struct reconcile *r;
+    enum rz_err err;
+
+    if (!opts->cfg->src_bucket || opts->interval_secs <= 0)
+        return RZ_EINVAL;
+    err = reconcile_metrics(opts->metrics);
+    if (err != RZ_OK)
+        return err;
+    r = calloc(1, sizeof(*r));
+    if (!r)
+        return RZ_ENOMEM;
+    r->opts = *opts;
+    pthread_mutex_init(&r->lock, NULL);
+    pthread_cond_init(&r->wake, NULL);
+    r->conn = s3_conn_new(opts->s3);
+    if (!r->conn || pthread_create(&r->thread, NULL, reconcile_main, r) != 0) {
+        s3_conn_free(r->conn);
+        pthread_cond_destroy(&r->wake);
+        pthread_mutex_destroy(&r->lock);
+        free(r);
+        return RZ_ENOMEM;
+    }
+    *out = r;
+    return RZ_OK;
+}
+
+void reconcile_stop(struct reconcile *r)
+{
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->lock);
+    __atomic_store_n(&r->stopping, 1, __ATOMIC_RELAXED);
+    pthread_cond_signal(&r->wake);
+    pthread_mutex_unlock(&r->lock);
+    pthread_join(r->thread, NULL);
+    s3_conn_free(r->conn);
+    pthread_cond_destroy(&r->wake);
+    pthread_mutex_destroy(&r->lock);
+    free(r);
+}

@@ -1,0 +1,45 @@
+/* reconcile.h - the sweep that finds uploads no job has finished.
+ *
+ * S3 is the source of truth: an object under SRC_PREFIX whose status record
+ * (_status/keys/<relative key>) is missing or older than the object has not
+ * been processed, whatever happened to its event (lost to a crash after the
+ * 202, never sent, dropped by a full queue). The sweep walks the source
+ * listing and the status listing side by side (both sorted, one page of
+ * each in memory) and queues what is missing, a little at a time: it stops
+ * when the queue is half full and goes on at the next interval. */
+#ifndef RESIZER_RECONCILE_H
+#define RESIZER_RECONCILE_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "err.h"
+#include "index.h"
+#include "jobs.h"
+#include "metrics.h"
+#include "s3.h"
+
+struct reconcile;
+
+struct reconcile_opts {
+    const struct config *cfg;  /* SRC_BUCKET must be set */
+    struct s3 *s3;
+    struct index *index;
+    struct jobs *jobs;
+    struct metrics *metrics;
+    long interval_secs;        /* > 0 */
+};
+
+struct reconcile_stats {
+    size_t scanned;            /* source objects looked at */
+    size_t queued;             /* jobs queued */
+    int complete;              /* 1 when the whole prefix was walked */
+};
+
+/* Starts the sweep thread: one sweep now, then one every interval. */
+enum rz_err reconcile_start(const struct reconcile_opts *opts, struct reconcile **out);
+
+/* Stops the thread (waiting for a sweep in progress); NULL is a no-op. */
+void reconcile_stop(struct reconcile *r);
+
+#endif
