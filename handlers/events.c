@@ -1,0 +1,107 @@
+/* events.c - POST /v1/events, the EventBridge API destination.
+ *
+ * Must answer well inside EventBridge's 5 s: parse, filter, queue, 202.
+ * Statuses follow EventBridge's retry rules: 400/413 for what will never
+ * be valid (not retried), 429/503 with Retry-After for back-pressure
+ * (retried), 401 only for bad credentials. */
+#include "handlers.h"
+
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "server/events.h"
+
+#define EVENTS_MAX_BASIC 1024
+
+/* Compares "Basic base64(user:pass)" with EVENTS_BASIC_AUTH. */
+static int events_basic_ok(const char *header, const char *expected)
+{
+    unsigned char decoded[EVENTS_MAX_BASIC];
+    size_t inlen;
+    int n;
+
+    if (!header || strncasecmp(header, "Basic ", 6) != 0)
+        return 0;
+    header += 6;
+    inlen = strlen(header);
+    if (inlen == 0 || inlen > (sizeof(decoded) - 1) / 3 * 4 || inlen % 4 != 0)
+        return 0;
+    n = EVP_DecodeBlock(decoded, (const unsigned char *)header, (int)inlen);
+    if (n < 0)
+        return 0;
+    /* EVP_DecodeBlock counts '=' padding as zero bytes; drop them. */
+    for (size_t i = inlen; i > 0 && header[i - 1] == '='; i--)
+        n--;
+    decoded[n] = '\0';
+    n = http_secret_equal((const char *)decoded, expected);
+    OPENSSL_cleanse(decoded, sizeof(decoded));
+    return n;
+}
+
+static int events_auth(struct http_request *req, const struct app *app,
+                       struct http_response *res)
+{
+    const struct config *cfg = app->cfg;
+    int ok = 0;
+
+    if (cfg->events_api_key)
+        ok |= http_secret_equal(http_header(req, cfg->events_api_key_header),
+                                cfg->events_api_key);
+    if (cfg->events_basic_auth)
+        ok |= events_basic_ok(http_header(req, "Authorization"), cfg->events_basic_auth);
+    if (!ok)
+        http_reply_error(res, req, 401, "unauthorized", "event credentials missing or wrong");
+    return ok;
+}
+
+static void events_reply_queued(struct http_response *res, const struct jobs_submit_result *r,
+                                size_t ignored)
+{
+    http_reply_json(res, 202, json_pack("{s:I,s:I,s:I}", "accepted", (json_int_t)r->accepted,
+                                        "duplicates", (json_int_t)r->duplicates, "ignored",
+                                        (json_int_t)ignored));
+}
+
+void handlers_events_post(struct http_request *req, void *ctx, struct http_response *res)
+{
+    struct app *app = ctx;
+    const struct config *cfg = app->cfg;
+    struct event_batch batch = {0};
+    struct jobs_submit_result r;
+    char msg[256];
+    enum rz_err err;
+
+    if (!events_auth(req, app, res))
+        return;
+    if (health_draining(app->health)) {
+        http_reply_err(res, req, RZ_ESHUTDOWN, "shutting down; deliver again later");
+        return;
+    }
+    err = events_parse(req->body.data ? req->body.data : "", req->body.len, &batch, msg,
+                       sizeof(msg));
+    if (err != RZ_OK) {
+        metrics_add(app->metrics, "resizer_events_total", "outcome=\"malformed\"", 1);
+        http_reply_error(res, req, err == RZ_ETOOBIG ? 413 : 400,
+                         err == RZ_ETOOBIG ? "too_large" : "invalid_event", msg);
+        return;
+    }
+    events_filter(&batch, cfg->src_bucket, cfg->src_prefix, cfg->dest_bucket);
+    if (batch.ignored)
+        metrics_add(app->metrics, "resizer_events_total", "outcome=\"ignored\"",
+                    (double)batch.ignored);
+    err = jobs_submit(app->jobs, &batch, handlers_now_ms(), &r);
+    if (err == RZ_OK)
+        events_reply_queued(res, &r, batch.ignored);
+    else if (err == RZ_EFULL)
+        http_reply_err(res, req, RZ_EFULL, "queue is full; deliver again later");
+    else
+        http_reply_err(res, req, err, "cannot queue the event now");
+    events_batch_cleanup(&batch);
+}
+
+/* MinIO probes its webhook target with HEAD before sending. */
+void handlers_events_head(struct http_request *req, void *ctx, struct http_response *res)
+{
+    http_reply_bytes(res, 200, "application/json", "", 0);
+}

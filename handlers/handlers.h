@@ -1,0 +1,57 @@
+/* handlers.h - the route table and what the handlers share.
+ *
+ * Each handler parses its request, calls one core module and renders
+ * JSON; none talks to libcurl or libvips itself. */
+#ifndef RESIZER_HANDLERS_H
+#define RESIZER_HANDLERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "server/config.h"
+#include "server/health.h"
+#include "server/http.h"
+#include "server/index.h"
+#include "server/jobs.h"
+#include "server/metrics.h"
+#include "server/s3.h"
+
+/* The core objects the handlers use; built and owned by main. */
+struct app {
+    const struct config *cfg;
+    struct metrics *metrics;
+    struct s3 *s3;            /* presigning */
+    struct s3 *s3_read;       /* status read-through: one attempt, short timeout */
+    struct index *index;
+    struct jobs *jobs;
+    struct health *health;
+};
+
+extern const struct http_route handlers_routes[];
+extern const size_t handlers_nroutes;
+
+/* Checks "Authorization: Bearer <token>" against API_TOKENS in constant
+ * time. Returns 1, or 0 after writing the 401 (with WWW-Authenticate). */
+int handlers_client_auth(struct http_request *req, const struct app *app,
+                         struct http_response *res);
+
+/* Parses a JSON object body with duplicate keys refused. NULL after
+ * writing a 400 that says what is wrong. */
+json_t *handlers_json_body(struct http_request *req, struct http_response *res);
+
+/* Current Unix time in milliseconds. */
+int64_t handlers_now_ms(void);
+
+void handlers_healthz(struct http_request *req, void *ctx, struct http_response *res);
+void handlers_readyz(struct http_request *req, void *ctx, struct http_response *res);
+void handlers_metrics(struct http_request *req, void *ctx, struct http_response *res);
+void handlers_openapi(struct http_request *req, void *ctx, struct http_response *res);
+void handlers_uploads_create(struct http_request *req, void *ctx, struct http_response *res);
+void handlers_events_post(struct http_request *req, void *ctx, struct http_response *res);
+void handlers_events_head(struct http_request *req, void *ctx, struct http_response *res);
+void handlers_images_get(struct http_request *req, void *ctx, struct http_response *res);
+void handlers_images_list(struct http_request *req, void *ctx, struct http_response *res);
+void handlers_images_variant(struct http_request *req, void *ctx, struct http_response *res);
+void handlers_images_retry(struct http_request *req, void *ctx, struct http_response *res);
+
+#endif

@@ -1,0 +1,321 @@
+/* images.c - status of images: by id, by key, listed; variant downloads
+ * through presigned redirects; retry of failures.
+ *
+ * An image this replica does not hold is read through from its status
+ * record in the destination bucket (written by whichever replica processed
+ * it) and cached in the index. That read is one short S3 call made on the
+ * HTTP thread: it is bounded by a 2 s timeout and happens once per image. */
+#include "handlers.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "server/keys.h"
+
+#define IMAGES_DEFAULT_LIMIT 50
+#define IMAGES_MAX_LIMIT 200
+#define IMAGES_MAX_RECORD (64 * 1024)
+
+static int images_id_ok(const char *id)
+{
+    if (strlen(id) != INDEX_ID_LEN)
+        return 0;
+    for (size_t i = 0; i < INDEX_ID_LEN; i++) {
+        int dash = i == 8 || i == 13 || i == 18 || i == 23;
+
+        if (dash ? id[i] != '-' : !isxdigit((unsigned char)id[i]) || isupper((unsigned char)id[i]))
+            return 0;
+    }
+    return 1;
+}
+
+/* Reads a status record from S3 into the index and *out. */
+static enum rz_err images_read_through(const struct app *app, const char *record_key,
+                                       struct index_entry *out)
+{
+    struct s3_conn *conn = s3_conn_new(app->s3_read);
+    struct s3_object obj = {0};
+    json_t *j = NULL;
+    enum rz_err err = RZ_ENOMEM;
+
+    if (!conn)
+        return RZ_ENOMEM;
+    err = s3_get_object(conn, app->cfg->dest_bucket, record_key, IMAGES_MAX_RECORD, &obj, NULL,
+                        0);
+    if (err == RZ_EDENIED)
+        err = RZ_ENOTFOUND; /* without s3:ListBucket a missing key is a 403 */
+    if (err == RZ_OK) {
+        j = json_loadb(obj.data, obj.len, JSON_REJECT_DUPLICATES, NULL);
+        err = j ? index_entry_from_json(j, out) : RZ_EINVAL;
+    }
+    if (err == RZ_OK && index_put(app->index, out) != RZ_OK) {
+        /* Cache full of in-flight entries: still answer from the copy. */
+    }
+    json_decref(j);
+    s3_object_cleanup(&obj);
+    s3_conn_free(conn);
+    return err;
+}
+
+static enum rz_err images_find(const struct app *app, const char *id, struct index_entry *out)
+{
+    enum rz_err err = index_get(app->index, id, out);
+    char *record;
+
+    if (err != RZ_ENOTFOUND)
+        return err;
+    record = keys_status_by_id(id);
+    if (!record)
+        return RZ_ENOMEM;
+    err = images_read_through(app, record, out);
+    free(record);
+    return err;
+}
+
+static enum rz_err images_find_key(const struct app *app, const char *bucket, const char *key,
+                                   struct index_entry *out)
+{
+    enum rz_err err = index_get_by_key(app->index, bucket, key, out);
+    char *record;
+
+    if (err != RZ_ENOTFOUND)
+        return err;
+    record = keys_status_by_key(app->cfg->src_prefix, key);
+    if (!record)
+        return RZ_ENOMEM;
+    err = images_read_through(app, record, out);
+    free(record);
+    if (err == RZ_OK && (!out->key || strcmp(out->key, key) != 0)) {
+        index_entry_cleanup(out);
+        err = RZ_ENOTFOUND;
+    }
+    return err;
+}
+
+/* The status record with a presigned GET url on each variant of a done
+ * image. */
+static json_t *images_render(const struct app *app, const struct index_entry *e, time_t now)
+{
+    json_t *j = index_entry_to_json(e);
+    json_t *variants = json_object_get(j, "variants");
+
+    for (size_t i = 0; e->state == INDEX_DONE && i < json_array_size(variants); i++) {
+        struct s3_presigned p = {0};
+        json_t *v = json_array_get(variants, i);
+
+        if (s3_presign_get(app->s3, app->cfg->dest_bucket, e->variants[i].key,
+                           app->cfg->presign_get_expires, now, &p) == RZ_OK)
+            json_object_set_new(v, "url", json_string(p.url));
+        s3_presigned_cleanup(&p);
+    }
+    return j;
+}
+
+static void images_reply_find_error(struct http_request *req, struct http_response *res,
+                                    enum rz_err err)
+{
+    if (err == RZ_ENOTFOUND)
+        http_reply_error(res, req, 404, "not_found", "no image with this id");
+    else
+        http_reply_err(res, req, err, "cannot read the status record");
+}
+
+void handlers_images_get(struct http_request *req, void *ctx, struct http_response *res)
+{
+    struct app *app = ctx;
+    struct index_entry e = {0};
+    enum rz_err err;
+
+    if (!handlers_client_auth(req, app, res))
+        return;
+    if (!images_id_ok(req->params[0])) {
+        http_reply_error(res, req, 400, "invalid_id", "id must be a lowercase UUID");
+        return;
+    }
+    err = images_find(app, req->params[0], &e);
+    if (err != RZ_OK) {
+        images_reply_find_error(req, res, err);
+        return;
+    }
+    http_reply_json(res, 200, images_render(app, &e, time(NULL)));
+    index_entry_cleanup(&e);
+}
+
+/* Parses ?limit= (1..200) and ?cursor=; writes the 400 and returns 0 on
+ * a bad value. Cursors are "c" + hex of the last seq seen. */
+static int images_page_params(struct http_request *req, struct http_response *res,
+                              size_t *limit, uint64_t *before)
+{
+    const char *l = http_query(req, "limit");
+    const char *c = http_query(req, "cursor");
+    char *end = NULL;
+    long n;
+
+    *limit = IMAGES_DEFAULT_LIMIT;
+    *before = 0;
+    if (l) {
+        n = strtol(l, &end, 10);
+        if (end == l || *end || n < 1 || n > IMAGES_MAX_LIMIT) {
+            http_reply_error(res, req, 400, "invalid_parameter", "limit: must be 1 to 200");
+            return 0;
+        }
+        *limit = (size_t)n;
+    }
+    if (c) {
+        if (c[0] != 'c' || strlen(c) < 2 || strlen(c) > 17 || strspn(c + 1, "0123456789abcdef") !=
+                                                                    strlen(c + 1)) {
+            http_reply_error(res, req, 400, "invalid_parameter",
+                             "cursor: must be a next_cursor from an earlier page");
+            return 0;
+        }
+        *before = strtoull(c + 1, NULL, 16);
+    }
+    return 1;
+}
+
+static void images_reply_items(struct http_response *res, json_t *items, uint64_t next)
+{
+    char cursor[20];
+
+    snprintf(cursor, sizeof(cursor), "c%llx", (unsigned long long)next);
+    http_reply_json(res, 200, json_pack("{s:o,s:o}", "items", items, "next_cursor",
+                                        next ? json_string(cursor) : json_null()));
+}
+
+static void images_by_key(struct http_request *req, struct app *app, const char *key,
+                          struct http_response *res)
+{
+    struct index_entry e = {0};
+    const char *bucket = app->cfg->src_bucket;
+    json_t *items = json_array();
+    enum rz_err err;
+
+    if (!bucket)
+        bucket = http_query(req, "bucket");
+    if (!bucket || strlen(key) == 0 || strlen(key) > 1024) {
+        json_decref(items);
+        http_reply_error(res, req, 400, "invalid_parameter",
+                         bucket ? "key: must be 1 to 1024 bytes" : "bucket: required");
+        return;
+    }
+    err = images_find_key(app, bucket, key, &e);
+    if (err != RZ_OK && err != RZ_ENOTFOUND) {
+        json_decref(items);
+        http_reply_err(res, req, err, "cannot read the status record");
+        return;
+    }
+    if (err == RZ_OK)
+        json_array_append_new(items, images_render(app, &e, time(NULL)));
+    index_entry_cleanup(&e);
+    images_reply_items(res, items, 0);
+}
+
+void handlers_images_list(struct http_request *req, void *ctx, struct http_response *res)
+{
+    struct app *app = ctx;
+    struct index_entry *page = NULL;
+    const char *state = http_query(req, "state");
+    const char *key = http_query(req, "key");
+    int st = -1;
+    size_t limit, n = 0;
+    uint64_t before, next = 0;
+    json_t *items;
+    time_t now = time(NULL);
+
+    if (!handlers_client_auth(req, app, res))
+        return;
+    if (key) {
+        images_by_key(req, app, key, res);
+        return;
+    }
+    if (state)
+        st = index_state_parse(state);
+    if (state && st < 0) {
+        http_reply_error(res, req, 400, "invalid_parameter",
+                         "state: must be pending, queued, processing, done or failed");
+        return;
+    }
+    if (!images_page_params(req, res, &limit, &before))
+        return;
+    page = calloc(limit, sizeof(*page));
+    if (!page || index_list(app->index, st, before, limit, page, &n, &next) != RZ_OK) {
+        free(page);
+        http_reply_err(res, req, RZ_ENOMEM, "cannot list images");
+        return;
+    }
+    items = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(items, images_render(app, &page[i], now));
+        index_entry_cleanup(&page[i]);
+    }
+    free(page);
+    images_reply_items(res, items, next);
+}
+
+void handlers_images_variant(struct http_request *req, void *ctx, struct http_response *res)
+{
+    struct app *app = ctx;
+    struct index_entry e = {0};
+    struct s3_presigned p = {0};
+    const struct index_variant *v = NULL;
+    enum rz_err err;
+
+    if (!handlers_client_auth(req, app, res))
+        return;
+    if (!images_id_ok(req->params[0])) {
+        http_reply_error(res, req, 400, "invalid_id", "id must be a lowercase UUID");
+        return;
+    }
+    err = images_find(app, req->params[0], &e);
+    if (err != RZ_OK) {
+        images_reply_find_error(req, res, err);
+        return;
+    }
+    for (size_t i = 0; e.state == INDEX_DONE && i < e.nvariants; i++) {
+        if (strcmp(e.variants[i].name, req->params[1]) == 0)
+            v = &e.variants[i];
+    }
+    if (!v) {
+        http_reply_error(res, req, 404, "not_found",
+                         e.state == INDEX_DONE ? "no variant with this name"
+                                               : "the image is not done yet");
+    } else if (s3_presign_get(app->s3, app->cfg->dest_bucket, v->key,
+                              app->cfg->presign_get_expires, time(NULL), &p) != RZ_OK) {
+        http_reply_err(res, req, RZ_EUPSTREAM, "cannot sign a download URL now");
+    } else {
+        http_reply_bytes(res, 302, "text/plain", "", 0);
+        http_response_header(res, "Location", p.url);
+        http_response_header(res, "Cache-Control", "no-store");
+    }
+    s3_presigned_cleanup(&p);
+    index_entry_cleanup(&e);
+}
+
+void handlers_images_retry(struct http_request *req, void *ctx, struct http_response *res)
+{
+    struct app *app = ctx;
+    struct index_entry e = {0};
+    enum rz_err err;
+
+    if (!handlers_client_auth(req, app, res))
+        return;
+    if (!images_id_ok(req->params[0])) {
+        http_reply_error(res, req, 400, "invalid_id", "id must be a lowercase UUID");
+        return;
+    }
+    /* Brings in a failure another replica recorded, so it can be retried here. */
+    err = images_find(app, req->params[0], &e);
+    index_entry_cleanup(&e);
+    if (err == RZ_OK)
+        err = jobs_retry(app->jobs, req->params[0], handlers_now_ms());
+    if (err == RZ_OK)
+        http_reply_json(res, 202, json_pack("{s:s,s:s}", "id", req->params[0], "state", "queued"));
+    else if (err == RZ_ENOTFOUND)
+        images_reply_find_error(req, res, err);
+    else if (err == RZ_ECONFLICT)
+        http_reply_error(res, req, 409, "not_failed", "only a failed image can be retried");
+    else
+        http_reply_err(res, req, err, "cannot queue the retry now");
+}

@@ -1,0 +1,181 @@
+/* uploads.c - POST /v1/uploads: the "API Gateway" role. The client gets a
+ * presigned PUT (or a POST form) for images/<uuid>.<ext> and uploads
+ * straight into the source bucket, without credentials. */
+#include "handlers.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <uuid/uuid.h>
+
+#include "server/image.h"
+
+#define UPLOADS_MAX_FILENAME 255
+
+struct uploads_request {
+    const char *filename;       /* NULL when not given */
+    const char *content_type;
+    enum image_format format;
+    int post;                   /* method POST (form) instead of PUT */
+};
+
+/* Printable UTF-8 only: the name is shown back to clients and logged, so
+ * control characters (newlines, escapes) are refused. */
+static int uploads_filename_ok(const char *s)
+{
+    if (strlen(s) == 0 || strlen(s) > UPLOADS_MAX_FILENAME)
+        return 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+static const char *uploads_string(json_t *body, const char *name, int *bad)
+{
+    json_t *v = json_object_get(body, name);
+
+    if (!v || json_is_null(v))
+        return NULL;
+    if (!json_is_string(v)) {
+        *bad = 1;
+        return NULL;
+    }
+    return json_string_value(v);
+}
+
+/* Fills *out from the body; on a bad field writes the 400 and returns 0. */
+static int uploads_parse(struct http_request *req, json_t *body, struct uploads_request *out,
+                         struct http_response *res)
+{
+    int bad_filename = 0, bad_type = 0, bad_method = 0;
+    const char *method;
+
+    out->filename = uploads_string(body, "filename", &bad_filename);
+    out->content_type = uploads_string(body, "content_type", &bad_type);
+    method = uploads_string(body, "method", &bad_method);
+    if (bad_filename || (out->filename && !uploads_filename_ok(out->filename))) {
+        http_reply_error(res, req, 400, "invalid_field",
+                         "filename: must be a string of 1 to 255 bytes without control "
+                         "characters");
+        return 0;
+    }
+    if (bad_type || !out->content_type) {
+        http_reply_error(res, req, 400, "invalid_field",
+                         "content_type: required, e.g. \"image/jpeg\"");
+        return 0;
+    }
+    out->format = image_format_from_mime(out->content_type);
+    if (out->format == IMAGE_FORMAT_UNKNOWN || !image_format_loadable(out->format)) {
+        http_reply_error(res, req, 400, "unsupported_content_type",
+                         "content_type: must be an image type this service processes "
+                         "(image/jpeg, image/png, image/webp, image/gif, image/tiff, "
+                         "image/avif, image/heic)");
+        return 0;
+    }
+    if (bad_method || (method && strcmp(method, "PUT") != 0 && strcmp(method, "POST") != 0)) {
+        http_reply_error(res, req, 400, "invalid_field", "method: must be \"PUT\" or \"POST\"");
+        return 0;
+    }
+    out->post = method && strcmp(method, "POST") == 0;
+    return 1;
+}
+
+static json_t *uploads_time(time_t t)
+{
+    char s[32];
+    struct tm tm;
+
+    gmtime_r(&t, &tm);
+    strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return json_string(s);
+}
+
+static json_t *uploads_render(const char *id, const char *key, const struct uploads_request *u,
+                              const struct s3_presigned *p)
+{
+    json_t *fields = json_object();
+    json_t *upload;
+    char status_url[64];
+
+    for (size_t i = 0; i < p->nfields; i++)
+        json_object_set_new(fields, p->fields[i].name, json_string(p->fields[i].value));
+    upload = json_pack("{s:s,s:s,s:o,s:o}", "method", u->post ? "POST" : "PUT", "url", p->url,
+                       u->post ? "fields" : "headers", fields, "expires_at",
+                       uploads_time(p->expires_at));
+    snprintf(status_url, sizeof(status_url), "/v1/images/%s", id);
+    return json_pack("{s:s,s:s,s:o,s:s}", "id", id, "key", key, "upload", upload, "status_url",
+                     status_url);
+}
+
+static enum rz_err uploads_presign(const struct app *app, const char *key,
+                                   const struct uploads_request *u, time_t now,
+                                   struct s3_presigned *p)
+{
+    const struct config *cfg = app->cfg;
+
+    if (u->post)
+        return s3_presign_post(app->s3, cfg->src_bucket, key, image_format_mime(u->format),
+                               cfg->max_upload_bytes, cfg->presign_put_expires, now, p);
+    return s3_presign_put(app->s3, cfg->src_bucket, key, image_format_mime(u->format),
+                          cfg->presign_put_expires, now, p);
+}
+
+static enum rz_err uploads_record(const struct app *app, const char *id, const char *key,
+                                  const struct uploads_request *u, time_t expires_at)
+{
+    struct index_entry e = {0};
+
+    snprintf(e.id, sizeof(e.id), "%s", id);
+    e.state = INDEX_PENDING;
+    e.bucket = app->cfg->src_bucket;
+    e.key = (char *)key;
+    e.filename = (char *)u->filename;
+    e.content_type = (char *)image_format_mime(u->format);
+    e.created_ms = e.updated_ms = handlers_now_ms();
+    e.upload_expires_ms = (int64_t)expires_at * 1000;
+    return index_put(app->index, &e);
+}
+
+void handlers_uploads_create(struct http_request *req, void *ctx, struct http_response *res)
+{
+    struct app *app = ctx;
+    struct uploads_request u;
+    struct s3_presigned p = {0};
+    json_t *body = NULL;
+    char id[INDEX_ID_LEN + 1];
+    char key[1024];
+    char location[64];
+    uuid_t uu;
+    enum rz_err err;
+
+    if (!handlers_client_auth(req, app, res))
+        return;
+    if (!app->cfg->src_bucket) {
+        http_reply_error(res, req, 501, "not_configured", "uploads need SRC_BUCKET to be set");
+        return;
+    }
+    body = handlers_json_body(req, res);
+    if (!body || !uploads_parse(req, body, &u, res))
+        goto done;
+    uuid_generate_random(uu);
+    uuid_unparse_lower(uu, id);
+    snprintf(key, sizeof(key), "%s%s.%s", app->cfg->src_prefix, id, image_format_ext(u.format));
+    err = uploads_presign(app, key, &u, time(NULL), &p);
+    if (err == RZ_OK)
+        err = uploads_record(app, id, key, &u, p.expires_at);
+    if (err != RZ_OK) {
+        http_reply_err(res, req, err == RZ_EFULL ? RZ_EFULL : RZ_EUPSTREAM,
+                       err == RZ_EFULL ? "status index is full of images in flight"
+                                       : "cannot sign an upload URL now");
+        goto done;
+    }
+    http_reply_json(res, 201, uploads_render(id, key, &u, &p));
+    snprintf(location, sizeof(location), "/v1/images/%s", id);
+    http_response_header(res, "Location", location);
+done:
+    s3_presigned_cleanup(&p);
+    json_decref(body);
+}
