@@ -19,6 +19,7 @@
 #include "server/creds.h"
 #include "server/image.h"
 #include "server/log.h"
+#include "server/probe.h"
 #include "server/reconcile.h"
 
 extern char **environ;
@@ -41,7 +42,8 @@ struct services {
 static void usage(FILE *f)
 {
     fprintf(f, "resizer %s - makes desktop/tablet/phone variants of images uploaded to S3\n\n"
-               "Usage: resizer [--help | --version]\n\n",
+               "Usage: resizer [--help | --version | --check-health URL]\n\n"
+               "  --check-health URL  GET URL; exit 0 on 200, else 1 (container HEALTHCHECK)\n\n",
             RESIZER_VERSION);
     config_print_help(f);
 }
@@ -188,6 +190,8 @@ int main(int argc, char **argv)
         printf("resizer %s\n", RESIZER_VERSION);
         return 0;
     }
+    if (argc > 2 && strcmp(argv[1], "--check-health") == 0)
+        return probe_check_health(argv[2], 3000);
     if (argc > 1) {
         fprintf(stderr, "resizer: unknown argument %s (see --help)\n", argv[1]);
         return 2;
