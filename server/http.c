@@ -270,7 +270,13 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn, const
         if (!st)
             return MHD_NO;
         *req_cls = st;
-        return MHD_YES;
+        if (!st->early_status)
+            return MHD_YES;
+        /* Answer 404/405/413 before reading any body: libmicrohttpd then
+         * sends the response and closes, instead of receiving (say) 1 GB
+         * just to refuse it. */
+        http_early_reply(st);
+        return http_send(conn, st);
     }
     if (*upload_data_size) {
         http_body_take(st, upload_data, *upload_data_size);

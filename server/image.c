@@ -31,6 +31,7 @@
 
 #include "image.h"
 #include "image_internal.h"
+#include "log.h"
 
 #ifdef RESIZER_UNITTEST
 #define UNITTEST
@@ -347,6 +348,19 @@ enum image_format image_format_from_mime(const char *mime)
 
 /* ---- lifecycle ---- */
 
+/* libvips reports hostile input through glib warnings ("VIPS-WARNING:
+ * read gave 2 warnings"). Each bad upload already ends as a failed job with
+ * its own log line, so these go to the JSON log at debug level instead of
+ * raw lines on stderr that would break a log pipeline. */
+static void image_glib_log(const gchar *domain, GLogLevelFlags level, const gchar *message,
+                           gpointer data)
+{
+    enum log_level lvl = level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL) ? LOG_WARN : LOG_DEBUG;
+
+    (void)data;
+    log_printf(lvl, "libvips", "%s: %s", domain ? domain : "glib", message);
+}
+
 enum rz_err image_init(const char *argv0)
 {
     static const char *const ours[] = {
@@ -356,6 +370,7 @@ enum rz_err image_init(const char *argv0)
 
     if (VIPS_INIT(argv0 ? argv0 : "resizer"))
         return RZ_EINTERNAL;
+    g_log_set_default_handler(image_glib_log, NULL);
     vips_block_untrusted_set(TRUE);
     /* Defence in depth: we only ever call the six loaders above by name, so
      * every other loader (svg, pdf, magick, ...) is blocked outright. */
