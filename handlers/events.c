@@ -91,6 +91,14 @@ void handlers_events_post(struct http_request *req, void *ctx, struct http_respo
         metrics_add(app->metrics, "resizer_events_total", "outcome=\"ignored\"",
                     (double)batch.ignored);
     err = jobs_submit(app->jobs, &batch, handlers_now_ms(), &r);
+    /* Counted here, not in jobs_submit: objects the reconcile sweep queues
+     * are not events (they have their own resizer_reconcile_objects_total). */
+    if (r.accepted)
+        metrics_add(app->metrics, "resizer_events_total", "outcome=\"accepted\"",
+                    (double)r.accepted);
+    if (r.duplicates)
+        metrics_add(app->metrics, "resizer_events_total", "outcome=\"duplicate\"",
+                    (double)r.duplicates);
     if (err == RZ_OK)
         events_reply_queued(res, &r, batch.ignored);
     else if (err == RZ_EFULL)

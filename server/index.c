@@ -366,6 +366,44 @@ enum rz_err index_update(struct index *idx, const char *id, index_update_fn fn, 
     return err;
 }
 
+/* Moves node to the by-key chain of key (which it takes); write lock held. */
+static void index_relink_key(struct index *idx, struct index_node *node, char *key)
+{
+    struct index_node **pp;
+
+    for (pp = index_key_slot(idx, node->e.bucket, node->e.key); *pp; pp = &(*pp)->key_next) {
+        if (*pp == node) {
+            *pp = node->key_next;
+            break;
+        }
+    }
+    free(node->e.key);
+    node->e.key = key;
+    pp = index_key_slot(idx, node->e.bucket, node->e.key);
+    node->key_next = *pp;
+    *pp = node;
+}
+
+enum rz_err index_rekey(struct index *idx, const char *id, const char *key)
+{
+    struct index_node *n;
+    char *copy = strdup(key);
+    enum rz_err err = RZ_ENOTFOUND;
+
+    if (!copy)
+        return RZ_ENOMEM;
+    pthread_rwlock_wrlock(&idx->lock);
+    n = index_find_id(idx, id);
+    if (n && n->e.bucket && n->e.key) {
+        index_relink_key(idx, n, copy);
+        copy = NULL;
+        err = RZ_OK;
+    }
+    pthread_rwlock_unlock(&idx->lock);
+    free(copy);
+    return err;
+}
+
 /* ---- claiming events ---- */
 
 /* S3 sequencers are hex strings of varying length; the shorter is padded
@@ -398,6 +436,13 @@ static int index_event_is_newer(const struct index_entry *e, const char *etag,
         return strcmp(etag, e->etag) != 0;
     /* Without either there is nothing to compare: treat as the same. */
     return 0;
+}
+
+/* 1 when the event's sequencer says it is older than the entry's object:
+ * a late delivery that must not replace what the entry records. */
+static int index_event_is_older(const struct index_entry *e, const char *sequencer)
+{
+    return sequencer && e->sequencer && index_sequencer_cmp(sequencer, e->sequencer) < 0;
 }
 
 static enum rz_err index_set_object(struct index_entry *e, const char *etag,
@@ -465,11 +510,13 @@ enum rz_err index_claim(struct index *idx, const char *bucket, const char *key, 
     pthread_rwlock_wrlock(&idx->lock);
     n = index_find_key(idx, bucket, key);
     if (n) {
-        int was_done = n->e.state == INDEX_DONE || n->e.state == INDEX_PROCESSING;
+        int older = index_event_is_older(&n->e, sequencer);
 
         *claim_out = index_claim_existing(&n->e, etag, sequencer, now_ms);
-        /* A duplicate must not move the entry's object back to an older one. */
-        if (*claim_out == INDEX_CLAIM_NEW || !was_done)
+        /* The recorded object only moves forward, whatever the state: a late
+         * old event must not make the newer one, redelivered once processed,
+         * look new again (and run a second time). */
+        if (!older)
             err = index_set_object(&n->e, etag, sequencer, size, try_decoded_key);
         memcpy(id_out, n->e.id, INDEX_ID_LEN + 1);
         goto done;

@@ -98,6 +98,12 @@ enum rz_err index_get_by_key(struct index *idx, const char *bucket, const char *
 typedef enum rz_err (*index_update_fn)(struct index_entry *e, void *arg);
 enum rz_err index_update(struct index *idx, const char *id, index_update_fn fn, void *arg);
 
+/* Changes the key of the entry with this id (its bucket stays), so that it
+ * is found by the new key from now on: a job that found its object under
+ * the decoded form of an EventBridge key records the key that exists.
+ * RZ_ENOTFOUND, RZ_ENOMEM. */
+enum rz_err index_rekey(struct index *idx, const char *id, const char *key);
+
 /* Decides whether an object-created event needs a job, atomically:
  * - no entry for (bucket, key): a new one, queued, with id new_id;
  * - pending or failed: queued;

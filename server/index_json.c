@@ -28,6 +28,7 @@ static int64_t index_json_parse_time(const json_t *j)
     struct tm tm;
     const char *rest;
     long ms = 0;
+    time_t secs;
 
     if (!s)
         return 0;
@@ -37,7 +38,12 @@ static int64_t index_json_parse_time(const json_t *j)
         return 0;
     if (rest[0] == '.')
         ms = strtol(rest + 1, NULL, 10);
-    return (int64_t)timegm(&tm) * 1000 + ms;
+    secs = timegm(&tm);
+    /* We write three digits after 1970 (0 is written as null): anything
+     * else is not ours, and a huge fraction would overflow the sum. */
+    if (ms < 0 || ms > 999 || secs <= 0)
+        return 0;
+    return (int64_t)secs * 1000 + ms;
 }
 
 static json_t *index_json_str(const char *s)

@@ -141,12 +141,6 @@ enum rz_err jobs_submit(struct jobs *j, const struct event_batch *b, int64_t now
         err = jobs_claim_one(j, &b->objects[i], now_ms, out);
     }
     pthread_mutex_unlock(&j->lock);
-    if (out->accepted)
-        metrics_add(j->opts.metrics, "resizer_events_total", "outcome=\"accepted\"",
-                    (double)out->accepted);
-    if (out->duplicates)
-        metrics_add(j->opts.metrics, "resizer_events_total", "outcome=\"duplicate\"",
-                    (double)out->duplicates);
     return err;
 }
 
@@ -444,6 +438,10 @@ static void jobs_run(struct jobs_worker *w, const char *id)
     jobs_process(w, &t, &o);
     o.now_ms = jobs_now_ms();
     index_update(j->opts.index, id, jobs_finish_fn, &o);
+    /* The status (and its _status/keys/ record) names the object that
+     * exists, so GET /v1/images?key= and the sweep find it by that key. */
+    if (o.real_key)
+        index_rekey(j->opts.index, id, o.real_key);
     jobs_write_status(w, id);
     secs = (double)(o.now_ms - start) / 1000.0;
     jobs_count(j, &o, secs);

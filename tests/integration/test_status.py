@@ -1,0 +1,537 @@
+#!/usr/bin/python3
+"""Status as a client and an operator see it, against the real binary and the local S3:
+the states an upload walks through, variant downloads (presigned urls and the redirect),
+listing pages, retry of a failure, a second replica answering from the status records in S3,
+and the reconcile sweep finishing the work a kill -9 left queued, without any new event."""
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import unittest
+import uuid
+
+from harness import (API_TOKEN, EVENTS_API_KEY, Resizer, S3Server, http, json_http, scaled,
+                     wait_until)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE_DIR = os.environ.get('RESIZER_SOURCE_DIR') or os.path.dirname(os.path.dirname(HERE))
+VARIANTS = {'desktop': 1920, 'tablet': 1024, 'phone': 640}
+STATES = ['pending', 'queued', 'processing', 'done']
+AUTH = {'Authorization': 'Bearer ' + API_TOKEN}
+
+s3 = None
+corpus = None
+
+
+def setUpModule():
+    global s3, corpus
+    s3 = S3Server()
+    corpus = tempfile.mkdtemp(prefix='resizer-status-corpus-')
+    subprocess.run([os.path.join(SOURCE_DIR, 'tests', 'corpus', 'make_corpus.sh'), corpus],
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def tearDownModule():
+    shutil.rmtree(corpus, ignore_errors=True)
+    s3.close()
+
+
+def image_bytes(name):
+    with open(os.path.join(corpus, name), 'rb') as f:
+        return f.read()
+
+
+# -- talking to the service -------------------------------------------------------------------
+
+def api(svc, method, path, headers=AUTH, obj=None):
+    return json_http(method, svc.url(path), obj=obj, headers=headers)
+
+
+def status(svc, image_id):
+    code, _, body = api(svc, 'GET', '/v1/images/' + image_id)
+    if code != 200:
+        raise AssertionError('GET /v1/images/%s -> %d %r' % (image_id, code, body))
+    return body
+
+
+def by_key(svc, key):
+    """The status record for a source key, or None (GET /v1/images?key=)."""
+    code, _, body = api(svc, 'GET', '/v1/images?key=' + key)
+    if code != 200:
+        raise AssertionError('GET ?key=%s -> %d %r' % (key, code, body))
+    return body['items'][0] if body['items'] else None
+
+
+def wait_state(svc, image_id, want, timeout=60):
+    def check():
+        rec = status(svc, image_id)
+        return rec if rec['state'] in want else None
+    return wait_until(check, timeout=scaled(timeout), interval=0.1,
+                      what='image %s to reach %s' % (image_id, want))
+
+
+def wait_key_state(svc, key, want, timeout=60):
+    def check():
+        rec = by_key(svc, key)
+        return rec if rec and rec['state'] in want else None
+    return wait_until(check, timeout=scaled(timeout), interval=0.1,
+                      what='key %s to reach %s' % (key, want))
+
+
+def put_source(svc, key, name):
+    """A direct upload into the source bucket (not through the API); returns its ETag."""
+    resp = s3.client().put_object(Bucket=svc.src_bucket, Key=key, Body=image_bytes(name),
+                                  ContentType='image/jpeg')
+    return resp['ETag'].strip('"')
+
+
+def records_event(bucket, objs):
+    """An S3 notification with one record per (key, etag, size)."""
+    records = []
+    for i, (key, etag, size) in enumerate(objs):
+        records.append({
+            'eventVersion': '2.1', 'eventSource': 'aws:s3', 'awsRegion': 'us-east-1',
+            'eventTime': '2024-01-01T00:00:00.000Z', 'eventName': 'ObjectCreated:Put',
+            's3': {'s3SchemaVersion': '1.0', 'configurationId': 'c',
+                   'bucket': {'name': bucket, 'arn': 'arn:aws:s3:::' + bucket},
+                   'object': {'key': key, 'size': size, 'eTag': etag,
+                              'sequencer': '%016X' % (int(time.time() * 1e6) + i)}}})
+    return {'Records': records}
+
+
+def eventbridge_event(bucket, key, etag, size):
+    return {'version': '0', 'id': str(uuid.uuid4()), 'detail-type': 'Object Created',
+            'source': 'aws.s3', 'account': '111122223333', 'time': '2024-01-01T00:00:00Z',
+            'region': 'us-east-1', 'resources': ['arn:aws:s3:::' + bucket],
+            'detail': {'version': '0', 'bucket': {'name': bucket},
+                       'object': {'key': key, 'size': size, 'etag': etag,
+                                  'sequencer': '%016X' % int(time.time() * 1e6)},
+                       'request-id': 'R', 'requester': '111122223333', 'reason': 'PutObject'}}
+
+
+def head_etag(svc, key):
+    return s3.client().head_object(Bucket=svc.src_bucket, Key=key)['ETag'].strip('"')
+
+
+def send_event(svc, event):
+    code, _, body = json_http('POST', svc.url('/v1/events'), obj=event,
+                              headers={'x-api-key': EVENTS_API_KEY})
+    if code != 202:
+        raise AssertionError('POST /v1/events -> %d %r' % (code, body))
+    return body
+
+
+def upload_direct(svc, keys, name):
+    """Direct uploads of corpus file name under each key, then one Records event for all."""
+    size = len(image_bytes(name))
+    objs = [(k, put_source(svc, k, name), size) for k in keys]
+    return send_event(svc, records_event(svc.src_bucket, objs))
+
+
+def metrics(svc):
+    code, _, body = http('GET', svc.url('/metrics'))
+    assert code == 200, code
+    return body.decode()
+
+
+def metric_value(text, name, labels=''):
+    """The value of one sample (labels: the exact text between the braces), or None."""
+    pattern = re.escape(name) + (r'\{' + re.escape(labels) + r'\}' if labels else '') + \
+        r' ([0-9.eE+-]+)$'
+    m = re.search(pattern, text, re.M)
+    return float(m.group(1)) if m else None
+
+
+# -- downloads, with curl as a client would ---------------------------------------------------
+
+def curl(args, out):
+    proc = subprocess.run(['curl', '-sS', '-o', out, '-w', '%{http_code}'] + args,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    if proc.returncode != 0:
+        raise AssertionError('curl %s failed: %s' % (args, proc.stderr.decode()))
+    return int(proc.stdout)
+
+
+def image_size(path):
+    """(width, height) of an image file, read by libvips; raises on anything else."""
+    out = subprocess.run(['vipsheader', '-f', 'width', path], check=True,
+                         stdout=subprocess.PIPE).stdout
+    width = int(out)
+    out = subprocess.run(['vipsheader', '-f', 'height', path], check=True,
+                         stdout=subprocess.PIPE).stdout
+    return width, int(out)
+
+
+class Downloads:
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix='resizer-status-dl-')
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def assert_variants_download(self, rec, source_width):
+        """Every variant of a done record has a url that curl downloads as a valid image of
+        the variant's width (never wider than the source)."""
+        self.assertEqual(rec['state'], 'done', rec)
+        names = sorted(v['name'] for v in rec['variants'])
+        self.assertEqual(names, sorted(VARIANTS))
+        for v in rec['variants']:
+            self.assertTrue(v.get('url'), v)
+            out = os.path.join(self.tmp, v['name'] + '.img')
+            self.assertEqual(curl([v['url']], out), 200, v)
+            w, h = image_size(out)
+            self.assertEqual(w, min(VARIANTS[v['name']], source_width), v)
+            self.assertEqual((w, h), (v['width'], v['height']))
+            self.assertEqual(os.path.getsize(out), v['bytes'])
+
+
+# -- 1 and 3: one image through its states; retry ----------------------------------------------
+
+class StatusWalkTest(Downloads, unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.svc = Resizer(s3, env={'WORKERS': '1'})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.svc.close()
+
+    def new_upload(self):
+        code, _, body = api(self.svc, 'POST', '/v1/uploads',
+                            obj={'filename': 'cat.jpg', 'content_type': 'image/jpeg'})
+        self.assertEqual(code, 201, body)
+        return body
+
+    def test_states_in_order_then_variants_download(self):
+        svc = self.svc
+        up = self.new_upload()
+        image_id = up['id']
+        seen = [status(svc, image_id)['state']]
+        self.assertEqual(seen, ['pending'])
+        # Keep the one worker busy so the upload is seen waiting, then working.
+        upload_direct(svc, ['images/walk-blocker-%d.jpg' % i for i in range(3)], 'photo.jpg')
+        code, _, data = http('PUT', up['upload']['url'], headers=up['upload']['headers'],
+                             body=image_bytes('photo.jpg'))
+        self.assertEqual(code, 200, data)
+        send_event(svc, eventbridge_event(svc.src_bucket, up['key'], head_etag(svc, up['key']),
+                                          len(image_bytes('photo.jpg'))))
+        deadline = time.monotonic() + scaled(90)
+        rec = None
+        while time.monotonic() < deadline:
+            rec = status(svc, image_id)
+            if rec['state'] != seen[-1]:
+                seen.append(rec['state'])
+            if rec['state'] in ('done', 'failed'):
+                break
+            time.sleep(0.01)
+        # An ordered walk: never back, never skipping to the end unseen.
+        self.assertEqual(seen[-1], 'done', (seen, rec))
+        self.assertEqual(seen, [s for s in STATES if s in seen], seen)
+        self.assertGreaterEqual(len(seen), 3, seen)
+        self.assertEqual(rec['source']['key'], up['key'])
+        self.assertEqual(rec['source']['filename'], 'cat.jpg')
+        self.assertEqual((rec['source']['width'], rec['source']['height']), (2000, 1500))
+        self.assertIsNone(rec['error'])
+        self.assertEqual(rec['attempts'], 1)
+        for field in ('created_at', 'started_at', 'finished_at'):
+            self.assertRegex(rec[field], r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$')
+        self.assertTrue(rec['created_at'] <= rec['started_at'] <= rec['finished_at'], rec)
+        self.assert_variants_download(rec, 2000)
+
+        # The redirect, followed by curl -L with the same token.
+        out = os.path.join(self.tmp, 'phone-redirect.jpg')
+        code = curl(['-L', '-H', 'Authorization: Bearer ' + API_TOKEN,
+                     svc.url('/v1/images/%s/variants/phone' % image_id)], out)
+        with open(out, 'rb') as f:
+            self.assertEqual(code, 200, f.read()[:300])
+        self.assertEqual(image_size(out), (640, 480))
+        code, headers, _ = http('GET', svc.url('/v1/images/%s/variants/phone' % image_id),
+                                headers=AUTH)
+        self.assertEqual(code, 302)
+        self.assertIn('X-Amz-Signature=', headers['location'])
+
+        code, _, body = api(svc, 'GET', '/v1/images/%s/variants/poster' % image_id)
+        self.assertEqual(code, 404, body)
+        self.assertEqual(body['error']['code'], 'not_found')
+
+    def test_variant_of_unfinished_image_is_404(self):
+        up = self.new_upload()
+        code, _, body = api(self.svc, 'GET', '/v1/images/%s/variants/phone' % up['id'])
+        self.assertEqual(code, 404, body)
+        self.assertEqual(body['error']['code'], 'not_found')
+        self.assertEqual(status(self.svc, up['id'])['variants'], [])
+
+    def test_failure_then_retry_after_fixing_the_object(self):
+        svc = self.svc
+        key = 'images/retry-%s.jpg' % uuid.uuid4().hex[:8]
+        upload_direct(svc, [key], 'truncated.jpg')
+        rec = wait_key_state(svc, key, ('done', 'failed'), timeout=90)
+        self.assertEqual(rec['state'], 'failed', rec)
+        self.assertEqual(rec['error']['code'], 'corrupt_image', rec)
+        self.assertTrue(rec['error']['message'])
+        self.assertEqual(rec['variants'], [])
+        image_id = rec['id']
+        self.assertEqual(status(svc, image_id)['state'], 'failed')
+        code, _, _ = api(svc, 'GET', '/v1/images/%s/variants/phone' % image_id)
+        self.assertEqual(code, 404)
+
+        # The operator replaces the object and retries; no new event is sent.
+        put_source(svc, key, 'small.jpg')
+        code, _, body = api(svc, 'POST', '/v1/images/%s/retry' % image_id)
+        self.assertEqual(code, 202, body)
+        self.assertEqual(body, {'id': image_id, 'state': 'queued'})
+        rec = wait_state(svc, image_id, ('done', 'failed'), timeout=90)
+        self.assertEqual(rec['state'], 'done', rec)
+        self.assertIsNone(rec['error'])
+        self.assertEqual(rec['attempts'], 2)
+        self.assertEqual((rec['source']['width'], rec['source']['height']), (500, 375))
+        self.assert_variants_download(rec, 500)
+
+        code, _, body = api(svc, 'POST', '/v1/images/%s/retry' % image_id)
+        self.assertEqual(code, 409, body)
+        self.assertEqual(body['error']['code'], 'not_failed')
+        code, _, body = api(svc, 'POST', '/v1/images/%s/retry' % uuid.uuid4())
+        self.assertEqual(code, 404, body)
+        code, _, body = api(svc, 'POST', '/v1/images/not-an-id/retry')
+        self.assertEqual(code, 400, body)
+        code, _, body = api(svc, 'POST', '/v1/images/%s/retry' % image_id, headers={})
+        self.assertEqual(code, 401, body)
+
+
+# -- 2: listing --------------------------------------------------------------------------------
+
+class ListingTest(unittest.TestCase):
+    N_DONE = 25
+    N_FAILED = 5
+
+    @classmethod
+    def setUpClass(cls):
+        cls.svc = Resizer(s3, env={'WORKERS': '2'})
+        svc = cls.svc
+        # In one order, in three batches: done and failed images interleaved.
+        cls.keys = ['images/list/%02d.jpg' % i for i in range(cls.N_DONE + cls.N_FAILED)]
+        cls.failed_keys = set(cls.keys[3::6])
+        size = len(image_bytes('small.jpg'))
+        objs = []
+        for k in cls.keys:
+            name = 'text.jpg' if k in cls.failed_keys else 'small.jpg'
+            objs.append((k, put_source(svc, k, name), size))
+        for i in range(0, len(objs), 10):
+            body = send_event(svc, records_event(svc.src_bucket, objs[i:i + 10]))
+            assert body['accepted'] == len(objs[i:i + 10]), body
+
+        def all_finished():
+            code, _, body = api(svc, 'GET', '/v1/images?limit=200')
+            return len(body['items']) == len(cls.keys) and all(
+                it['state'] in ('done', 'failed') for it in body['items'])
+        wait_until(all_finished, timeout=scaled(90), interval=0.2, what='30 images finished')
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.svc.close()
+
+    def pages(self, query):
+        """Follows next_cursor from the first page; returns (items, number of pages)."""
+        items, npages, cursor = [], 0, None
+        while True:
+            path = '/v1/images?' + query + ('&cursor=' + cursor if cursor else '')
+            code, _, body = api(self.svc, 'GET', path)
+            self.assertEqual(code, 200, body)
+            self.assertLessEqual(len(body['items']), 7)
+            npages += 1
+            items += body['items']
+            cursor = body['next_cursor']
+            if cursor is None:
+                return items, npages
+            self.assertEqual(len(body['items']), 7, 'a short page before the end')
+            self.assertLess(npages, 20, 'cursor loop')
+
+    def test_pages_show_every_image_once_newest_first(self):
+        items, npages = self.pages('limit=7')
+        self.assertEqual(npages, 5)  # 7+7+7+7+2
+        keys = [it['source']['key'] for it in items]
+        self.assertEqual(keys, list(reversed(self.keys)))
+        ids = [it['id'] for it in items]
+        self.assertEqual(len(set(ids)), len(self.keys))
+        created = [it['created_at'] for it in items]
+        self.assertEqual(created, sorted(created, reverse=True))
+
+    def test_state_filters(self):
+        items, _ = self.pages('limit=7&state=done')
+        self.assertEqual([it['source']['key'] for it in items],
+                         [k for k in reversed(self.keys) if k not in self.failed_keys])
+        for it in items:
+            self.assertEqual(it['state'], 'done')
+            self.assertEqual(len(it['variants']), 3)
+            self.assertTrue(all(v.get('url') for v in it['variants']))
+        items, _ = self.pages('limit=7&state=failed')
+        self.assertEqual(sorted(it['source']['key'] for it in items), sorted(self.failed_keys))
+        for it in items:
+            self.assertEqual(it['state'], 'failed')
+            self.assertEqual(it['error']['code'], 'unsupported_format')
+        items, _ = self.pages('limit=7&state=queued')
+        self.assertEqual(items, [])
+
+    def test_bad_parameters_are_400(self):
+        for query in ('limit=0', 'limit=201', 'limit=-1', 'limit=abc', 'limit=', 'state=bogus',
+                      'state=DONE', 'cursor=zzz', 'cursor=', 'cursor=c' + 'f' * 40):
+            code, _, body = api(self.svc, 'GET', '/v1/images?' + query)
+            self.assertEqual(code, 400, (query, body))
+            self.assertEqual(body['error']['code'], 'invalid_parameter', query)
+        for query in ('limit=1', 'limit=200'):
+            code, _, body = api(self.svc, 'GET', '/v1/images?' + query)
+            self.assertEqual(code, 200, (query, body))
+
+    def test_ids_and_auth(self):
+        code, _, body = api(self.svc, 'GET', '/v1/images/%s' % uuid.uuid4())
+        self.assertEqual(code, 404, body)
+        self.assertEqual(body['error']['code'], 'not_found')
+        for bad in ('123', 'ZZZZZZZZ-d9cb-469f-a165-70867728950e',
+                    '0F8FAD5B-D9CB-469F-A165-70867728950E', '0f8fad5b-d9cb-469f-a165-70867728950e0',
+                    '0f8fad5b_d9cb_469f_a165_70867728950e', '%2e%2e'):
+            code, _, body = api(self.svc, 'GET', '/v1/images/' + bad)
+            self.assertEqual(code, 400, (bad, body))
+            self.assertEqual(body['error']['code'], 'invalid_id')
+        for path in ('/v1/images', '/v1/images/%s' % uuid.uuid4(), '/v1/images?state=done'):
+            for headers in ({}, {'Authorization': 'Bearer wrong-token-0123456789'},
+                            {'Authorization': API_TOKEN}):
+                code, rh, body = api(self.svc, 'GET', path, headers=headers)
+                self.assertEqual(code, 401, (path, headers, body))
+                self.assertIn('www-authenticate', rh)
+
+    def test_by_key(self):
+        key = self.keys[0]
+        rec = by_key(self.svc, key)
+        self.assertEqual(rec['source']['key'], key)
+        self.assertEqual(rec['state'], 'done')
+        self.assertIsNone(by_key(self.svc, 'images/list/nope.jpg'))
+
+
+# -- 4: another replica ------------------------------------------------------------------------
+
+class ReplicaTest(Downloads, unittest.TestCase):
+    def test_second_replica_reads_status_from_s3(self):
+        first = Resizer(s3, env={'WORKERS': '1'})
+        second = Resizer(s3, env={'WORKERS': '1'}, src_bucket=first.src_bucket,
+                         dest_bucket=first.dest_bucket)
+        try:
+            self.assertNotEqual(first.port, second.port)
+            code, _, up = api(first, 'POST', '/v1/uploads',
+                              obj={'filename': 'dog.jpg', 'content_type': 'image/jpeg'})
+            self.assertEqual(code, 201, up)
+            code, _, _ = http('PUT', up['upload']['url'], headers=up['upload']['headers'],
+                              body=image_bytes('small.jpg'))
+            self.assertEqual(code, 200)
+            send_event(first, eventbridge_event(first.src_bucket, up['key'],
+                                                head_etag(first, up['key']),
+                                                len(image_bytes('small.jpg'))))
+            done = wait_state(first, up['id'], ('done', 'failed'))
+            self.assertEqual(done['state'], 'done', done)
+            failed_key = 'images/replica-bad.jpg'
+            upload_direct(first, [failed_key], 'text.jpg')
+            failed = wait_key_state(first, failed_key, ('done', 'failed'))
+
+            # The second replica never saw these events.
+            rec = status(second, up['id'])
+            self.assertEqual(rec['state'], 'done')
+            for field in ('id', 'source', 'attempts', 'created_at', 'finished_at'):
+                self.assertEqual(rec[field], done[field], field)
+            self.assertEqual([(v['name'], v['key'], v['width']) for v in rec['variants']],
+                             [(v['name'], v['key'], v['width']) for v in done['variants']])
+            self.assert_variants_download(rec, 500)
+            rec = by_key(second, up['key'])
+            self.assertEqual(rec['id'], up['id'])
+            self.assert_variants_download(rec, 500)
+            out = os.path.join(self.tmp, 'r.jpg')
+            code = curl(['-L', '-H', 'Authorization: Bearer ' + API_TOKEN,
+                         second.url('/v1/images/%s/variants/tablet' % up['id'])], out)
+            self.assertEqual(code, 200)
+            self.assertEqual(image_size(out), (500, 375))
+
+            rec = by_key(second, failed_key)
+            self.assertEqual(rec['id'], failed['id'])
+            self.assertEqual(rec['state'], 'failed')
+            self.assertEqual(rec['error'], failed['error'])
+            # Unknown on both: still a 404 from the second, not an error.
+            code, _, body = api(second, 'GET', '/v1/images/%s' % uuid.uuid4())
+            self.assertEqual(code, 404, body)
+            self.assertIsNone(by_key(second, 'images/never.jpg'))
+        finally:
+            second.close()
+            first.close()
+
+
+# -- 5 and 6: kill -9 with jobs queued; the sweep finishes them ---------------------------------
+
+class CrashReconcileTest(unittest.TestCase):
+    N = 20
+
+    def test_sweep_after_kill9_finishes_queued_uploads(self):
+        svc = Resizer(s3, env={'WORKERS': '1', 'RECONCILE_INTERVAL': '0'})
+        try:
+            keys = ['images/crash/%02d.jpg' % i for i in range(self.N)]
+            size = len(image_bytes('photo.jpg'))
+            objs = [(k, put_source(svc, k, 'photo.jpg'), size) for k in keys]
+            body = send_event(svc, records_event(svc.src_bucket, objs))
+            svc.kill9()
+            self.assertEqual(body['accepted'], self.N, body)
+            done_before = self.finished(svc, keys)
+            self.assertLess(len(done_before), self.N // 2,
+                            'most jobs should have been queued at the crash')
+
+            svc.env['RECONCILE_INTERVAL'] = '2'
+            svc.start()
+            wait_until(lambda: len(self.finished(svc, keys)) == self.N,
+                       timeout=scaled(120), interval=0.5, what='all %d variants sets' % self.N)
+            for k in keys:
+                rec = wait_key_state(svc, k, ('done', 'failed'), timeout=30)
+                self.assertEqual(rec['state'], 'done', rec)
+                self.assertEqual(len(rec['variants']), 3)
+
+            # 6: the sweep shows in /metrics; no event reached this process.
+            text = metrics(svc)
+            self.assertGreaterEqual(
+                metric_value(text, 'resizer_reconcile_sweeps_total', 'outcome="ok"') or 0, 1)
+            self.assertGreaterEqual(
+                metric_value(text, 'resizer_reconcile_objects_total', 'kind="scanned"') or 0,
+                self.N)
+            self.assertGreaterEqual(
+                metric_value(text, 'resizer_reconcile_objects_total', 'kind="queued"') or 0,
+                self.N - len(done_before))
+            self.assertGreaterEqual(
+                metric_value(text, 'resizer_reconcile_duration_seconds_count') or 0, 1)
+            self.assertIn('# TYPE resizer_reconcile_sweeps_total counter', text)
+            self.assertIn('# TYPE resizer_reconcile_duration_seconds histogram', text)
+            self.assertEqual(
+                metric_value(text, 'resizer_events_total', 'outcome="accepted"') or 0, 0)
+            # Later sweeps find nothing left to do: no second round of work.
+            before = metric_value(text, 'resizer_reconcile_objects_total', 'kind="queued"')
+            wait_until(lambda: (metric_value(metrics(svc), 'resizer_reconcile_sweeps_total',
+                                             'outcome="ok"') or 0) >= 2 +
+                       metric_value(text, 'resizer_reconcile_sweeps_total', 'outcome="ok"'),
+                       timeout=scaled(30), interval=0.5, what='two more sweeps')
+            after = metric_value(metrics(svc), 'resizer_reconcile_objects_total', 'kind="queued"')
+            self.assertEqual(after, before)
+        finally:
+            svc.close()
+
+    @staticmethod
+    def finished(svc, keys):
+        """Source keys whose three variants are all in the destination bucket."""
+        found = set()
+        client = s3.client()
+        for variant in VARIANTS:
+            pages = client.get_paginator('list_objects_v2').paginate(
+                Bucket=svc.dest_bucket, Prefix=variant + '/crash/')
+            for page in pages:
+                for obj in page.get('Contents', []):
+                    found.add(obj['Key'])
+        return [k for k in keys
+                if all(k.replace('images/', v + '/', 1) in found for v in VARIANTS)]
+
+
+if __name__ == '__main__':
+    unittest.main(verbosity=2)
