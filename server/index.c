@@ -521,6 +521,10 @@ enum rz_err index_claim(struct index *idx, const char *bucket, const char *key, 
         memcpy(id_out, n->e.id, INDEX_ID_LEN + 1);
         goto done;
     }
+    if (index_find_id(idx, new_id)) {
+        err = RZ_ECONFLICT;
+        goto done;
+    }
     snprintf(fresh.id, sizeof(fresh.id), "%s", new_id);
     fresh.state = INDEX_QUEUED;
     fresh.bucket = (char *)bucket;

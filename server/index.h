@@ -112,7 +112,8 @@ enum rz_err index_rekey(struct index *idx, const char *id, const char *key);
  * - done with another etag or a newer sequencer: queued again;
  * - processing with a newer object: marked to run again when it ends
  *   (a duplicate for the caller: no second job runs concurrently).
- * The id of the entry goes to id_out. RZ_EFULL when full. */
+ * The id of the entry goes to id_out. RZ_EFULL when full; RZ_ECONFLICT
+ * when a new entry is needed but new_id belongs to another entry. */
 enum rz_err index_claim(struct index *idx, const char *bucket, const char *key, const char *etag,
                         const char *sequencer, uint64_t size, int try_decoded_key,
                         const char *new_id, int64_t now_ms, enum index_claim *claim_out,

@@ -100,6 +100,28 @@ static void jobs_push_locked(struct jobs *j, const char *id)
     pthread_cond_signal(&j->work);
 }
 
+/* An upload made through POST /v1/uploads has the key <prefix><id>.<ext>:
+ * its job keeps that id, so the client's status_url stays right even when
+ * the event reaches another replica, or arrives after a restart. */
+static int jobs_id_from_key(const char *prefix, const char *key,
+                            char id_out[INDEX_ID_LEN + 1])
+{
+    const char *rel = keys_relative(prefix, key);
+    uuid_t uu;
+
+    if (rel == key && prefix[0] != '\0')
+        return 0;
+    if (strlen(rel) < INDEX_ID_LEN + 2 || rel[INDEX_ID_LEN] != '.' ||
+        strchr(rel + INDEX_ID_LEN + 1, '/') || strchr(rel + INDEX_ID_LEN + 1, '.'))
+        return 0;
+    memcpy(id_out, rel, INDEX_ID_LEN);
+    id_out[INDEX_ID_LEN] = '\0';
+    if (uuid_parse(id_out, uu) != 0)
+        return 0;
+    uuid_unparse_lower(uu, id_out);
+    return strncmp(id_out, rel, INDEX_ID_LEN) == 0;
+}
+
 static enum rz_err jobs_claim_one(struct jobs *j, const struct event_object *o, int64_t now_ms,
                                   struct jobs_submit_result *out)
 {
@@ -109,10 +131,20 @@ static enum rz_err jobs_claim_one(struct jobs *j, const struct event_object *o, 
     enum index_claim claim;
     enum rz_err err;
 
-    uuid_generate_random(uu);
-    uuid_unparse_lower(uu, new_id);
+    if (!jobs_id_from_key(j->opts.cfg->src_prefix, o->key, new_id)) {
+        uuid_generate_random(uu);
+        uuid_unparse_lower(uu, new_id);
+    }
     err = index_claim(j->opts.index, o->bucket, o->key, o->etag, o->sequencer, o->size,
                       o->try_decoded_key, new_id, now_ms, &claim, id);
+    if (err == RZ_ECONFLICT) {
+        /* That id is taken by another key (images/<id>.png next to
+         * images/<id>.jpg, say): this one gets a random id. */
+        uuid_generate_random(uu);
+        uuid_unparse_lower(uu, new_id);
+        err = index_claim(j->opts.index, o->bucket, o->key, o->etag, o->sequencer, o->size,
+                          o->try_decoded_key, new_id, now_ms, &claim, id);
+    }
     if (err != RZ_OK)
         return err;
     if (claim == INDEX_CLAIM_DUPLICATE) {

@@ -464,6 +464,41 @@ class ReplicaTest(Downloads, unittest.TestCase):
             first.close()
 
 
+class StatusUrlSurvivesTest(unittest.TestCase):
+    """The id handed out by POST /v1/uploads is the id the job keeps, even when the event
+    reaches another replica or a restarted process that never saw the upload."""
+
+    def test_status_url_answers_after_restart_and_on_another_replica(self):
+        first = Resizer(s3, env={'WORKERS': '1'})
+        other = None
+        try:
+            code, _, up = api(first, 'POST', '/v1/uploads',
+                              obj={'filename': 'cat.jpg', 'content_type': 'image/jpeg'})
+            self.assertEqual(code, 201, up)
+            code, _, _ = http('PUT', up['upload']['url'], headers=up['upload']['headers'],
+                              body=image_bytes('small.jpg'))
+            self.assertEqual(code, 200)
+            first.kill9()
+            # The event arrives at a replica that never saw the upload.
+            other = Resizer(s3, env={'WORKERS': '1'}, src_bucket=first.src_bucket,
+                            dest_bucket=first.dest_bucket)
+            send_event(other, eventbridge_event(other.src_bucket, up['key'],
+                                                head_etag(other, up['key']),
+                                                len(image_bytes('small.jpg'))))
+            rec = wait_state(other, up['id'], ('done', 'failed'))
+            self.assertEqual(rec['state'], 'done', rec)
+            self.assertEqual(rec['source']['key'], up['key'])
+            # And the restarted first replica answers the same status_url from S3.
+            first.start()
+            code, _, rec = api(first, 'GET', up['status_url'])
+            self.assertEqual(code, 200, rec)
+            self.assertEqual((rec['id'], rec['state']), (up['id'], 'done'))
+        finally:
+            if other:
+                other.close()
+            first.close()
+
+
 # -- 5 and 6: kill -9 with jobs queued; the sweep finishes them ---------------------------------
 
 class CrashReconcileTest(unittest.TestCase):
