@@ -50,6 +50,10 @@ static enum rz_err images_read_through(const struct app *app, const char *record
         j = json_loadb(obj.data, obj.len, JSON_REJECT_DUPLICATES, NULL);
         err = j ? index_entry_from_json(j, out) : RZ_EINVAL;
     }
+    /* A stored record that is not a record, or over the cap, is our fault,
+     * not the client's: a 500, not the 400/413 those codes map to. */
+    if (err == RZ_EINVAL || err == RZ_ETOOBIG)
+        err = RZ_EINTERNAL;
     if (err == RZ_OK && index_put(app->index, out) != RZ_OK) {
         /* Cache full of in-flight entries: still answer from the copy. */
     }
@@ -122,23 +126,35 @@ static void images_reply_find_error(struct http_request *req, struct http_respon
         http_reply_err(res, req, err, "cannot read the status record");
 }
 
+/* The preamble of every /v1/images/{id} route: bearer auth, a well-formed
+ * id, and the image's record (from memory or S3) in *e. Returns 1, or 0
+ * after writing the error response. */
+static int images_load(struct http_request *req, const struct app *app,
+                       struct http_response *res, struct index_entry *e)
+{
+    enum rz_err err;
+
+    if (!handlers_client_auth(req, app, res))
+        return 0;
+    if (!images_id_ok(req->params[0])) {
+        http_reply_error(res, req, 400, "invalid_id", "id must be a lowercase UUID");
+        return 0;
+    }
+    err = images_find(app, req->params[0], e);
+    if (err != RZ_OK) {
+        images_reply_find_error(req, res, err);
+        return 0;
+    }
+    return 1;
+}
+
 void handlers_images_get(struct http_request *req, void *ctx, struct http_response *res)
 {
     struct app *app = ctx;
     struct index_entry e = {0};
-    enum rz_err err;
 
-    if (!handlers_client_auth(req, app, res))
+    if (!images_load(req, app, res, &e))
         return;
-    if (!images_id_ok(req->params[0])) {
-        http_reply_error(res, req, 400, "invalid_id", "id must be a lowercase UUID");
-        return;
-    }
-    err = images_find(app, req->params[0], &e);
-    if (err != RZ_OK) {
-        images_reply_find_error(req, res, err);
-        return;
-    }
     http_reply_json(res, 200, images_render(app, &e, time(NULL)));
     index_entry_cleanup(&e);
 }
@@ -260,19 +276,9 @@ void handlers_images_variant(struct http_request *req, void *ctx, struct http_re
     struct index_entry e = {0};
     struct s3_presigned p = {0};
     const struct index_variant *v = NULL;
-    enum rz_err err;
 
-    if (!handlers_client_auth(req, app, res))
+    if (!images_load(req, app, res, &e))
         return;
-    if (!images_id_ok(req->params[0])) {
-        http_reply_error(res, req, 400, "invalid_id", "id must be a lowercase UUID");
-        return;
-    }
-    err = images_find(app, req->params[0], &e);
-    if (err != RZ_OK) {
-        images_reply_find_error(req, res, err);
-        return;
-    }
     for (size_t i = 0; e.state == INDEX_DONE && i < e.nvariants; i++) {
         if (strcmp(e.variants[i].name, req->params[1]) == 0)
             v = &e.variants[i];
@@ -299,17 +305,12 @@ void handlers_images_retry(struct http_request *req, void *ctx, struct http_resp
     struct index_entry e = {0};
     enum rz_err err;
 
-    if (!handlers_client_auth(req, app, res))
+    /* Loading brings in a failure another replica recorded, so it can be
+     * retried here. */
+    if (!images_load(req, app, res, &e))
         return;
-    if (!images_id_ok(req->params[0])) {
-        http_reply_error(res, req, 400, "invalid_id", "id must be a lowercase UUID");
-        return;
-    }
-    /* Brings in a failure another replica recorded, so it can be retried here. */
-    err = images_find(app, req->params[0], &e);
     index_entry_cleanup(&e);
-    if (err == RZ_OK)
-        err = jobs_retry(app->jobs, req->params[0], handlers_now_ms());
+    err = jobs_retry(app->jobs, req->params[0], handlers_now_ms());
     if (err == RZ_OK)
         http_reply_json(res, 202, json_pack("{s:s,s:s}", "id", req->params[0], "state", "queued"));
     else if (err == RZ_ENOTFOUND)
