@@ -17,6 +17,7 @@
 #define IMAGES_DEFAULT_LIMIT 50
 #define IMAGES_MAX_LIMIT 200
 #define IMAGES_MAX_RECORD (64 * 1024)
+#define IMAGES_CACHE_MS 10000
 
 static int images_id_ok(const char *id)
 {
@@ -54,6 +55,8 @@ static enum rz_err images_read_through(const struct app *app, const char *record
      * not the client's: a 500, not the 400/413 those codes map to. */
     if (err == RZ_EINVAL || err == RZ_ETOOBIG)
         err = RZ_EINTERNAL;
+    if (err == RZ_OK)
+        out->cached_ms = handlers_now_ms();
     if (err == RZ_OK && index_put(app->index, out) != RZ_OK) {
         /* Cache full of in-flight entries: still answer from the copy. */
     }
@@ -63,17 +66,35 @@ static enum rz_err images_read_through(const struct app *app, const char *record
     return err;
 }
 
+/* A copy of another replica's record goes stale when that replica (or a
+ * retry anywhere) moves the image on; after IMAGES_CACHE_MS it is read
+ * again, and kept as it is if S3 does not answer. */
+static void images_refresh(const struct app *app, const char *record_key,
+                           struct index_entry *cached)
+{
+    struct index_entry fresh = {0};
+
+    if (!cached->cached_ms || handlers_now_ms() - cached->cached_ms < IMAGES_CACHE_MS)
+        return;
+    if (images_read_through(app, record_key, &fresh) != RZ_OK)
+        return;
+    index_entry_cleanup(cached);
+    *cached = fresh;
+}
+
 static enum rz_err images_find(const struct app *app, const char *id, struct index_entry *out)
 {
     enum rz_err err = index_get(app->index, id, out);
-    char *record;
+    char *record = keys_status_by_id(id);
 
-    if (err != RZ_ENOTFOUND)
-        return err;
-    record = keys_status_by_id(id);
-    if (!record)
+    if (!record) {
+        index_entry_cleanup(out);
         return RZ_ENOMEM;
-    err = images_read_through(app, record, out);
+    }
+    if (err == RZ_OK)
+        images_refresh(app, record, out);
+    else if (err == RZ_ENOTFOUND)
+        err = images_read_through(app, record, out);
     free(record);
     return err;
 }
@@ -82,14 +103,16 @@ static enum rz_err images_find_key(const struct app *app, const char *bucket, co
                                    struct index_entry *out)
 {
     enum rz_err err = index_get_by_key(app->index, bucket, key, out);
-    char *record;
+    char *record = keys_status_by_key(app->cfg->src_prefix, key);
 
-    if (err != RZ_ENOTFOUND)
-        return err;
-    record = keys_status_by_key(app->cfg->src_prefix, key);
-    if (!record)
+    if (!record) {
+        index_entry_cleanup(out);
         return RZ_ENOMEM;
-    err = images_read_through(app, record, out);
+    }
+    if (err == RZ_OK)
+        images_refresh(app, record, out);
+    else if (err == RZ_ENOTFOUND)
+        err = images_read_through(app, record, out);
     free(record);
     if (err == RZ_OK && (!out->key || strcmp(out->key, key) != 0)) {
         index_entry_cleanup(out);

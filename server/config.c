@@ -83,6 +83,21 @@ static enum rz_err parse_prefix(const struct config_var *v, const char *value, s
     return parse_string(v, value, c, msg, msglen);
 }
 
+/* The region goes into every signature's scope and the default endpoint's
+ * host name: AWS's are lowercase letters, digits and '-', and S3-compatible
+ * servers (MinIO, Ceph, Garage) name theirs with letters, digits, '-', '_'. */
+static enum rz_err parse_region(const struct config_var *v, const char *value, struct config *c,
+                                char *msg, size_t msglen)
+{
+    size_t len = strlen(value);
+
+    if (len > 64 || strspn(value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                  "0123456789-_") != len)
+        return config_fail(msg, msglen, v->name,
+                           "must be at most 64 letters, digits, '-' or '_'");
+    return parse_string(v, value, c, msg, msglen);
+}
+
 static enum rz_err parse_long_value(const struct config_var *v, const char *value, long *out,
                                     char *msg, size_t msglen)
 {
@@ -349,7 +364,7 @@ static const struct config_var config_vars[] = {
     {"SRC_PREFIX", "images/", "key prefix of uploads in the source bucket",
      parse_prefix, FIELD(src_prefix), 0, 0, 0},
     {"AWS_REGION", NULL, "region of the buckets, used in signatures (required)",
-     parse_string, FIELD(region), 0, 0, 0},
+     parse_region, FIELD(region), 0, 0, 0},
     {"AWS_ACCESS_KEY_ID", NULL, "static credentials (else the ECS container endpoint)",
      parse_secret, FIELD(access_key), 0, 0, 1},
     {"AWS_SECRET_ACCESS_KEY", NULL, "static credentials, with AWS_ACCESS_KEY_ID",
@@ -360,7 +375,7 @@ static const struct config_var config_vars[] = {
      "ECS task role: path on 169.254.170.2 (set by ECS)",
      parse_secret, FIELD(container_relative_uri), 0, 0, 0},
     {"AWS_CONTAINER_CREDENTIALS_FULL_URI", NULL,
-     "container credentials endpoint URL (https, or http on loopback)",
+     "container credentials endpoint URL (https, or http on loopback or the ECS/EKS agent)",
      parse_url, FIELD(container_full_uri), 0, 0, 0},
     {"AWS_CONTAINER_AUTHORIZATION_TOKEN", NULL, "Authorization header for the full URI",
      parse_secret, FIELD(container_auth_token), 0, 0, 1},
@@ -376,6 +391,8 @@ static const struct config_var config_vars[] = {
      parse_sse, FIELD(sse), 0, 0, 0},
     {"SSE_KMS_KEY_ID", NULL, "KMS key for SSE=aws:kms (default: the bucket's aws/s3 key)",
      parse_string, FIELD(sse_kms_key_id), 0, 0, 0},
+    {"S3_TIMEOUT", "30", "seconds one S3 request attempt may take before it is retried",
+     parse_long, FIELD(s3_timeout), 1, 600, 0},
     {"LISTEN_ADDR", "0.0.0.0", "IPv4 address to listen on",
      parse_string, FIELD(listen_addr), 0, 0, 0},
     {"PORT", "8080", "TCP port to listen on", parse_long, FIELD(port), 1, 65535, 0},

@@ -59,7 +59,8 @@ static void health_probe(struct health *h)
     pthread_mutex_lock(&h->lock);
     if (health_answered(err)) {
         if (h->last_ok_ms == 0 || h->last_error[0])
-            log_printf(LOG_INFO, "s3_reachable", "S3 answers again");
+            log_printf(LOG_INFO, "s3_reachable", "%s",
+                       h->last_ok_ms ? "S3 answers again" : "S3 answers");
         h->last_ok_ms = health_now_ms();
         h->last_error[0] = '\0';
     } else {

@@ -376,11 +376,12 @@ enum rz_err http_server_start(const struct http_server_opts *opts, struct http_s
     s->opts = *opts;
     s->daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-        http_access, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        http_access, s, MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)opts->threads, MHD_OPTION_CONNECTION_TIMEOUT,
         opts->connection_timeout, MHD_OPTION_CONNECTION_LIMIT, 20000U,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024U, MHD_OPTION_NOTIFY_COMPLETED, http_completed, s,
-        MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, NULL, MHD_OPTION_END);
+        MHD_OPTION_END);
     err = RZ_EINVAL;
     if (!s->daemon) {
         snprintf(msg, msglen, "cannot listen on %s:%d (in use?)", opts->listen_addr, opts->port);

@@ -64,6 +64,7 @@ struct index_entry {
     int64_t started_ms;
     int64_t finished_ms;
     int64_t upload_expires_ms; /* pending only: when the upload URL expires */
+    int64_t cached_ms;       /* when read from another replica's S3 record; 0 if ours */
     uint64_t seq;            /* insertion order; the listing cursor */
 };
 

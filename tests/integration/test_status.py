@@ -464,6 +464,31 @@ class ReplicaTest(Downloads, unittest.TestCase):
             first.close()
 
 
+class ReplicaRefreshTest(unittest.TestCase):
+    def test_cached_copy_follows_a_retry_on_the_other_replica(self):
+        first = Resizer(s3, env={'WORKERS': '1'})
+        second = Resizer(s3, env={'WORKERS': '1'}, src_bucket=first.src_bucket,
+                         dest_bucket=first.dest_bucket)
+        try:
+            key = 'images/refresh.jpg'
+            upload_direct(first, [key], 'text.jpg')
+            failed = wait_key_state(first, key, ('done', 'failed'))
+            self.assertEqual(failed['state'], 'failed')
+            self.assertEqual(status(second, failed['id'])['state'], 'failed')  # now cached
+            put_source(first, key, 'small.jpg')
+            code, _, body = api(first, 'POST', '/v1/images/%s/retry' % failed['id'])
+            self.assertEqual(code, 202, body)
+            self.assertEqual(wait_state(first, failed['id'], ('done', 'failed'))['state'], 'done')
+            # The second replica's copy is re-read once it is 10 s old.
+            rec = wait_until(lambda: status(second, failed['id'])['state'] == 'done' or None,
+                             timeout=scaled(20), interval=0.5,
+                             what='the second replica to see the retry')
+            self.assertTrue(rec)
+        finally:
+            second.close()
+            first.close()
+
+
 class StatusUrlSurvivesTest(unittest.TestCase):
     """The id handed out by POST /v1/uploads is the id the job keeps, even when the event
     reaches another replica or a restarted process that never saw the upload."""
