@@ -11,6 +11,7 @@ build flags. Needs RESIZER_BIN (for --help and one start), cfn-lint and yamllint
 The container image itself is checked by deploy/check-container (buildah/podman, ~75 s), not
 here. Run by ctest with Debian's /usr/bin/python3 (python3-yaml)."""
 
+import glob
 import json
 import os
 import re
@@ -260,7 +261,14 @@ def help_vars():
 
 
 def tool(name, hint):
+    """The tool on PATH, or where this machine image keeps pip tools (pyenv), since a
+    non-login shell (CI) may not have pyenv's folders on PATH."""
     path = shutil.which(name)
+    if not path:
+        home = os.path.expanduser('~')
+        candidates = [os.path.join(home, '.pyenv', 'shims', name)]
+        candidates += sorted(glob.glob(os.path.join(home, '.pyenv', 'versions', '*', 'bin', name)))
+        path = next((c for c in candidates if os.access(c, os.X_OK)), None)
     if not path:
         raise AssertionError('%s is not installed, so deploy/cloudformation.yaml cannot be checked: '
                              '%s' % (name, hint))
