@@ -71,7 +71,8 @@ static enum rz_err start_s3(struct services *s, char *msg, size_t msglen)
         .endpoint = c->s3_endpoint, .public_endpoint = c->s3_public_endpoint,
         .region = c->region, .force_path_style = c->force_path_style,
         .sse = c->sse == CONFIG_SSE_AES256 ? "AES256" : c->sse == CONFIG_SSE_KMS ? "aws:kms" : NULL,
-        .sse_kms_key_id = c->sse_kms_key_id, .timeout_ms = 30000, .connect_timeout_ms = 3000,
+        .sse_kms_key_id = c->sse_kms_key_id, .timeout_ms = c->s3_timeout * 1000,
+        .connect_timeout_ms = 3000,
         .max_attempts = 4, .backoff_base_ms = 200, .metrics = s->metrics,
     };
     enum rz_err err = creds_provider_new(&src, &s->creds, msg, msglen);

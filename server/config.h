@@ -42,6 +42,7 @@ struct config {
     int force_path_style;
     enum config_sse sse;
     char *sse_kms_key_id;
+    long s3_timeout;              /* seconds per S3 request attempt */
 
     /* HTTP. */
     char *listen_addr;

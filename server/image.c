@@ -613,6 +613,12 @@ static enum rz_err master_build(struct pipe *p, VipsImage *header, const void *d
 
     if (info->format == IMAGE_FORMAT_JPEG || info->format == IMAGE_FORMAT_WEBP)
         shrink = image_shrink_factor(info->width, width);
+    /* The loaders floor the shrunk size: a strip a few pixels high would
+     * load 0 pixels high, which aborts the process in libvips 8.14's JPEG
+     * loader (and fails WebP). Never shrink an axis below the master's. */
+    while (shrink > 1 && (header->Xsize / shrink < (swap ? height : width) ||
+                          header->Ysize / shrink < (swap ? width : height)))
+        shrink /= 2;
     if (shrink > 1) {
         in = pipe_keep(p, load_format(info->format, data, len, shrink));
         if (!in)

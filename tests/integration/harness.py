@@ -8,6 +8,9 @@ Debian's /usr/bin/python3 with the standard library and botocore (python3-botoco
   Resizer      the binary from env RESIZER_BIN on a free port, wired to an S3Server.
   http, json_http, free_port, wait_until, unique_bucket, scaled.
 
+With RESIZER_CONTRACT=1, http() also checks every response of a Resizer started here against
+openapi/openapi.yaml (contract.py; needs python3-yaml and python3-jsonschema).
+
 Everything started here is stopped when the process exits, also after a failed test, a
 SIGTERM or SIGINT; a private S3 server is stopped even if this process is SIGKILLed (a
 watchdog waits for our end of a pipe to close). If something cannot be started or reached, the
@@ -18,6 +21,7 @@ import atexit
 import ctypes
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -75,6 +79,32 @@ def _untrack(res):
         _resources.remove(res)
 
 
+# -- the contract ---------------------------------------------------------------------------
+
+# With RESIZER_CONTRACT=1, http() checks every response of a Resizer started here against
+# openapi/openapi.yaml (contract.py) and raises AssertionError on a violation. A violation a
+# test swallowed (say inside wait_until) still fails the program at exit.
+CONTRACT = os.environ.get('RESIZER_CONTRACT') == '1'
+_resizers = []  # Resizer instances not closed yet
+
+
+def _contract_check(method, parts, target, status, headers, body):
+    if not CONTRACT or parts.hostname not in ('127.0.0.1', 'localhost'):
+        return
+    if not any(r.port == parts.port and r.running() for r in _resizers):
+        return
+    import contract
+    contract.shared().check(method, target, status, headers, body)
+
+
+def _contract_exit():
+    # Registered before _close_all, so it runs after it, once the services are stopped.
+    if CONTRACT and 'contract' in sys.modules and sys.modules['contract'].report():
+        sys.stdout.flush()
+        os._exit(1)
+
+
+atexit.register(_contract_exit)
 atexit.register(_close_all)
 
 
@@ -178,6 +208,7 @@ def http(method, url, headers=None, body=None, timeout=10):
         for name, value in resp.getheaders():
             key = name.lower()
             hdrs[key] = hdrs[key] + ', ' + value if key in hdrs else value
+        _contract_check(method, parts, path, resp.status, hdrs, data)
         return resp.status, hdrs, data
     finally:
         conn.close()
@@ -392,10 +423,13 @@ class Resizer:
     dest_bucket, fresh unique buckets if not given; API_TOKENS=API_TOKEN,
     EVENTS_API_KEY=EVENTS_API_KEY, LOG_LEVEL=debug, RECONCILE_INTERVAL=0); a value of None
     removes the variable. Output (stdout and stderr) goes to a log file in a temp dir.
-    start=False: call start() yourself (wait=False for runs expected to fail at start-up)."""
+    start=False: call start() yourself (wait=False for runs expected to fail at start-up).
+    wrapper: a command the binary runs under, e.g. ['valgrind', '--error-exitcode=1'] (default:
+    env RESIZER_WRAPPER split like a shell would, else none); signals reach the binary through
+    it only if the wrapper runs it in the same process, as valgrind does."""
 
     def __init__(self, s3, env=None, src_bucket=None, dest_bucket=None, args=(), start=True,
-                 ready_timeout=20):
+                 ready_timeout=20, wrapper=None):
         self.bin = os.environ.get('RESIZER_BIN')
         if not self.bin or not os.access(self.bin, os.X_OK):
             raise RuntimeError('RESIZER_BIN (%r) is not an executable; build the resizer target'
@@ -404,6 +438,9 @@ class Resizer:
         self.src_bucket = src_bucket or s3.create_bucket(prefix='src')
         self.dest_bucket = dest_bucket or s3.create_bucket(prefix='dest')
         self.args = list(args)
+        if wrapper is None:
+            wrapper = shlex.split(os.environ.get('RESIZER_WRAPPER', ''))
+        self.wrapper = list(wrapper)
         self.ready_timeout = ready_timeout
         self.port = free_port()
         self.proc = None
@@ -411,6 +448,7 @@ class Resizer:
         self.log_path = os.path.join(self.tmp, 'resizer.log')
         self.env = self._compose_env(env or {})
         _track(self)
+        _resizers.append(self)
         if start:
             self.start()
 
@@ -442,9 +480,9 @@ class Resizer:
         with open(self.log_path, 'ab') as log:
             log.write(('--- harness: starting %s on port %d\n' % (self.bin, self.port)).encode())
             log.flush()
-            self.proc = subprocess.Popen([self.bin] + self.args, env=env, stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT,
-                                         preexec_fn=_set_pdeathsig)
+            self.proc = subprocess.Popen(self.wrapper + [self.bin] + self.args, env=env,
+                                         stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, preexec_fn=_set_pdeathsig)
 
     def start(self, wait=True):
         """Starts the process (again, after stop()/kill9(): same port and log file). With
@@ -527,6 +565,8 @@ class Resizer:
     def close(self):
         """Kills the process if still running and removes the temp dir. Idempotent."""
         _untrack(self)
+        if self in _resizers:
+            _resizers.remove(self)
         self.kill9()
         if self.tmp and not KEEP_TMP:
             shutil.rmtree(self.tmp, ignore_errors=True)

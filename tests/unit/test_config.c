@@ -52,6 +52,8 @@ static enum rz_err load_with(const char *extra, struct config *c, char *msg, siz
     return config_load(e.vars, c, msg, msglen);
 }
 
+#define R64 "abcdefghijklmnopqrstuvwxyz-abcdefghijklmnopqrstuvwxyz-0123456789"
+
 struct bad_case {
     const char *setting;  /* "NAME=VALUE" or "NAME" to remove a required one */
     const char *named;    /* the variable the message must name */
@@ -66,6 +68,10 @@ static const struct bad_case bad_cases[] = {
     {"SRC_PREFIX=/images/", "SRC_PREFIX"},
     {"AWS_REGION", "AWS_REGION"},
     {"AWS_REGION=", "AWS_REGION"},
+    {"AWS_REGION=us east 1", "AWS_REGION"},
+    /* found by tests/fuzz: a long region overflowed the default endpoint's
+     * buffer and config_load failed with an empty message */
+    {"AWS_REGION=" R64 R64 R64 R64 R64 R64 R64 R64, "AWS_REGION"},
     {"AWS_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"},
     {"AWS_CONTAINER_CREDENTIALS_FULL_URI=ftp://x", "AWS_CONTAINER_CREDENTIALS_FULL_URI"},
     {"S3_ENDPOINT=localhost:9000", "S3_ENDPOINT"},
@@ -80,6 +86,8 @@ static const struct bad_case bad_cases[] = {
     {"PORT=80a", "PORT"},
     {"HTTP_THREADS=0", "HTTP_THREADS"},
     {"SHUTDOWN_GRACE=-1", "SHUTDOWN_GRACE"},
+    {"S3_TIMEOUT=0", "S3_TIMEOUT"},
+    {"S3_TIMEOUT=601", "S3_TIMEOUT"},
     {"API_TOKENS", "API_TOKENS"},
     {"API_TOKENS=short", "API_TOKENS"},
     {"EVENTS_API_KEY", "EVENTS_API_KEY"},
@@ -152,6 +160,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.reconcile_interval, 300);
     assert_int_equal(c.index_max_entries, 100000);
     assert_int_equal(c.shutdown_grace, 25);
+    assert_int_equal(c.s3_timeout, 30);
     assert_string_equal(c.events_api_key_header, "x-api-key");
     assert_int_equal(c.sse, CONFIG_SSE_NONE);
     assert_int_equal(c.log_level, LOG_INFO);
@@ -204,6 +213,7 @@ static void check_index(const struct config *c) { assert_int_equal(c->index_max_
 static void check_level(const struct config *c) { assert_int_equal(c->log_level, LOG_DEBUG); }
 static void check_grace(const struct config *c) { assert_int_equal(c->shutdown_grace, 5); }
 static void check_threads(const struct config *c) { assert_int_equal(c->http_threads, 8); }
+static void check_s3_timeout(const struct config *c) { assert_int_equal(c->s3_timeout, 2); }
 static void check_listen(const struct config *c) { assert_string_equal(c->listen_addr, "127.0.0.1"); }
 static void check_basic(const struct config *c)
 {
@@ -234,6 +244,7 @@ static const struct good_case good_cases[] = {
     {"LOG_LEVEL=debug", check_level},
     {"SHUTDOWN_GRACE=5", check_grace},
     {"HTTP_THREADS=8", check_threads},
+    {"S3_TIMEOUT=2", check_s3_timeout},
     {"LISTEN_ADDR=127.0.0.1", check_listen},
     {"EVENTS_BASIC_AUTH=eb:secret", check_basic},
 };
