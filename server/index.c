@@ -469,33 +469,87 @@ static enum rz_err index_set_object(struct index_entry *e, const char *etag,
     return RZ_OK;
 }
 
-static enum index_claim index_claim_existing(struct index_entry *e, const char *etag,
-                                             const char *sequencer, int64_t now_ms)
+/* What an event for an existing entry means, without changing it. */
+static enum index_claim index_claim_decide(const struct index_entry *e, int newer)
 {
-    int newer = index_event_is_newer(e, etag, sequencer);
-
     switch (e->state) {
     case INDEX_PENDING:
     case INDEX_FAILED:
-        break;
+        return INDEX_CLAIM_NEW;
     case INDEX_QUEUED:
         return INDEX_CLAIM_DUPLICATE; /* the queued job will read the newest object */
     case INDEX_PROCESSING:
-        if (newer)
-            e->rerun = 1;
-        return INDEX_CLAIM_DUPLICATE;
+        return INDEX_CLAIM_DUPLICATE; /* a newer object reruns it (see below) */
     case INDEX_DONE:
     default:
-        if (!newer)
-            return INDEX_CLAIM_DUPLICATE;
-        break;
+        return newer ? INDEX_CLAIM_NEW : INDEX_CLAIM_DUPLICATE;
+    }
+}
+
+static void index_claim_apply(struct index_entry *e, enum index_claim claim, int newer,
+                              int64_t now_ms)
+{
+    if (claim == INDEX_CLAIM_DUPLICATE) {
+        if (e->state == INDEX_PROCESSING && newer)
+            e->rerun = 1;
+        return;
     }
     e->state = INDEX_QUEUED;
     e->error_code[0] = '\0';
     free(e->error_message);
     e->error_message = NULL;
     e->updated_ms = now_ms;
-    return INDEX_CLAIM_NEW;
+}
+
+/* The claim, for an entry that exists; write lock held. Without room, an
+ * event that would need a job changes nothing and gets RZ_EFULL. */
+static enum rz_err index_claim_existing(struct index_node *n, const struct index_claim_event *ev,
+                                        int room, int64_t now_ms, enum index_claim *claim_out)
+{
+    int newer = index_event_is_newer(&n->e, ev->etag, ev->sequencer);
+    int older = index_event_is_older(&n->e, ev->sequencer);
+
+    *claim_out = index_claim_decide(&n->e, newer);
+    if (*claim_out == INDEX_CLAIM_NEW && !room)
+        return RZ_EFULL;
+    index_claim_apply(&n->e, *claim_out, newer, now_ms);
+    /* The recorded object only moves forward, whatever the state: a late
+     * old event must not make the newer one, redelivered once processed,
+     * look new again (and run a second time). */
+    if (older)
+        return RZ_OK;
+    return index_set_object(&n->e, ev->etag, ev->sequencer, ev->size, ev->try_decoded_key);
+}
+
+static enum rz_err index_claim_locked(struct index *idx, const struct index_claim_event *ev,
+                                      int room, const char *new_id, int64_t now_ms,
+                                      enum index_claim *claim_out, char id_out[INDEX_ID_LEN + 1])
+{
+    struct index_node *n = index_find_key(idx, ev->bucket, ev->key);
+    struct index_entry fresh = {0};
+    enum rz_err err;
+
+    if (n) {
+        memcpy(id_out, n->e.id, INDEX_ID_LEN + 1);
+        return index_claim_existing(n, ev, room, now_ms, claim_out);
+    }
+    if (!room)
+        return RZ_EFULL;
+    if (index_find_id(idx, new_id))
+        return RZ_ECONFLICT;
+    snprintf(fresh.id, sizeof(fresh.id), "%s", new_id);
+    fresh.state = INDEX_QUEUED;
+    fresh.bucket = (char *)ev->bucket;
+    fresh.key = (char *)ev->key;
+    fresh.etag = (char *)ev->etag;
+    fresh.sequencer = (char *)ev->sequencer;
+    fresh.bytes = ev->size;
+    fresh.try_decoded_key = ev->try_decoded_key;
+    fresh.created_ms = fresh.updated_ms = now_ms;
+    err = index_insert_locked(idx, &fresh, now_ms, NULL);
+    *claim_out = INDEX_CLAIM_NEW;
+    memcpy(id_out, fresh.id, INDEX_ID_LEN + 1);
+    return err;
 }
 
 enum rz_err index_claim(struct index *idx, const char *bucket, const char *key, const char *etag,
@@ -503,41 +557,19 @@ enum rz_err index_claim(struct index *idx, const char *bucket, const char *key, 
                         const char *new_id, int64_t now_ms, enum index_claim *claim_out,
                         char id_out[INDEX_ID_LEN + 1])
 {
-    struct index_node *n;
-    struct index_entry fresh = {0};
-    enum rz_err err = RZ_OK;
+    struct index_claim_event ev = {bucket, key, etag, sequencer, size, try_decoded_key};
+
+    return index_claim_event(idx, &ev, 1, new_id, now_ms, claim_out, id_out);
+}
+
+enum rz_err index_claim_event(struct index *idx, const struct index_claim_event *ev, int room,
+                              const char *new_id, int64_t now_ms, enum index_claim *claim_out,
+                              char id_out[INDEX_ID_LEN + 1])
+{
+    enum rz_err err;
 
     pthread_rwlock_wrlock(&idx->lock);
-    n = index_find_key(idx, bucket, key);
-    if (n) {
-        int older = index_event_is_older(&n->e, sequencer);
-
-        *claim_out = index_claim_existing(&n->e, etag, sequencer, now_ms);
-        /* The recorded object only moves forward, whatever the state: a late
-         * old event must not make the newer one, redelivered once processed,
-         * look new again (and run a second time). */
-        if (!older)
-            err = index_set_object(&n->e, etag, sequencer, size, try_decoded_key);
-        memcpy(id_out, n->e.id, INDEX_ID_LEN + 1);
-        goto done;
-    }
-    if (index_find_id(idx, new_id)) {
-        err = RZ_ECONFLICT;
-        goto done;
-    }
-    snprintf(fresh.id, sizeof(fresh.id), "%s", new_id);
-    fresh.state = INDEX_QUEUED;
-    fresh.bucket = (char *)bucket;
-    fresh.key = (char *)key;
-    fresh.etag = (char *)etag;
-    fresh.sequencer = (char *)sequencer;
-    fresh.bytes = size;
-    fresh.try_decoded_key = try_decoded_key;
-    fresh.created_ms = fresh.updated_ms = now_ms;
-    err = index_insert_locked(idx, &fresh, now_ms, NULL);
-    *claim_out = INDEX_CLAIM_NEW;
-    memcpy(id_out, fresh.id, INDEX_ID_LEN + 1);
-done:
+    err = index_claim_locked(idx, ev, room, new_id, now_ms, claim_out, id_out);
     pthread_rwlock_unlock(&idx->lock);
     return err;
 }

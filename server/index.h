@@ -120,6 +120,24 @@ enum rz_err index_claim(struct index *idx, const char *bucket, const char *key, 
                         const char *new_id, int64_t now_ms, enum index_claim *claim_out,
                         char id_out[INDEX_ID_LEN + 1]);
 
+/* The object of an event, for index_claim_event (strings borrowed). */
+struct index_claim_event {
+    const char *bucket;
+    const char *key;
+    const char *etag;
+    const char *sequencer;
+    uint64_t size;
+    int try_decoded_key;
+};
+
+/* index_claim, with room saying whether a new job can be queued: without
+ * room, an event that is a duplicate is still taken as one, and one that
+ * would need a job changes nothing and gets RZ_EFULL. So redeliveries of
+ * work already taken are answered even while the queue is full. */
+enum rz_err index_claim_event(struct index *idx, const struct index_claim_event *ev, int room,
+                              const char *new_id, int64_t now_ms, enum index_claim *claim_out,
+                              char id_out[INDEX_ID_LEN + 1]);
+
 /* Copies up to limit entries, newest first, with seq below before_seq (0:
  * from the newest), in state `state` (-1: any), into out (an array of
  * limit entries; release each with index_entry_cleanup). *n_out gets the

@@ -125,6 +125,9 @@ static int jobs_id_from_key(const char *prefix, const char *key,
 static enum rz_err jobs_claim_one(struct jobs *j, const struct event_object *o, int64_t now_ms,
                                   struct jobs_submit_result *out)
 {
+    struct index_claim_event ev = {o->bucket, o->key, o->etag, o->sequencer, o->size,
+                                   o->try_decoded_key};
+    int room = j->count < j->opts.queue_size;
     uuid_t uu;
     char new_id[INDEX_ID_LEN + 1];
     char id[INDEX_ID_LEN + 1];
@@ -135,15 +138,15 @@ static enum rz_err jobs_claim_one(struct jobs *j, const struct event_object *o, 
         uuid_generate_random(uu);
         uuid_unparse_lower(uu, new_id);
     }
-    err = index_claim(j->opts.index, o->bucket, o->key, o->etag, o->sequencer, o->size,
-                      o->try_decoded_key, new_id, now_ms, &claim, id);
+    /* Without room a duplicate is still answered as one (202): only work
+     * that needs a new job is refused. */
+    err = index_claim_event(j->opts.index, &ev, room, new_id, now_ms, &claim, id);
     if (err == RZ_ECONFLICT) {
         /* That id is taken by another key (images/<id>.png next to
          * images/<id>.jpg, say): this one gets a random id. */
         uuid_generate_random(uu);
         uuid_unparse_lower(uu, new_id);
-        err = index_claim(j->opts.index, o->bucket, o->key, o->etag, o->sequencer, o->size,
-                          o->try_decoded_key, new_id, now_ms, &claim, id);
+        err = index_claim_event(j->opts.index, &ev, room, new_id, now_ms, &claim, id);
     }
     if (err != RZ_OK)
         return err;
@@ -165,13 +168,8 @@ enum rz_err jobs_submit(struct jobs *j, const struct event_batch *b, int64_t now
     pthread_mutex_lock(&j->lock);
     if (j->draining)
         err = RZ_ESHUTDOWN;
-    for (size_t i = 0; i < b->nobjects && err == RZ_OK; i++) {
-        if (j->count == j->opts.queue_size) {
-            err = RZ_EFULL;
-            break;
-        }
+    for (size_t i = 0; i < b->nobjects && err == RZ_OK; i++)
         err = jobs_claim_one(j, &b->objects[i], now_ms, out);
-    }
     pthread_mutex_unlock(&j->lock);
     return err;
 }

@@ -318,6 +318,54 @@ static void test_claim_keeps_bucket_apart_and_full(void **state)
     index_free(idx);
 }
 
+static enum rz_err mark_done(struct index_entry *e, void *arg)
+{
+    (void)arg;
+    e->state = INDEX_DONE;
+    return RZ_OK;
+}
+
+/* A full queue (room 0) still answers duplicates, and refuses only what
+ * would need a new job, changing nothing. */
+static void test_claim_without_room(void **state)
+{
+    struct index *idx = index_new(100);
+    char id1[INDEX_ID_LEN + 1], id2[INDEX_ID_LEN + 1];
+    char out[INDEX_ID_LEN + 1];
+    enum index_claim claim;
+    struct index_claim_event ev = {"src", "images/a.jpg", "e1", "0A", 10, 0};
+    struct index_claim_event newer = {"src", "images/a.jpg", "e2", "0B", 10, 0};
+    struct index_claim_event other = {"src", "images/b.jpg", "e1", "0A", 10, 0};
+
+    (void)state;
+    make_id(id1, 1);
+    make_id(id2, 2);
+    assert_int_equal(index_claim_event(idx, &ev, 0, id1, NOW, &claim, out), RZ_EFULL);
+    assert_int_equal(index_claim_event(idx, &ev, 1, id1, NOW, &claim, out), RZ_OK);
+    assert_int_equal(claim, INDEX_CLAIM_NEW);
+    /* Queued: the same event again is a duplicate, room or not. */
+    assert_int_equal(index_claim_event(idx, &ev, 0, id2, NOW, &claim, out), RZ_OK);
+    assert_int_equal(claim, INDEX_CLAIM_DUPLICATE);
+    assert_string_equal(out, id1);
+    /* Another key needs a job: refused, and not recorded. */
+    assert_int_equal(index_claim_event(idx, &other, 0, id2, NOW, &claim, out), RZ_EFULL);
+    {
+        struct index_entry e = {0};
+
+        assert_int_equal(index_get_by_key(idx, "src", "images/b.jpg", &e), RZ_ENOTFOUND);
+    }
+    /* Done, then a newer object with no room: refused, the entry stays done. */
+    assert_int_equal(index_update(idx, id1, mark_done, NULL), RZ_OK);
+    assert_int_equal(index_claim_event(idx, &ev, 0, id2, NOW, &claim, out), RZ_OK);
+    assert_int_equal(claim, INDEX_CLAIM_DUPLICATE);
+    assert_int_equal(index_claim_event(idx, &newer, 0, id2, NOW, &claim, out), RZ_EFULL);
+    assert_int_equal(state_of(idx, id1), INDEX_DONE);
+    assert_int_equal(index_claim_event(idx, &newer, 1, id2, NOW, &claim, out), RZ_OK);
+    assert_int_equal(claim, INDEX_CLAIM_NEW);
+    assert_int_equal(state_of(idx, id1), INDEX_QUEUED);
+    index_free(idx);
+}
+
 /* ---- listing ---- */
 
 /* Follows next cursors from the start; checks order and returns the ids
@@ -915,6 +963,7 @@ int main(void)
         cmocka_unit_test(test_update_and_hostile_strings),
         cmocka_unit_test(test_claim_table),
         cmocka_unit_test(test_claim_keeps_bucket_apart_and_full),
+        cmocka_unit_test(test_claim_without_room),
         cmocka_unit_test(test_list_pages_newest_first),
         cmocka_unit_test(test_list_stable_while_inserting),
         cmocka_unit_test(test_bound_never_evicts_in_flight),
