@@ -643,9 +643,14 @@ size_t jobs_drain(struct jobs *j, long grace_secs)
             break;
     }
     /* Whatever did not start stays queued in the index; drop it here so
-     * the workers exit once their running jobs end. */
+     * the workers exit once their running jobs end, and cut their S3 calls
+     * so that ends now rather than after a stalled S3's timeouts. Their
+     * objects get no by-key record, so the sweep of the next start redoes
+     * them. */
     left = j->count + j->busy;
     j->count = 0;
+    if (j->busy)
+        s3_abort(j->opts.s3);
     pthread_mutex_unlock(&j->lock);
     jobs_stop_workers(j);
     return left;

@@ -45,6 +45,7 @@ struct s3 {
     long backoff_base_ms;
     struct creds_provider *creds;
     struct metrics *metrics;
+    int aborted;              /* set once by s3_abort; read atomically */
 };
 
 struct s3_conn {
@@ -262,7 +263,31 @@ void s3_conn_free(struct s3_conn *c)
     free(c);
 }
 
+void s3_abort(struct s3 *s3)
+{
+    __atomic_store_n(&s3->aborted, 1, __ATOMIC_RELAXED);
+}
+
+static int s3_aborted(const struct s3 *s3)
+{
+    return __atomic_load_n(&s3->aborted, __ATOMIC_RELAXED);
+}
+
 /* ---- one request ---- */
+
+/* libcurl calls this during a transfer (at least once a second, even when
+ * nothing moves); a non-zero answer cuts the transfer. */
+static int s3_on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                          curl_off_t ulnow)
+{
+    const struct s3 *s3 = arg;
+
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
+    return s3_aborted(s3);
+}
 
 static size_t s3_on_body(char *data, size_t size, size_t nmemb, void *arg)
 {
@@ -433,6 +458,9 @@ static void s3_curl_setup(struct s3_conn *c, struct s3_call *call, const char *u
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, s3_on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, call);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "resizer/" RESIZER_VERSION);
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, s3_on_progress);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, c->s3);
     if (strcmp(call->method, "HEAD") == 0) {
         curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
     } else if (strcmp(call->method, "PUT") == 0) {
@@ -606,6 +634,11 @@ static enum rz_err s3_perform(struct s3_conn *c, struct s3_call *call)
 
         if (attempt > 0)
             s3_backoff(c->s3, attempt);
+        if (s3_aborted(c->s3)) {
+            snprintf(call->msg, sizeof(call->msg), "S3 call abandoned: shutting down");
+            err = RZ_EUPSTREAM;
+            break;
+        }
         err = s3_attempt(c, call, &retry);
         s3_count(c->s3, call, err, s3_now_secs() - start);
     }

@@ -87,6 +87,12 @@ enum rz_err s3_new(const struct s3_opts *opts, struct s3 **out, char *msg, size_
 /* NULL is a no-op. All connections must be freed first. */
 void s3_free(struct s3 *s3);
 
+/* From now on every call made with this client fails at once with
+ * RZ_EUPSTREAM, and transfers in flight are cut within about a second:
+ * the end of the drain's grace period, so that a stalled S3 cannot hold
+ * the process past its stop timeout. Thread-safe. */
+void s3_abort(struct s3 *s3);
+
 /* One connection (curl handle) for one thread; NULL if out of memory. */
 struct s3_conn *s3_conn_new(struct s3 *s3);
 

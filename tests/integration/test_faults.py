@@ -246,6 +246,45 @@ class SlowS3Test(unittest.TestCase):
             self.assertEqual(wait_terminal(self.svc, key, scaled(60))['state'], 'done')
 
 
+class StalledShutdownTest(unittest.TestCase):
+    """A job stuck on a stalled S3 must not hold the process past its grace period: ECS
+    kills at 30 s, while 4 attempts of a 30 s S3 timeout would take two minutes."""
+    GRACE = 2
+
+    def test_sigterm_cuts_a_stalled_job_at_the_end_of_the_grace(self):
+        s3 = S3Server()
+        proxy = FaultProxy(int(s3.endpoint.rsplit(':', 1)[1]))
+        svc = Resizer(s3, env={'WORKERS': '1', 'SHUTDOWN_GRACE': str(self.GRACE),
+                               'S3_TIMEOUT': '30',
+                               'S3_ENDPOINT': 'http://127.0.0.1:%d' % proxy.port})
+        try:
+            upload(svc, 'images/stuck.jpg', photo())
+            proxy.mode = 'stall'
+            self.assertEqual(announce(svc, 'images/stuck.jpg', len(photo()))[0], 202)
+            wait_until(lambda: metric(metrics_text(svc), 'resizer_jobs_in_flight') == 1,
+                       timeout=scaled(20), what='the job to start')
+            start = time.monotonic()
+            svc.proc.send_signal(signal.SIGTERM)
+            code = svc.wait_exit(timeout=self.GRACE + 20)
+            elapsed = time.monotonic() - start
+            self.assertEqual(code, 0, svc.log_text()[-3000:])
+            # The grace, plus about a second for curl to notice the abort.
+            self.assertLess(elapsed, self.GRACE + scaled(3))
+            self.assertIn('"jobs_left":1', svc.log_text())
+            sys.stderr.write('\nstalled S3 at SIGTERM: exit 0 after %.1f s (grace %d s)\n'
+                             % (elapsed, self.GRACE))
+            # Nothing is lost: after a restart the sweep does the job.
+            proxy.mode = 'pass'
+            svc.env['RECONCILE_INTERVAL'] = '2'
+            svc.start()
+            rec = wait_terminal(svc, 'images/stuck.jpg', scaled(60))
+            self.assertEqual(rec['state'], 'done', rec)
+        finally:
+            svc.close()
+            proxy.close()
+            s3.close()
+
+
 class SigtermUnderLoadTest(unittest.TestCase):
     GRACE = 4
     S3_DELAY = 0.25  # per response from S3: a job (GET, 3 PUTs, 2 status PUTs) takes ~1.5 s
