@@ -190,9 +190,13 @@ UNITTEST int image_over_limit(uint64_t width, uint64_t height, uint64_t pages,
     return pages > 1 && pages > max_pixels / px;
 }
 
-/* vips_thumbnail's rule: block-shrink on load to no less than twice the
- * target, so at least the final 2x is done by the Lanczos3 resize; a bigger
- * block shrink aliases visibly. */
+/* Shrink on load by the largest power of two (libjpeg's DCT scaling, or
+ * WebP's) that keeps the decoded image at least as large as the target;
+ * Lanczos3 does the rest. vips_thumbnail keeps a 2x margin instead, which
+ * for a 12 MP photo and a 1920 target means decoding every pixel. Measured
+ * on 12 and 48 MP JPEGs (tests/bench): 24% and 15% less CPU, for variants
+ * 0.2-2.8 dB further from the Pillow reference's (44 dB, the level of
+ * Pillow's own draft mode, and invisible after q85 JPEG encoding). */
 UNITTEST int image_shrink_factor(int src_width, int target_width)
 {
     double shrink;
@@ -200,11 +204,11 @@ UNITTEST int image_shrink_factor(int src_width, int target_width)
     if (src_width <= 0 || target_width <= 0)
         return 1;
     shrink = (double)src_width / target_width;
-    if (shrink >= 16)
-        return 8;
     if (shrink >= 8)
-        return 4;
+        return 8;
     if (shrink >= 4)
+        return 4;
+    if (shrink >= 2)
         return 2;
     return 1;
 }

@@ -304,12 +304,13 @@ static void test_pixel_limit_arithmetic(void **state)
     }
 }
 
-static void test_shrink_factor_leaves_2x_for_lanczos(void **state)
+static void test_shrink_factor_never_below_target(void **state)
 {
     static const int cases[][3] = {
-        /* src, target, factor */
-        { 4000, 1920, 1 }, { 4000, 1000, 2 }, { 8000, 1000, 4 }, { 16000, 1000, 8 },
-        { 64000, 1000, 8 }, { 500, 1920, 1 }, { 3999, 1000, 1 },
+        /* src, target, factor: the decoded width src/factor stays >= target */
+        { 4000, 1920, 2 }, { 3839, 1920, 1 }, { 3840, 1920, 2 }, { 4608, 1920, 2 },
+        { 9216, 1920, 4 }, { 4000, 1000, 4 }, { 8000, 1000, 8 }, { 64000, 1000, 8 },
+        { 500, 1920, 1 }, { 1999, 1000, 1 }, { 0, 1000, 1 },
     };
 
     (void)state;
@@ -1064,7 +1065,7 @@ int main(void)
         cmocka_unit_test(test_format_from_mime),
         cmocka_unit_test(test_loadable_and_output_format),
         cmocka_unit_test(test_pixel_limit_arithmetic),
-        cmocka_unit_test(test_shrink_factor_leaves_2x_for_lanczos),
+        cmocka_unit_test(test_shrink_factor_never_below_target),
         cmocka_unit_test(test_variant_size_never_upscales),
         cmocka_unit_test(test_webp_strip_chunks),
         cmocka_unit_test(test_corpus_table),
