@@ -8,8 +8,8 @@ Debian's /usr/bin/python3 with the standard library and botocore (python3-botoco
   Resizer      the binary from env RESIZER_BIN on a free port, wired to an S3Server.
   http, json_http, free_port, wait_until, unique_bucket, scaled.
 
-With RESIZER_CONTRACT=1, http() also checks every response of a Resizer started here against
-openapi/openapi.yaml (contract.py; needs python3-yaml and python3-jsonschema).
+http() also checks every response of a Resizer started here against openapi/openapi.yaml
+(contract.py; needs python3-yaml and python3-jsonschema); RESIZER_CONTRACT=0 turns that off.
 
 Everything started here is stopped when the process exits, also after a failed test, a
 SIGTERM or SIGINT; a private S3 server is stopped even if this process is SIGKILLed (a
@@ -81,10 +81,10 @@ def _untrack(res):
 
 # -- the contract ---------------------------------------------------------------------------
 
-# With RESIZER_CONTRACT=1, http() checks every response of a Resizer started here against
+# Unless RESIZER_CONTRACT=0, http() checks every response of a Resizer started here against
 # openapi/openapi.yaml (contract.py) and raises AssertionError on a violation. A violation a
 # test swallowed (say inside wait_until) still fails the program at exit.
-CONTRACT = os.environ.get('RESIZER_CONTRACT') == '1'
+CONTRACT = os.environ.get('RESIZER_CONTRACT', '1') == '1'
 _resizers = []  # Resizer instances not closed yet
 
 
