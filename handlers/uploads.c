@@ -7,8 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#include <uuid/uuid.h>
-
+#include "server/ids.h"
 #include "server/image.h"
 
 #define UPLOADS_MAX_FILENAME 255
@@ -148,7 +147,6 @@ void handlers_uploads_create(struct http_request *req, void *ctx, struct http_re
     char id[INDEX_ID_LEN + 1];
     char key[1024];
     char location[64];
-    uuid_t uu;
     enum rz_err err;
 
     if (!handlers_client_auth(req, app, res))
@@ -160,8 +158,7 @@ void handlers_uploads_create(struct http_request *req, void *ctx, struct http_re
     body = handlers_json_body(req, res);
     if (!body || !uploads_parse(req, body, &u, res))
         goto done;
-    uuid_generate_random(uu);
-    uuid_unparse_lower(uu, id);
+    ids_new_uuid(id);
     snprintf(key, sizeof(key), "%s%s.%s", app->cfg->src_prefix, id, image_format_ext(u.format));
     err = uploads_presign(app, key, &u, time(NULL), &p);
     if (err == RZ_OK)

@@ -53,17 +53,26 @@ enum rz_err buf_appends(struct buf *b, const char *s)
     return buf_append(b, s, strlen(s));
 }
 
+/* Formats straight into the spare room when the text fits (the common
+ * case, so one pass); otherwise grows the buffer and formats again. */
 enum rz_err buf_printf(struct buf *b, const char *fmt, ...)
 {
     va_list ap;
     int n;
+    size_t room = b->cap - b->len; /* includes the NUL's byte; 0 before the first append */
     enum rz_err err;
 
     va_start(ap, fmt);
-    n = vsnprintf(NULL, 0, fmt, ap);
+    n = vsnprintf(room ? b->data + b->len : NULL, room, fmt, ap);
     va_end(ap);
     if (n < 0)
         return RZ_EINVAL;
+    if ((size_t)n < room && (size_t)n <= b->max - b->len) {
+        b->len += (size_t)n;
+        return RZ_OK;
+    }
+    if (room)
+        b->data[b->len] = '\0'; /* undo a partial write: b stays as it was */
     err = buf_reserve(b, (size_t)n);
     if (err != RZ_OK)
         return err;

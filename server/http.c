@@ -17,8 +17,8 @@
 #include <microhttpd.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
-#include <uuid/uuid.h>
 
+#include "ids.h"
 #include "log.h"
 
 #define HTTP_ALLOW_MAX 64
@@ -64,14 +64,11 @@ static int http_request_id_ok(const char *id)
 static void http_request_id_init(struct http_state *st)
 {
     const char *given = http_header(&st->req, "X-Request-Id");
-    uuid_t uu;
-
     if (given && http_request_id_ok(given)) {
         snprintf(st->req.request_id, sizeof(st->req.request_id), "%s", given);
         return;
     }
-    uuid_generate_random(uu);
-    uuid_unparse_lower(uu, st->req.request_id);
+    ids_new_uuid(st->req.request_id);
 }
 
 /* Matches path against pattern; on success stores {param} segments in req

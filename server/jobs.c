@@ -12,6 +12,7 @@
 
 #include <uuid/uuid.h>
 
+#include "ids.h"
 #include "keys.h"
 #include "log.h"
 
@@ -128,15 +129,13 @@ static enum rz_err jobs_claim_one(struct jobs *j, const struct event_object *o, 
     struct index_claim_event ev = {o->bucket, o->key, o->etag, o->sequencer, o->size,
                                    o->try_decoded_key};
     int room = j->count < j->opts.queue_size;
-    uuid_t uu;
     char new_id[INDEX_ID_LEN + 1];
     char id[INDEX_ID_LEN + 1];
     enum index_claim claim;
     enum rz_err err;
 
     if (!jobs_id_from_key(j->opts.cfg->src_prefix, o->key, new_id)) {
-        uuid_generate_random(uu);
-        uuid_unparse_lower(uu, new_id);
+        ids_new_uuid(new_id);
     }
     /* Without room a duplicate is still answered as one (202): only work
      * that needs a new job is refused. */
@@ -144,8 +143,7 @@ static enum rz_err jobs_claim_one(struct jobs *j, const struct event_object *o, 
     if (err == RZ_ECONFLICT) {
         /* That id is taken by another key (images/<id>.png next to
          * images/<id>.jpg, say): this one gets a random id. */
-        uuid_generate_random(uu);
-        uuid_unparse_lower(uu, new_id);
+        ids_new_uuid(new_id);
         err = index_claim_event(j->opts.index, &ev, room, new_id, now_ms, &claim, id);
     }
     if (err != RZ_OK)
