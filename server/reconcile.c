@@ -81,7 +81,10 @@ static int reconcile_wanted(struct reconcile *r, const struct s3_list_item *obj,
         wanted = 0;
         break;
     case INDEX_DONE:
-        wanted = obj->last_modified && e.finished_ms / 1000 < (int64_t)obj->last_modified;
+        /* Overwritten since: the ETag of the object differs from the one
+         * processed. (Times would not do: S3's are whole seconds, and a job
+         * often ends within the second its upload did.) */
+        wanted = obj->etag && e.etag && strcmp(obj->etag, e.etag) != 0;
         break;
     case INDEX_FAILED:
         /* Only a transient failure is worth another try on its own; bad
@@ -96,15 +99,20 @@ static int reconcile_wanted(struct reconcile *r, const struct s3_list_item *obj,
     return wanted;
 }
 
-static enum rz_err reconcile_queue(struct reconcile *r, const struct s3_list_item *obj)
+/* Queues the object; *queued_out is 1 only when that made a new job (the
+ * claim may find it a duplicate after all). */
+static enum rz_err reconcile_queue(struct reconcile *r, const struct s3_list_item *obj,
+                                   int *queued_out)
 {
     struct event_object o = {
         .bucket = r->opts.cfg->src_bucket, .key = obj->key, .etag = obj->etag, .size = obj->size,
     };
     struct event_batch b = {.objects = &o, .nobjects = 1};
-    struct jobs_submit_result res;
+    struct jobs_submit_result res = {0};
+    enum rz_err err = jobs_submit(r->opts.jobs, &b, (int64_t)time(NULL) * 1000, &res);
 
-    return jobs_submit(r->opts.jobs, &b, (int64_t)time(NULL) * 1000, &res);
+    *queued_out = res.accepted > 0;
+    return err;
 }
 
 /* Advances the status cursor up to rel; 1 if a record for rel exists and
@@ -144,6 +152,7 @@ static enum rz_err reconcile_sweep(struct reconcile *r, struct reconcile_stats *
     const struct s3_list_item *obj;
     enum rz_err err;
     int has;
+    int queued;
 
     memset(stats, 0, sizeof(*stats));
     for (;;) {
@@ -162,11 +171,13 @@ static enum rz_err reconcile_sweep(struct reconcile *r, struct reconcile_stats *
             break;
         if (!reconcile_wanted(r, obj, has))
             continue;
-        err = reconcile_queue(r, obj);
+        err = reconcile_queue(r, obj, &queued);
+        log_fields(LOG_DEBUG, "reconcile_queue",
+                   json_pack("{s:s,s:b,s:b,s:s}", "key", obj->key, "has_record", has, "queued",
+                             queued, "result", rz_err_name(err)));
         if (err == RZ_EFULL || err == RZ_ESHUTDOWN)
             goto out;
-        if (err == RZ_OK)
-            stats->queued++;
+        stats->queued += (size_t)queued;
     }
     stats->complete = err == RZ_OK;
 out:

@@ -578,6 +578,28 @@ class CrashReconcileTest(unittest.TestCase):
         finally:
             svc.close()
 
+    def test_sweeps_leave_finished_images_alone(self):
+        """Images done within the second of their upload (S3 times are whole seconds) are
+        not taken for overwritten ones by later sweeps."""
+        svc = Resizer(s3, env={'WORKERS': '2', 'RECONCILE_INTERVAL': '1'})
+        try:
+            keys = ['images/quick/%02d.jpg' % i for i in range(6)]
+            upload_direct(svc, keys, 'small.jpg')
+            for k in keys:
+                self.assertEqual(wait_key_state(svc, k, ('done', 'failed'))['state'], 'done')
+            text = metrics(svc)
+            sweeps = metric_value(text, 'resizer_reconcile_sweeps_total', 'outcome="ok"') or 0
+            wait_until(lambda: (metric_value(metrics(svc), 'resizer_reconcile_sweeps_total',
+                                             'outcome="ok"') or 0) >= sweeps + 3,
+                       timeout=scaled(30), interval=0.3, what='three more sweeps')
+            text = metrics(svc)
+            self.assertEqual(metric_value(text, 'resizer_jobs_total', 'outcome="done"'),
+                             len(keys))
+            self.assertEqual(
+                metric_value(text, 'resizer_reconcile_objects_total', 'kind="queued"') or 0, 0)
+        finally:
+            svc.close()
+
     @staticmethod
     def finished(svc, keys):
         """Source keys whose three variants are all in the destination bucket."""
