@@ -13,6 +13,7 @@
 
 #include "sigv4.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,6 +231,36 @@ static void hex_encode(const unsigned char *p, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
+/* SHA-256, fetched from the provider once per process. OpenSSL 3 looks the
+ * algorithm up again on every implicit use (EVP_sha256(), HMAC()): with
+ * five HMACs and a digest per signature that lookup cost more than the
+ * hashing (1.15 us per HMAC() against 0.28 us here). The handle is
+ * immutable and shared by all threads. */
+static EVP_MD *sigv4_md_fetched;
+static pthread_once_t sigv4_md_once = PTHREAD_ONCE_INIT;
+
+static void sigv4_md_fetch(void)
+{
+    sigv4_md_fetched = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static const EVP_MD *sigv4_md(void)
+{
+    pthread_once(&sigv4_md_once, sigv4_md_fetch);
+    return sigv4_md_fetched ? sigv4_md_fetched : EVP_sha256();
+}
+
+/* One SHA-256 over up to two parts; 0 on a libcrypto failure. */
+static int sha256_parts(EVP_MD_CTX *ctx, const void *a, size_t alen, const void *b, size_t blen,
+                        unsigned char out[32])
+{
+    unsigned int n = 0;
+
+    return EVP_DigestInit_ex2(ctx, sigv4_md(), NULL) && EVP_DigestUpdate(ctx, a, alen) &&
+           (!blen || EVP_DigestUpdate(ctx, b, blen)) && EVP_DigestFinal_ex(ctx, out, &n) &&
+           n == 32;
+}
+
 void sigv4_sha256_hex(const void *data, size_t len, char out[65])
 {
     unsigned char md[32];
@@ -237,24 +268,45 @@ void sigv4_sha256_hex(const void *data, size_t len, char out[65])
 
     /* EVP_Digest of SHA-256 cannot fail short of a broken libcrypto; an
      * empty string then fails every signature instead of signing garbage. */
-    if (!EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) || mdlen != sizeof(md)) {
+    if (!EVP_Digest(data, len, md, &mdlen, sigv4_md(), NULL) || mdlen != sizeof(md)) {
         out[0] = '\0';
         return;
     }
     hex_encode(md, sizeof(md), out);
 }
 
+/* HMAC-SHA256 (RFC 2104) over the fetched digest. */
 static enum rz_err hmac_sha256(const void *key, size_t keylen, const char *msg, size_t msglen,
                                unsigned char out[32])
 {
-    unsigned int outlen = 0;
+    unsigned char k[64] = {0};
+    unsigned char pad[64];
+    unsigned char inner[32];
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    enum rz_err err = RZ_EINTERNAL;
 
-    if (keylen > 0x7fffffff)
-        return RZ_EINVAL;
-    if (!HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)msg, msglen, out, &outlen) ||
-        outlen != 32)
-        return RZ_EINTERNAL;
-    return RZ_OK;
+    if (!ctx)
+        return RZ_ENOMEM;
+    if (keylen > sizeof(k)) {
+        if (!sha256_parts(ctx, key, keylen, NULL, 0, k))
+            goto done;
+    } else {
+        memcpy(k, key, keylen);
+    }
+    for (size_t i = 0; i < sizeof(pad); i++)
+        pad[i] = (unsigned char)(k[i] ^ 0x36);
+    if (!sha256_parts(ctx, pad, sizeof(pad), msg, msglen, inner))
+        goto done;
+    for (size_t i = 0; i < sizeof(pad); i++)
+        pad[i] = (unsigned char)(k[i] ^ 0x5c);
+    if (sha256_parts(ctx, pad, sizeof(pad), inner, sizeof(inner), out))
+        err = RZ_OK;
+done:
+    OPENSSL_cleanse(k, sizeof(k));
+    OPENSSL_cleanse(pad, sizeof(pad));
+    OPENSSL_cleanse(inner, sizeof(inner));
+    EVP_MD_CTX_free(ctx);
+    return err;
 }
 
 UNITTEST enum rz_err sigv4_signing_key(const char *secret, const char *date8, const char *region,
