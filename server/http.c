@@ -326,6 +326,7 @@ static void http_completed(void *cls, struct MHD_Connection *conn, void **req_cl
     *req_cls = NULL;
 }
 
+__attribute__((format(printf, 2, 0)))
 static void http_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char msg[512];

@@ -785,6 +785,18 @@ static void test_json_hostile_records(void **state)
     assert_int_equal(e.created_ms, 0);
     index_entry_cleanup(&e);
     json_decref(j);
+    /* Found by tests/fuzz: a huge fraction overflowed the time (UB), and a
+     * time before 1970 was kept though it is written back as null. */
+    j = json_loads("{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\","
+                   "\"source\":{},\"variants\":[],"
+                   "\"created_at\":\"2024-01-01T00:00:00.99999999999999999999Z\","
+                   "\"updated_at\":\"1969-12-31T23:59:59.000Z\"}",
+                   0, NULL);
+    assert_int_equal(index_entry_from_json(j, &e), RZ_OK);
+    assert_int_equal(e.created_ms, 0);
+    assert_int_equal(e.updated_ms, 0);
+    index_entry_cleanup(&e);
+    json_decref(j);
 }
 
 /* ---- threads ---- */
