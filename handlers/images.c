@@ -82,38 +82,35 @@ static void images_refresh(const struct app *app, const char *record_key,
     *cached = fresh;
 }
 
-static enum rz_err images_find(const struct app *app, const char *id, struct index_entry *out)
+/* Finishes a lookup the index answered with err: a copy of another
+ * replica's record is refreshed when stale, and an image the index does not
+ * hold is read from its status record at record_key (freed here). */
+static enum rz_err images_complete(const struct app *app, enum rz_err err, char *record_key,
+                                   struct index_entry *out)
 {
-    enum rz_err err = index_get(app->index, id, out);
-    char *record = keys_status_by_id(id);
-
-    if (!record) {
+    if (!record_key) {
         index_entry_cleanup(out);
         return RZ_ENOMEM;
     }
     if (err == RZ_OK)
-        images_refresh(app, record, out);
+        images_refresh(app, record_key, out);
     else if (err == RZ_ENOTFOUND)
-        err = images_read_through(app, record, out);
-    free(record);
+        err = images_read_through(app, record_key, out);
+    free(record_key);
     return err;
+}
+
+static enum rz_err images_find(const struct app *app, const char *id, struct index_entry *out)
+{
+    return images_complete(app, index_get(app->index, id, out), keys_status_by_id(id), out);
 }
 
 static enum rz_err images_find_key(const struct app *app, const char *bucket, const char *key,
                                    struct index_entry *out)
 {
-    enum rz_err err = index_get_by_key(app->index, bucket, key, out);
-    char *record = keys_status_by_key(app->cfg->src_prefix, key);
+    enum rz_err err = images_complete(app, index_get_by_key(app->index, bucket, key, out),
+                                      keys_status_by_key(app->cfg->src_prefix, key), out);
 
-    if (!record) {
-        index_entry_cleanup(out);
-        return RZ_ENOMEM;
-    }
-    if (err == RZ_OK)
-        images_refresh(app, record, out);
-    else if (err == RZ_ENOTFOUND)
-        err = images_read_through(app, record, out);
-    free(record);
     if (err == RZ_OK && (!out->key || strcmp(out->key, key) != 0)) {
         index_entry_cleanup(out);
         err = RZ_ENOTFOUND;
