@@ -116,7 +116,9 @@ static enum rz_err start_services(struct services *s, char *msg, size_t msglen)
     s->index = index_new((size_t)c->index_max_entries);
     if (!s->metrics || !s->index)
         return RZ_ENOMEM;
-    err = start_s3(s, msg, msglen);
+    err = index_metrics_register(s->index, s->metrics);
+    if (err == RZ_OK)
+        err = start_s3(s, msg, msglen);
     if (err != RZ_OK)
         return err;
     jo = (struct jobs_opts){c, s->s3, s->index, s->metrics, (size_t)(workers > 0 ? workers : 1),

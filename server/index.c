@@ -7,6 +7,7 @@
 #include "index.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -21,8 +22,15 @@ struct index_node {
     struct index_node *key_next;
 };
 
+/* What a per-state gauge reads: this index, this state. */
+struct index_gauge {
+    struct index *idx;
+    enum index_state state;
+};
+
 struct index {
     pthread_rwlock_t lock;
+    struct index_gauge gauges[INDEX_NSTATES];
     struct index_node **by_id;
     struct index_node **by_key;
     size_t nbuckets;             /* a power of two */
@@ -606,6 +614,35 @@ enum rz_err index_list(struct index *idx, int state, uint64_t before_seq, size_t
         *next_out = 0;
     }
     *n_out = n;
+    return err;
+}
+
+static double index_gauge_read(void *arg)
+{
+    const struct index_gauge *g = arg;
+    size_t counts[INDEX_NSTATES];
+
+    index_count(g->idx, counts);
+    return (double)counts[g->state];
+}
+
+enum rz_err index_metrics_register(struct index *idx, struct metrics *m)
+{
+    char labels[32];
+    enum rz_err err = metrics_register(m, "resizer_index_capacity", METRICS_GAUGE,
+                                       "Status records the index may hold (INDEX_MAX_ENTRIES)",
+                                       NULL, 0);
+
+    if (err != RZ_OK)
+        return err;
+    metrics_set(m, "resizer_index_capacity", "", (double)idx->max);
+    for (int st = 0; st < INDEX_NSTATES && err == RZ_OK; st++) {
+        idx->gauges[st] = (struct index_gauge){idx, (enum index_state)st};
+        snprintf(labels, sizeof(labels), "state=\"%s\"", index_state_names[st]);
+        err = metrics_register_gauge_fn(m, "resizer_index_entries",
+                                        "Status records in memory by state", labels,
+                                        index_gauge_read, &idx->gauges[st]);
+    }
     return err;
 }
 

@@ -16,6 +16,7 @@
 
 #include "err.h"
 #include "image.h"
+#include "metrics.h"
 
 #define INDEX_ID_LEN 36 /* a lowercase UUID */
 #define INDEX_CODE_MAX 32
@@ -147,6 +148,10 @@ enum rz_err index_list(struct index *idx, int state, uint64_t before_seq, size_t
 
 /* Counts entries by state into counts[INDEX_NSTATES]; returns the total. */
 size_t index_count(struct index *idx, size_t counts[INDEX_NSTATES]);
+
+/* Registers resizer_index_entries{state=...} (read at each scrape) and
+ * resizer_index_capacity. */
+enum rz_err index_metrics_register(struct index *idx, struct metrics *m);
 
 /* Deep copy of src into *dst (which is overwritten). */
 enum rz_err index_entry_copy(struct index_entry *dst, const struct index_entry *src);

@@ -98,6 +98,18 @@ class ServerTest(unittest.TestCase):
                       text)
         self.assertIn('# TYPE resizer_queue_depth gauge', text)
 
+    def test_metrics_show_the_index_by_state(self):
+        status, _, _ = json_http('POST', self.svc.url('/v1/uploads'),
+                                 obj={'content_type': 'image/png'},
+                                 headers={'Authorization': 'Bearer ' + API_TOKEN})
+        self.assertEqual(status, 201)
+        text = http('GET', self.svc.url('/metrics'))[2].decode()
+        values = dict(line.rsplit(' ', 1) for line in text.splitlines()
+                      if line.startswith('resizer_index_'))
+        self.assertGreaterEqual(float(values['resizer_index_entries{state="pending"}']), 1)
+        self.assertEqual(float(values['resizer_index_entries{state="processing"}']), 0)
+        self.assertEqual(float(values['resizer_index_capacity']), 100000)
+
     def test_openapi_served_byte_for_byte(self):
         status, headers, body = http('GET', self.svc.url('/openapi.yaml'))
         self.assertEqual(status, 200)
