@@ -67,6 +67,26 @@ static void log_write_line(const char *s, size_t len)
     }
 }
 
+/* Writes text plus its newline in one write, then frees text (may be NULL). */
+static void log_emit(char *text)
+{
+    size_t len;
+    char *line;
+
+    if (!text)
+        return;
+    len = strlen(text);
+    line = realloc(text, len + 2);
+    if (!line) {
+        free(text);
+        return;
+    }
+    line[len] = '\n';
+    line[len + 1] = '\0';
+    log_write_line(line, len + 1);
+    free(line);
+}
+
 void log_fields(enum log_level level, const char *event, json_t *fields)
 {
     char ts[32];
@@ -91,21 +111,7 @@ void log_fields(enum log_level level, const char *event, json_t *fields)
     json_decref(fields);
     text = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(line);
-    if (!text)
-        return;
-    {
-        size_t len = strlen(text);
-        char *nl = realloc(text, len + 2);
-
-        if (nl) {
-            nl[len] = '\n';
-            nl[len + 1] = '\0';
-            log_write_line(nl, len + 1);
-            free(nl);
-        } else {
-            free(text);
-        }
-    }
+    log_emit(text);
 }
 
 void log_printf(enum log_level level, const char *event, const char *fmt, ...)
