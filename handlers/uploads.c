@@ -9,6 +9,7 @@
 
 #include "server/ids.h"
 #include "server/image.h"
+#include "server/timefmt.h"
 
 #define UPLOADS_MAX_FILENAME 255
 
@@ -84,11 +85,9 @@ static int uploads_parse(struct http_request *req, json_t *body, struct uploads_
 
 static json_t *uploads_time(time_t t)
 {
-    char s[32];
-    struct tm tm;
+    char s[TIMEFMT_MAX];
 
-    gmtime_r(&t, &tm);
-    strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    timefmt_iso(t, s);
     return json_string(s);
 }
 

@@ -3,22 +3,19 @@
  * answer exactly as the replica that wrote it. */
 #include "index.h"
 
+#include "timefmt.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 static json_t *index_json_time(int64_t ms)
 {
-    char day[32];
-    char out[40];
-    struct tm tm;
-    time_t secs = (time_t)(ms / 1000);
+    char out[TIMEFMT_MAX];
 
     if (ms <= 0)
         return json_null();
-    gmtime_r(&secs, &tm);
-    strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, sizeof(out), "%.20s.%03dZ", day, (int)(ms % 1000));
+    timefmt_iso_ms(ms, out);
     return json_string(out);
 }
 

@@ -1,6 +1,8 @@
 /* log.c - JSON lines on stderr. */
 #include "log.h"
 
+#include "timefmt.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -39,16 +41,12 @@ void log_set_fd(int fd)
     log_fd = fd;
 }
 
-static void log_timestamp(char out[32])
+static void log_timestamp(char out[TIMEFMT_MAX])
 {
     struct timeval tv;
-    struct tm tm;
-    char day[24];
 
     gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
-    strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, 32, "%.20s.%03dZ", day, (int)(tv.tv_usec / 1000) % 1000);
+    timefmt_iso_ms((int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000, out);
 }
 
 /* One write() per line: POSIX makes writes to a pipe of up to PIPE_BUF
@@ -89,7 +87,7 @@ static void log_emit(char *text)
 
 void log_fields(enum log_level level, const char *event, json_t *fields)
 {
-    char ts[32];
+    char ts[TIMEFMT_MAX];
     json_t *line;
     char *text;
 

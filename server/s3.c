@@ -20,6 +20,7 @@
 
 #include "buf.h"
 #include "sigv4.h"
+#include "timefmt.h"
 
 #define S3_MAX_ERROR_BODY (64 * 1024)
 #define S3_MAX_LIST_BODY (4 * 1024 * 1024)
@@ -1082,14 +1083,12 @@ static char *s3_base64(const char *s)
 static char *s3_post_policy(const struct s3_presigned *fields, const char *bucket,
                             uint64_t max_bytes, time_t expires_at)
 {
-    char expiration[32];
-    struct tm tm;
+    char expiration[TIMEFMT_MAX];
     json_t *conds = json_array();
     json_t *policy;
     char *text;
 
-    gmtime_r(&expires_at, &tm);
-    strftime(expiration, sizeof(expiration), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    timefmt_iso(expires_at, expiration);
     json_array_append_new(conds, json_pack("{s:s}", "bucket", bucket));
     for (size_t i = 0; i < fields->nfields; i++)
         json_array_append_new(conds, json_pack("{s:s}", fields->fields[i].name,
