@@ -37,6 +37,7 @@ struct index {
     struct index_node *newest;
     struct index_node *oldest;
     size_t count;
+    size_t by_state[INDEX_NSTATES]; /* kept as entries change, so counting is free */
     size_t max;
     uint64_t next_seq;
 };
@@ -238,6 +239,7 @@ static void index_unlink(struct index *idx, struct index_node *node)
     else
         idx->oldest = node->prev;
     idx->count--;
+    idx->by_state[node->e.state]--;
 }
 
 static void index_link(struct index *idx, struct index_node *node)
@@ -259,6 +261,7 @@ static void index_link(struct index *idx, struct index_node *node)
     if (!idx->oldest)
         idx->oldest = node;
     idx->count++;
+    idx->by_state[node->e.state]++;
 }
 
 static int index_evictable(const struct index_entry *e, int64_t now_ms)
@@ -361,6 +364,13 @@ enum rz_err index_get_by_key(struct index *idx, const char *bucket, const char *
     return err;
 }
 
+/* Keeps by_state right after an entry's state changed in place. */
+static void index_state_moved(struct index *idx, enum index_state from, enum index_state to)
+{
+    idx->by_state[from]--;
+    idx->by_state[to]++;
+}
+
 enum rz_err index_update(struct index *idx, const char *id, index_update_fn fn, void *arg)
 {
     struct index_node *n;
@@ -368,8 +378,12 @@ enum rz_err index_update(struct index *idx, const char *id, index_update_fn fn, 
 
     pthread_rwlock_wrlock(&idx->lock);
     n = index_find_id(idx, id);
-    if (n)
+    if (n) {
+        enum index_state before = n->e.state;
+
         err = fn(&n->e, arg);
+        index_state_moved(idx, before, n->e.state);
+    }
     pthread_rwlock_unlock(&idx->lock);
     return err;
 }
@@ -511,16 +525,20 @@ static void index_claim_apply(struct index_entry *e, enum index_claim claim, int
 
 /* The claim, for an entry that exists; write lock held. Without room, an
  * event that would need a job changes nothing and gets RZ_EFULL. */
-static enum rz_err index_claim_existing(struct index_node *n, const struct index_claim_event *ev,
-                                        int room, int64_t now_ms, enum index_claim *claim_out)
+static enum rz_err index_claim_existing(struct index *idx, struct index_node *n,
+                                        const struct index_claim_event *ev, int room,
+                                        int64_t now_ms, enum index_claim *claim_out)
 {
     int newer = index_event_is_newer(&n->e, ev->etag, ev->sequencer);
     int older = index_event_is_older(&n->e, ev->sequencer);
+    enum index_state before;
 
     *claim_out = index_claim_decide(&n->e, newer);
     if (*claim_out == INDEX_CLAIM_NEW && !room)
         return RZ_EFULL;
+    before = n->e.state;
     index_claim_apply(&n->e, *claim_out, newer, now_ms);
+    index_state_moved(idx, before, n->e.state);
     /* The recorded object only moves forward, whatever the state: a late
      * old event must not make the newer one, redelivered once processed,
      * look new again (and run a second time). */
@@ -539,7 +557,7 @@ static enum rz_err index_claim_locked(struct index *idx, const struct index_clai
 
     if (n) {
         memcpy(id_out, n->e.id, INDEX_ID_LEN + 1);
-        return index_claim_existing(n, ev, room, now_ms, claim_out);
+        return index_claim_existing(idx, n, ev, room, now_ms, claim_out);
     }
     if (!room)
         return RZ_EFULL;
@@ -650,10 +668,8 @@ size_t index_count(struct index *idx, size_t counts[INDEX_NSTATES])
 {
     size_t total;
 
-    memset(counts, 0, INDEX_NSTATES * sizeof(counts[0]));
     pthread_rwlock_rdlock(&idx->lock);
-    for (struct index_node *n = idx->newest; n; n = n->next)
-        counts[n->e.state]++;
+    memcpy(counts, idx->by_state, INDEX_NSTATES * sizeof(counts[0]));
     total = idx->count;
     pthread_rwlock_unlock(&idx->lock);
     return total;

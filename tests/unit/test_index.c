@@ -64,6 +64,28 @@ static enum index_state state_of(struct index *idx, const char *id)
     return st;
 }
 
+/* The counts index_count keeps as entries change equal a full listing's. */
+static void assert_counts_match_listing(struct index *idx)
+{
+    size_t counts[INDEX_NSTATES];
+    size_t total = index_count(idx, counts);
+    size_t sum = 0;
+
+    for (int st = 0; st < INDEX_NSTATES; st++) {
+        struct index_entry *page = calloc(total + 1, sizeof(*page));
+        size_t n = 0;
+        uint64_t next = 0;
+
+        assert_int_equal(index_list(idx, st, 0, total + 1, page, &n, &next), RZ_OK);
+        assert_int_equal(n, counts[st]);
+        for (size_t i = 0; i < n; i++)
+            index_entry_cleanup(&page[i]);
+        free(page);
+        sum += counts[st];
+    }
+    assert_int_equal(sum, total);
+}
+
 /* ---- put / get ---- */
 
 static void test_put_get_by_id_and_key(void **state)
@@ -363,6 +385,7 @@ static void test_claim_without_room(void **state)
     assert_int_equal(index_claim_event(idx, &newer, 1, id2, NOW, &claim, out), RZ_OK);
     assert_int_equal(claim, INDEX_CLAIM_NEW);
     assert_int_equal(state_of(idx, id1), INDEX_QUEUED);
+    assert_counts_match_listing(idx);
     index_free(idx);
 }
 
@@ -526,6 +549,7 @@ static void test_bound_never_evicts_in_flight(void **state)
             inflight++;
     }
     assert_int_equal(index_count(idx, counts), BOUND_MAX);
+    assert_counts_match_listing(idx);
     /* Every in-flight entry is still there; everything missing was finished. */
     for (unsigned i = 0; i < BOUND_N; i++) {
         make_id(id, i);
@@ -888,6 +912,7 @@ static void test_threads(void **state)
     for (unsigned i = 0; i < 6; i++)
         pthread_join(t[i], NULL);
     assert_true(index_count(idx, counts) <= THREAD_MAX);
+    assert_counts_match_listing(idx);
     index_free(idx);
 }
 
