@@ -21,10 +21,10 @@ import subprocess
 import sys
 import unittest
 
-import yaml
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+from cfn import (Resolved, all_env_names, as_list, container, load_template,  # noqa: E402
+                 normalize_statement, policy_statements, task_env)
 
 SOURCE_DIR = harness.SOURCE_DIR
 TEMPLATE = os.path.join(SOURCE_DIR, 'deploy', 'cloudformation.yaml')
@@ -33,215 +33,28 @@ DOCKERFILE = os.path.join(SOURCE_DIR, 'Dockerfile')
 
 # PRODUCT.md's reference deployment and its least-privilege role, written out here on purpose
 # (not derived from the template): the template must produce exactly this.
-SRC_ARN = 'arn:aws:s3:::manara-image-resize-uploader'
-DEST_ARN = 'arn:aws:s3:::manara-image-resize-reciever'
+SRC_NAME, DEST_NAME = 'manara-image-resize-uploader', 'manara-image-resize-reciever'
+SRC_ARN = 'arn:aws:s3:::' + SRC_NAME
+DEST_ARN = 'arn:aws:s3:::' + DEST_NAME
+# The reference deployment's buckets, which exist already: the stack uses them as they are.
+EXISTING = {'BucketMode': 'existing', 'SourceBucketName': SRC_NAME,
+            'DestinationBucketName': DEST_NAME}
 KMS_KEY = 'arn:aws:kms:us-east-1:123456789012:key/0a1b2c3d-4e5f-6789-abcd-ef0123456789'
 DOCUMENTED_STATEMENTS = [
     ('Allow', ['s3:GetObject'], [SRC_ARN + '/*'], None),
     ('Allow', ['s3:ListBucket'], [SRC_ARN], {'StringLike': {'s3:prefix': ['images/*']}}),
+    ('Allow', ['s3:ListBucket'], [DEST_ARN], {'StringLike': {'s3:prefix': ['_status/*']}}),
     ('Allow', ['s3:PutObject'], [DEST_ARN + '/*'], None),
     ('Allow', ['s3:PutObject'], [SRC_ARN + '/images/*'], None),
     ('Allow', ['s3:GetObject'], [DEST_ARN + '/*'], None),
 ]
+EVENTS_SECRET = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:resizer-events-AbC123'
+# Parameters that become a variable of the service (the rest configure AWS resources).
+ENV_PARAMS = {'JpegQuality', 'MaxUploadBytes', 'MaxPixels', 'Workers', 'QueueSize', 'HttpThreads',
+              'PresignPutExpires', 'PresignGetExpires', 'ReconcileInterval', 'IndexMaxEntries'}
 KMS_STATEMENT = ('Allow', ['kms:Decrypt', 'kms:GenerateDataKey'], [KMS_KEY], None)
 SECRET_VARS = {'API_TOKENS', 'EVENTS_API_KEY'}
 STATIC_CREDENTIALS = {'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN'}
-
-
-# -- reading the template -----------------------------------------------------------------
-
-class CfnLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that also reads CloudFormation's short forms (!Ref, !Sub, ...) as the
-    long forms ({'Ref': ...}, {'Fn::Sub': ...}); safe_load alone rejects the tags."""
-
-
-def _cfn_tag(loader, suffix, node):
-    name = suffix  # the tag without its '!'
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    if name == 'Ref':
-        return {'Ref': value}
-    if name == 'Condition':
-        return {'Condition': value}
-    if name == 'GetAtt' and isinstance(value, str):
-        value = value.split('.', 1)
-    return {'Fn::' + name: value}
-
-
-CfnLoader.add_multi_constructor('!', _cfn_tag)
-
-
-def load_template():
-    with open(TEMPLATE, encoding='utf-8') as f:
-        return yaml.load(f, Loader=CfnLoader)
-
-
-NOVALUE = object()
-PSEUDO = {'AWS::Region': 'us-east-1', 'AWS::AccountId': '123456789012', 'AWS::Partition': 'aws',
-          'AWS::StackName': 'resizer', 'AWS::URLSuffix': 'amazonaws.com', 'AWS::NoValue': NOVALUE}
-
-
-class Resolved:
-    """The template as CloudFormation would see it for given parameter values (defaults for
-    the rest): conditions evaluated, Ref/GetAtt/Sub/If/Join replaced by strings. A bucket's
-    Ref is its name and its Arn attribute arn:aws:s3:::name; other resources resolve to
-    placeholders like ref:Logical or getatt:Logical.Attr. An intrinsic this class does not
-    know raises, so the test fails rather than checks something half-resolved."""
-
-    def __init__(self, doc, params=None):
-        self.doc = doc
-        self.params = {}
-        for name, spec in doc.get('Parameters', {}).items():
-            value = (params or {}).get(name, spec.get('Default'))
-            if value is None:
-                value = 'param-' + name  # required parameters without a default
-            if spec.get('Type') == 'CommaDelimitedList' and isinstance(value, str):
-                value = value.split(',')
-            self.params[name] = value
-
-    def condition(self, name):
-        return self._truth(self.doc['Conditions'][name])
-
-    def _truth(self, expr):
-        (fn, arg), = expr.items()
-        if fn == 'Fn::Equals':
-            a, b = (self.value(x) for x in arg)
-            return str(a) == str(b)
-        if fn == 'Fn::Not':
-            return not self._truth(arg[0])
-        if fn == 'Fn::And':
-            return all(self._truth(x) for x in arg)
-        if fn == 'Fn::Or':
-            return any(self._truth(x) for x in arg)
-        if fn == 'Condition':
-            return self.condition(arg)
-        raise AssertionError('unknown condition function %s' % fn)
-
-    def _ref(self, name):
-        if name in PSEUDO:
-            return PSEUDO[name]
-        if name in self.params:
-            return self.params[name]
-        res = self.doc['Resources'][name]
-        if res['Type'] == 'AWS::S3::Bucket':
-            return self.value(res['Properties']['BucketName'])
-        return 'ref:' + name
-
-    def _getatt(self, logical, attr):
-        res = self.doc['Resources'][logical]
-        if res['Type'] == 'AWS::S3::Bucket' and attr == 'Arn':
-            return 'arn:aws:s3:::' + self._ref(logical)
-        return 'getatt:%s.%s' % (logical, attr)
-
-    def _sub(self, arg):
-        text, extra = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
-        extra = {k: self.value(v) for k, v in extra.items()}
-
-        def one(m):
-            name = m.group(1)
-            if name in extra:
-                return str(extra[name])
-            if '.' in name and not name.startswith('AWS::'):
-                return str(self._getatt(*name.split('.', 1)))
-            return str(self._ref(name))
-        return re.sub(r'\$\{([^}!]+)\}', one, text)
-
-    def value(self, v):
-        """v with every intrinsic resolved; NOVALUE items vanish from lists and mappings."""
-        if isinstance(v, list):
-            return [x for x in (self.value(i) for i in v) if x is not NOVALUE]
-        if not isinstance(v, dict):
-            return v
-        if len(v) == 1:
-            (fn, arg), = v.items()
-            if fn == 'Ref':
-                return self._ref(arg)
-            if fn == 'Fn::GetAtt':
-                return self._getatt(*arg)
-            if fn == 'Fn::Sub':
-                return self._sub(arg)
-            if fn == 'Fn::If':
-                return self.value(arg[1] if self.condition(arg[0]) else arg[2])
-            if fn == 'Fn::Join':
-                return arg[0].join(str(x) for x in self.value(arg[1]))
-            if fn.startswith('Fn::') or fn == 'Condition':
-                raise AssertionError('the test cannot resolve %s; extend Resolved' % fn)
-        out = {}
-        for k, x in v.items():
-            x = self.value(x)
-            if x is not NOVALUE:
-                out[k] = x
-        return out
-
-    def resource(self, name):
-        return self.value(self.doc['Resources'][name])
-
-    def of_type(self, rtype):
-        return {n: self.resource(n) for n, r in self.doc['Resources'].items()
-                if r['Type'] == rtype and ('Condition' not in r or self.condition(r['Condition']))}
-
-
-def container(resolved):
-    (td,) = resolved.of_type('AWS::ECS::TaskDefinition').values()
-    (c,) = td['Properties']['ContainerDefinitions']
-    return c
-
-
-def task_env(resolved):
-    c = container(resolved)
-    env = {e['Name']: str(e['Value']) for e in c.get('Environment', [])}
-    return env, {s['Name'] for s in c.get('Secrets', [])}
-
-
-def all_env_names(doc):
-    """Every variable name the task definition can set, under any condition (both branches of
-    each Fn::If), with repeats kept so duplicates show."""
-    names = []
-
-    def walk(item):
-        if isinstance(item, dict) and list(item) == ['Fn::If']:
-            for branch in item['Fn::If'][1:]:
-                walk(branch)
-        elif isinstance(item, dict) and 'Name' in item:
-            names.append(item['Name'])
-    for res in doc['Resources'].values():
-        if res['Type'] != 'AWS::ECS::TaskDefinition':
-            continue
-        for c in res['Properties']['ContainerDefinitions']:
-            for item in c.get('Environment', []) + c.get('Secrets', []):
-                walk(item)
-    return names
-
-
-def as_list(v):
-    return v if isinstance(v, list) else [v]
-
-
-def normalize_statement(st):
-    cond = st.get('Condition')
-    if cond is not None:
-        cond = {op: {k: sorted(as_list(x)) for k, x in kv.items()} for op, kv in cond.items()}
-    return (st['Effect'], sorted(as_list(st['Action'])), sorted(as_list(st['Resource'])), cond)
-
-
-def policy_statements(resolved):
-    """(where, statement) for every policy statement in the template: IAM role policies,
-    standalone IAM policies, bucket and queue policies."""
-    out = []
-    for name, res in resolved.doc['Resources'].items():
-        if 'Condition' in res and not resolved.condition(res['Condition']):
-            continue
-        props = resolved.resource(name).get('Properties', {})
-        docs = [p['PolicyDocument'] for p in props.get('Policies', [])]
-        if 'PolicyDocument' in props:
-            docs.append(props['PolicyDocument'])
-        for d in docs:
-            out += [(name, st) for st in as_list(d['Statement'])]
-    return out
 
 
 def help_vars():
@@ -311,23 +124,78 @@ class TaskDefinition(unittest.TestCase):
                          'static credentials in the task: the task role provides them')
 
     def test_secrets_come_from_secrets_manager(self):
-        for params in ({}, {'ApiTokens': 'a' * 20, 'EventsApiKey': 'b' * 20}):
-            r = Resolved(self.doc, params)
-            env, secrets = task_env(r)
-            self.assertEqual(secrets, SECRET_VARS)
-            self.assertFalse(SECRET_VARS & set(env), 'a secret in plain Environment')
-            for s in container(r)['Secrets']:
-                self.assertEqual(r.doc['Resources'][s['ValueFrom'][4:]]['Type'],
-                                 'AWS::SecretsManager::Secret')
+        r = Resolved(self.doc, {'EventsApiKeySecretArn': EVENTS_SECRET})
+        env, secrets = task_env(r)
+        self.assertEqual(secrets, SECRET_VARS)
+        self.assertFalse(SECRET_VARS & set(env), 'a secret in plain Environment')
+        froms = {s['Name']: s['ValueFrom'] for s in container(r)['Secrets']}
+        self.assertEqual(r.doc['Resources'][froms['API_TOKENS'][4:]]['Type'],
+                         'AWS::SecretsManager::Secret')
+        # The events key: one secret, its "accept" list for the tasks, its "send" key for the
+        # connection, so they can only differ by what the secret itself says.
+        self.assertEqual(froms['EVENTS_API_KEY'], EVENTS_SECRET + ':accept::')
+        (conn,) = r.of_type('AWS::Events::Connection').values()
+        self.assertEqual(conn['Properties']['AuthParameters']['ApiKeyAuthParameters']['ApiKeyValue'],
+                         '{{resolve:secretsmanager:%s:SecretString:send}}' % EVENTS_SECRET)
+        (role,) = [v for k, v in r.of_type('AWS::IAM::Role').items() if k == 'ExecutionRole']
+        (st,) = role['Properties']['Policies'][0]['PolicyDocument']['Statement']
+        self.assertCountEqual(st['Resource'], ['ref:ApiTokensSecret', EVENTS_SECRET])
+
+    def test_no_parameter_can_overwrite_a_secret(self):
+        """A key set through a stack parameter would reach the secret but neither the running
+        tasks nor the connection: the template has no such parameter, and nothing writes the
+        events key's secret (it is made outside the stack)."""
+        for name, spec in self.doc['Parameters'].items():
+            self.assertFalse(spec.get('NoEcho'), '%s carries secret material' % name)
+        (secret,) = Resolved(self.doc).of_type('AWS::SecretsManager::Secret').values()
+        self.assertNotIn('SecretString', secret['Properties'])
+        self.assertIn('GenerateSecretString', secret['Properties'])
+
+    def test_secrets_revision_restarts_tasks_and_rereads_the_connection_key(self):
+        a, b = (Resolved(self.doc, {'SecretsRevision': n}) for n in (1, 2))
+        self.assertNotEqual(container(a)['DockerLabels'], container(b)['DockerLabels'])
+        conn = [list(r.of_type('AWS::Events::Connection').values())[0]['Properties']
+                for r in (a, b)]
+        self.assertNotEqual(conn[0]['Description'], conn[1]['Description'])
+
+    def test_service_keeps_its_scaled_count(self):
+        (svc,) = Resolved(self.doc).of_type('AWS::ECS::Service').values()
+        self.assertNotIn('DesiredCount', svc['Properties'],
+                         'DesiredCount resets a scaled-out service on every stack update')
+        (target,) = Resolved(self.doc).of_type(
+            'AWS::ApplicationAutoScaling::ScalableTarget').values()
+        self.assertEqual(target['Properties']['MinCapacity'], 2)
+
+    def test_tmp_is_handed_to_the_service_user_before_it_starts(self):
+        """Fargate's bind mount is root-owned 0755: a root init container in the same task
+        makes it the service user's, and resizer starts only after that succeeded."""
+        r = Resolved(self.doc)
+        c, init = container(r), container(r, 'tmp-owner')
+        self.assertEqual(c['DependsOn'], [{'ContainerName': 'tmp-owner', 'Condition': 'SUCCESS'}])
+        self.assertFalse(init['Essential'])
+        self.assertEqual(init['User'], '0')
+        self.assertTrue(init['ReadonlyRootFilesystem'] and c['ReadonlyRootFilesystem'])
+        uid = c['User'].split(':')[0]
+        self.assertIn('chown %s:' % uid, ' '.join(init['Command']))
+        self.assertEqual([(m['SourceVolume'], m['ContainerPath']) for m in init['MountPoints']],
+                         [(m['SourceVolume'], m['ContainerPath']) for m in c['MountPoints']])
+        self.assertIn(('tmp', '/tmp'), [(m['SourceVolume'], m['ContainerPath'])
+                                        for m in c['MountPoints']])
 
     def test_env_is_accepted_by_the_binary(self):
         """The task's environment (defaults, and with SSE-KMS and a watermark) starts the real
         binary: a value the service refuses would crash-loop every task on ECS."""
         cases = [{}, {'KmsKeyArn': KMS_KEY, 'WatermarkText': 'example.com', 'Workers': 2}]
+        # Every bound the template allows must be one the service accepts, else a parameter in
+        # range crash-loops the tasks: all parameters of variables at their MinValue, then at
+        # their MaxValue.
+        for bound in ('MinValue', 'MaxValue'):
+            cases.append({name: spec[bound] for name, spec in self.doc['Parameters'].items()
+                          if bound in spec and name in ENV_PARAMS})
         for params in cases:
             with self.subTest(params=params):
                 env, _ = task_env(Resolved(self.doc, params))
-                if params:
+                if 'KmsKeyArn' in params:
                     self.assertEqual(env['SSE'], 'aws:kms')
                     self.assertEqual(env['SSE_KMS_KEY_ID'], KMS_KEY)
                 else:
@@ -467,12 +335,24 @@ class Permissions(unittest.TestCase):
                 for st in as_list(p['PolicyDocument']['Statement'])]
 
     def test_task_role_is_exactly_the_documented_set(self):
-        got = self.task_role_statements({})
-        self.assertCountEqual(got, [normalize_statement(dict(zip(
-            ('Effect', 'Action', 'Resource', 'Condition'), s))) for s in DOCUMENTED_STATEMENTS])
+        want = [normalize_statement(dict(zip(('Effect', 'Action', 'Resource', 'Condition'), s)))
+                for s in DOCUMENTED_STATEMENTS]
+        self.assertCountEqual(self.task_role_statements(EXISTING), want)
+        # Buckets the stack creates under the same names: the same statements.
+        created = dict(EXISTING, BucketMode='create')
+        self.assertCountEqual(self.task_role_statements(created), want)
+        # With generated names, the statements name the generated buckets.
+        r = Resolved(self.doc)
+        env, _ = task_env(r)
+        self.assertEqual((env['SRC_BUCKET'], env['DEST_BUCKET']),
+                         ('generated-sourcebucket', 'generated-destinationbucket'))
+        renamed = json.loads(json.dumps(DOCUMENTED_STATEMENTS).replace(SRC_NAME, env['SRC_BUCKET'])
+                             .replace(DEST_NAME, env['DEST_BUCKET']))
+        self.assertCountEqual(self.task_role_statements({}), [normalize_statement(dict(zip(
+            ('Effect', 'Action', 'Resource', 'Condition'), s))) for s in renamed])
 
     def test_task_role_with_sse_kms_adds_only_the_key(self):
-        got = self.task_role_statements({'KmsKeyArn': KMS_KEY})
+        got = self.task_role_statements(dict(EXISTING, KmsKeyArn=KMS_KEY))
         want = DOCUMENTED_STATEMENTS + [KMS_STATEMENT]
         self.assertCountEqual(got, [normalize_statement(dict(zip(
             ('Effect', 'Action', 'Resource', 'Condition'), s))) for s in want])
@@ -503,17 +383,226 @@ class Permissions(unittest.TestCase):
                     yield from strings(x)
             elif isinstance(v, str):
                 yield v
-        for s in strings(self.doc):
-            self.assertFalse(s.startswith('s3:') and '*' in s and ':prefix' not in s,
-                             'wildcard S3 action %r in the template' % s)
-        for params in ({}, {'KmsKeyArn': KMS_KEY}):
+        for params in ({}, {'KmsKeyArn': KMS_KEY}, EXISTING):
             for where, st in policy_statements(Resolved(self.doc, params)):
                 if st['Effect'] != 'Allow':
                     continue
+                for s in strings(st):
+                    self.assertFalse(s.startswith('s3:') and '*' in s and ':prefix' not in s,
+                                     'wildcard S3 action %r in %s' % (s, where))
                 actions = as_list(st['Action'])
                 self.assertNotIn('*', actions, where)
                 if any(a.startswith('s3:') for a in actions):
                     self.assertNotIn('*', as_list(st['Resource']), where)
+
+
+def rule_violations(doc, params):
+    """The AssertDescriptions of the template's Rules that params (defaults for the rest)
+    violate, evaluated as CloudFormation does before it creates anything."""
+    r = Resolved(doc, params)
+
+    def val(x):
+        if isinstance(x, dict) and list(x) == ['Ref']:
+            return r.params[x['Ref']]
+        return x
+
+    def truth(expr):
+        (fn, arg), = expr.items()
+        if fn == 'Fn::Equals':
+            return str(val(arg[0])) == str(val(arg[1]))
+        if fn == 'Fn::Not':
+            return not truth(arg[0])
+        if fn == 'Fn::And':
+            return all(truth(x) for x in arg)
+        if fn == 'Fn::Or':
+            return any(truth(x) for x in arg)
+        if fn == 'Fn::Contains':
+            return str(val(arg[1])) in [str(x) for x in as_list(val(arg[0]))]
+        raise AssertionError('rule function %s: extend rule_violations' % fn)
+    out = []
+    for rule in doc.get('Rules', {}).values():
+        if 'RuleCondition' in rule and not truth(rule['RuleCondition']):
+            continue
+        out += [a['AssertDescription'] for a in rule['Assertions'] if not truth(a['Assert'])]
+    return out
+
+
+def parameter_refused(doc, name, value):
+    """Why CloudFormation refuses value for parameter name (AllowedValues, AllowedPattern with
+    Java's regex syntax, which Python's re shares for these patterns, Min/MaxValue), or None."""
+    spec = doc['Parameters'][name]
+    if 'AllowedValues' in spec and str(value) not in [str(v) for v in spec['AllowedValues']]:
+        return 'not in AllowedValues'
+    if 'AllowedPattern' in spec and not re.fullmatch(spec['AllowedPattern'], str(value)):
+        return 'does not match AllowedPattern'
+    if 'MinValue' in spec and float(value) < float(spec['MinValue']):
+        return 'below MinValue'
+    if 'MaxValue' in spec and float(value) > float(spec['MaxValue']):
+        return 'above MaxValue'
+    return None
+
+
+# Fargate's CPU/memory pairs (Linux), from the ECS developer guide's task size table, written
+# out here rather than read from the template.
+FARGATE_PAIRS = {'256': [512, 1024, 2048], '512': list(range(1024, 4097, 1024)),
+                 '1024': list(range(2048, 8193, 1024)), '2048': list(range(4096, 16385, 1024)),
+                 '4096': list(range(8192, 30721, 1024))}
+
+
+class Rules(unittest.TestCase):
+    """Settings that cannot work are refused by the template, not warned about."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.doc = load_template()
+
+    def test_defaults_and_the_reference_buckets_pass(self):
+        self.assertEqual(rule_violations(self.doc, {}), [])
+        self.assertEqual(rule_violations(self.doc, EXISTING), [])
+
+    def test_existing_buckets_need_names(self):
+        self.assertEqual(len(rule_violations(self.doc, {'BucketMode': 'existing'})), 2)
+        self.assertEqual(len(rule_violations(self.doc, dict(EXISTING, SourceBucketName=''))), 1)
+
+    def test_fargate_cpu_memory_pairs(self):
+        for cpu in self.doc['Parameters']['TaskCpu']['AllowedValues']:
+            for mem in range(512, 30721, 512):
+                refused = (parameter_refused(self.doc, 'TaskMemory', str(mem)) or
+                           rule_violations(self.doc, {'TaskCpu': cpu, 'TaskMemory': str(mem)}))
+                self.assertEqual(not refused, mem in FARGATE_PAIRS[cpu], (cpu, mem, refused))
+
+    def test_s3_endpoint_needs_route_tables(self):
+        self.assertTrue(rule_violations(self.doc, {'CreateS3GatewayEndpoint': 'true'}))
+        self.assertFalse(rule_violations(self.doc, {'CreateS3GatewayEndpoint': 'true',
+                                                    'PrivateRouteTableIds': 'rtb-1,rtb-2'}))
+
+    def test_api_domain_must_be_one_a_certificate_covers(self):
+        self.assertNotIn('Default', self.doc['Parameters']['ApiDomainName'])
+        for bad in ('', 'resizer-123.eu-west-1.elb.amazonaws.com', 'https://images.example.com',
+                    'images example.com'):
+            self.assertTrue(parameter_refused(self.doc, 'ApiDomainName', bad), bad)
+        self.assertIsNone(parameter_refused(self.doc, 'ApiDomainName', 'images.example.com'))
+
+    def test_header_names_the_alb_passes(self):
+        # The ALB drops header names other than letters, digits and '-'
+        # (routing.http.drop_invalid_header_fields, set on the load balancer).
+        for bad in ('x_api_key', 'x.api.key', 'x-api-key:', ''):
+            self.assertTrue(parameter_refused(self.doc, 'EventsApiKeyHeader', bad), bad)
+        self.assertIsNone(parameter_refused(self.doc, 'EventsApiKeyHeader', 'X-Api-Key'))
+
+    def test_values_the_service_refuses_are_refused(self):
+        for name, value in (('Variants', 'desktop=1920'), ('Variants', 'a:1,' * 8 + 'b:1'),
+                            ('SourcePrefix', '/images/'), ('SourceBucketName', 'Upper_Case'),
+                            ('Workers', 257), ('HttpThreads', 0), ('IndexMaxEntries', 99),
+                            ('MaxUploadBytes', 5368709121), ('ReconcileInterval', 604801)):
+            self.assertTrue(parameter_refused(self.doc, name, value), (name, value))
+
+
+class Buckets(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.doc = load_template()
+
+    def test_default_creates_buckets_with_generated_names(self):
+        buckets = Resolved(self.doc).of_type('AWS::S3::Bucket')
+        self.assertEqual(set(buckets), {'SourceBucket', 'DestinationBucket'})
+        for b in buckets.values():
+            self.assertNotIn('BucketName', b['Properties'])
+            self.assertEqual(b['DeletionPolicy'], 'Retain')
+
+    def test_existing_buckets_are_left_alone(self):
+        r = Resolved(self.doc, EXISTING)
+        for rtype in ('AWS::S3::Bucket', 'AWS::S3::BucketPolicy'):
+            self.assertEqual(r.of_type(rtype), {}, rtype)
+        env, _ = task_env(r)
+        self.assertEqual((env['SRC_BUCKET'], env['DEST_BUCKET']), (SRC_NAME, DEST_NAME))
+        (rule,) = r.of_type('AWS::Events::Rule').values()
+        self.assertEqual(rule['Properties']['EventPattern']['detail']['bucket']['name'],
+                         [SRC_NAME])
+
+    def test_https_only_for_every_action(self):
+        r = Resolved(self.doc)
+        policies = r.of_type('AWS::S3::BucketPolicy')
+        self.assertEqual(len(policies), 2)
+        for p in policies.values():
+            bucket = p['Properties']['Bucket']
+            (st,) = p['Properties']['PolicyDocument']['Statement']
+            self.assertEqual((st['Effect'], st['Principal'], st['Action']), ('Deny', '*', 's3:*'))
+            self.assertCountEqual(st['Resource'], ['arn:aws:s3:::' + bucket,
+                                                   'arn:aws:s3:::%s/*' % bucket])
+            self.assertEqual(st['Condition'], {'Bool': {'aws:SecureTransport': 'false'}})
+
+
+class Network(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.doc = load_template()
+        cls.help = help_vars()
+
+    def test_metrics_and_readyz_are_not_public(self):
+        r = Resolved(self.doc)
+        (rule,) = r.of_type('AWS::ElasticLoadBalancingV2::ListenerRule').values()
+        p = rule['Properties']
+        self.assertEqual(p['ListenerArn'], 'ref:HttpsListener')
+        (cond,) = p['Conditions']
+        paths = cond['PathPatternConfig']['Values']
+        for path in ('/metrics', '/readyz'):
+            self.assertIn(path, paths)
+            self.assertIn(path + '/*', paths)
+        (action,) = p['Actions']
+        self.assertEqual(action['Type'], 'fixed-response')
+        self.assertEqual(action['FixedResponseConfig']['StatusCode'], '404')
+        json.loads(action['FixedResponseConfig']['MessageBody'])
+        # The health check is the target group's own request to the task, past the listener.
+        (tg,) = r.of_type('AWS::ElasticLoadBalancingV2::TargetGroup').values()
+        self.assertNotIn(tg['Properties']['HealthCheckPath'], paths)
+        # Inside the VPC: a monitoring CIDR reaches the tasks' port directly, when given.
+        self.assertEqual(r.of_type('AWS::EC2::SecurityGroupIngress').keys(),
+                         {'ServiceIngressFromLoadBalancer'})
+        r = Resolved(self.doc, {'MonitoringCidr': '10.0.8.0/24'})
+        ing = r.of_type('AWS::EC2::SecurityGroupIngress')['ServiceIngressFromMonitoring']
+        self.assertEqual((ing['Properties']['CidrIp'], str(ing['Properties']['FromPort'])),
+                         ('10.0.8.0/24', self.help['PORT']))
+
+    def test_optional_s3_gateway_endpoint(self):
+        self.assertEqual(Resolved(self.doc).of_type('AWS::EC2::VPCEndpoint'), {})
+        r = Resolved(self.doc, {'CreateS3GatewayEndpoint': 'true', 'PrivateRouteTableIds': 'rtb-1'})
+        (ep,) = r.of_type('AWS::EC2::VPCEndpoint').values()
+        self.assertEqual(ep['Properties']['VpcEndpointType'], 'Gateway')
+        self.assertEqual(ep['Properties']['ServiceName'], 'com.amazonaws.us-east-1.s3')
+        self.assertEqual(ep['Properties']['RouteTableIds'], ['rtb-1'])
+
+    def test_arm64_option(self):
+        for arch in ('X86_64', 'ARM64'):
+            (td,) = Resolved(self.doc, {'CpuArchitecture': arch}).of_type(
+                'AWS::ECS::TaskDefinition').values()
+            self.assertEqual(td['Properties']['RuntimePlatform']['CpuArchitecture'], arch)
+
+
+class Alarms(unittest.TestCase):
+    def test_each_failure_kind_has_an_alarm_on_the_one_topic(self):
+        topic = 'arn:aws:sns:us-east-1:123456789012:ops'
+        r = Resolved(load_template(), {'AlarmTopicArn': topic})
+        alarms = r.of_type('AWS::CloudWatch::Alarm').values()
+        metrics = {(a['Properties']['Namespace'], a['Properties']['MetricName']) for a in alarms}
+        for want in (('AWS/SQS', 'ApproximateNumberOfMessagesVisible'),
+                     ('AWS/Events', 'FailedInvocations'),
+                     ('resizer/resizer', 'ServiceErrors'),
+                     ('AWS/ApplicationELB', 'HTTPCode_Target_5XX_Count'),
+                     ('AWS/ApplicationELB', 'HTTPCode_ELB_5XX_Count'),
+                     ('AWS/ApplicationELB', 'UnHealthyHostCount'),
+                     ('AWS/ApplicationELB', 'HealthyHostCount')):
+            self.assertIn(want, metrics)
+        for a in alarms:
+            self.assertEqual(a['Properties']['AlarmActions'], [topic])
+        (mf,) = r.of_type('AWS::Logs::MetricFilter').values()
+        pattern = mf['Properties']['FilterPattern']
+        # The service's log events for a failed sweep and a failed status write (server/).
+        for event in ('reconcile_list_failed', 'status_write_failed'):
+            self.assertIn('"%s"' % event, pattern)
+            with open(os.path.join(SOURCE_DIR, 'server', 'reconcile.c' if 'reconcile' in event
+                                   else 'jobs.c'), encoding='utf-8') as f:
+                self.assertIn('"%s"' % event, f.read())
 
 
 class Dockerfile(unittest.TestCase):
@@ -532,10 +621,7 @@ class Dockerfile(unittest.TestCase):
         user = re.search(r'\nUSER (\S+)\n', runtime).group(1)
         self.assertNotIn(user.split(':')[0], ('0', 'root'), 'the image runs as root')
         self.assertIn('install-deps runtime', runtime)
-        doc = load_template()
-        for res in doc['Resources'].values():
-            if res['Type'] == 'AWS::ECS::TaskDefinition':
-                self.assertEqual(res['Properties']['ContainerDefinitions'][0]['User'], user)
+        self.assertEqual(container(Resolved(load_template()))['User'], user)
 
     def test_build_stage_builds_like_scripts_run(self):
         with open(os.path.join(SOURCE_DIR, 'scripts', 'run'), encoding='utf-8') as f:
