@@ -60,8 +60,10 @@ class Resolved:
     placeholders like ref:Logical or getatt:Logical.Attr. An intrinsic this class does not
     know raises, so the test fails rather than checks something half-resolved."""
 
-    def __init__(self, doc, params=None):
+    def __init__(self, doc, params=None, physical=None):
         self.doc = doc
+        # {logical id: physical name} for resources whose Ref a test must know (a table).
+        self.physical = dict(physical or {})
         self.params = {}
         for name, spec in doc.get('Parameters', {}).items():
             value = (params or {}).get(name, spec.get('Default'))
@@ -95,6 +97,8 @@ class Resolved:
         if name in self.params:
             return self.params[name]
         res = self.doc['Resources'][name]
+        if name in self.physical:
+            return self.physical[name]
         if res['Type'] == 'AWS::S3::Bucket':
             bucket = self.value(res['Properties'].get('BucketName', NOVALUE))
             return 'generated-' + name.lower() if bucket is NOVALUE else bucket
@@ -104,6 +108,10 @@ class Resolved:
         res = self.doc['Resources'][logical]
         if res['Type'] == 'AWS::S3::Bucket' and attr == 'Arn':
             return 'arn:aws:s3:::' + self._ref(logical)
+        if res['Type'] == 'AWS::DynamoDB::Table' and attr == 'Arn':
+            return 'arn:aws:dynamodb:%s:%s:table/%s' % (PSEUDO['AWS::Region'],
+                                                        PSEUDO['AWS::AccountId'],
+                                                        self._ref(logical))
         return 'getatt:%s.%s' % (logical, attr)
 
     def _sub(self, arg):

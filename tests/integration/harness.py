@@ -477,6 +477,11 @@ class Resizer:
 
     def _spawn(self):
         env = dict(self.env, PORT=str(self.port))
+        if not self.s3.owned:
+            # The shared server's requests are judged against the template's task role after
+            # the run (iam_coverage.py), with this instance's buckets, prefix and settings.
+            import iam
+            iam.register_service(self.s3.dir, env)
         with open(self.log_path, 'ab') as log:
             log.write(('--- harness: starting %s on port %d\n' % (self.bin, self.port)).encode())
             log.flush()
