@@ -1,6 +1,13 @@
 # The production image of resizer: Debian 12 slim, the binary, the shared libraries it links,
 # a non-root user. Checked end to end (build, run, health check, an upload and its event) by
 # deploy/check-container; deployed by deploy/cloudformation.yaml (see deploy/README.md).
+#
+# Multi-architecture: nothing below is specific to one CPU (Debian packages by name, a native
+# compile in the build stage), so this one file builds linux/amd64 and linux/arm64 (Graviton,
+# CpuArchitecture=ARM64 in the template) images, e.g. as one manifest list:
+#   docker buildx build --platform linux/amd64,linux/arm64 -t REPO:TAG --push .
+# Each platform's stages run on that platform: natively on a builder of that architecture, or
+# under QEMU emulation (slow: the compile and apt run emulated). See deploy/README.md.
 
 # ---- build stage: the packages of deploy/packages/build.txt and the same CMake commands as
 # scripts/run, so the image is built exactly as the README's run command builds.
