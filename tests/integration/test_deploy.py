@@ -2,11 +2,18 @@
 """test_deploy.py - the deploy files agree with the service and with PRODUCT.md.
 
 deploy/cloudformation.yaml passes AWS's cfn-lint and yamllint (deploy/.yamllint); its task
-definition sets only variables `resizer --help` lists, with values the binary accepts at start;
-the ALB and container health checks probe /healthz on PORT; the EventBridge rule filters on
-SRC_PREFIX's default; the task role is exactly the documented set of statements (with SSE-S3 and
-with SSE-KMS); no S3 wildcard action anywhere. The Dockerfile agrees on port, probe, user and
-build flags. Needs RESIZER_BIN (for --help and one start), cfn-lint and yamllint on PATH.
+definition sets only variables `resizer --help` lists, with values the binary accepts at start
+(also every numeric parameter at its MinValue and MaxValue); the ALB and container health
+checks probe /healthz on PORT; the EventBridge rule filters on SRC_PREFIX's default; the task
+role is exactly the documented set of statements (existing, created and generated buckets;
+SSE-S3 and SSE-KMS); no S3 wildcard action in an Allow. Its Rules refuse what cannot work
+(existing buckets without names, CPU/memory pairs Fargate rejects, an API domain no certificate
+covers, header names the ALB drops); existing buckets are left alone; the events key comes from
+one secret for the connection and the tasks, and no parameter can overwrite a secret;
+SecretsRevision restarts tasks; /tmp is handed to the service user; no DesiredCount;
+/metrics and /readyz are not public; alarms cover each failure kind. The Dockerfile agrees on
+port, probe, user and build flags. Needs RESIZER_BIN (for --help and the starts), cfn-lint and
+yamllint on PATH. The task role against real requests: test_iam.py and iam_coverage.py.
 
 The container image itself is checked by deploy/check-container (buildah/podman, ~75 s), not
 here. Run by ctest with Debian's /usr/bin/python3 (python3-yaml)."""
