@@ -38,8 +38,10 @@ TEMPLATE = os.path.join(SOURCE_DIR, 'deploy', 'cloudformation.yaml')
 YAMLLINT_CONF = os.path.join(SOURCE_DIR, 'deploy', '.yamllint')
 DOCKERFILE = os.path.join(SOURCE_DIR, 'Dockerfile')
 
-# PRODUCT.md's reference deployment and its least-privilege role, written out here on purpose
-# (not derived from the template): the template must produce exactly this.
+# PRODUCT.md's reference deployment and its least-privilege role, plus the listing of the
+# destination's _status/ records the reconcile sweep needs (iam_coverage.py found it denied),
+# written out here on purpose (not derived from the template): the template must produce
+# exactly this.
 SRC_NAME, DEST_NAME = 'manara-image-resize-uploader', 'manara-image-resize-reciever'
 SRC_ARN = 'arn:aws:s3:::' + SRC_NAME
 DEST_ARN = 'arn:aws:s3:::' + DEST_NAME
