@@ -366,6 +366,27 @@ class Permissions(unittest.TestCase):
         self.assertCountEqual(got, [normalize_statement(dict(zip(
             ('Effect', 'Action', 'Resource', 'Condition'), s))) for s in want])
 
+    def test_readme_lists_the_same_statements(self):
+        """deploy/README.md's IAM table is what operators copy into other accounts: one row per
+        statement, same actions, resource and prefix condition."""
+        with open(os.path.join(SOURCE_DIR, 'deploy', 'README.md'), encoding='utf-8') as f:
+            text = f.read()
+        table = text[text.index('| action | resource | why |'):].split('\n\n', 1)[0]
+        names = {'source': SRC_ARN, 'destination': DEST_ARN, 'KmsKeyArn': KMS_KEY}
+        rows = []
+        for line in table.splitlines()[2:]:
+            action, resource = line.split('|')[1:3]
+            where = re.findall(r'`([^`]*)`', resource)
+            bucket, _, rest = where[0].partition('/')
+            arn = names[bucket] + ('/' + rest if rest else '')
+            prefix = where[2] if len(where) > 2 else None
+            rows.append((sorted(re.findall(r'`([^`]*)`', action)), arn, prefix))
+        want = []
+        for _, actions, resources, cond in DOCUMENTED_STATEMENTS + [KMS_STATEMENT]:
+            prefix = cond['StringLike']['s3:prefix'][0] if cond else None
+            want.append((sorted(actions), resources[0], prefix))
+        self.assertCountEqual(rows, want)
+
     def test_each_task_role_statement_says_why(self):
         block = self.text[self.text.index('\n  TaskRole:'):self.text.index('\n  TaskDefinition:')]
         lines = block.splitlines()
