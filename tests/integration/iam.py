@@ -142,8 +142,7 @@ def config_params(doc, cfg):
               'DestinationBucketName': cfg.get('DEST_BUCKET') or 'no-destination-bucket',
               'SourcePrefix': cfg.get('SRC_PREFIX') or DEFAULT_PREFIX}
     if cfg.get('SSE') == 'aws:kms':
-        params['KmsKeyArn'] = cfg.get('SSE_KMS_KEY_ID') or (
-            'arn:aws:kms:%s:%s:key/local-test-key' % (REGION, ACCOUNT))
+        params['KmsKeyArn'] = kms_key(cfg)
     physical = {}
     table = table_logical_id(doc)
     if table and cfg.get('DYNAMODB_TABLE'):
@@ -224,7 +223,7 @@ def kms_requests(req, cfg):
     GenerateDataKey to write an object, Decrypt to read one (S3 user guide, "Using SSE-KMS")."""
     if cfg.get('SSE') != 'aws:kms':
         return []
-    key = config_params_key(cfg)
+    key = kms_key(cfg)
     if req.action == 's3:PutObject':
         return [Request('kms:GenerateDataKey', key, what='for ' + req.what)]
     if req.action == 's3:GetObject':
@@ -232,7 +231,8 @@ def kms_requests(req, cfg):
     return []
 
 
-def config_params_key(cfg):
+def kms_key(cfg):
+    """The instance's SSE-KMS key (SSE_KMS_KEY_ID), or a stand-in for the bucket's default."""
     return cfg.get('SSE_KMS_KEY_ID') or 'arn:aws:kms:%s:%s:key/local-test-key' % (REGION, ACCOUNT)
 
 
