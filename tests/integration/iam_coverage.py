@@ -76,10 +76,10 @@ def main(argv):
     services = iam.read_services(os.path.join(args.s3_dir, iam.RECORD_DIR))
     cov = iam.Coverage(doc, services)
     own, presigned, ignored, records = collect(args.s3_dir, args.since, cov)
-    print('IAM coverage: %d requests of %d service instances judged against the task role of '
-          'deploy/cloudformation.yaml (%d by the service, %d with its presigned URLs, %d other '
-          'records); %d test set-up requests not judged'
-          % (cov.count, len(services), own, presigned, len(records), ignored))
+    print('IAM coverage: read %d requests by the service, %d with its presigned URLs, %d records '
+          'of other services; %d of them judged against the task role of '
+          'deploy/cloudformation.yaml for the %d service instances of the run; %d test set-up '
+          'requests not judged' % (own, presigned, len(records), cov.count, len(services), ignored))
 
     kms_run = any(s.get('SSE') == 'aws:kms' for s in services)
     dynamodb_run = any(r.get('service') == 'dynamodb' for r in records)
@@ -104,8 +104,11 @@ def main(argv):
                  % sid for sid in cov.unused() if sid not in exempt]
     if cov.count == 0:
         problems.append('no request was judged: the log or the registry is missing')
-    for p in problems:
+    shown = 40
+    for p in problems[:shown]:
         print('  ' + p)
+    if len(problems) > shown:
+        print('  ... and %d more' % (len(problems) - shown))
     if problems:
         print('IAM coverage: FAIL (%d problems)' % len(problems))
         return 1
