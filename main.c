@@ -20,7 +20,10 @@
 #include "server/image.h"
 #include "server/log.h"
 #include "server/probe.h"
+#include "server/ids.h"
 #include "server/reconcile.h"
+#include "server/status.h"
+#include "server/store.h"
 
 extern char **environ;
 
@@ -32,6 +35,9 @@ struct services {
     struct s3 *s3_probe;
     struct s3 *s3_read;
     struct index *index;
+    struct store *store;
+    struct status *status;
+    char replica[IDS_UUID_LEN + 1];
     struct jobs *jobs;
     struct health *health;
     struct reconcile *reconcile;
@@ -96,11 +102,38 @@ static enum rz_err start_s3(struct services *s, char *msg, size_t msglen)
 static enum rz_err start_reconcile(struct services *s)
 {
     const struct config *c = &s->cfg;
-    struct reconcile_opts ro = {c, s->s3, s->index, s->jobs, s->metrics, c->reconcile_interval};
+    struct reconcile_opts ro = {c, s->s3, s->index, s->status, s->jobs, s->metrics,
+                                c->reconcile_interval};
 
     if (c->reconcile_interval == 0 || !c->src_bucket)
         return RZ_OK;
     return reconcile_start(&ro, &s->reconcile);
+}
+
+static enum rz_err start_store(struct services *s, char *msg, size_t msglen)
+{
+    if (s->cfg.state_store == CONFIG_STORE_MEMORY)
+        return store_memory_new(s->index, &s->store);
+    snprintf(msg, msglen, "STATE_STORE: dynamodb is not available in this build");
+    return RZ_EINVAL;
+}
+
+/* The store (memory: the index itself) and the status module over it. */
+static enum rz_err start_status(struct services *s, char *msg, size_t msglen)
+{
+    const struct config *c = &s->cfg;
+    struct status_opts so = {
+        .cfg = c, .index = s->index, .s3_read = s->s3_read, .metrics = s->metrics,
+        .owner = s->replica, .lease_ms = c->lease_seconds * 1000,
+        .max_attempts = (int)c->job_attempts, .backoff_base_ms = 1000,
+    };
+    enum rz_err err = start_store(s, msg, msglen);
+
+    so.store = s->store;
+    so.cache = s->store && s->store->shared ? s->index : NULL;
+    if (err == RZ_OK)
+        err = status_new(&so, &s->status);
+    return err;
 }
 
 static enum rz_err start_services(struct services *s, char *msg, size_t msglen)
@@ -112,6 +145,7 @@ static enum rz_err start_services(struct services *s, char *msg, size_t msglen)
     struct http_server_opts hs;
     enum rz_err err;
 
+    ids_new_uuid(s->replica);
     s->metrics = metrics_new();
     s->index = index_new((size_t)c->index_max_entries);
     if (!s->metrics || !s->index)
@@ -119,18 +153,25 @@ static enum rz_err start_services(struct services *s, char *msg, size_t msglen)
     err = index_metrics_register(s->index, s->metrics);
     if (err == RZ_OK)
         err = start_s3(s, msg, msglen);
+    if (err == RZ_OK)
+        err = start_status(s, msg, msglen);
     if (err != RZ_OK)
         return err;
-    jo = (struct jobs_opts){c, s->s3, s->index, s->metrics, (size_t)(workers > 0 ? workers : 1),
+    jo = (struct jobs_opts){c, s->s3, s->status, s->metrics, (size_t)(workers > 0 ? workers : 1),
                             (size_t)c->queue_size};
     err = jobs_new(&jo, &s->jobs);
+    if (err == RZ_OK) {
+        struct status_queue q = jobs_queue(s->jobs);
+
+        err = status_start(s->status, &q);
+    }
     ho = (struct health_opts){s->s3_probe, c->src_bucket, c->src_prefix, c->dest_bucket, 2000,
                               6000, s->metrics};
     if (err == RZ_OK)
         err = health_new(&ho, &s->health);
     if (err != RZ_OK)
         return err;
-    s->app = (struct app){c, s->metrics, s->s3, s->s3_read, s->index, s->jobs, s->health};
+    s->app = (struct app){c, s->metrics, s->s3, s->status, s->jobs, s->health};
     /* Idle connections close after 75 s: longer than the ALB's 60 s idle
      * timeout, so the ALB never reuses a connection we just closed (502). */
     hs = (struct http_server_opts){c->listen_addr, (int)c->port, (int)c->http_threads, 75,
@@ -146,7 +187,10 @@ static void stop_services(struct services *s)
     reconcile_stop(s->reconcile);
     http_server_stop(s->http);
     health_free(s->health);
+    status_stop(s->status); /* its keeper feeds the queue: stopped first */
     jobs_free(s->jobs);
+    status_free(s->status);
+    store_free(s->store);
     s3_free(s->s3_read);
     s3_free(s->s3_probe);
     s3_free(s->s3);

@@ -22,6 +22,11 @@ enum config_sse {
     CONFIG_SSE_KMS,
 };
 
+enum config_store {
+    CONFIG_STORE_MEMORY = 0,
+    CONFIG_STORE_DYNAMODB,
+};
+
 struct config {
     /* Buckets and keys. */
     char *dest_bucket;
@@ -75,6 +80,13 @@ struct config {
     long presign_put_expires;
     long presign_get_expires;
     long reconcile_interval;      /* seconds; 0 = off */
+
+    /* Shared state. */
+    enum config_store state_store;
+    char *dynamodb_table;         /* required with STATE_STORE=dynamodb */
+    char *dynamodb_endpoint;      /* NULL: https://dynamodb.<region>.amazonaws.com */
+    long lease_seconds;           /* a claim lapses this long after its last renewal */
+    long job_attempts;            /* runs of a job that fails transiently */
     long index_max_entries;
     enum log_level log_level;
 };

@@ -476,6 +476,7 @@ void http_reply_err(struct http_response *res, const struct http_request *req, e
         {RZ_EUNSUPPORTED, 415, "unsupported_format", NULL},
         {RZ_EPIXELS, 422, "too_many_pixels", NULL},
         {RZ_ECORRUPT, 422, "corrupt_image", NULL},
+        {RZ_ELIMIT, 422, "encoder_limit", NULL},
         {RZ_ENOMEM, 503, "out_of_memory", "1"},
     };
 

@@ -73,7 +73,7 @@ static int reconcile_wanted(struct reconcile *r, const struct s3_list_item *obj,
     struct index_entry e = {0};
     int wanted;
 
-    if (index_get_by_key(r->opts.index, r->opts.cfg->src_bucket, obj->key, &e) != RZ_OK)
+    if (status_peek_by_key(r->opts.status, r->opts.cfg->src_bucket, obj->key, &e) != RZ_OK)
         return !has_record;
     switch (e.state) {
     case INDEX_QUEUED:
@@ -89,7 +89,7 @@ static int reconcile_wanted(struct reconcile *r, const struct s3_list_item *obj,
     case INDEX_FAILED:
         /* Only a transient failure is worth another try on its own; bad
          * images wait for an operator's retry. */
-        wanted = strcmp(e.error_code, "upstream_error") == 0;
+        wanted = status_code_transient(e.error_code);
         break;
     default:
         wanted = 1; /* pending: uploaded, but its event never came */

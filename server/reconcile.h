@@ -18,6 +18,7 @@
 #include "jobs.h"
 #include "metrics.h"
 #include "s3.h"
+#include "status.h"
 
 struct reconcile;
 
@@ -25,6 +26,7 @@ struct reconcile_opts {
     const struct config *cfg;  /* SRC_BUCKET must be set */
     struct s3 *s3;
     struct index *index;
+    struct status *status;     /* what is known of an object, without S3 */
     struct jobs *jobs;
     struct metrics *metrics;
     long interval_secs;        /* > 0 */
