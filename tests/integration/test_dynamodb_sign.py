@@ -7,8 +7,8 @@ from a fixed seed (every operation the store uses, attribute values with
 UTF-8, quotes and long strings, with and without a session token, several
 regions, the default endpoint and local ones, random instants 2010..2035),
 botocore's real DynamoDB client builds and signs the request at a fixed
-clock (it is captured before sending), and tests/tools/ddb_sign_cli (env
-DDB_SIGN_CLI) signs the same body for the same endpoint, instant and keys.
+clock (it is captured before sending), and `tests/tools/ddb_cli sign` (env
+DDB_CLI) signs the same body for the same endpoint, instant and keys.
 Compared byte for byte: Authorization, X-Amz-Target, Content-Type,
 X-Amz-Date, X-Amz-Security-Token and the URL. Fails on any mismatch.
 Run by ctest with Debian's /usr/bin/python3 (python3-botocore)."""
@@ -188,17 +188,17 @@ def generate():
 
 
 def run_driver(cases):
-    cli = os.environ.get('DDB_SIGN_CLI')
+    cli = os.environ.get('DDB_CLI')
     if not cli or not os.access(cli, os.X_OK):
-        sys.exit('DDB_SIGN_CLI must name the ddb_sign_cli binary (ctest sets it)')
+        sys.exit('DDB_CLI must name the ddb_cli binary (ctest sets it)')
     lines = [json.dumps({k: v for k, v in c.items() if k != 'expect'}) for c in cases]
-    res = subprocess.run([cli], input='\n'.join(lines) + '\n', capture_output=True, text=True,
+    res = subprocess.run([cli, 'sign'], input='\n'.join(lines) + '\n', capture_output=True, text=True,
                          timeout=120, check=False)
     if res.returncode != 0:
-        sys.exit('ddb_sign_cli failed (%d): %s' % (res.returncode, res.stderr))
+        sys.exit('ddb_cli sign failed (%d): %s' % (res.returncode, res.stderr))
     outs = [json.loads(line) for line in res.stdout.splitlines()]
     if len(outs) != len(cases):
-        sys.exit('ddb_sign_cli answered %d of %d cases' % (len(outs), len(cases)))
+        sys.exit('ddb_cli sign answered %d of %d cases' % (len(outs), len(cases)))
     return outs
 
 
