@@ -17,6 +17,7 @@
 #include "handlers/handlers.h"
 #include "server/config.h"
 #include "server/creds.h"
+#include "server/dynamodb.h"
 #include "server/image.h"
 #include "server/log.h"
 #include "server/probe.h"
@@ -48,8 +49,10 @@ struct services {
 static void usage(FILE *f)
 {
     fprintf(f, "resizer %s - makes desktop/tablet/phone variants of images uploaded to S3\n\n"
-               "Usage: resizer [--help | --version | --check-health URL]\n\n"
-               "  --check-health URL  GET URL; exit 0 on 200, else 1 (container HEALTHCHECK)\n\n",
+               "Usage: resizer [--help | --version | --check-health URL | --create-table]\n\n"
+               "  --check-health URL  GET URL; exit 0 on 200, else 1 (container HEALTHCHECK)\n"
+               "  --create-table      create DYNAMODB_TABLE with its indexes (on-demand, TTL on),\n"
+               "                      wait until it is active, exit (STATE_STORE=dynamodb)\n\n",
             RESIZER_VERSION);
     config_print_help(f);
 }
@@ -110,12 +113,53 @@ static enum rz_err start_reconcile(struct services *s)
     return reconcile_start(&ro, &s->reconcile);
 }
 
+/* Store calls answer events and clients waiting on the line: short
+ * timeouts, few retries (the store is then "unreachable": 503). */
+static struct ddb_opts ddb_options(const struct config *c, struct creds_provider *creds,
+                                   struct metrics *m)
+{
+    return (struct ddb_opts){c->dynamodb_endpoint, c->region, creds, 2000, 1000, 3, 50, m};
+}
+
 static enum rz_err start_store(struct services *s, char *msg, size_t msglen)
 {
+    struct ddb_opts o = ddb_options(&s->cfg, s->creds, s->metrics);
+
     if (s->cfg.state_store == CONFIG_STORE_MEMORY)
         return store_memory_new(s->index, &s->store);
-    snprintf(msg, msglen, "STATE_STORE: dynamodb is not available in this build");
-    return RZ_EINVAL;
+    return store_dynamodb_new(&o, s->cfg.dynamodb_table, &s->store, msg, msglen);
+}
+
+/* resizer --create-table: the table and its indexes, then exit. */
+static int create_table(void)
+{
+    static struct services s;
+    char msg[512] = "";
+    struct ddb_opts o;
+    struct creds_source src;
+    enum rz_err err;
+
+    if (config_load_for_table((const char *const *)environ, &s.cfg, msg, sizeof(msg)) != RZ_OK) {
+        fprintf(stderr, "resizer: %s\n", msg);
+        return 2;
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    src = (struct creds_source){s.cfg.access_key, s.cfg.secret_key, s.cfg.session_token,
+                                s.cfg.container_relative_uri, s.cfg.container_full_uri,
+                                s.cfg.container_auth_token, s.cfg.container_auth_token_file};
+    err = creds_provider_new(&src, &s.creds, msg, sizeof(msg));
+    o = ddb_options(&s.cfg, s.creds, NULL);
+    o.timeout_ms = 10000;
+    if (err == RZ_OK)
+        err = store_dynamodb_create_table(&o, s.cfg.dynamodb_table, msg, sizeof(msg));
+    if (err == RZ_OK)
+        printf("table %s is ready\n", s.cfg.dynamodb_table);
+    else
+        fprintf(stderr, "resizer: cannot create table %s: %s\n", s.cfg.dynamodb_table, msg);
+    creds_provider_free(s.creds);
+    curl_global_cleanup();
+    config_cleanup(&s.cfg);
+    return err == RZ_OK ? 0 : 1;
 }
 
 /* The store (memory: the index itself) and the status module over it. */
@@ -239,6 +283,8 @@ int main(int argc, char **argv)
     }
     if (argc > 2 && strcmp(argv[1], "--check-health") == 0)
         return probe_check_health(argv[2], 3000);
+    if (argc == 2 && strcmp(argv[1], "--create-table") == 0)
+        return create_table();
     if (argc > 1) {
         fprintf(stderr, "resizer: unknown argument %s (see --help)\n", argv[1]);
         return 2;

@@ -574,7 +574,9 @@ static enum rz_err config_check(struct config *c, char *msg, size_t msglen)
     return RZ_OK;
 }
 
-enum rz_err config_load(const char *const *env, struct config *out, char *msg, size_t msglen)
+/* Every variable, each on its own. */
+static enum rz_err config_parse_all(const char *const *env, struct config *out, char *msg,
+                                    size_t msglen)
 {
     enum rz_err err = RZ_OK;
 
@@ -590,6 +592,45 @@ enum rz_err config_load(const char *const *env, struct config *out, char *msg, s
         if (value)
             err = v->parse(v, value, out, msg, msglen);
     }
+    return err;
+}
+
+/* What --create-table needs: the table, a region, credentials. */
+static enum rz_err config_check_table(struct config *c, char *msg, size_t msglen)
+{
+    if (c->state_store != CONFIG_STORE_DYNAMODB)
+        return config_fail(msg, msglen, "STATE_STORE", "must be dynamodb to create a table");
+    if (!c->dynamodb_table)
+        return config_fail(msg, msglen, "DYNAMODB_TABLE", "is required");
+    if (!c->region)
+        return config_fail(msg, msglen, "AWS_REGION", "is required");
+    if (!c->access_key != !c->secret_key)
+        return config_fail(msg, msglen, "AWS_SECRET_ACCESS_KEY",
+                           "must be set together with AWS_ACCESS_KEY_ID");
+    if (!c->access_key && !c->container_relative_uri && !c->container_full_uri)
+        return config_fail(msg, msglen, "AWS_ACCESS_KEY_ID",
+                           "or AWS_CONTAINER_CREDENTIALS_RELATIVE_URI/FULL_URI is required");
+    return RZ_OK;
+}
+
+enum rz_err config_load_for_table(const char *const *env, struct config *out, char *msg,
+                                  size_t msglen)
+{
+    enum rz_err err = config_parse_all(env, out, msg, msglen);
+
+    if (err == RZ_OK)
+        err = config_check_table(out, msg, msglen);
+    if (err == RZ_ENOMEM)
+        snprintf(msg, msglen, "out of memory");
+    if (err != RZ_OK)
+        config_cleanup(out);
+    return err;
+}
+
+enum rz_err config_load(const char *const *env, struct config *out, char *msg, size_t msglen)
+{
+    enum rz_err err = config_parse_all(env, out, msg, msglen);
+
     if (err == RZ_OK)
         err = config_check(out, msg, msglen);
     if (err == RZ_OK && !out->s3_endpoint)

@@ -97,6 +97,11 @@ struct config {
  * nothing to free. Secrets never appear in msg. */
 enum rz_err config_load(const char *const *env, struct config *out, char *msg, size_t msglen);
 
+/* The same, checking only what `resizer --create-table` needs
+ * (STATE_STORE=dynamodb, DYNAMODB_TABLE, AWS_REGION, credentials). */
+enum rz_err config_load_for_table(const char *const *env, struct config *out, char *msg,
+                                  size_t msglen);
+
 /* Frees everything in c, wiping secrets; safe on a zeroed struct. */
 void config_cleanup(struct config *c);
 

@@ -77,6 +77,19 @@ struct store {
 /* The memory store over idx (borrowed: it stays the caller's). */
 enum rz_err store_memory_new(struct index *idx, struct store **out);
 
+struct ddb_opts;
+
+/* The DynamoDB store on table (see store_dynamodb.c for its items). Sends
+ * nothing yet. RZ_EINVAL with msg for bad options. */
+enum rz_err store_dynamodb_new(const struct ddb_opts *o, const char *table, struct store **out,
+                               char *msg, size_t msglen);
+
+/* Creates table with its indexes (on-demand billing, TTL on the ttl
+ * attribute) and waits until it is active; a table already there is
+ * fine. For `resizer --create-table`. */
+enum rz_err store_dynamodb_create_table(const struct ddb_opts *o, const char *table, char *msg,
+                                        size_t msglen);
+
 /* NULL is a no-op. */
 void store_free(struct store *s);
 
