@@ -195,7 +195,9 @@ static enum rz_err jobs_claim_one(struct jobs *j, const struct event_object *o, 
     }
     if (room)
         jobs_cancel(j);
-    if (err == RZ_OK)
+    if (err == RZ_OK && claim == STATUS_CLAIM_FAILED)
+        out->accepted++; /* taken, and answered for good: failed */
+    else if (err == RZ_OK)
         out->duplicates++;
     return err;
 }

@@ -319,7 +319,7 @@ static enum rz_err status_claim_fn(struct index_entry *e, void *arg, int *write)
                 (e->state == INDEX_DONE && newer);
 
     a->claim = again ? STATUS_CLAIM_NEW : STATUS_CLAIM_DUPLICATE;
-    if (again && !a->room)
+    if (again && !a->room && !a->ev->permanent_code)
         return RZ_EFULL;
     if (again) {
         status_take(a->st, e, a->now_ms);
@@ -332,7 +332,7 @@ static enum rz_err status_claim_fn(struct index_entry *e, void *arg, int *write)
     if (again && a->ev->permanent_code) {
         status_set_failure(e, a->ev->permanent_code, a->ev->permanent_message);
         e->finished_ms = a->now_ms;
-        a->claim = STATUS_CLAIM_DUPLICATE;
+        a->claim = STATUS_CLAIM_FAILED;
     }
     /* A late old event must not make the newer object, redelivered once
      * processed, look new again (and run a second time). */
@@ -363,7 +363,7 @@ static enum rz_err status_create_for(struct status *st, const struct status_even
         e.owner[0] = '\0';
         e.lease_ms = 0;
         e.finished_ms = now_ms;
-        *claim_out = STATUS_CLAIM_DUPLICATE;
+        *claim_out = STATUS_CLAIM_FAILED;
     }
     err = status_seen(st, "create", st->o.store->ops->create(st->o.store, &e));
     if (err == RZ_OK)
@@ -387,7 +387,7 @@ enum rz_err status_claim_event(struct status *st, const struct status_event *ev,
             *claim_out = a.claim;
             if (err == RZ_ENOTFOUND)
                 err = RZ_ECONFLICT; /* its record went away: look again */
-        } else if (err == RZ_ENOTFOUND && !room) {
+        } else if (err == RZ_ENOTFOUND && !room && !ev->permanent_code) {
             err = RZ_EFULL;
         } else if (err == RZ_ENOTFOUND) {
             /* The id is new_id at first; if that id is taken by another key
@@ -898,10 +898,10 @@ static enum rz_err status_metrics_register(struct status *st)
                                        METRICS_COUNTER,
                                        "State store requests by operation and outcome", NULL, 0);
 
-    if (err == RZ_OK)
+    if (err == RZ_OK || err == RZ_ECONFLICT)
         err = metrics_register(st->o.metrics, "resizer_reclaims_total", METRICS_COUNTER,
                                "Jobs taken over after their lease ran out", NULL, 0);
-    return err;
+    return err == RZ_ECONFLICT ? RZ_OK : err; /* registered by another instance: shared */
 }
 
 enum rz_err status_new(const struct status_opts *opts, struct status **out)

@@ -69,6 +69,7 @@ struct status_event {
 enum status_claim {
     STATUS_CLAIM_NEW = 0,      /* queue a job for the id */
     STATUS_CLAIM_DUPLICATE,    /* already queued, processing or done for this object */
+    STATUS_CLAIM_FAILED,       /* taken, and recorded failed at once (permanent_code) */
 };
 
 /* What a worker needs of a record it began (strings owned). */
