@@ -35,6 +35,7 @@ struct services {
     struct s3 *s3;
     struct s3 *s3_probe;
     struct s3 *s3_read;
+    struct s3 *s3_sweep;      /* the sweep's own, so it can be cut alone */
     struct index *index;
     struct store *store;
     struct status *status;
@@ -98,6 +99,10 @@ static enum rz_err start_s3(struct services *s, char *msg, size_t msglen)
         err = s3_new(&o, &s->s3_probe, msg, msglen);
     if (err == RZ_OK)
         err = s3_new(&o, &s->s3_read, msg, msglen);
+    o.max_attempts = 4;
+    o.timeout_ms = c->s3_timeout * 1000;
+    if (err == RZ_OK)
+        err = s3_new(&o, &s->s3_sweep, msg, msglen);
     return err;
 }
 
@@ -105,7 +110,7 @@ static enum rz_err start_s3(struct services *s, char *msg, size_t msglen)
 static enum rz_err start_reconcile(struct services *s)
 {
     const struct config *c = &s->cfg;
-    struct reconcile_opts ro = {c, s->s3, s->index, s->status, s->jobs, s->metrics,
+    struct reconcile_opts ro = {c, s->s3_sweep, s->index, s->status, s->jobs, s->metrics,
                                 c->reconcile_interval};
 
     if (c->reconcile_interval == 0 || !c->src_bucket)
@@ -236,6 +241,7 @@ static void stop_services(struct services *s)
     status_free(s->status);
     store_free(s->store);
     s3_free(s->s3_read);
+    s3_free(s->s3_sweep);
     s3_free(s->s3_probe);
     s3_free(s->s3);
     creds_provider_free(s->creds);
@@ -260,9 +266,12 @@ static void drain(struct services *s, int sig)
                json_pack("{s:s,s:i}", "signal", strsignal(sig), "grace_s",
                          (int)s->cfg.shutdown_grace));
     health_set_draining(s->health);
+    /* Jobs get the whole grace period, even if a sweep is stuck on a
+     * stalled S3: it is only asked to stop here, and cut after. */
+    reconcile_halt(s->reconcile);
+    left = jobs_drain(s->jobs, s->cfg.shutdown_grace);
     reconcile_stop(s->reconcile);
     s->reconcile = NULL;
-    left = jobs_drain(s->jobs, s->cfg.shutdown_grace);
     log_fields(LOG_INFO, "stopped", json_pack("{s:I}", "jobs_left", (json_int_t)left));
 }
 

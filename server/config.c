@@ -457,6 +457,8 @@ static const struct config_var config_vars[] = {
     {"RECONCILE_INTERVAL", NULL, "seconds between sweeps for unprocessed uploads (0: off) "
      "[default: 300 with STATE_STORE=memory, 0 with dynamodb]",
      parse_long, FIELD(reconcile_interval), 0, 604800, 0},
+    {"RECONCILE_LIST_RATE", "5", "LIST requests a second the sweep may make",
+     parse_long, FIELD(reconcile_list_rate), 1, 1000, 0},
     {"STATE_STORE", "memory", "where status records live: memory (one replica) or dynamodb "
      "(any number of replicas)", parse_store, 0, 0, 0, 0},
     {"DYNAMODB_TABLE", NULL, "the table for STATE_STORE=dynamodb (resizer --create-table "

@@ -80,6 +80,7 @@ struct config {
     long presign_put_expires;
     long presign_get_expires;
     long reconcile_interval;      /* seconds; 0 = off */
+    long reconcile_list_rate;     /* LIST requests a second the sweep may make */
 
     /* Shared state. */
     enum config_store state_store;

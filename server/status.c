@@ -890,6 +890,24 @@ enum rz_err status_list(struct status *st, int state, const char *uploader, cons
                        s->ops->list(s, state, uploader, cursor, limit, out, n_out, next_out));
 }
 
+/* ---- the sweep's lease ---- */
+
+enum rz_err status_lease_sweep(struct status *st, int64_t now_ms, int64_t until_ms,
+                               char cursor_out[STORE_SWEEP_CURSOR_MAX])
+{
+    struct store *s = st->o.store;
+
+    return status_seen(st, "lock", s->ops->lock(s, "sweep", st->o.owner, now_ms, until_ms,
+                                                 cursor_out));
+}
+
+enum rz_err status_save_sweep_cursor(struct status *st, const char *cursor)
+{
+    struct store *s = st->o.store;
+
+    return status_seen(st, "save_cursor", s->ops->save_cursor(s, "sweep", st->o.owner, cursor));
+}
+
 /* ---- lifecycle ---- */
 
 static enum rz_err status_metrics_register(struct status *st)

@@ -169,6 +169,15 @@ enum rz_err status_list(struct status *st, int state, const char *uploader, cons
                         size_t limit, struct index_entry *out, size_t *n_out,
                         char next_out[STORE_CURSOR_MAX]);
 
+/* The sweep's lease item: taken (or renewed) for this replica until
+ * until_ms, with the cursor saved by the last holder in cursor_out.
+ * RZ_ECONFLICT while another replica holds it. */
+enum rz_err status_lease_sweep(struct status *st, int64_t now_ms, int64_t until_ms,
+                               char cursor_out[STORE_SWEEP_CURSOR_MAX]);
+
+/* Saves where the sweep got to ("" : start over), if we still hold it. */
+enum rz_err status_save_sweep_cursor(struct status *st, const char *cursor);
+
 /* 1 when the store answered recently; else 0 with a reason. */
 int status_store_ok(struct status *st, char *why, size_t whylen);
 

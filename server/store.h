@@ -24,6 +24,7 @@
 #include "metrics.h"
 
 #define STORE_CURSOR_MAX 96
+#define STORE_SWEEP_CURSOR_MAX 1100 /* an S3 key (1,024 bytes) and some */
 
 struct store;
 
@@ -59,7 +60,7 @@ struct store_ops {
      * until_ms, if free, expired or already owner's; RZ_ECONFLICT if another
      * holds it. cursor_out (may be NULL) gets the cursor stored with it. */
     enum rz_err (*lock)(struct store *s, const char *name, const char *owner, int64_t now_ms,
-                        int64_t until_ms, char cursor_out[STORE_CURSOR_MAX]);
+                        int64_t until_ms, char cursor_out[STORE_SWEEP_CURSOR_MAX]);
     /* Stores cursor with the lease item, if owner still holds it. */
     enum rz_err (*save_cursor)(struct store *s, const char *name, const char *owner,
                                const char *cursor);

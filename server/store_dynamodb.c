@@ -387,7 +387,7 @@ static enum rz_err sd_expired(struct store *s, int64_t now_ms, size_t max,
 }
 
 static enum rz_err sd_lock(struct store *s, const char *name, const char *owner, int64_t now_ms,
-                           int64_t until_ms, char cursor_out[STORE_CURSOR_MAX])
+                           int64_t until_ms, char cursor_out[STORE_SWEEP_CURSOR_MAX])
 {
     char pk[128];
     json_t *resp = NULL;
@@ -406,8 +406,8 @@ static enum rz_err sd_lock(struct store *s, const char *name, const char *owner,
     if (err == RZ_OK && cursor_out) {
         const char *cur = ddb_get_s(json_object_get(resp, "Attributes"), "cur");
 
-        snprintf(cursor_out, STORE_CURSOR_MAX, "%s",
-                 cur && strlen(cur) < STORE_CURSOR_MAX ? cur : "");
+        snprintf(cursor_out, STORE_SWEEP_CURSOR_MAX, "%s",
+                 cur && strlen(cur) < STORE_SWEEP_CURSOR_MAX ? cur : "");
     }
     json_decref(resp);
     return err;

@@ -15,7 +15,7 @@ struct store_memory {
     pthread_mutex_t lock;          /* the sweep's lease item */
     char lock_owner[INDEX_OWNER_MAX];
     int64_t lock_until;
-    char cursor[STORE_CURSOR_MAX];
+    char cursor[STORE_SWEEP_CURSOR_MAX];
 };
 
 static struct store_memory *mem(struct store *s)
@@ -110,7 +110,7 @@ static enum rz_err mem_expired(struct store *s, int64_t now_ms, size_t max,
 }
 
 static enum rz_err mem_lock(struct store *s, const char *name, const char *owner, int64_t now_ms,
-                            int64_t until_ms, char cursor_out[STORE_CURSOR_MAX])
+                            int64_t until_ms, char cursor_out[STORE_SWEEP_CURSOR_MAX])
 {
     struct store_memory *m = mem(s);
     enum rz_err err = RZ_ECONFLICT;
@@ -121,7 +121,7 @@ static enum rz_err mem_lock(struct store *s, const char *name, const char *owner
         snprintf(m->lock_owner, sizeof(m->lock_owner), "%s", owner);
         m->lock_until = until_ms;
         if (cursor_out)
-            memcpy(cursor_out, m->cursor, STORE_CURSOR_MAX);
+            memcpy(cursor_out, m->cursor, STORE_SWEEP_CURSOR_MAX);
         err = RZ_OK;
     }
     pthread_mutex_unlock(&m->lock);

@@ -192,8 +192,10 @@ class SlowS3Test(unittest.TestCase):
     def setUpClass(cls):
         cls.s3 = S3Server()
         cls.proxy = FaultProxy(int(cls.s3.endpoint.rsplit(':', 1)[1]))
+        # JOB_ATTEMPTS=1: the bounds below are those of one run of a job (S3's own retries);
+        # further runs after a backoff are test_replicas' and test_status' business.
         cls.svc = Resizer(cls.s3, env={
-            'WORKERS': '1', 'S3_TIMEOUT': str(cls.S3_TIMEOUT),
+            'WORKERS': '1', 'S3_TIMEOUT': str(cls.S3_TIMEOUT), 'JOB_ATTEMPTS': '1',
             'S3_ENDPOINT': 'http://127.0.0.1:%d' % cls.proxy.port})
 
     @classmethod
