@@ -234,6 +234,8 @@ static enum rz_err start_services(struct services *s, char *msg, size_t msglen)
 static void stop_services(struct services *s)
 {
     reconcile_stop(s->reconcile);
+    /* Suspended status requests are resumed (answered) first. */
+    status_stop_lookups(s->status);
     http_server_stop(s->http);
     health_free(s->health);
     status_stop(s->status); /* its keeper feeds the queue: stopped first */

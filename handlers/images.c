@@ -57,6 +57,42 @@ static void images_reply_find_error(struct http_request *req, struct http_respon
 /* The preamble of every /v1/images/{id} route: bearer auth, a well-formed
  * id, and the image's record (from memory or S3) in *e. Returns 1, or 0
  * after writing the error response. */
+static void images_resume(void *arg)
+{
+    http_resume(arg);
+}
+
+static void images_lookup_start(void *arg)
+{
+    struct http_request *req = arg;
+
+    status_lookup_start(req->resume_arg, images_resume, req);
+}
+
+/* The record for id (key NULL) or (bucket, key): from memory at once, or
+ * after a look-up that waits with the request suspended (this handler
+ * then runs again). 0: not found (*err_out ENOTFOUND), an error, or
+ * suspended (*err_out RZ_OK, no response yet). */
+static int images_fetch(struct http_request *req, const struct app *app, const char *id,
+                        const char *bucket, const char *key, struct index_entry *e,
+                        enum rz_err *err_out)
+{
+    struct status_lookup *l = NULL;
+
+    if (req->resumed && req->resume_arg) {
+        *err_out = status_lookup_result(req->resume_arg, e);
+        req->resume_arg = NULL;
+        return *err_out == RZ_OK;
+    }
+    *err_out = status_find(app->status, id, bucket, key, e, &l);
+    if (*err_out == RZ_OK && l) {
+        req->resume_arg = l;
+        http_suspend(req, images_lookup_start, req, status_lookup_cancel);
+        return 0;
+    }
+    return *err_out == RZ_OK;
+}
+
 static int images_load(struct http_request *req, const struct app *app,
                        struct http_response *res, struct index_entry *e)
 {
@@ -68,12 +104,11 @@ static int images_load(struct http_request *req, const struct app *app,
         http_reply_error(res, req, 400, "invalid_id", "id must be a lowercase UUID");
         return 0;
     }
-    err = status_get(app->status, req->params[0], e);
-    if (err != RZ_OK) {
+    if (images_fetch(req, app, req->params[0], NULL, NULL, e, &err))
+        return 1;
+    if (err != RZ_OK)
         images_reply_find_error(req, res, err);
-        return 0;
-    }
-    return 1;
+    return 0;
 }
 
 void handlers_images_get(struct http_request *req, void *ctx, struct http_response *res)
@@ -119,18 +154,19 @@ static void images_by_key(struct http_request *req, struct app *app, const char 
 {
     struct index_entry e = {0};
     const char *bucket = app->cfg->src_bucket;
-    json_t *items = json_array();
+    json_t *items;
     enum rz_err err;
 
     if (!bucket)
         bucket = http_query(req, "bucket");
     if (!bucket || strlen(key) == 0 || strlen(key) > 1024) {
-        json_decref(items);
         http_reply_error(res, req, 400, "invalid_parameter",
                          bucket ? "key: must be 1 to 1024 bytes" : "bucket: required");
         return;
     }
-    err = status_get_by_key(app->status, bucket, key, &e);
+    if (!images_fetch(req, app, NULL, bucket, key, &e, &err) && err == RZ_OK)
+        return; /* suspended: runs again with the answer */
+    items = json_array();
     if (err != RZ_OK && err != RZ_ENOTFOUND) {
         json_decref(items);
         http_reply_err(res, req, err, "cannot read the status record");

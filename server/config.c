@@ -454,8 +454,8 @@ static const struct config_var config_vars[] = {
      parse_long, FIELD(presign_put_expires), 1, 604800, 0},
     {"PRESIGN_GET_EXPIRES", "3600", "lifetime of variant download URLs, seconds",
      parse_long, FIELD(presign_get_expires), 1, 604800, 0},
-    {"RECONCILE_INTERVAL", NULL, "seconds between sweeps for unprocessed uploads (0: off) "
-     "[default: 300 with STATE_STORE=memory, 0 with dynamodb]",
+    {"RECONCILE_INTERVAL", NULL, "seconds between sweeps for unprocessed uploads (0: off; "
+     "unset: 300 with STATE_STORE=memory, 0 with dynamodb)",
      parse_long, FIELD(reconcile_interval), 0, 604800, 0},
     {"RECONCILE_LIST_RATE", "5", "LIST requests a second the sweep may make",
      parse_long, FIELD(reconcile_list_rate), 1, 1000, 0},

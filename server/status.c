@@ -28,6 +28,31 @@
 #define STATUS_MAX_RECORD (64 * 1024)
 #define STATUS_RECLAIM_BATCH 32
 #define STATUS_PING_MS 1000
+#define STATUS_LOOKUP_THREADS 2
+#define STATUS_LOOKUP_QUEUE 32      /* look-ups waiting; more are refused (429) */
+#define STATUS_NEG_SLOTS 1024
+#define STATUS_NEG_MS 2000          /* "no such image" remembered this long */
+#define STATUS_LOOKUP_WAIT_MS 2000  /* queued longer: answered "unavailable" unread */
+
+/* A read that needs S3 or the store, run on a look-up thread. */
+struct status_lookup {
+    struct status *st;
+    int by_key;
+    char id[INDEX_ID_LEN + 1];
+    char *bucket;
+    char *key;
+    enum rz_err err;
+    struct index_entry out;
+    int64_t queued_ms;
+    void (*done)(void *arg);       /* NULL: nobody waits (a refresh) */
+    void *done_arg;
+    struct status_lookup *next;
+};
+
+struct status_neg {
+    uint64_t hash;
+    int64_t until_ms;
+};
 
 struct status_hook {
     status_finished_fn fn;
@@ -48,6 +73,14 @@ struct status {
     int stopping;
     int started;
     pthread_t keeper;
+    pthread_mutex_t lk_lock;          /* the look-up queue and negative cache */
+    pthread_cond_t lk_work;
+    struct status_lookup *lk_head, *lk_tail;
+    size_t lk_count;                  /* queued or reserved */
+    int lk_stopping;
+    size_t lk_threads;
+    pthread_t lk_thread[STATUS_LOOKUP_THREADS];
+    struct status_neg neg[STATUS_NEG_SLOTS];
 };
 
 static int64_t status_now_ms(void)
@@ -155,10 +188,13 @@ static void status_unhold(struct status *st, const char *id)
  * leaves the record as it was and is returned. */
 typedef enum rz_err (*status_change_fn)(struct index_entry *e, void *arg, int *write);
 
+static void status_neg_clear(struct status *st, const struct index_entry *e);
+
 static void status_cache_put(struct status *st, const struct index_entry *e)
 {
     struct index_entry c;
 
+    status_neg_clear(st, e);
     if (!st->o.cache || index_entry_copy(&c, e) != RZ_OK)
         return;
     c.cached_ms = status_now_ms();
@@ -788,81 +824,10 @@ static enum rz_err status_read_s3(struct status *st, const char *record_key,
     return err;
 }
 
-/* Memory store: what the index holds, refreshed from S3 when it is another
- * replica's copy older than STATUS_CACHE_MS; else the record in S3. */
-static enum rz_err status_get_memory(struct status *st, enum rz_err err, char *record_key,
-                                     struct index_entry *out)
-{
-    struct index_entry fresh = {0};
-
-    if (err == RZ_OK && out->cached_ms && status_now_ms() - out->cached_ms >= STATUS_CACHE_MS &&
-        status_read_s3(st, record_key, &fresh) == RZ_OK) {
-        index_entry_cleanup(out);
-        *out = fresh;
-    } else if (err == RZ_ENOTFOUND) {
-        err = status_read_s3(st, record_key, out);
-    }
-    free(record_key);
-    return err;
-}
-
 static int status_cache_fresh(const struct index_entry *e)
 {
     return (e->state == INDEX_DONE || e->state == INDEX_FAILED) && e->cached_ms &&
            status_now_ms() - e->cached_ms < STATUS_CACHE_MS;
-}
-
-/* Shared store: a finished record from the cache while fresh; else a
- * strongly consistent read; the cached copy if the store does not answer. */
-static enum rz_err status_get_shared(struct status *st, const char *id, struct index_entry *out)
-{
-    struct index_entry fresh = {0};
-    int cached = index_get(st->o.cache, id, out) == RZ_OK;
-    enum rz_err err;
-
-    if (cached && status_cache_fresh(out))
-        return RZ_OK;
-    err = status_seen(st, "get", st->o.store->ops->get(st->o.store, id, &fresh));
-    if (err == RZ_OK) {
-        status_cache_put(st, &fresh);
-        if (cached)
-            index_entry_cleanup(out);
-        *out = fresh;
-        return RZ_OK;
-    }
-    if (cached && err == RZ_EUPSTREAM)
-        return RZ_OK;
-    if (cached)
-        index_entry_cleanup(out);
-    return err;
-}
-
-enum rz_err status_get(struct status *st, const char *id, struct index_entry *out)
-{
-    if (st->o.store->shared)
-        return status_get_shared(st, id, out);
-    return status_get_memory(st, index_get(st->o.index, id, out), keys_status_by_id(id), out);
-}
-
-enum rz_err status_get_by_key(struct status *st, const char *bucket, const char *key,
-                              struct index_entry *out)
-{
-    char id[INDEX_ID_LEN + 1];
-    enum rz_err err;
-
-    if (st->o.store->shared) {
-        err = status_seen(st, "find_key", st->o.store->ops->find_key(st->o.store, bucket, key, id));
-        if (err == RZ_OK)
-            err = status_get_shared(st, id, out);
-    } else {
-        err = status_get_memory(st, index_get_by_key(st->o.index, bucket, key, out),
-                                keys_status_by_key(st->o.cfg->src_prefix, key), out);
-    }
-    if (err == RZ_OK && (!out->key || strcmp(out->key, key) != 0)) {
-        index_entry_cleanup(out);
-        err = RZ_ENOTFOUND;
-    }
-    return err;
 }
 
 enum rz_err status_peek_by_key(struct status *st, const char *bucket, const char *key,
@@ -888,6 +853,282 @@ enum rz_err status_list(struct status *st, int state, const char *uploader, cons
 
     return status_seen(st, "list",
                        s->ops->list(s, state, uploader, cursor, limit, out, n_out, next_out));
+}
+
+/* ---- look-ups off the HTTP threads ---- */
+
+static uint64_t status_neg_hash(const char *id, const char *bucket, const char *key)
+{
+    uint64_t h = 1469598103934665603ULL;
+    const char *parts[3] = {id ? id : "", bucket ? bucket : "", key ? key : ""};
+
+    for (int i = 0; i < 3; i++) {
+        for (const char *p = parts[i]; *p; p++)
+            h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+        h = (h ^ 0xff) * 1099511628211ULL;
+    }
+    return h | 1; /* 0 marks an empty slot */
+}
+
+static int status_neg_hit(struct status *st, uint64_t h)
+{
+    struct status_neg *n = &st->neg[h % STATUS_NEG_SLOTS];
+    int hit;
+
+    pthread_mutex_lock(&st->lk_lock);
+    hit = n->hash == h && n->until_ms > status_now_ms();
+    pthread_mutex_unlock(&st->lk_lock);
+    return hit;
+}
+
+static void status_neg_set(struct status *st, uint64_t h, int64_t until_ms)
+{
+    struct status_neg *n = &st->neg[h % STATUS_NEG_SLOTS];
+
+    pthread_mutex_lock(&st->lk_lock);
+    if (until_ms || n->hash == h) {
+        n->hash = h;
+        n->until_ms = until_ms;
+    }
+    pthread_mutex_unlock(&st->lk_lock);
+}
+
+/* A record this replica just wrote is no longer unknown here. */
+static void status_neg_clear(struct status *st, const struct index_entry *e)
+{
+    status_neg_set(st, status_neg_hash(e->id, NULL, NULL), 0);
+    if (e->bucket && e->key)
+        status_neg_set(st, status_neg_hash(NULL, e->bucket, e->key), 0);
+}
+
+static uint64_t status_lookup_hash(const struct status_lookup *l)
+{
+    return l->by_key ? status_neg_hash(NULL, l->bucket, l->key) : status_neg_hash(l->id, NULL, NULL);
+}
+
+static void status_lookup_free(struct status_lookup *l)
+{
+    if (!l)
+        return;
+    free(l->bucket);
+    free(l->key);
+    index_entry_cleanup(&l->out);
+    free(l);
+}
+
+/* A queue slot and a look-up for it; NULL when the queue is full. */
+static struct status_lookup *status_lookup_new(struct status *st, const char *id,
+                                               const char *bucket, const char *key)
+{
+    struct status_lookup *l = calloc(1, sizeof(*l));
+
+    if (!l)
+        return NULL;
+    l->st = st;
+    l->by_key = key != NULL;
+    snprintf(l->id, sizeof(l->id), "%s", id ? id : "");
+    l->bucket = bucket ? strdup(bucket) : NULL;
+    l->key = key ? strdup(key) : NULL;
+    if ((bucket && !l->bucket) || (key && !l->key)) {
+        status_lookup_free(l);
+        return NULL;
+    }
+    pthread_mutex_lock(&st->lk_lock);
+    if (st->lk_count >= STATUS_LOOKUP_QUEUE || st->lk_stopping) {
+        pthread_mutex_unlock(&st->lk_lock);
+        metrics_add(st->o.metrics, "resizer_status_lookups_total", "outcome=\"refused\"", 1);
+        status_lookup_free(l);
+        return NULL;
+    }
+    st->lk_count++;
+    pthread_mutex_unlock(&st->lk_lock);
+    return l;
+}
+
+void status_lookup_start(struct status_lookup *l, void (*done)(void *arg), void *arg)
+{
+    struct status *st = l->st;
+
+    l->done = done;
+    l->done_arg = arg;
+    l->queued_ms = status_now_ms();
+    pthread_mutex_lock(&st->lk_lock);
+    if (st->lk_tail)
+        st->lk_tail->next = l;
+    else
+        st->lk_head = l;
+    st->lk_tail = l;
+    pthread_cond_signal(&st->lk_work);
+    pthread_mutex_unlock(&st->lk_lock);
+}
+
+enum rz_err status_lookup_result(struct status_lookup *l, struct index_entry *out)
+{
+    enum rz_err err = l->err;
+
+    *out = l->out;
+    memset(&l->out, 0, sizeof(l->out));
+    status_lookup_free(l);
+    return err;
+}
+
+void status_lookup_cancel(void *l)
+{
+    status_lookup_free(l);
+}
+
+/* The I/O of a look-up: the status record in S3 (memory store) or the
+ * store (shared); the negative cache learns what does not exist. */
+static void status_lookup_run(struct status_lookup *l)
+{
+    struct status *st = l->st;
+    char *record_key = NULL;
+
+    if (st->o.store->shared) {
+        l->err = l->by_key ? status_seen(st, "find_key", st->o.store->ops->find_key(
+                                                             st->o.store, l->bucket, l->key, l->id))
+                           : RZ_OK;
+        if (l->err == RZ_OK)
+            l->err = status_seen(st, "get", st->o.store->ops->get(st->o.store, l->id, &l->out));
+        if (l->err == RZ_OK)
+            status_cache_put(st, &l->out);
+        /* The store not answering: a cached copy, however old, is better
+         * than nothing for someone reading a status. */
+        if (l->err == RZ_EUPSTREAM && index_get(st->o.cache, l->id, &l->out) == RZ_OK)
+            l->err = RZ_OK;
+    } else {
+        record_key = l->by_key ? keys_status_by_key(st->o.cfg->src_prefix, l->key)
+                               : keys_status_by_id(l->id);
+        l->err = status_read_s3(st, record_key, &l->out);
+        free(record_key);
+    }
+    if (l->err == RZ_OK && l->by_key && (!l->out.key || strcmp(l->out.key, l->key) != 0)) {
+        index_entry_cleanup(&l->out);
+        l->err = RZ_ENOTFOUND;
+    }
+    if (l->err == RZ_ENOTFOUND)
+        status_neg_set(st, status_lookup_hash(l), status_now_ms() + STATUS_NEG_MS);
+    metrics_add(st->o.metrics, "resizer_status_lookups_total",
+                l->err == RZ_OK ? "outcome=\"found\"" : l->err == RZ_ENOTFOUND
+                                                         ? "outcome=\"not_found\""
+                                                         : "outcome=\"error\"",
+                1);
+}
+
+static void *status_lookup_main(void *arg)
+{
+    struct status *st = arg;
+
+    for (;;) {
+        struct status_lookup *l;
+        int stopping;
+
+        pthread_mutex_lock(&st->lk_lock);
+        while (!st->lk_head && !st->lk_stopping)
+            pthread_cond_wait(&st->lk_work, &st->lk_lock);
+        l = st->lk_head;
+        stopping = st->lk_stopping;
+        if (l) {
+            st->lk_head = l->next;
+            if (!st->lk_head)
+                st->lk_tail = NULL;
+        }
+        pthread_mutex_unlock(&st->lk_lock);
+        if (!l)
+            break;
+        /* Behind a stalled S3 the queue stops moving: what waited too long
+         * is answered at once rather than after everyone before it. */
+        if (stopping)
+            l->err = RZ_ESHUTDOWN;
+        else if (status_now_ms() - l->queued_ms > STATUS_LOOKUP_WAIT_MS)
+            l->err = RZ_EUPSTREAM;
+        else
+            status_lookup_run(l);
+        pthread_mutex_lock(&st->lk_lock);
+        st->lk_count--;
+        pthread_mutex_unlock(&st->lk_lock);
+        /* After done() the waiter owns l: not touched again here. */
+        if (l->done)
+            l->done(l->done_arg);
+        else
+            status_lookup_free(l);
+    }
+    return NULL;
+}
+
+/* Refreshes a cached copy in the background, if there is room. */
+static void status_refresh_later(struct status *st, const char *id)
+{
+    struct status_lookup *l = status_lookup_new(st, id, NULL, NULL);
+
+    if (l)
+        status_lookup_start(l, NULL, NULL);
+}
+
+static int status_copy_stale(const struct index_entry *e)
+{
+    return e->cached_ms && status_now_ms() - e->cached_ms >= STATUS_CACHE_MS;
+}
+
+enum rz_err status_find(struct status *st, const char *id, const char *bucket, const char *key,
+                        struct index_entry *out, struct status_lookup **pending_out)
+{
+    struct index *idx = st->o.store->shared ? st->o.cache : st->o.index;
+    enum rz_err err = key ? index_get_by_key(idx, bucket, key, out) : index_get(idx, id, out);
+    int shared = st->o.store->shared;
+
+    *pending_out = NULL;
+    if (err == RZ_OK && key && (!out->key || strcmp(out->key, key) != 0)) {
+        index_entry_cleanup(out);
+        err = RZ_ENOTFOUND;
+    }
+    /* Memory store: ours, or another replica's copy, refreshed behind the
+     * answer once stale. Shared store: finished and fresh only. */
+    if (err == RZ_OK && !shared) {
+        if (status_copy_stale(out))
+            status_refresh_later(st, out->id);
+        return RZ_OK;
+    }
+    if (err == RZ_OK && status_cache_fresh(out))
+        return RZ_OK;
+    if (err != RZ_OK && status_neg_hit(st, key ? status_neg_hash(NULL, bucket, key)
+                                               : status_neg_hash(id, NULL, NULL)))
+        return RZ_ENOTFOUND;
+    *pending_out = status_lookup_new(st, id, bucket, key);
+    if (*pending_out) {
+        if (err == RZ_OK)
+            index_entry_cleanup(out);
+        return RZ_OK;
+    }
+    /* The look-up queue is full (S3 or the store is not keeping up): a
+     * cached copy if any, else "unavailable, try again". */
+    return err == RZ_OK ? RZ_OK : RZ_EUPSTREAM;
+}
+
+static enum rz_err status_lookups_start(struct status *st)
+{
+    for (size_t i = 0; i < STATUS_LOOKUP_THREADS; i++) {
+        if (pthread_create(&st->lk_thread[i], NULL, status_lookup_main, st) != 0)
+            return RZ_EINTERNAL;
+        st->lk_threads++;
+    }
+    return RZ_OK;
+}
+
+void status_stop_lookups(struct status *st)
+{
+    if (!st)
+        return;
+    pthread_mutex_lock(&st->lk_lock);
+    st->lk_stopping = 1;
+    pthread_cond_broadcast(&st->lk_work);
+    pthread_mutex_unlock(&st->lk_lock);
+    /* A look-up stuck on a stalled S3 is cut, not waited for. */
+    if (st->o.s3_read)
+        s3_abort(st->o.s3_read);
+    for (size_t i = 0; i < st->lk_threads; i++)
+        pthread_join(st->lk_thread[i], NULL);
+    st->lk_threads = 0;
 }
 
 /* ---- the sweep's lease ---- */
@@ -919,6 +1160,9 @@ static enum rz_err status_metrics_register(struct status *st)
     if (err == RZ_OK || err == RZ_ECONFLICT)
         err = metrics_register(st->o.metrics, "resizer_reclaims_total", METRICS_COUNTER,
                                "Jobs taken over after their lease ran out", NULL, 0);
+    if (err == RZ_OK || err == RZ_ECONFLICT)
+        err = metrics_register(st->o.metrics, "resizer_status_lookups_total", METRICS_COUNTER,
+                               "Status reads that needed S3 or the store, by outcome", NULL, 0);
     return err == RZ_ECONFLICT ? RZ_OK : err; /* registered by another instance: shared */
 }
 
@@ -932,7 +1176,11 @@ enum rz_err status_new(const struct status_opts *opts, struct status **out)
     st->o = *opts;
     pthread_mutex_init(&st->lock, NULL);
     pthread_cond_init(&st->wake, NULL);
+    pthread_mutex_init(&st->lk_lock, NULL);
+    pthread_cond_init(&st->lk_work, NULL);
     err = status_metrics_register(st);
+    if (err == RZ_OK)
+        err = status_lookups_start(st);
     if (err != RZ_OK) {
         status_free(st);
         return err;
@@ -976,7 +1224,10 @@ void status_free(struct status *st)
     if (!st)
         return;
     status_stop(st);
+    status_stop_lookups(st);
     free(st->held);
+    pthread_cond_destroy(&st->lk_work);
+    pthread_mutex_destroy(&st->lk_lock);
     pthread_cond_destroy(&st->wake);
     pthread_mutex_destroy(&st->lock);
     free(st);

@@ -151,13 +151,31 @@ void status_release(struct status *st, const char *id, int64_t now_ms);
 
 /* ---- reads ---- */
 
-/* The record by id / by (bucket, key): from the cache when finished and
- * fresh, else the store, else (memory store) the status record in S3.
- * RZ_ENOTFOUND, RZ_EUPSTREAM, RZ_EINTERNAL (a stored record that is not
- * one). */
-enum rz_err status_get(struct status *st, const char *id, struct index_entry *out);
-enum rz_err status_get_by_key(struct status *st, const char *bucket, const char *key,
-                              struct index_entry *out);
+/* For the HTTP threads, which must never wait on S3 or the store: the
+ * record by id (key NULL) or by (bucket, key) from memory, answered now,
+ * or *pending_out set (return RZ_OK) to a look-up to start with
+ * status_lookup_start once the caller is ready to wait for it. An id or
+ * key found missing is remembered for a few seconds (RZ_ENOTFOUND at
+ * once). RZ_EUPSTREAM: too many look-ups waiting (S3 or the store is
+ * not keeping up). */
+struct status_lookup;
+enum rz_err status_find(struct status *st, const char *id, const char *bucket, const char *key,
+                        struct index_entry *out, struct status_lookup **pending_out);
+
+/* Runs the look-up on a look-up thread; done(arg) is called from there
+ * when it has finished (then call status_lookup_result). */
+void status_lookup_start(struct status_lookup *l, void (*done)(void *arg), void *arg);
+
+/* The look-up's answer (RZ_OK, RZ_ENOTFOUND, RZ_EUPSTREAM, RZ_EINTERNAL
+ * for a stored record that is not one, RZ_ESHUTDOWN); frees l. */
+enum rz_err status_lookup_result(struct status_lookup *l, struct index_entry *out);
+
+/* Frees a look-up whose answer nobody will read (void *: a cleanup hook). */
+void status_lookup_cancel(void *l);
+
+/* Stops the look-up threads (queued look-ups end RZ_ESHUTDOWN, stalled
+ * S3 reads are cut): before the HTTP server stops. */
+void status_stop_lookups(struct status *st);
 
 /* The record by key from the store alone (the index, for the memory
  * store), never S3: what the sweep knows of an object. */

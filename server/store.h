@@ -47,7 +47,7 @@ struct store_ops {
      * lease_ms, without a new version. RZ_ECONFLICT if owned by another. */
     enum rz_err (*renew)(struct store *s, const char *id, const char *owner, int64_t lease_ms);
     /* A page of records, newest first, in state (-1: any) for uploader
-     * (NULL: any), after cursor (NULL or "": from the newest). next_out
+     * (NULL: any), after cursor (NULL: from the newest; "" is no cursor: RZ_EINVAL). next_out
      * gets "" when there is no next page. Eventually consistent. */
     enum rz_err (*list)(struct store *s, int state, const char *uploader, const char *cursor,
                         size_t limit, struct index_entry *out, size_t *n_out,

@@ -299,7 +299,7 @@ static enum rz_err ddb_parse_cursor(const char *c, char ck_out[DDB_CK_LEN + 1])
     size_t len = c ? strlen(c) : 0;
 
     ck_out[0] = '\0';
-    if (len == 0)
+    if (!c)
         return RZ_OK;
     if (len != DDB_CK_LEN + 1 || c[0] != 'd' || strspn(c + 1, "0123456789") != 13 ||
         c[14] != '#' || strspn(c + 15, "0123456789abcdef-") != INDEX_ID_LEN)

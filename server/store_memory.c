@@ -78,7 +78,7 @@ static enum rz_err mem_parse_cursor(const char *c, uint64_t *before)
     size_t len = c ? strlen(c) : 0;
 
     *before = 0;
-    if (len == 0)
+    if (!c)
         return RZ_OK;
     if (c[0] != 'c' || len < 2 || len > 17 || strspn(c + 1, "0123456789abcdef") != len - 1)
         return RZ_EINVAL;

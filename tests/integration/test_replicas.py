@@ -110,6 +110,31 @@ class Replicas(unittest.TestCase):
             jobs = [metric_sum(svc, 'resizer_jobs_total{outcome="done"}') for svc in (a, b)]
             self.assertEqual(sum(jobs), 1, jobs)
 
+    def test_newer_object_while_processing_runs_again(self):
+        """Semantics 2: a newer object (another etag, a newer sequencer) whose event reaches
+        the other replica while the old one is processing is processed again when the
+        running job ends: the record ends done with the new object's size and etag."""
+        key = 'images/again.jpg'
+        with start_replicas(2, S3, DDB, env={'LEASE_SECONDS': str(LEASE), 'WORKERS': '1'}) \
+                as (a, b):
+            put(a, key, image('huge.jpg', 4000, 3000))
+            first = eventbridge_event(a.src_bucket, key, 1, sequencer='0A')
+            self.assertEqual(json_http('POST', a.url('/v1/events'), first,
+                                       headers=EVENT_AUTH)[2]['accepted'], 1)
+            wait_until(lambda: states(b, [key])[key] == 'processing', timeout=scaled(10),
+                       interval=0.05, what='the first run processing')
+            put(a, key, image('small.jpg', 400, 300))
+            etag = a.s3.client().head_object(Bucket=a.src_bucket, Key=key)['ETag']
+            newer = eventbridge_event(a.src_bucket, key, 1, etag=etag.strip('"'), sequencer='0B')
+            st, _, body = json_http('POST', b.url('/v1/events'), newer, headers=EVENT_AUTH)
+            self.assertEqual((st, body['accepted'], body['duplicates']), (202, 0, 1), body)
+            wait_until(lambda: (status_by_key(b, key) or {}).get('attempts') == 2 and
+                       states(b, [key])[key] == 'done', timeout=scaled(30), interval=0.3,
+                       what='the second run done')
+            rec = status_by_key(a, key)
+            self.assertEqual((rec['source']['width'], rec['variants'][0]['width']), (400, 400))
+            self.assertEqual(rec['source']['etag'].strip('"'), etag.strip('"'))
+
     def test_kill9_jobs_are_reclaimed(self):
         """Semantics 3: kill -9 with accepted jobs; the other replica finishes all of them
         within the lease time plus a few seconds, with the sweep off."""
