@@ -436,7 +436,7 @@ static void ddb_curl_setup(const struct ddb *d, CURL *h, const char *body, size_
                            struct curl_slist *headers, struct ddb_answer *a)
 {
     curl_easy_reset(h);
-    curl_easy_setopt(h, CURLOPT_URL, d->url);
+    curl_easy_setopt(h, CURLOPT_URL, ddb_url(d));
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);

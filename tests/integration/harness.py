@@ -10,6 +10,8 @@ Debian's /usr/bin/python3 with the standard library and botocore (python3-botoco
   Resizer      the binary from env RESIZER_BIN on a free port, wired to an S3Server.
   start_replicas  N Resizers on one S3 and one DynamoServer (STATE_STORE=dynamodb, one table
                made by `resizer --create-table`, the same buckets): a ReplicaSet.
+  LoadBalancer nginx (deploy/local/lb-start) on a free port in front of Resizers: the ALB's
+               local stand-in, round robin with passive failover.
   http, json_http, free_port, wait_until, unique_bucket, unique_table, scaled.
 
 http() also checks every response of a Resizer started here against openapi/openapi.yaml
@@ -48,6 +50,8 @@ S3_ENV_KEYS = ('S3_ENDPOINT', 'S3_FORCE_PATH_STYLE', 'AWS_REGION', 'AWS_ACCESS_K
                'AWS_SECRET_ACCESS_KEY')
 DDB_START = os.path.join(SOURCE_DIR, 'deploy', 'local', 'dynamodb-start')
 DDB_STOP = os.path.join(SOURCE_DIR, 'deploy', 'local', 'dynamodb-stop')
+LB_START = os.path.join(SOURCE_DIR, 'deploy', 'local', 'lb-start')
+LB_STOP = os.path.join(SOURCE_DIR, 'deploy', 'local', 'lb-stop')
 # The service's default credentials in tests; refer to these names, not the literals.
 # (API_TOKENS entries must be at least 16 characters: server/config.c.)
 API_TOKEN = 'test-token-0123456789'
@@ -692,3 +696,42 @@ def start_replicas(n, s3, ddb, env=None, table=None, src_bucket=None, dest_bucke
         replicas.append(Resizer(s3, env=shared, src_bucket=src_bucket, dest_bucket=dest_bucket,
                                 start=start, **kwargs))
     return replicas
+
+
+class LoadBalancer:
+    """nginx on 127.0.0.1:<free port> round-robining over replicas (Resizers or ports), with
+    passive failover (deploy/local/nginx-lb.conf.in). Stopped at close() / exit."""
+
+    def __init__(self, replicas):
+        self.backends = [r if isinstance(r, int) else r.port for r in replicas]
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix='resizer-lb-')
+        _track(self)
+        proc = subprocess.run([LB_START, self.dir, str(self.port)] + [str(p) for p in self.backends],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, timeout=60)
+        if proc.returncode != 0:
+            raise RuntimeError('deploy/local/lb-start failed (exit %d):\n%s'
+                               % (proc.returncode, proc.stdout.decode(errors='replace')))
+
+    def __repr__(self):
+        return 'LoadBalancer(port %d -> %s)' % (self.port, self.backends)
+
+    def url(self, path='/'):
+        return 'http://127.0.0.1:%d%s' % (self.port, path)
+
+    def close(self):
+        """Stops nginx and removes its dir. Idempotent."""
+        _untrack(self)
+        if self.dir:
+            subprocess.run([LB_STOP, self.dir], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+            if not KEEP_TMP:
+                shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -4,7 +4,9 @@
 deploy/cloudformation.yaml passes AWS's cfn-lint and yamllint (deploy/.yamllint); its task
 definition sets only variables `resizer --help` lists, with values the binary accepts at start;
 the ALB and container health checks probe /healthz on PORT; the EventBridge rule filters on
-SRC_PREFIX's default; the task role is exactly the documented set of statements (with SSE-S3 and
+SRC_PREFIX's default; the state table has the schema the service queries (pk, GSIs inflight
+and by_state), on-demand, with point-in-time recovery, encryption and TTL, and is wired to the
+task (STATE_STORE, DYNAMODB_TABLE); the task role is exactly the documented set of statements (with SSE-S3 and
 with SSE-KMS); no S3 wildcard action anywhere. The Dockerfile agrees on port, probe, user and
 build flags. Needs RESIZER_BIN (for --help and one start), cfn-lint and yamllint on PATH.
 
@@ -42,6 +44,11 @@ DOCUMENTED_STATEMENTS = [
     ('Allow', ['s3:PutObject'], [DEST_ARN + '/*'], None),
     ('Allow', ['s3:PutObject'], [SRC_ARN + '/images/*'], None),
     ('Allow', ['s3:GetObject'], [DEST_ARN + '/*'], None),
+    # The shared state table (issue 17): items, and Query on its indexes.
+    ('Allow', ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem',
+               'dynamodb:DeleteItem', 'dynamodb:Query', 'dynamodb:ConditionCheckItem'],
+     ['getatt:StateTable.Arn'], None),
+    ('Allow', ['dynamodb:Query'], ['getatt:StateTable.Arn/index/*'], None),
 ]
 KMS_STATEMENT = ('Allow', ['kms:Decrypt', 'kms:GenerateDataKey'], [KMS_KEY], None)
 SECRET_VARS = {'API_TOKENS', 'EVENTS_API_KEY'}
@@ -341,6 +348,7 @@ class TaskDefinition(unittest.TestCase):
         # just fails); static test credentials stand in for the task role.
         run_env = dict(env, PORT=str(port), LISTEN_ADDR='127.0.0.1',
                        S3_ENDPOINT='http://127.0.0.1:%d' % harness.free_port(),
+                       DYNAMODB_ENDPOINT='http://127.0.0.1:%d' % harness.free_port(),
                        API_TOKENS=harness.API_TOKEN, EVENTS_API_KEY=harness.EVENTS_API_KEY,
                        AWS_ACCESS_KEY_ID='AKIDEXAMPLE', AWS_SECRET_ACCESS_KEY='test-secret',
                        PATH=os.environ.get('PATH', '/usr/bin:/bin'))
@@ -442,6 +450,48 @@ class Events(unittest.TestCase):
         self.assertEqual(key['ApiKeyName'], env['EVENTS_API_KEY_HEADER'])
         self.assertEqual(key['ApiKeyName'], self.help['EVENTS_API_KEY_HEADER'])
         self.assertIn('{{resolve:secretsmanager:', key['ApiKeyValue'])
+
+
+class StateTable(unittest.TestCase):
+    """The DynamoDB table every replica shares: the schema the dynamodb store implements."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.r = Resolved(load_template())
+        (cls.name, cls.table), = cls.r.of_type('AWS::DynamoDB::Table').items()
+        cls.props = cls.table['Properties']
+
+    def test_on_demand_recoverable_encrypted_with_ttl(self):
+        p = self.props
+        self.assertEqual(p['BillingMode'], 'PAY_PER_REQUEST')
+        self.assertNotIn('ProvisionedThroughput', p)
+        self.assertEqual(p['PointInTimeRecoverySpecification'], {'PointInTimeRecoveryEnabled': True})
+        self.assertTrue(p['SSESpecification']['SSEEnabled'])
+        self.assertEqual(p['TimeToLiveSpecification'], {'AttributeName': 'expires_at',
+                                                        'Enabled': True})
+        raw = load_template()['Resources'][self.name]
+        self.assertEqual((raw['DeletionPolicy'], raw['UpdateReplacePolicy']), ('Retain', 'Retain'))
+
+    def test_keys_and_indexes(self):
+        p = self.props
+        types = {a['AttributeName']: a['AttributeType'] for a in p['AttributeDefinitions']}
+        self.assertEqual(types, {'pk': 'S', 'lease_shard': 'S', 'lease_until': 'N', 'state': 'S',
+                                 'seq': 'N'})
+        self.assertEqual(p['KeySchema'], [{'AttributeName': 'pk', 'KeyType': 'HASH'}])
+        gsis = {g['IndexName']: g for g in p['GlobalSecondaryIndexes']}
+        self.assertEqual(sorted(gsis), ['by_state', 'inflight'])
+        for name, (hash_key, range_key) in (('inflight', ('lease_shard', 'lease_until')),
+                                            ('by_state', ('state', 'seq'))):
+            self.assertEqual(gsis[name]['KeySchema'],
+                             [{'AttributeName': hash_key, 'KeyType': 'HASH'},
+                              {'AttributeName': range_key, 'KeyType': 'RANGE'}], name)
+            self.assertNotIn('ProvisionedThroughput', gsis[name])
+
+    def test_wired_to_the_task(self):
+        env, _ = task_env(self.r)
+        self.assertEqual(env['STATE_STORE'], 'dynamodb')
+        self.assertEqual(env['DYNAMODB_TABLE'], 'ref:' + self.name)
+        self.assertNotIn('DYNAMODB_ENDPOINT', env, 'the regional endpoint is the default')
 
 
 class Permissions(unittest.TestCase):
