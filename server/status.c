@@ -115,9 +115,12 @@ int status_code_transient(const char *code)
 
 /* ---- store health and metrics ---- */
 
-static enum rz_err status_seen(struct status *st, const char *op, enum rz_err err)
+/* Counts a store request by phase (what the status module was doing) and
+ * operation, and keeps the store's health. */
+static enum rz_err status_seen(struct status *st, const char *phase, const char *op,
+                               enum rz_err err)
 {
-    char labels[64];
+    char labels[128];
     int64_t now = status_now_ms();
 
     pthread_mutex_lock(&st->lock);
@@ -128,7 +131,7 @@ static enum rz_err status_seen(struct status *st, const char *op, enum rz_err er
         st->store_fail_ms = 0;
     }
     pthread_mutex_unlock(&st->lock);
-    snprintf(labels, sizeof(labels), "op=\"%s\",outcome=\"%s\"", op,
+    snprintf(labels, sizeof(labels), "phase=\"%s\",op=\"%s\",outcome=\"%s\"", phase, op,
              err == RZ_OK ? "ok" : err == RZ_ECONFLICT ? "conflict"
                                  : err == RZ_ENOTFOUND ? "not_found" : "error");
     metrics_add(st->o.metrics, "resizer_store_requests_total", labels, 1);
@@ -205,8 +208,8 @@ static void status_cache_put(struct status *st, const struct index_entry *e)
 /* Reads the record, lets fn change it, writes it if its version did not
  * move meanwhile, else starts again. The record as written (or as read,
  * when fn wrote nothing) goes to *out if out is not NULL. */
-static enum rz_err status_change(struct status *st, const char *id, status_change_fn fn,
-                                 void *arg, struct index_entry *out)
+static enum rz_err status_change(struct status *st, const char *phase, const char *id,
+                                 status_change_fn fn, void *arg, struct index_entry *out)
 {
     struct store *s = st->o.store;
     enum rz_err err = RZ_ECONFLICT;
@@ -216,13 +219,13 @@ static enum rz_err status_change(struct status *st, const char *id, status_chang
         uint64_t expected;
         int write = 0;
 
-        err = status_seen(st, "get", s->ops->get(s, id, &e));
+        err = status_seen(st, phase, "get", s->ops->get(s, id, &e));
         if (err == RZ_OK)
             err = fn(&e, arg, &write);
         expected = e.version;
         if (err == RZ_OK && write) {
             e.version = expected + 1;
-            err = status_seen(st, "replace", s->ops->replace(s, &e, expected));
+            err = status_seen(st, phase, "replace", s->ops->replace(s, &e, expected));
             if (err == RZ_ECONFLICT) {
                 index_entry_cleanup(&e);
                 continue;
@@ -401,7 +404,7 @@ static enum rz_err status_create_for(struct status *st, const struct status_even
         e.finished_ms = now_ms;
         *claim_out = STATUS_CLAIM_FAILED;
     }
-    err = status_seen(st, "create", st->o.store->ops->create(st->o.store, &e));
+    err = status_seen(st, "claim", "create", st->o.store->ops->create(st->o.store, &e));
     if (err == RZ_OK)
         status_cache_put(st, &e);
     return err;
@@ -417,9 +420,9 @@ enum rz_err status_claim_event(struct status *st, const struct status_event *ev,
     enum rz_err err = RZ_ECONFLICT;
 
     for (int i = 0; i < STATUS_CAS_TRIES && err == RZ_ECONFLICT; i++) {
-        err = status_seen(st, "find_key", s->ops->find_key(s, ev->bucket, ev->key, id));
+        err = status_seen(st, "claim", "find_key", s->ops->find_key(s, ev->bucket, ev->key, id));
         if (err == RZ_OK) {
-            err = status_change(st, id, status_claim_fn, &a, NULL);
+            err = status_change(st, "claim", id, status_claim_fn, &a, NULL);
             *claim_out = a.claim;
             if (err == RZ_ENOTFOUND)
                 err = RZ_ECONFLICT; /* its record went away: look again */
@@ -460,7 +463,7 @@ enum rz_err status_add_upload(struct status *st, const char *id, const char *buc
     e.created_ms = e.updated_ms = now_ms;
     e.upload_expires_ms = expires_ms;
     e.version = 1;
-    err = status_seen(st, "create", st->o.store->ops->create(st->o.store, &e));
+    err = status_seen(st, "upload", "create", st->o.store->ops->create(st->o.store, &e));
     if (err == RZ_OK)
         status_cache_put(st, &e);
     return err;
@@ -512,7 +515,7 @@ enum rz_err status_begin(struct status *st, const char *id, int64_t now_ms,
     enum rz_err err;
 
     memset(task, 0, sizeof(*task));
-    err = status_change(st, id, status_begin_fn, &a, NULL);
+    err = status_change(st, "begin", id, status_begin_fn, &a, NULL);
     if (err != RZ_OK) {
         status_task_cleanup(task);
         if (err != RZ_EUPSTREAM)
@@ -618,7 +621,7 @@ enum rz_err status_finish(struct status *st, const char *id, const struct status
 {
     struct status_finish_arg a = {st, o, now_ms, 0, 0};
     struct index_entry e = {0};
-    enum rz_err err = status_change(st, id, status_finish_fn, &a, &e);
+    enum rz_err err = status_change(st, "finish", id, status_finish_fn, &a, &e);
 
     *again_out = err == RZ_OK && a.again;
     if (!*again_out)
@@ -652,7 +655,7 @@ static enum rz_err status_retry_fn(struct index_entry *e, void *arg, int *write)
 enum rz_err status_retry(struct status *st, const char *id, int64_t now_ms)
 {
     struct status_simple_arg a = {st, now_ms};
-    enum rz_err err = status_change(st, id, status_retry_fn, &a, NULL);
+    enum rz_err err = status_change(st, "retry", id, status_retry_fn, &a, NULL);
 
     if (err == RZ_OK)
         status_hold(st, id);
@@ -676,7 +679,7 @@ void status_release(struct status *st, const char *id, int64_t now_ms)
     struct status_simple_arg a = {st, now_ms};
 
     status_unhold(st, id);
-    status_change(st, id, status_release_fn, &a, NULL);
+    status_change(st, "release", id, status_release_fn, &a, NULL);
 }
 
 /* ---- the keeper: renewals, re-claims, the store's health ---- */
@@ -704,13 +707,13 @@ static void status_reclaim(struct status *st, int64_t now_ms)
     struct status_simple_arg a = {st, now_ms};
     size_t n = 0;
 
-    if (status_seen(st, "expired", s->ops->expired(s, now_ms, STATUS_RECLAIM_BATCH, ids, &n)) !=
+    if (status_seen(st, "reclaim", "expired", s->ops->expired(s, now_ms, STATUS_RECLAIM_BATCH, ids, &n)) !=
         RZ_OK)
         return;
     for (size_t i = 0; i < n; i++) {
         if (!st->q.reserve(st->q.arg))
             return;
-        if (status_change(st, ids[i], status_reclaim_fn, &a, NULL) != RZ_OK) {
+        if (status_change(st, "reclaim", ids[i], status_reclaim_fn, &a, NULL) != RZ_OK) {
             st->q.cancel(st->q.arg);
             continue;
         }
@@ -735,7 +738,7 @@ static void status_renew_all(struct status *st, int64_t now_ms)
         }
         memcpy(id, st->held[i], sizeof(id));
         pthread_mutex_unlock(&st->lock);
-        err = status_seen(st, "renew",
+        err = status_seen(st, "renew", "renew",
                           s->ops->renew(s, id, st->o.owner, now_ms + st->o.lease_ms));
         if (err == RZ_ECONFLICT || err == RZ_ENOTFOUND) {
             status_unhold(st, id);
@@ -776,7 +779,7 @@ static void *status_keeper_main(void *arg)
         int64_t now = status_now_ms();
 
         if (!status_store_ok(st, NULL, 0))
-            status_seen(st, "ping", st->o.store->ops->ping(st->o.store));
+            status_seen(st, "ping", "ping", st->o.store->ops->ping(st->o.store));
         if (now - last_renew >= st->o.lease_ms / 3) {
             status_renew_all(st, now);
             last_renew = now;
@@ -839,9 +842,9 @@ enum rz_err status_peek_by_key(struct status *st, const char *bucket, const char
 
     if (!s->shared)
         return index_get_by_key(st->o.index, bucket, key, out);
-    err = status_seen(st, "find_key", s->ops->find_key(s, bucket, key, id));
+    err = status_seen(st, "sweep", "find_key", s->ops->find_key(s, bucket, key, id));
     if (err == RZ_OK)
-        err = status_seen(st, "get", s->ops->get(s, id, out));
+        err = status_seen(st, "sweep", "get", s->ops->get(s, id, out));
     return err;
 }
 
@@ -851,7 +854,7 @@ enum rz_err status_list(struct status *st, int state, const char *uploader, cons
 {
     struct store *s = st->o.store;
 
-    return status_seen(st, "list",
+    return status_seen(st, "list", "list",
                        s->ops->list(s, state, uploader, cursor, limit, out, n_out, next_out));
 }
 
@@ -985,11 +988,11 @@ static void status_lookup_run(struct status_lookup *l)
     char *record_key = NULL;
 
     if (st->o.store->shared) {
-        l->err = l->by_key ? status_seen(st, "find_key", st->o.store->ops->find_key(
+        l->err = l->by_key ? status_seen(st, "lookup", "find_key", st->o.store->ops->find_key(
                                                              st->o.store, l->bucket, l->key, l->id))
                            : RZ_OK;
         if (l->err == RZ_OK)
-            l->err = status_seen(st, "get", st->o.store->ops->get(st->o.store, l->id, &l->out));
+            l->err = status_seen(st, "lookup", "get", st->o.store->ops->get(st->o.store, l->id, &l->out));
         if (l->err == RZ_OK)
             status_cache_put(st, &l->out);
         /* The store not answering: a cached copy, however old, is better
@@ -1138,7 +1141,7 @@ enum rz_err status_lease_sweep(struct status *st, int64_t now_ms, int64_t until_
 {
     struct store *s = st->o.store;
 
-    return status_seen(st, "lock", s->ops->lock(s, "sweep", st->o.owner, now_ms, until_ms,
+    return status_seen(st, "sweep", "lock", s->ops->lock(s, "sweep", st->o.owner, now_ms, until_ms,
                                                  cursor_out));
 }
 
@@ -1146,7 +1149,7 @@ enum rz_err status_save_sweep_cursor(struct status *st, const char *cursor)
 {
     struct store *s = st->o.store;
 
-    return status_seen(st, "save_cursor", s->ops->save_cursor(s, "sweep", st->o.owner, cursor));
+    return status_seen(st, "sweep", "save_cursor", s->ops->save_cursor(s, "sweep", st->o.owner, cursor));
 }
 
 /* ---- lifecycle ---- */
@@ -1155,7 +1158,7 @@ static enum rz_err status_metrics_register(struct status *st)
 {
     enum rz_err err = metrics_register(st->o.metrics, "resizer_store_requests_total",
                                        METRICS_COUNTER,
-                                       "State store requests by operation and outcome", NULL, 0);
+                                       "State store requests by phase, operation and outcome", NULL, 0);
 
     if (err == RZ_OK || err == RZ_ECONFLICT)
         err = metrics_register(st->o.metrics, "resizer_reclaims_total", METRICS_COUNTER,

@@ -21,8 +21,8 @@ import tempfile
 import time
 import unittest
 
-from harness import (DynamoServer, Resizer, S3Server, json_http, http, scaled, start_replicas,
-                     wait_until)
+from harness import (DynamoServer, Resizer, S3Server, create_table, json_http, http, scaled,
+                     start_replicas, unique_table, wait_until)
 from jobs_util import AUTH, EVENT_AUTH, eventbridge_event, quote_key, status_by_key
 
 S3 = None
@@ -186,6 +186,27 @@ class Replicas(unittest.TestCase):
                 self.assertEqual(status_by_key(a, 'images/o1.jpg')['attempts'], 1)
         finally:
             ddb.close()
+
+
+class Table(unittest.TestCase):
+
+    def test_create_table_matches_the_stack(self):
+        """`resizer --create-table` makes the schema deploy/cloudformation.yaml declares
+        (test_deploy checks the template's side): the same keys, attribute types and indexes;
+        running it again on the existing table succeeds."""
+        table = unique_table('schema')
+        create_table(DDB, table, env=S3.env())
+        create_table(DDB, table, env=S3.env())
+        t = DDB.client().describe_table(TableName=table)['Table']
+        self.assertEqual({a['AttributeName']: a['AttributeType'] for a in t['AttributeDefinitions']},
+                         {'pk': 'S', 'lease_shard': 'S', 'lease_until': 'N', 'state': 'S',
+                          'seq': 'N'})
+        self.assertEqual(t['KeySchema'], [{'AttributeName': 'pk', 'KeyType': 'HASH'}])
+        gsis = {g['IndexName']: [k['AttributeName'] for k in g['KeySchema']]
+                for g in t['GlobalSecondaryIndexes']}
+        self.assertEqual(gsis, {'inflight': ['lease_shard', 'lease_until'],
+                                'by_state': ['state', 'seq']})
+        self.assertEqual(t['BillingModeSummary']['BillingMode'], 'PAY_PER_REQUEST')
 
 
 class MemoryStore(unittest.TestCase):
