@@ -441,6 +441,8 @@ enum rz_err status_claim_event(struct status *st, const struct status_event *ev,
         if (err == RZ_OK)
             memcpy(id_out, id, INDEX_ID_LEN + 1);
     }
+    if (err == RZ_ECONFLICT)
+        err = RZ_EUPSTREAM; /* still contended after every try: deliver again later */
     if (err == RZ_OK && *claim_out == STATUS_CLAIM_NEW)
         status_hold(st, id_out);
     return err;
@@ -516,10 +518,12 @@ enum rz_err status_begin(struct status *st, const char *id, int64_t now_ms,
 
     memset(task, 0, sizeof(*task));
     err = status_change(st, "begin", id, status_begin_fn, &a, NULL);
+    /* Someone else's now, gone, or the store is not answering: not renewed
+     * any more, so once its lease runs out a replica (maybe this one)
+     * re-claims it. */
     if (err != RZ_OK) {
         status_task_cleanup(task);
-        if (err != RZ_EUPSTREAM)
-            status_unhold(st, id); /* someone else's now, or gone */
+        status_unhold(st, id);
     }
     return err;
 }
@@ -575,6 +579,7 @@ static enum rz_err status_finish_fn(struct index_entry *e, void *arg, int *write
     const char *code = o->err == RZ_OK ? NULL : status_failure_code(o->err);
     enum rz_err err;
 
+    a->final = 0; /* run again on every try of the compare-and-swap */
     if (e->state != INDEX_PROCESSING || strcmp(e->owner, st->o.owner) != 0)
         return RZ_ECONFLICT;
     *write = 1;
@@ -706,9 +711,9 @@ static void status_reclaim(struct status *st, int64_t now_ms)
     char ids[STATUS_RECLAIM_BATCH][INDEX_ID_LEN + 1];
     struct status_simple_arg a = {st, now_ms};
     size_t n = 0;
+    enum rz_err err = s->ops->expired(s, now_ms, STATUS_RECLAIM_BATCH, ids, &n);
 
-    if (status_seen(st, "reclaim", "expired", s->ops->expired(s, now_ms, STATUS_RECLAIM_BATCH, ids, &n)) !=
-        RZ_OK)
+    if (status_seen(st, "reclaim", "expired", err) != RZ_OK)
         return;
     for (size_t i = 0; i < n; i++) {
         if (!st->q.reserve(st->q.arg))
@@ -906,7 +911,9 @@ static void status_neg_clear(struct status *st, const struct index_entry *e)
 
 static uint64_t status_lookup_hash(const struct status_lookup *l)
 {
-    return l->by_key ? status_neg_hash(NULL, l->bucket, l->key) : status_neg_hash(l->id, NULL, NULL);
+    if (l->by_key)
+        return status_neg_hash(NULL, l->bucket, l->key);
+    return status_neg_hash(l->id, NULL, NULL);
 }
 
 static void status_lookup_free(struct status_lookup *l)
@@ -992,7 +999,8 @@ static void status_lookup_run(struct status_lookup *l)
                                                              st->o.store, l->bucket, l->key, l->id))
                            : RZ_OK;
         if (l->err == RZ_OK)
-            l->err = status_seen(st, "lookup", "get", st->o.store->ops->get(st->o.store, l->id, &l->out));
+            l->err = status_seen(st, "lookup", "get",
+                                 st->o.store->ops->get(st->o.store, l->id, &l->out));
         if (l->err == RZ_OK)
             status_cache_put(st, &l->out);
         /* The store not answering: a cached copy, however old, is better
@@ -1149,7 +1157,8 @@ enum rz_err status_save_sweep_cursor(struct status *st, const char *cursor)
 {
     struct store *s = st->o.store;
 
-    return status_seen(st, "sweep", "save_cursor", s->ops->save_cursor(s, "sweep", st->o.owner, cursor));
+    return status_seen(st, "sweep", "save_cursor",
+                       s->ops->save_cursor(s, "sweep", st->o.owner, cursor));
 }
 
 /* ---- lifecycle ---- */
@@ -1158,7 +1167,8 @@ static enum rz_err status_metrics_register(struct status *st)
 {
     enum rz_err err = metrics_register(st->o.metrics, "resizer_store_requests_total",
                                        METRICS_COUNTER,
-                                       "State store requests by phase, operation and outcome", NULL, 0);
+                                       "State store requests by phase, operation and outcome",
+                                       NULL, 0);
 
     if (err == RZ_OK || err == RZ_ECONFLICT)
         err = metrics_register(st->o.metrics, "resizer_reclaims_total", METRICS_COUNTER,

@@ -172,7 +172,8 @@ static enum rz_err ddb_entry(const json_t *item, struct index_entry *out)
         out->try_decoded_key = ddb_get_n(item, "tdk") != 0;
         out->lease_ms = ddb_get_n(item, "lease_until");
         out->upload_expires_ms = ddb_get_n(item, "uexp");
-        snprintf(out->owner, sizeof(out->owner), "%s", own && strlen(own) < INDEX_OWNER_MAX ? own : "");
+        snprintf(out->owner, sizeof(out->owner), "%s",
+                 own && strlen(own) < INDEX_OWNER_MAX ? own : "");
     }
     if (err != RZ_OK) {
         index_entry_cleanup(out);
