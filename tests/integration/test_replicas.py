@@ -9,6 +9,10 @@ give one answer, as a user sees it through any of them:
   out (LEASE_SECONDS) and finish them, with the bucket sweep off;
 - the store unreachable: /readyz 503, events 503 + Retry-After, no 202; once it is back the
   same replicas (no restart) take the redelivered events and finish them;
+- a newer object while the old one is processing (its event at the other replica) is
+  processed again when the running job ends;
+- the bucket sweep (for events that never came) runs on one replica at a time;
+- `resizer --create-table` makes the schema the CloudFormation stack declares;
 - (memory store) upload URLs beyond INDEX_MAX_ENTRIES never make an event answer 429.
 
 Real parts only: the Swift S3 server, dynalite, the resizer binary, libvips' CLI for images.
@@ -155,6 +159,27 @@ class Replicas(unittest.TestCase):
                   % (sum(1 for s in at_kill.values() if s != 'done'), took, LEASE),
                   file=sys.stderr)
             self.assertGreaterEqual(metric_sum(b, 'resizer_reclaims_total'), 1)
+
+    def test_sweep_is_one_replicas_repair_pass(self):
+        """Semantics 8: uploads whose events never came are found by the sweep, run by one
+        replica at a time (the lease item): each image is processed once, one replica sweeps
+        and the other skips, and the sweep's LISTs are counted."""
+        keys = ['images/lost%d.jpg' % i for i in range(3)]
+        env = {'LEASE_SECONDS': str(LEASE), 'RECONCILE_INTERVAL': '1'}
+        with start_replicas(2, S3, DDB, env=env) as (a, b):
+            for k in keys:
+                put(a, k, image('small.jpg', 400, 300))
+            wait_all(a, keys, 'done', 30)
+            time.sleep(2)
+            self.assertEqual([status_by_key(b, k)['attempts'] for k in keys], [1, 1, 1])
+            ok = [metric_sum(svc, 'resizer_reconcile_sweeps_total{outcome="ok"}')
+                  for svc in (a, b)]
+            skipped = [metric_sum(svc, 'resizer_reconcile_sweeps_total{outcome="skipped"}')
+                       for svc in (a, b)]
+            self.assertEqual(sorted(x > 0 for x in ok), [False, True], (ok, skipped))
+            self.assertEqual(sorted(x > 0 for x in skipped), [False, True], (ok, skipped))
+            sweeper = (a, b)[ok.index(max(ok))]
+            self.assertGreater(metric_sum(sweeper, 'resizer_reconcile_requests_total'), 0)
 
     def test_store_outage(self):
         """Semantics 7: the store stops: /readyz 503, events 503 with Retry-After (never

@@ -331,6 +331,23 @@ static void test_key_too_long_fails_at_intake(void **state)
     index_entry_cleanup(&e);
 }
 
+/* The sweep's lease item: one holder at a time, handed on once it lapses,
+ * with the cursor the last holder saved (so the next sweep resumes). */
+static void test_sweep_lease_and_cursor(void **state)
+{
+    struct fixture *f = *state;
+    char cursor[STORE_SWEEP_CURSOR_MAX];
+
+    assert_int_equal(status_lease_sweep(f->a, NOW, NOW + 1000, cursor), RZ_OK);
+    assert_string_equal(cursor, "");
+    assert_int_equal(status_save_sweep_cursor(f->a, "images/m.jpg"), RZ_OK);
+    assert_int_equal(status_lease_sweep(f->b, NOW + 500, NOW + 1500, cursor), RZ_ECONFLICT);
+    assert_int_equal(status_save_sweep_cursor(f->b, "images/z.jpg"), RZ_ECONFLICT);
+    assert_int_equal(status_lease_sweep(f->a, NOW + 600, NOW + 1600, cursor), RZ_OK);
+    assert_int_equal(status_lease_sweep(f->b, NOW + 1601, NOW + 2600, cursor), RZ_OK);
+    assert_string_equal(cursor, "images/m.jpg");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -340,6 +357,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lost_lease_and_release, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dead_replica_reclaimed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_too_long_fails_at_intake, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sweep_lease_and_cursor, setup, teardown),
         cmocka_unit_test(test_taxonomy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
