@@ -57,9 +57,10 @@ size_t jobs_depth(struct jobs *j);
 size_t jobs_capacity(struct jobs *j);
 
 /* Stops taking jobs, lets the workers finish what is queued and running
- * for up to grace_secs, then stops them. Jobs not started by then stay
- * queued in the index (the reconcile sweep of the next start finds their
- * objects). Returns the number of jobs left unfinished. */
+ * for up to grace_secs, then stops them. Jobs not started by then are
+ * released (queued, lease ended): with a shared store another replica
+ * takes them at once; with the memory store the sweep of the next start
+ * finds their objects. Returns the number of jobs left unfinished. */
 size_t jobs_drain(struct jobs *j, long grace_secs);
 
 /* Stops the workers (if jobs_drain did not) and frees everything. */
