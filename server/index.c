@@ -338,6 +338,12 @@ enum rz_err index_put(struct index *idx, const struct index_entry *e)
 
     pthread_rwlock_wrlock(&idx->lock);
     old = index_find_id(idx, e->id);
+    /* A copy older than the one held (two readers of a shared store
+     * racing) never replaces it. */
+    if (old && e->version && old->e.version > e->version) {
+        pthread_rwlock_unlock(&idx->lock);
+        return RZ_OK;
+    }
     if (!old)
         old = index_find_key(idx, e->bucket, e->key);
     if (old) {

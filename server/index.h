@@ -86,7 +86,8 @@ struct index *index_new(size_t max_entries);
 void index_free(struct index *idx);
 
 /* Inserts a copy of e, replacing any entry with the same id (and the
- * same bucket/key). RZ_EFULL when full of unfinished entries. */
+ * same bucket/key), unless that entry has a greater version (e is then
+ * older: kept out, RZ_OK). RZ_EFULL when full of unfinished entries. */
 enum rz_err index_put(struct index *idx, const struct index_entry *e);
 
 /* Copies the entry with this id into *out (release with
