@@ -221,7 +221,9 @@ static enum rz_err sd_find_key(struct store *s, const char *bucket, const char *
     enum rz_err err = pk ? ddb_get_item(s, pk, &item) : RZ_ENOMEM;
     const char *id = ddb_get_s(item, "id");
 
-    if (err == RZ_OK && (!id || strlen(id) != INDEX_ID_LEN))
+    /* The id becomes a key of further requests: a lowercase UUID only. */
+    if (err == RZ_OK &&
+        (!id || strlen(id) != INDEX_ID_LEN || strspn(id, "0123456789abcdef-") != INDEX_ID_LEN))
         err = RZ_EINTERNAL;
     if (err == RZ_OK)
         memcpy(id_out, id, INDEX_ID_LEN + 1);
@@ -430,7 +432,8 @@ static enum rz_err sd_expired(struct store *s, int64_t now_ms, size_t max,
     json_array_foreach(json_object_get(resp, "Items"), i, item) {
         const char *pk = ddb_get_s(item, "pk");
 
-        if (n < max && pk && strlen(pk) == INDEX_ID_LEN)
+        if (n < max && pk && strlen(pk) == INDEX_ID_LEN &&
+            strspn(pk, "0123456789abcdef-") == INDEX_ID_LEN)
             memcpy(ids_out[n++], pk, INDEX_ID_LEN + 1);
     }
     *n_out = n;
