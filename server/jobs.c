@@ -158,11 +158,16 @@ static int jobs_keys_fit(const struct config *cfg, const char *key)
     char *status_key = keys_status_by_key(cfg->src_prefix, key);
     size_t longest = status_key ? strlen(status_key) : 0;
 
+    const char *rel = keys_relative(cfg->src_prefix, key);
+    const char *slash = strrchr(rel, '/');
+    const char *dot = strrchr(slash ? slash : rel, '.');
+    size_t stem = dot ? (size_t)(dot - rel) : strlen(rel);
+
     free(status_key);
     for (size_t i = 0; i < cfg->nvariants; i++) {
-        /* ".jpeg" is the longest extension a variant key gets. */
-        size_t n = strlen(cfg->variants[i].name) + 1 + strlen(keys_relative(cfg->src_prefix, key)) +
-                   5;
+        /* <variant>/<stem>.<ext>: ".jpeg", ".webp" and ".avif" are the
+         * longest extensions a variant gets, whatever the format turns out. */
+        size_t n = strlen(cfg->variants[i].name) + 1 + stem + 5;
 
         if (n > longest)
             longest = n;
