@@ -253,6 +253,14 @@ class MemoryStore(unittest.TestCase):
             st, _, body = json_http('GET', svc.url('/v1/images/' + last), headers=AUTH)
             self.assertEqual((st, body['state']), (200, 'pending'))
             wait_all(svc, ['images/direct.jpg'], 'done', 20)
+            # Semantics 5, at intake: a key whose variant keys would pass S3's 1,024 bytes
+            # fails for good at once (no job, nothing to retry), and the event is taken.
+            long_key = 'images/' + 'k' * 1010 + '.jpg'
+            st, _, body = post(svc, [long_key])[0]
+            self.assertEqual((st, body['accepted']), (202, 1), body)
+            rec = status_by_key(svc, long_key)
+            self.assertEqual((rec['state'], rec['error']['code'], rec['attempts']),
+                             ('failed', 'key_too_long', 0), rec)
 
 
 def metric_sum(svc, name):
