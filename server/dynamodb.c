@@ -137,6 +137,7 @@ enum rz_err ddb_new(const struct ddb_opts *o, struct ddb **out, char *msg, size_
     d->max_attempts = o->max_attempts > 0 ? o->max_attempts : 4;
     d->backoff_base_ms = o->backoff_base_ms > 0 ? o->backoff_base_ms : 50;
     *out = d;
+    snprintf(msg, msglen, "%s", "");
     return RZ_OK;
 fail:
     ddb_free(d);

@@ -63,7 +63,12 @@ void ddb_free(struct ddb *d);
  *   RZ_EINVAL    any other 4xx, or op is not a plain operation name;
  *   RZ_ETOOBIG   the request is over DDB_MAX_REQUEST.
  * msg (may be NULL) gets the error's __type and, unless it concerns
- * authentication, DynamoDB's message; never credentials. */
+ * authentication, DynamoDB's message; never credentials.
+ * A call takes at most max_attempts * timeout_ms plus the waits between
+ * (each at most 2 s). A write retried after a lost answer may meet its own
+ * first attempt: a conditional write then answers RZ_ECONFLICT although it
+ * took effect, so callers compare the item in the error body with what
+ * they wrote. */
 enum rz_err ddb_call(struct ddb *d, const char *op, const json_t *request, json_t **response_out,
                      char *msg, size_t msglen);
 

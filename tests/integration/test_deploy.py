@@ -4,9 +4,9 @@
 deploy/cloudformation.yaml passes AWS's cfn-lint and yamllint (deploy/.yamllint); its task
 definition sets only variables `resizer --help` lists, with values the binary accepts at start;
 the ALB and container health checks probe /healthz on PORT; the EventBridge rule filters on
-SRC_PREFIX's default; the state table has the schema the service queries (pk, GSIs inflight
-and by_state), on-demand, with point-in-time recovery, encryption and TTL, and is wired to the
-task (STATE_STORE, DYNAMODB_TABLE); the task role is exactly the documented set of statements (with SSE-S3 and
+SRC_PREFIX's default; the state table is the one `resizer --create-table` makes on the local
+DynamoDB (keys, indexes, projections), on-demand, with point-in-time recovery, encryption and
+TTL, and is wired to the task (STATE_STORE, DYNAMODB_TABLE); the task role is exactly the documented set of statements (with SSE-S3 and
 with SSE-KMS); no S3 wildcard action anywhere. The Dockerfile agrees on port, probe, user and
 build flags. Needs RESIZER_BIN (for --help and one start), cfn-lint and yamllint on PATH.
 
@@ -46,7 +46,7 @@ DOCUMENTED_STATEMENTS = [
     ('Allow', ['s3:GetObject'], [DEST_ARN + '/*'], None),
     # The shared state table (issue 17): items, and Query on its indexes.
     ('Allow', ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem',
-               'dynamodb:DeleteItem', 'dynamodb:Query', 'dynamodb:ConditionCheckItem'],
+               'dynamodb:DeleteItem', 'dynamodb:Query'],
      ['getatt:StateTable.Arn'], None),
     ('Allow', ['dynamodb:Query'], ['getatt:StateTable.Arn/index/*'], None),
 ]
@@ -95,7 +95,8 @@ PSEUDO = {'AWS::Region': 'us-east-1', 'AWS::AccountId': '123456789012', 'AWS::Pa
 class Resolved:
     """The template as CloudFormation would see it for given parameter values (defaults for
     the rest): conditions evaluated, Ref/GetAtt/Sub/If/Join replaced by strings. A bucket's
-    Ref is its name and its Arn attribute arn:aws:s3:::name; other resources resolve to
+    Ref is its name and its Arn attribute arn:aws:s3:::name, a table's Ref a generated name
+    (stack-Logical-suffix, as CloudFormation makes one); other resources resolve to
     placeholders like ref:Logical or getatt:Logical.Attr. An intrinsic this class does not
     know raises, so the test fails rather than checks something half-resolved."""
 
@@ -136,6 +137,9 @@ class Resolved:
         res = self.doc['Resources'][name]
         if res['Type'] == 'AWS::S3::Bucket':
             return self.value(res['Properties']['BucketName'])
+        if res['Type'] == 'AWS::DynamoDB::Table':
+            # A table without TableName gets a generated name; the binary validates it.
+            return '%s-%s-1A2B3C4D5E6F' % (PSEUDO['AWS::StackName'], name)
         return 'ref:' + name
 
     def _getatt(self, logical, attr):
@@ -457,7 +461,9 @@ class Events(unittest.TestCase):
 
 
 class StateTable(unittest.TestCase):
-    """The DynamoDB table every replica shares: the schema the dynamodb store implements."""
+    """The DynamoDB table every replica shares: on-demand, recoverable, encrypted, with TTL, and
+    exactly the table `resizer --create-table` makes (keys, attributes, indexes, projections),
+    so the stack's table is one the service can query."""
 
     @classmethod
     def setUpClass(cls):
@@ -471,30 +477,41 @@ class StateTable(unittest.TestCase):
         self.assertNotIn('ProvisionedThroughput', p)
         self.assertEqual(p['PointInTimeRecoverySpecification'], {'PointInTimeRecoveryEnabled': True})
         self.assertTrue(p['SSESpecification']['SSEEnabled'])
-        self.assertEqual(p['TimeToLiveSpecification'], {'AttributeName': 'expires_at',
-                                                        'Enabled': True})
+        self.assertTrue(p['TimeToLiveSpecification']['Enabled'])
         raw = load_template()['Resources'][self.name]
         self.assertEqual((raw['DeletionPolicy'], raw['UpdateReplacePolicy']), ('Retain', 'Retain'))
 
-    def test_keys_and_indexes(self):
-        p = self.props
-        types = {a['AttributeName']: a['AttributeType'] for a in p['AttributeDefinitions']}
-        self.assertEqual(types, {'pk': 'S', 'lease_shard': 'S', 'lease_until': 'N', 'state': 'S',
-                                 'seq': 'N'})
-        self.assertEqual(p['KeySchema'], [{'AttributeName': 'pk', 'KeyType': 'HASH'}])
-        gsis = {g['IndexName']: g for g in p['GlobalSecondaryIndexes']}
-        self.assertEqual(sorted(gsis), ['by_state', 'inflight'])
-        for name, (hash_key, range_key) in (('inflight', ('lease_shard', 'lease_until')),
-                                            ('by_state', ('state', 'seq'))):
-            self.assertEqual(gsis[name]['KeySchema'],
-                             [{'AttributeName': hash_key, 'KeyType': 'HASH'},
-                              {'AttributeName': range_key, 'KeyType': 'RANGE'}], name)
-            self.assertNotIn('ProvisionedThroughput', gsis[name])
+    def test_same_table_as_create_table(self):
+        ddb = harness.DynamoServer()
+        table = harness.unique_table('cfn')
+        harness.create_table(ddb, table)
+        got = ddb.client().describe_table(TableName=table)['Table']
+        self.assertEqual(got.get('BillingModeSummary', {}).get('BillingMode', 'PAY_PER_REQUEST'),
+                         self.props['BillingMode'])
+
+        def attrs(defs):
+            return sorted((a['AttributeName'], a['AttributeType']) for a in defs)
+
+        def indexes(gsis):
+            return sorted((g['IndexName'], [(k['AttributeName'], k['KeyType'])
+                                            for k in g['KeySchema']],
+                           g['Projection']['ProjectionType']) for g in gsis)
+        self.assertEqual(attrs(got['AttributeDefinitions']),
+                         attrs(self.props['AttributeDefinitions']))
+        self.assertEqual([(k['AttributeName'], k['KeyType']) for k in got['KeySchema']],
+                         [(k['AttributeName'], k['KeyType']) for k in self.props['KeySchema']])
+        self.assertEqual(indexes(got['GlobalSecondaryIndexes']),
+                         indexes(self.props['GlobalSecondaryIndexes']))
+        ttl = self.props['TimeToLiveSpecification']['AttributeName']
+        with open(os.path.join(SOURCE_DIR, 'server', 'store_dynamodb.c'), encoding='utf-8') as f:
+            self.assertIn('"AttributeName", "%s"' % ttl, f.read(),
+                          'the TTL attribute is not the one the store writes')
 
     def test_wired_to_the_task(self):
         env, _ = task_env(self.r)
         self.assertEqual(env['STATE_STORE'], 'dynamodb')
-        self.assertEqual(env['DYNAMODB_TABLE'], 'ref:' + self.name)
+        self.assertEqual(env['DYNAMODB_TABLE'], self.r.value({'Ref': self.name}))
+        self.assertIn(self.name, env['DYNAMODB_TABLE'])
         self.assertNotIn('DYNAMODB_ENDPOINT', env, 'the regional endpoint is the default')
 
 

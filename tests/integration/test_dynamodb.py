@@ -2,7 +2,7 @@
 """test_dynamodb.py - the DynamoDB client against a real DynamoDB-compatible server (dynalite).
 
 Through `tests/tools/ddb_cli call` (env DDB_CLI), which runs ddb_call on JSON lines:
-  - CreateTable with the store's schema (pk; GSIs inflight and by_state), until ACTIVE;
+  - CreateTable with a key and two GSIs, until ACTIVE;
   - a conditional PutItem (attribute_not_exists) succeeds once, the second is refused with
     ECONFLICT and the error body; the first item is what GetItem (consistent) reads back;
   - a conditional UpdateItem with a wrong expected state is ECONFLICT, a right one returns

@@ -1,7 +1,9 @@
 /* test_dynamodb.c - the DynamoDB client: how answers are classified (what a
  * caller retries, what is final, what is a lost condition), the headers a
  * request is signed and sent with, and bounded retries when the server is
- * unreachable. Signatures themselves are checked against botocore by
+ * unreachable; against a scripted local HTTP server (libmicrohttpd): what
+ * goes on the wire, which answers are retried and how often, an oversized
+ * answer, and concurrent callers. Signatures themselves are checked against botocore by
  * tests/integration/test_dynamodb_sign.py; the protocol against dynalite by
  * tests/integration/test_dynamodb.py. */
 #include <setjmp.h>
@@ -15,11 +17,13 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 #include <curl/curl.h>
+#include <microhttpd.h>
 
 #include "server/awshttp.h"
 #include "server/dynamodb.h"
@@ -315,6 +319,308 @@ static void test_unreachable_bounded(void **state)
     creds_provider_free(p);
 }
 
+/* ---- a scripted DynamoDB stand-in (libmicrohttpd) ---- */
+
+struct srv {
+    struct MHD_Daemon *d;
+    pthread_mutex_t lock;
+    unsigned port;
+    int hits;
+    int fail_first;          /* this many answers are fail_status/fail_body */
+    unsigned fail_status;
+    const char *fail_body;
+    size_t huge;             /* > 0: the success answer is this many bytes */
+    char target[128];        /* the last request's X-Amz-Target ... */
+    char content_type[128];
+    char auth[512];
+    char body[4096];         /* ... and body */
+};
+
+struct srv_req {
+    char body[4096];
+    size_t len;
+};
+
+static ssize_t srv_huge(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    const struct srv *s = cls;
+
+    if (pos >= s->huge)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    if (max > s->huge - pos)
+        max = (size_t)(s->huge - pos);
+    memset(buf, pos == 0 ? '{' : ' ', max);
+    return (ssize_t)max;
+}
+
+static void srv_record(struct srv *s, struct MHD_Connection *c, const struct srv_req *r)
+{
+    const char *t = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Amz-Target");
+    const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+    const char *a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+
+    s->hits++;
+    snprintf(s->target, sizeof(s->target), "%s", t ? t : "");
+    snprintf(s->content_type, sizeof(s->content_type), "%s", ct ? ct : "");
+    snprintf(s->auth, sizeof(s->auth), "%s", a ? a : "");
+    snprintf(s->body, sizeof(s->body), "%.*s", (int)r->len, r->body);
+}
+
+static enum MHD_Result srv_handle(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **req_cls)
+{
+    struct srv *s = cls;
+    struct srv_req *r = *req_cls;
+    struct MHD_Response *resp;
+    unsigned status = 200;
+    enum MHD_Result ret;
+
+    if (!r) {
+        *req_cls = calloc(1, sizeof(*r));
+        return *req_cls ? MHD_YES : MHD_NO;
+    }
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+
+        if (n > sizeof(r->body) - 1 - r->len)
+            n = sizeof(r->body) - 1 - r->len;
+        memcpy(r->body + r->len, upload_data, n);
+        r->len += n;
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    pthread_mutex_lock(&s->lock);
+    srv_record(s, c, r);
+    if (s->fail_first > 0) {
+        s->fail_first--;
+        status = s->fail_status;
+        resp = MHD_create_response_from_buffer(strlen(s->fail_body), (void *)s->fail_body,
+                                               MHD_RESPMEM_PERSISTENT);
+    } else if (s->huge) {
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 65536, srv_huge, s, NULL);
+    } else {
+        static const char ok[] = "{\"Item\":{}}\n";
+
+        resp = MHD_create_response_from_buffer(sizeof(ok) - 1, (void *)ok,
+                                               MHD_RESPMEM_PERSISTENT);
+    }
+    pthread_mutex_unlock(&s->lock);
+    ret = MHD_queue_response(c, status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static void srv_done(void *cls, struct MHD_Connection *c, void **req_cls,
+                     enum MHD_RequestTerminationCode toe)
+{
+    free(*req_cls);
+    *req_cls = NULL;
+}
+
+static int srv_setup(void **state)
+{
+    struct srv *s = calloc(1, sizeof(*s));
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+
+    if (!s)
+        return -1;
+    pthread_mutex_init(&s->lock, NULL);
+    s->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0,
+                            NULL, NULL, srv_handle, s, MHD_OPTION_SOCK_ADDR, &sin,
+                            MHD_OPTION_NOTIFY_COMPLETED, srv_done, NULL, MHD_OPTION_END);
+    if (!s->d)
+        return -1;
+    s->port = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT)->port;
+    *state = s;
+    return 0;
+}
+
+static int srv_teardown(void **state)
+{
+    struct srv *s = *state;
+
+    MHD_stop_daemon(s->d);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+    return 0;
+}
+
+/* A client of the scripted server: 3 attempts, short waits. */
+struct client {
+    struct creds_provider *creds;
+    struct metrics *metrics;
+    struct ddb *ddb;
+};
+
+static void client_open(struct client *c, const struct srv *s)
+{
+    char endpoint[64];
+    char msg[256];
+    struct ddb_opts o = {.endpoint = endpoint, .region = "eu-west-1", .max_attempts = 3,
+                         .backoff_base_ms = 5, .timeout_ms = 5000};
+
+    snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%u", s->port);
+    c->creds = static_creds(NULL);
+    c->metrics = metrics_new();
+    o.creds = c->creds;
+    o.metrics = c->metrics;
+    assert_int_equal(ddb_new(&o, &c->ddb, msg, sizeof(msg)), RZ_OK);
+}
+
+static void client_close(struct client *c)
+{
+    ddb_free(c->ddb);
+    metrics_free(c->metrics);
+    creds_provider_free(c->creds);
+}
+
+static void srv_script(struct srv *s, int fail_first, unsigned status, const char *body,
+                       size_t huge)
+{
+    pthread_mutex_lock(&s->lock);
+    s->hits = 0;
+    s->fail_first = fail_first;
+    s->fail_status = status;
+    s->fail_body = body;
+    s->huge = huge;
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void test_wire_request(void **state)
+{
+    struct srv *s = *state;
+    struct client c;
+    json_t *req = json_pack("{s:s,s:{s:{s:s}},s:b}", "TableName", "state", "Key", "pk", "S",
+                            "caf\u00e9 \"q\"", "ConsistentRead", 1);
+    char *want = json_dumps(req, JSON_COMPACT);
+    json_t *resp = NULL;
+    char msg[256];
+
+    client_open(&c, s);
+    srv_script(s, 0, 0, NULL, 0);
+    assert_int_equal(ddb_call(c.ddb, "GetItem", req, &resp, msg, sizeof(msg)), RZ_OK);
+    assert_true(json_is_object(json_object_get(resp, "Item")));
+    assert_int_equal(s->hits, 1);
+    assert_string_equal(s->target, "DynamoDB_20120810.GetItem");
+    assert_string_equal(s->content_type, "application/x-amz-json-1.0");
+    assert_string_equal(s->body, want);
+    assert_non_null(strstr(s->auth, "Credential=AKIDEXAMPLE/"));
+    assert_non_null(strstr(s->auth, "/eu-west-1/dynamodb/aws4_request"));
+    free(want);
+    json_decref(resp);
+    json_decref(req);
+    client_close(&c);
+}
+
+struct retry_case {
+    int fail_first;
+    unsigned status;
+    const char *body;
+    enum rz_err err;
+    int hits;
+};
+
+static void test_retries_by_answer(void **state)
+{
+    static const struct retry_case cases[] = {
+        /* throttled twice, then through: the caller sees success */
+        {2, 400, T "ThrottlingException\"}", RZ_OK, 3},
+        {1, 400, T "ProvisionedThroughputExceededException\"}", RZ_OK, 2},
+        {2, 503, "", RZ_OK, 3},
+        /* failing every time: bounded by max_attempts */
+        {9, 500, T "InternalServerError\"}", RZ_EUPSTREAM, 3},
+        {9, 400, "{\"__type\":\"RequestLimitExceeded\"}", RZ_EUPSTREAM, 3},
+        /* final at once */
+        {9, 400, T "ValidationException\"}", RZ_EINVAL, 1},
+        {9, 400, T "ConditionalCheckFailedException\"}", RZ_ECONFLICT, 1},
+        {9, 400, T "ResourceNotFoundException\"}", RZ_ENOTFOUND, 1},
+    };
+    struct srv *s = *state;
+    struct client c;
+    json_t *req = json_pack("{s:s}", "TableName", "state");
+
+    client_open(&c, s);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *resp = NULL;
+        char msg[256];
+        enum rz_err err;
+
+        srv_script(s, cases[i].fail_first, cases[i].status, cases[i].body, 0);
+        err = ddb_call(c.ddb, "PutItem", req, &resp, msg, sizeof(msg));
+        if (err != cases[i].err || s->hits != cases[i].hits)
+            fail_msg("case %zu: %s after %d requests (%s)", i, rz_err_name(err), s->hits, msg);
+        json_decref(resp);
+    }
+    assert_true(metrics_get(c.metrics, "resizer_dynamodb_requests_total",
+                            "op=\"PutItem\",outcome=\"ok\"") == 3.0);
+    json_decref(req);
+    client_close(&c);
+}
+
+static void test_oversized_answer(void **state)
+{
+    struct srv *s = *state;
+    struct client c;
+    json_t *req = json_pack("{s:s}", "TableName", "state");
+    json_t *resp = (json_t *)1;
+    char msg[256];
+
+    client_open(&c, s);
+    srv_script(s, 0, 0, NULL, (size_t)DDB_MAX_RESPONSE + 65536);
+    assert_int_equal(ddb_call(c.ddb, "Query", req, &resp, msg, sizeof(msg)), RZ_EUPSTREAM);
+    assert_null(resp);
+    assert_non_null(strstr(msg, "larger than"));
+    assert_int_equal(s->hits, 1);
+    json_decref(req);
+    client_close(&c);
+}
+
+#define CALLERS 8
+#define CALLS 24
+
+static void *caller(void *arg)
+{
+    struct ddb *d = arg;
+    json_t *req = json_pack("{s:s}", "TableName", "state");
+    long bad = 0;
+
+    for (int i = 0; i < CALLS; i++) {
+        json_t *resp = NULL;
+        char msg[128];
+
+        bad += ddb_call(d, i % 2 ? "GetItem" : "UpdateItem", req, &resp, msg, sizeof(msg)) !=
+               RZ_OK;
+        bad += !json_is_object(resp);
+        json_decref(resp);
+    }
+    json_decref(req);
+    return (void *)bad;
+}
+
+static void test_concurrent_callers(void **state)
+{
+    struct srv *s = *state;
+    pthread_t t[CALLERS];
+    struct client c;
+
+    client_open(&c, s);
+    srv_script(s, 0, 0, NULL, 0);
+    for (int i = 0; i < CALLERS; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, caller, c.ddb), 0);
+    for (int i = 0; i < CALLERS; i++) {
+        void *bad;
+
+        assert_int_equal(pthread_join(t[i], &bad), 0);
+        assert_int_equal((long)bad, 0);
+    }
+    assert_int_equal(s->hits, CALLERS * CALLS);
+    assert_true(metrics_get(c.metrics, "resizer_dynamodb_requests_total",
+                            "op=\"GetItem\",outcome=\"ok\"") == CALLERS * CALLS / 2);
+    client_close(&c);
+}
+
 static void test_backoff_bounds(void **state)
 {
     for (int attempt = 1; attempt < 12; attempt++) {
@@ -338,6 +644,10 @@ int main(void)
         cmocka_unit_test(test_op_names),
         cmocka_unit_test(test_unreachable_bounded),
         cmocka_unit_test(test_backoff_bounds),
+        cmocka_unit_test_setup_teardown(test_wire_request, srv_setup, srv_teardown),
+        cmocka_unit_test_setup_teardown(test_retries_by_answer, srv_setup, srv_teardown),
+        cmocka_unit_test_setup_teardown(test_oversized_answer, srv_setup, srv_teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_callers, srv_setup, srv_teardown),
     };
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
