@@ -38,7 +38,6 @@ static enum rz_err images_read_through(const struct app *app, const char *record
 {
     struct s3_conn *conn = s3_conn_new(app->s3_read);
     struct s3_object obj = {0};
-    json_t *j = NULL;
     enum rz_err err = RZ_ENOMEM;
 
     if (!conn)
@@ -47,20 +46,18 @@ static enum rz_err images_read_through(const struct app *app, const char *record
                         0);
     if (err == RZ_EDENIED)
         err = RZ_ENOTFOUND; /* without s3:ListBucket a missing key is a 403 */
-    if (err == RZ_OK) {
-        j = json_loadb(obj.data, obj.len, JSON_REJECT_DUPLICATES, NULL);
-        err = j ? index_entry_from_json(j, out) : RZ_EINVAL;
-    }
-    /* A stored record that is not a record, or over the cap, is our fault,
-     * not the client's: a 500, not the 400/413 those codes map to. */
+    if (err == RZ_OK)
+        err = index_record_parse(obj.data ? obj.data : "", obj.len, record_key,
+                                 app->cfg->src_bucket, app->cfg->src_prefix, out);
+    /* A record that is not one of ours (damaged, forged, over the cap) was
+     * logged and is ignored: as far as the client knows, there is none. */
     if (err == RZ_EINVAL || err == RZ_ETOOBIG)
-        err = RZ_EINTERNAL;
+        err = RZ_ENOTFOUND;
     if (err == RZ_OK)
         out->cached_ms = handlers_now_ms();
     if (err == RZ_OK && index_put(app->index, out) != RZ_OK) {
         /* Cache full of in-flight entries: still answer from the copy. */
     }
-    json_decref(j);
     s3_object_cleanup(&obj);
     s3_conn_free(conn);
     return err;

@@ -323,6 +323,29 @@ static void jobs_process(struct jobs_worker *w, const struct jobs_task *t, struc
     o->real_key = real_key;
 }
 
+/* The message a client reads in the status record. S3's error text (its
+ * <Message> can name the account, a role or a bucket policy) stays in the
+ * log line; the record gets our own words. Image errors and transport
+ * failures ("S3 unreachable: <curl's reason>") are ours to show. */
+static const char *jobs_client_message(const struct jobs_outcome *o)
+{
+    switch (o->err) {
+    case RZ_EUNSUPPORTED:
+    case RZ_EPIXELS:
+    case RZ_ECORRUPT:
+    case RZ_ETOOBIG:
+        return o->msg[0] ? o->msg : rz_err_name(o->err);
+    case RZ_ENOTFOUND:
+        return "the uploaded object is not in the source bucket";
+    case RZ_EDENIED:
+        return "S3 refused access to the source or destination object";
+    default:
+        if (strncmp(o->msg, "S3 unreachable: ", 16) == 0)
+            return o->msg;
+        return "S3 failed the request; retry later";
+    }
+}
+
 static enum rz_err jobs_finish_fn(struct index_entry *e, void *arg)
 {
     struct jobs_outcome *o = arg;
@@ -340,7 +363,7 @@ static enum rz_err jobs_finish_fn(struct index_entry *e, void *arg)
     if (o->err != RZ_OK) {
         e->state = INDEX_FAILED;
         snprintf(e->error_code, sizeof(e->error_code), "%s", jobs_failure_code(o->err));
-        e->error_message = strdup(o->msg[0] ? o->msg : rz_err_name(o->err));
+        e->error_message = strdup(jobs_client_message(o));
         return RZ_OK;
     }
     e->state = INDEX_DONE;
