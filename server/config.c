@@ -440,7 +440,7 @@ static const struct config_var config_vars[] = {
     {"HTTP_THREADS", "4", "HTTP worker threads", parse_long, FIELD(http_threads), 1, 64, 0},
     {"SHUTDOWN_GRACE", "25", "seconds to finish in-flight work after SIGTERM (ECS kills at 30)",
      parse_long, FIELD(shutdown_grace), 0, 3600, 0},
-    {"HTTP_MAX_CONNECTIONS", "1024", "open client connections at most (lowered to fit the fd "
+    {"HTTP_MAX_CONNECTIONS", "4096", "open client connections at most (lowered to fit the fd "
      "limit); more are closed at accept", parse_long, FIELD(http_max_connections), 16, 1000000, 0},
     {"HTTP_BODY_BUDGET", "33554432", "bytes of request bodies buffered at once over all "
      "requests; past it 503 + Retry-After", parse_u64, FIELD(http_body_budget), 262144,

@@ -8,7 +8,7 @@ promise what the service does not do, nor the service answer what the document d
 Services: one wired normally (the real pipeline: a presigned PUT, events, variants, a failure
 and its retry); one whose S3 is a black hole that accepts connections and never answers (its
 one worker stays busy, so the queue fills: 429, and read-through fails: 503; then SIGTERM:
-draining); one without SRC_BUCKET (501); one whose credentials endpoint is down (503)."""
+draining); one whose credentials endpoint is down (503)."""
 
 import base64
 import json
@@ -352,22 +352,6 @@ class FullIndexTest(unittest.TestCase):
                                               {'content_type': 'image/jpeg'}, headers=AUTH)
             self.assertEqual((status, body['error']['code']), (429, 'busy'))
             self.assertEqual(headers['retry-after'], '1')
-
-
-class NoSourceBucketTest(unittest.TestCase):
-    def test_uploads_need_src_bucket_and_key_needs_bucket(self):
-        s3 = S3Server()
-        self.addCleanup(s3.close)
-        with Resizer(s3, env={'SRC_BUCKET': None}) as svc:
-            status, _, body = json_http('POST', svc.url('/v1/uploads'),
-                                        {'content_type': 'image/jpeg'}, headers=AUTH)
-            self.assertEqual((status, body['error']['code']), (501, 'not_configured'))
-            status, _, body = json_http('GET', svc.url('/v1/images?key=images/a.jpg'),
-                                        headers=AUTH)
-            self.assertEqual((status, body['error']['code']), (400, 'invalid_parameter'))
-            status, _, body = json_http('GET', svc.url('/v1/images?key=images/a.jpg&bucket='
-                                                       + svc.src_bucket), headers=AUTH)
-            self.assertEqual((status, body), (200, {'items': [], 'next_cursor': None}))
 
 
 class CredentialsDownTest(unittest.TestCase):

@@ -171,7 +171,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.index_max_entries, 100000);
     assert_int_equal(c.shutdown_grace, 25);
     assert_int_equal(c.s3_timeout, 30);
-    assert_int_equal(c.http_max_connections, 1024);
+    assert_int_equal(c.http_max_connections, 4096);
     assert_int_equal(c.http_body_budget, 33554432);
     assert_int_equal(c.http_request_timeout, 30);
     assert_int_equal(c.http_connection_memory, 32768);
