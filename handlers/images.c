@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "server/ids.h"
 #include "server/keys.h"
 
 #define IMAGES_DEFAULT_LIMIT 50
@@ -21,15 +22,7 @@
 
 static int images_id_ok(const char *id)
 {
-    if (strlen(id) != INDEX_ID_LEN)
-        return 0;
-    for (size_t i = 0; i < INDEX_ID_LEN; i++) {
-        int dash = i == 8 || i == 13 || i == 18 || i == 23;
-
-        if (dash ? id[i] != '-' : !isxdigit((unsigned char)id[i]) || isupper((unsigned char)id[i]))
-            return 0;
-    }
-    return 1;
+    return ids_uuid_ok(id);
 }
 
 /* Reads a status record from S3 into the index and *out. */

@@ -176,7 +176,9 @@ enum rz_err index_entry_from_json(const json_t *j, struct index_entry *out);
 
 /* A status record read back from S3 (len bytes, not NUL-terminated): it is
  * outside input, so besides the checks of index_entry_from_json its source
- * must lie in src_bucket under src_prefix (either NULL: not checked). A
+ * must lie in src_bucket under src_prefix (either NULL: not checked), and
+ * record_key must be where it is filed (_status/ids/<its id>, or the
+ * by-key name of its source key). A
  * refused record is logged (status_record_rejected, naming record_key) and
  * gives RZ_EINVAL with *out empty. */
 enum rz_err index_record_parse(const char *data, size_t len, const char *record_key,

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "ids.h"
+#include "keys.h"
 #include "log.h"
 
 /* Limits of what a record may hold: S3 keys are at most 1024 bytes, and
@@ -172,19 +174,6 @@ static int index_json_name_ok(const char *s, const char *extra)
     return 1;
 }
 
-static int index_json_id_ok(const char *id)
-{
-    if (!id || strlen(id) != INDEX_ID_LEN)
-        return 0;
-    for (size_t i = 0; i < INDEX_ID_LEN; i++) {
-        int dash = i == 8 || i == 13 || i == 18 || i == 23;
-
-        if (dash ? id[i] != '-' : !isxdigit((unsigned char)id[i]) || isupper((unsigned char)id[i]))
-            return 0;
-    }
-    return 1;
-}
-
 static int index_json_int(const json_t *obj, const char *name)
 {
     const json_t *v = json_object_get(obj, name);
@@ -280,7 +269,7 @@ enum rz_err index_entry_from_json(const json_t *j, struct index_entry *out)
     enum rz_err err = RZ_EINVAL;
 
     memset(out, 0, sizeof(*out));
-    if (!json_is_object(j) || !index_json_id_ok(id) || state < 0)
+    if (!json_is_object(j) || !ids_uuid_ok(id) || state < 0)
         goto fail;
     memcpy(out->id, id, INDEX_ID_LEN + 1);
     out->state = (enum index_state)state;
@@ -302,10 +291,29 @@ fail:
     return err;
 }
 
+/* 1 when record_key is where this record is filed: under its id, or
+ * under its source key. A forged record copied to another image's key
+ * would otherwise be served, and cached, as that image. */
+static int index_record_filed_right(const struct index_entry *e, const char *record_key,
+                                    const char *src_prefix)
+{
+    size_t n = strlen(KEYS_STATUS_BY_ID);
+    char *by_key;
+    int same;
+
+    if (strncmp(record_key, KEYS_STATUS_BY_ID, n) == 0)
+        return strcmp(record_key + n, e->id) == 0;
+    by_key = keys_status_by_key(src_prefix ? src_prefix : "", e->key);
+    same = by_key && strcmp(by_key, record_key) == 0;
+    free(by_key);
+    return same;
+}
+
 /* Why a record read back is refused, for the log line; NULL if it is fine
- * for this service (source in src_bucket under src_prefix). */
-static const char *index_record_mismatch(const struct index_entry *e, const char *src_bucket,
-                                         const char *src_prefix)
+ * for this service (source in src_bucket under src_prefix, filed where it
+ * was found). */
+static const char *index_record_mismatch(const struct index_entry *e, const char *record_key,
+                                         const char *src_bucket, const char *src_prefix)
 {
     if (!e->key)
         return "no source key";
@@ -313,6 +321,8 @@ static const char *index_record_mismatch(const struct index_entry *e, const char
         return "source key outside SRC_PREFIX";
     if (src_bucket && e->bucket && strcmp(e->bucket, src_bucket) != 0)
         return "source bucket is not SRC_BUCKET";
+    if (!index_record_filed_right(e, record_key, src_prefix))
+        return "filed under another id or key";
     return NULL;
 }
 
@@ -331,7 +341,7 @@ enum rz_err index_record_parse(const char *data, size_t len, const char *record_
     else if (index_entry_from_json(j, out) != RZ_OK)
         why = "not a valid status record";
     else
-        why = index_record_mismatch(out, src_bucket, src_prefix);
+        why = index_record_mismatch(out, record_key, src_bucket, src_prefix);
     json_decref(j);
     if (!why)
         return RZ_OK;

@@ -469,6 +469,7 @@ class EventsAndRecordsTest(unittest.TestCase):
             'another bucket': dict(base, source=dict(base['source'], bucket='someone-else')),
             'negative size': dict(base, source=dict(base['source'], bytes=-5)),
             'id of another shape': dict(base, id=good_id.upper()),
+            'filed under another id': dict(base, id=str(uuid.uuid4())),
             'not JSON': None,
         }
         c = self.s3.client()

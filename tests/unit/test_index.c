@@ -874,11 +874,17 @@ static void test_record_parse_checks_the_source(void **state)
          "{},\"variants\":[]}", "bad"},
         {"{\"id\":", "bad"},
     };
+    static const char *const filed[][2] = {
+        {"_status/keys/a.jpg", "ok"},
+        {"_status/keys/b.jpg", "bad"},
+        {"_status/ids/0f8fad5b-d9cb-469f-a165-70867728950f", "bad"},
+    };
     struct index_entry e;
 
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        enum rz_err err = index_record_parse(cases[i][0], strlen(cases[i][0]), "_status/ids/x",
+        enum rz_err err = index_record_parse(cases[i][0], strlen(cases[i][0]),
+                                             "_status/ids/0f8fad5b-d9cb-469f-a165-70867728950e",
                                              "src", "images/", &e);
 
         print_message("  record %zu\n", i);
@@ -889,6 +895,14 @@ static void test_record_parse_checks_the_source(void **state)
             assert_int_equal(err, RZ_EINVAL);
             assert_null(e.key);
         }
+        index_entry_cleanup(&e);
+    }
+    /* Filed where it was found: by its source key, or by its own id. */
+    for (size_t i = 0; i < sizeof(filed) / sizeof(filed[0]); i++) {
+        enum rz_err err = index_record_parse(cases[0][0], strlen(cases[0][0]), filed[i][0],
+                                             "src", "images/", &e);
+
+        assert_int_equal(err, strcmp(filed[i][1], "ok") == 0 ? RZ_OK : RZ_EINVAL);
         index_entry_cleanup(&e);
     }
 }
