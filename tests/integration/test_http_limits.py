@@ -455,6 +455,24 @@ class EventsAndRecordsTest(unittest.TestCase):
         listed = self.s3.client().list_objects_v2(Bucket=self.svc.dest_bucket)
         self.assertEqual(listed.get('KeyCount', 0), 0, 'nothing was written for it')
 
+    def test_s3_error_text_never_reaches_the_client(self):
+        key = 'images/never-uploaded-%s.jpg' % uuid.uuid4().hex[:8]
+        event = json.dumps(eventbridge_event(self.svc.src_bucket, key, 10)).encode()
+        status, _, body = http('POST', self.svc.url('/v1/events'), body=event,
+                               headers={'x-api-key': EVENTS_API_KEY,
+                                        'Content-Type': 'application/json'})
+        self.assertEqual(status, 202, body)
+
+        def failed():
+            _, _, b = http('GET', self.svc.url('/v1/images?key=' + key),
+                           headers={'Authorization': 'Bearer ' + API_TOKEN})
+            items = json.loads(b)['items']
+            return items[0] if items and items[0]['state'] == 'failed' else None
+        rec = wait_until(failed, timeout=scaled(20), what='the job to fail')
+        self.assertEqual(rec['error']['code'], 'source_missing')
+        # Our words, whatever S3 answered (its <Code> and <Message> go to the log only).
+        self.assertEqual(rec['error']['message'], 'the uploaded object is not in the source bucket')
+
     def test_forged_status_records_are_404(self):
         good_id = str(uuid.uuid4())
         base = {'id': good_id, 'state': 'done',
