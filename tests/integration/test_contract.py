@@ -323,20 +323,32 @@ class ContractTest(unittest.TestCase):
                       'cursor=c', 'key=', 'key=' + 'k' * 1025):
             self.assert_error(self.get('/v1/images?' + query), 400, 'invalid_parameter')
 
-    def test_unreadable_status_record_is_500(self):
-        # A record another replica left in the destination bucket that is not JSON: the
-        # service's fault, not the client's.
+    def test_unusable_status_record_is_404(self):
+        # A record in the destination bucket that is not one of ours (not JSON, not a
+        # record): outside input, logged and ignored, so as far as a client knows there is
+        # no such image.
         image_id = str(uuid.uuid4())
         self.client.put_object(Bucket=self.svc.dest_bucket, Key='_status/ids/' + image_id,
                                Body=b'{"not": "a record"')
         self.client.put_object(Bucket=self.svc.dest_bucket, Key='_status/keys/garbled.jpg',
                                Body=b'[]')
         base = '/v1/images/' + image_id
-        self.assert_error(self.get(base), 500, 'internal')
-        self.assert_error(self.get(base + '/variants/phone'), 500, 'internal')
+        self.assert_error(self.get(base), 404, 'not_found')
+        self.assert_error(self.get(base + '/variants/phone'), 404, 'not_found')
         self.assert_error(json_http('POST', self.svc.url(base + '/retry'), headers=AUTH),
-                          500, 'internal')
-        self.assert_error(self.get('/v1/images?key=images/garbled.jpg'), 500, 'internal')
+                          404, 'not_found')
+        status, _, body = self.get('/v1/images?key=images/garbled.jpg')
+        self.assertEqual((status, body), (200, {'items': [], 'next_cursor': None}))
+        self.assertIn('"status_record_rejected"', self.svc.log_text())
+
+    def test_metrics_token(self):
+        with Resizer(self.s3, env={'METRICS_TOKEN': 'metrics-token-0123456789'}) as svc:
+            status, headers, body = json_http('GET', svc.url('/metrics'))
+            self.assertEqual((status, body['error']['code']), (401, 'unauthorized'))
+            self.assertEqual(headers['www-authenticate'], 'Bearer realm="metrics"')
+            status, _, _ = http('GET', svc.url('/metrics'),
+                                headers={'Authorization': 'Bearer metrics-token-0123456789'})
+            self.assertEqual(status, 200)
 
 
 class FullIndexTest(unittest.TestCase):
