@@ -186,21 +186,23 @@ static void http_budget_refuse(struct http_state *st)
     st->early_status = st->res.status;
 }
 
-/* Takes the declared body from the budget before reading a byte of it;
- * when it is spent the request is answered 503 from its headers. */
+/* Takes the declared body from the budget before reading a byte of it,
+ * as much as its buffer will allocate (so a granted body never needs a
+ * top-up); when it is spent the request is answered 503 from its headers. */
 static void http_budget_check(struct http_state *st)
 {
     const char *cl = http_header(&st->req, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    unsigned long long n;
+    size_t need;
 
     if (st->early_status || !cl)
         return;
-    n = strtoull(cl, NULL, 10); /* checked by http_body_check: <= max_body */
-    if (!http_guard_reserve(st->guard, (size_t)n)) {
+    /* checked by http_body_check: a number <= max_body */
+    need = buf_capacity_for((size_t)strtoull(cl, NULL, 10));
+    if (!http_guard_reserve(st->guard, need)) {
         http_budget_refuse(st);
         return;
     }
-    st->reserved = (size_t)n;
+    st->reserved = need;
 }
 
 /* Keeps the reservation at least as large as the buffer really allocated
