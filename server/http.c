@@ -2,9 +2,10 @@
  *
  * Per-request state is allocated on the first callback in *req_cls and
  * freed in the completed callback (the libmicrohttpd examples' pattern).
- * Routing, the request id, the route's auth and the body cap are decided on
- * that first call, so an unauthenticated or oversized upload is refused from
- * its headers before a byte of it is read. */
+ * Routing, the request id, the route's auth, the body cap and the body
+ * budget (http_guard.h) are decided on that first call, so an
+ * unauthenticated, oversized or unaffordable upload is refused from its
+ * headers before a byte of it is read. */
 #include "http.h"
 
 #include <arpa/inet.h>
@@ -38,7 +39,7 @@ struct http_state {
     struct http_response res;
     const struct http_route *route;
     char *path_copy;          /* holds the NUL-split params */
-    int early_status;         /* 401/404/405/413 decided before the body */
+    int early_status;         /* 401/404/405/413/503 decided before the body */
     int too_big;              /* a chunked body passed the cap */
     struct http_guard *guard;
     size_t reserved;          /* of the body budget, given back when freed */
