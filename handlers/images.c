@@ -9,21 +9,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "server/ids.h"
 
 #define IMAGES_DEFAULT_LIMIT 50
 #define IMAGES_MAX_LIMIT 200
 
 static int images_id_ok(const char *id)
 {
-    if (strlen(id) != INDEX_ID_LEN)
-        return 0;
-    for (size_t i = 0; i < INDEX_ID_LEN; i++) {
-        int dash = i == 8 || i == 13 || i == 18 || i == 23;
-
-        if (dash ? id[i] != '-' : !isxdigit((unsigned char)id[i]) || isupper((unsigned char)id[i]))
-            return 0;
-    }
-    return 1;
+    return ids_uuid_ok(id);
 }
 
 /* The status record with a presigned GET url on each variant of a done
