@@ -56,7 +56,9 @@ class Resolved:
     """The template as CloudFormation would see it for given parameter values (defaults for
     the rest): conditions evaluated, Ref/GetAtt/Sub/If/Join replaced by strings. A bucket's
     Ref is its name (generated-<logical id> when CloudFormation would generate one) and its Arn
-    attribute arn:aws:s3:::name; other resources resolve to
+    attribute arn:aws:s3:::name, a table's Ref a generated name (stack-Logical-suffix, as
+    CloudFormation makes one; physical= gives another) and its Arn the table's ARN; other
+    resources resolve to
     placeholders like ref:Logical or getatt:Logical.Attr. An intrinsic this class does not
     know raises, so the test fails rather than checks something half-resolved."""
 
@@ -102,6 +104,9 @@ class Resolved:
         if res['Type'] == 'AWS::S3::Bucket':
             bucket = self.value(res['Properties'].get('BucketName', NOVALUE))
             return 'generated-' + name.lower() if bucket is NOVALUE else bucket
+        if res['Type'] == 'AWS::DynamoDB::Table':
+            # A table without TableName gets a generated name; the binary validates it.
+            return '%s-%s-1A2B3C4D5E6F' % (PSEUDO['AWS::StackName'], name)
         return 'ref:' + name
 
     def _getatt(self, logical, attr):

@@ -4,16 +4,19 @@
 deploy/cloudformation.yaml passes AWS's cfn-lint and yamllint (deploy/.yamllint); its task
 definition sets only variables `resizer --help` lists, with values the binary accepts at start
 (also every numeric parameter at its MinValue and MaxValue); the ALB and container health
-checks probe /healthz on PORT; the EventBridge rule filters on SRC_PREFIX's default; the task
-role is exactly the documented set of statements (existing, created and generated buckets;
-SSE-S3 and SSE-KMS); no S3 wildcard action in an Allow. Its Rules refuse what cannot work
-(existing buckets without names, CPU/memory pairs Fargate rejects, an API domain no certificate
-covers, header names the ALB drops); existing buckets are left alone; the events key comes from
-one secret for the connection and the tasks, and no parameter can overwrite a secret;
-SecretsRevision restarts tasks; /tmp is handed to the service user; no DesiredCount;
-/metrics and /readyz are not public; alarms cover each failure kind. The Dockerfile agrees on
-port, probe, user and build flags. Needs RESIZER_BIN (for --help and the starts), cfn-lint and
-yamllint on PATH. The task role against real requests: test_iam.py and iam_coverage.py.
+checks probe /healthz on PORT; the EventBridge rule filters on SRC_PREFIX's default; the state
+table is the one `resizer --create-table` makes on the local DynamoDB (keys, indexes,
+projections), on-demand, with point-in-time recovery, encryption and TTL, and is wired to the
+task (STATE_STORE, DYNAMODB_TABLE); the task role is exactly the documented set of statements
+(existing, created and generated buckets; SSE-S3 and SSE-KMS); no S3 wildcard action in an
+Allow. Its Rules refuse what cannot work (existing buckets without names, CPU/memory pairs
+Fargate rejects, an API domain no certificate covers, header names the ALB drops); existing
+buckets are left alone; the events key comes from one secret for the connection and the tasks,
+and no parameter can overwrite a secret; SecretsRevision restarts tasks; /tmp is handed to the
+service user; no DesiredCount; /metrics and /readyz are not public; alarms cover each failure
+kind. The Dockerfile agrees on port, probe, user and build flags. Needs RESIZER_BIN (for --help
+and the starts), cfn-lint and yamllint on PATH. The task role against real requests:
+test_iam.py and iam_coverage.py.
 
 The container image itself is checked by deploy/check-container (buildah/podman, ~75 s), not
 here. Run by ctest with Debian's /usr/bin/python3 (python3-yaml)."""
@@ -44,6 +47,8 @@ DOCKERFILE = os.path.join(SOURCE_DIR, 'Dockerfile')
 # exactly this.
 SRC_NAME, DEST_NAME = 'manara-image-resize-uploader', 'manara-image-resize-reciever'
 SRC_ARN = 'arn:aws:s3:::' + SRC_NAME
+# The state table's name as CloudFormation generates it (the resolver's stand-in).
+TABLE_ARN = 'arn:aws:dynamodb:us-east-1:123456789012:table/resizer-StateTable-1A2B3C4D5E6F'
 DEST_ARN = 'arn:aws:s3:::' + DEST_NAME
 # The reference deployment's buckets, which exist already: the stack uses them as they are.
 EXISTING = {'BucketMode': 'existing', 'SourceBucketName': SRC_NAME,
@@ -56,6 +61,11 @@ DOCUMENTED_STATEMENTS = [
     ('Allow', ['s3:PutObject'], [DEST_ARN + '/*'], None),
     ('Allow', ['s3:PutObject'], [SRC_ARN + '/images/*'], None),
     ('Allow', ['s3:GetObject'], [DEST_ARN + '/*'], None),
+    # The shared state table (issue 17): items, and Query on its indexes.
+    ('Allow', ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem',
+               'dynamodb:DeleteItem', 'dynamodb:Query'],
+     [TABLE_ARN], None),
+    ('Allow', ['dynamodb:Query'], [TABLE_ARN + '/index/*'], None),
 ]
 EVENTS_SECRET = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:resizer-events-AbC123'
 # Parameters that become a variable of the service (the rest configure AWS resources).
@@ -218,12 +228,17 @@ class TaskDefinition(unittest.TestCase):
         # just fails); static test credentials stand in for the task role.
         run_env = dict(env, PORT=str(port), LISTEN_ADDR='127.0.0.1',
                        S3_ENDPOINT='http://127.0.0.1:%d' % harness.free_port(),
+                       DYNAMODB_ENDPOINT='http://127.0.0.1:%d' % harness.free_port(),
                        API_TOKENS=harness.API_TOKEN, EVENTS_API_KEY=harness.EVENTS_API_KEY,
                        AWS_ACCESS_KEY_ID='AKIDEXAMPLE', AWS_SECRET_ACCESS_KEY='test-secret',
                        PATH=os.environ.get('PATH', '/usr/bin:/bin'))
         for k in ('ASAN_OPTIONS', 'LSAN_OPTIONS', 'UBSAN_OPTIONS'):
             if k in os.environ:
                 run_env[k] = os.environ[k]
+        # A table's Ref is its name, which CloudFormation makes valid; the resolver's
+        # placeholder (ref:StateTable) is not one, and the binary checks the name.
+        if run_env.get('DYNAMODB_TABLE', '').startswith('ref:'):
+            run_env['DYNAMODB_TABLE'] = 'stack-StateTable-1A2B3C4D5E6F'
         proc = subprocess.Popen([os.environ['RESIZER_BIN']], env=run_env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
@@ -321,6 +336,61 @@ class Events(unittest.TestCase):
         self.assertIn('{{resolve:secretsmanager:', key['ApiKeyValue'])
 
 
+class StateTable(unittest.TestCase):
+    """The DynamoDB table every replica shares: on-demand, recoverable, encrypted, with TTL, and
+    exactly the table `resizer --create-table` makes (keys, attributes, indexes, projections),
+    so the stack's table is one the service can query."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.r = Resolved(load_template())
+        (cls.name, cls.table), = cls.r.of_type('AWS::DynamoDB::Table').items()
+        cls.props = cls.table['Properties']
+
+    def test_on_demand_recoverable_encrypted_with_ttl(self):
+        p = self.props
+        self.assertEqual(p['BillingMode'], 'PAY_PER_REQUEST')
+        self.assertNotIn('ProvisionedThroughput', p)
+        self.assertEqual(p['PointInTimeRecoverySpecification'], {'PointInTimeRecoveryEnabled': True})
+        self.assertTrue(p['SSESpecification']['SSEEnabled'])
+        self.assertTrue(p['TimeToLiveSpecification']['Enabled'])
+        raw = load_template()['Resources'][self.name]
+        self.assertEqual((raw['DeletionPolicy'], raw['UpdateReplacePolicy']), ('Retain', 'Retain'))
+
+    def test_same_table_as_create_table(self):
+        ddb = harness.DynamoServer()
+        table = harness.unique_table('cfn')
+        harness.create_table(ddb, table)
+        got = ddb.client().describe_table(TableName=table)['Table']
+        self.assertEqual(got.get('BillingModeSummary', {}).get('BillingMode', 'PAY_PER_REQUEST'),
+                         self.props['BillingMode'])
+
+        def attrs(defs):
+            return sorted((a['AttributeName'], a['AttributeType']) for a in defs)
+
+        def indexes(gsis):
+            return sorted((g['IndexName'], [(k['AttributeName'], k['KeyType'])
+                                            for k in g['KeySchema']],
+                           g['Projection']['ProjectionType']) for g in gsis)
+        self.assertEqual(attrs(got['AttributeDefinitions']),
+                         attrs(self.props['AttributeDefinitions']))
+        self.assertEqual([(k['AttributeName'], k['KeyType']) for k in got['KeySchema']],
+                         [(k['AttributeName'], k['KeyType']) for k in self.props['KeySchema']])
+        self.assertEqual(indexes(got['GlobalSecondaryIndexes']),
+                         indexes(self.props['GlobalSecondaryIndexes']))
+        ttl = self.props['TimeToLiveSpecification']['AttributeName']
+        with open(os.path.join(SOURCE_DIR, 'server', 'store_dynamodb.c'), encoding='utf-8') as f:
+            self.assertIn('"AttributeName", "%s"' % ttl, f.read(),
+                          'the TTL attribute is not the one the store writes')
+
+    def test_wired_to_the_task(self):
+        env, _ = task_env(self.r)
+        self.assertEqual(env['STATE_STORE'], 'dynamodb')
+        self.assertEqual(env['DYNAMODB_TABLE'], self.r.value({'Ref': self.name}))
+        self.assertIn(self.name, env['DYNAMODB_TABLE'])
+        self.assertNotIn('DYNAMODB_ENDPOINT', env, 'the regional endpoint is the default')
+
+
 class Permissions(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -372,7 +442,8 @@ class Permissions(unittest.TestCase):
         with open(os.path.join(SOURCE_DIR, 'deploy', 'README.md'), encoding='utf-8') as f:
             text = f.read()
         table = text[text.index('| action | resource | why |'):].split('\n\n', 1)[0]
-        names = {'source': SRC_ARN, 'destination': DEST_ARN, 'KmsKeyArn': KMS_KEY}
+        names = {'source': SRC_ARN, 'destination': DEST_ARN, 'KmsKeyArn': KMS_KEY,
+                 'table': TABLE_ARN}
         rows = []
         for line in table.splitlines()[2:]:
             action, resource = line.split('|')[1:3]
