@@ -476,6 +476,29 @@ def _set_pdeathsig():
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+_proxies = {}  # upstream DynamoDB endpoint -> iam.RecordingProxy, one per test process
+
+
+def _shared_ddb_endpoint():
+    """DYNAMODB_ENDPOINT of the DynamoDB server the test command started, or None."""
+    shared = os.environ.get(DynamoServer.SHARED_DIR_ENV)
+    try:
+        with open(os.path.join(shared, 'env')) as f:
+            env = dict(l.strip().split('=', 1) for l in f if '=' in l)
+    except (OSError, TypeError):
+        return None
+    return env.get('DYNAMODB_ENDPOINT')
+
+
+def _recording_proxy(s3_dir, upstream):
+    import iam
+    if upstream not in _proxies:
+        out = os.path.join(s3_dir, iam.RECORD_DIR, 'dynamodb-%d.requests.jsonl' % os.getpid())
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        _proxies[upstream] = iam.RecordingProxy(upstream, out)
+    return _proxies[upstream]
+
+
 class Resizer:
     """The resizer binary (env RESIZER_BIN) on 127.0.0.1:<free port>.
 
@@ -538,10 +561,14 @@ class Resizer:
     def _spawn(self):
         env = dict(self.env, PORT=str(self.port))
         if not self.s3.owned:
-            # The shared server's requests are judged against the template's task role after
-            # the run (iam_coverage.py), with this instance's buckets, prefix and settings.
+            # The shared servers' requests are judged against the template's task role after
+            # the run (iam_coverage.py), with this instance's buckets, prefix and settings; its
+            # requests to the shared DynamoDB go through a recording proxy for that.
             import iam
             iam.register_service(self.s3.dir, env)
+            upstream = env.get('DYNAMODB_ENDPOINT')
+            if upstream and upstream == _shared_ddb_endpoint():
+                env['DYNAMODB_ENDPOINT'] = _recording_proxy(self.s3.dir, upstream).endpoint
         with open(self.log_path, 'ab') as log:
             log.write(('--- harness: starting %s on port %d\n' % (self.bin, self.port)).encode())
             log.flush()
