@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -34,6 +35,7 @@ struct services {
     struct index *index;
     struct jobs *jobs;
     struct health *health;
+    struct auth *auth;
     struct reconcile *reconcile;
     struct http_server *http;
     struct app app;
@@ -103,6 +105,23 @@ static enum rz_err start_reconcile(struct services *s)
     return reconcile_start(&ro, &s->reconcile);
 }
 
+/* Callers: named tokens and, with JWT_JWKS_URL, JWTs (the first JWKS fetch
+ * happens here; if it fails, it is retried when a JWT arrives). */
+static enum rz_err start_auth(struct services *s, char *msg, size_t msglen)
+{
+    const struct config *c = &s->cfg;
+    struct auth_opts o = {
+        .api_tokens = (const char *const *)c->api_tokens, .napi_tokens = c->napi_tokens,
+        .admin_tokens = (const char *const *)c->admin_tokens,
+        .nadmin_tokens = c->nadmin_tokens, .jwks_url = c->jwt_jwks_url,
+        .issuer = c->jwt_issuer, .audience = c->jwt_audience,
+        .admin_scope = c->jwt_admin_scope, .jwks_refresh_min = c->jwt_jwks_refresh_min,
+        .fetch_timeout_ms = 3000,
+    };
+
+    return auth_new(&o, time(NULL), &s->auth, msg, msglen);
+}
+
 static enum rz_err start_services(struct services *s, char *msg, size_t msglen)
 {
     const struct config *c = &s->cfg;
@@ -128,9 +147,12 @@ static enum rz_err start_services(struct services *s, char *msg, size_t msglen)
                               6000, s->metrics};
     if (err == RZ_OK)
         err = health_new(&ho, &s->health);
+    if (err == RZ_OK)
+        err = start_auth(s, msg, msglen);
     if (err != RZ_OK)
         return err;
-    s->app = (struct app){c, s->metrics, s->s3, s->s3_read, s->index, s->jobs, s->health};
+    s->app = (struct app){c,        s->metrics, s->s3,     s->s3_read,
+                          s->index, s->jobs,    s->health, s->auth};
     /* Idle connections close after 75 s: longer than the ALB's 60 s idle
      * timeout, so the ALB never reuses a connection we just closed (502). */
     hs = (struct http_server_opts){c->listen_addr, (int)c->port, (int)c->http_threads, 75,
@@ -145,6 +167,7 @@ static void stop_services(struct services *s)
 {
     reconcile_stop(s->reconcile);
     http_server_stop(s->http);
+    auth_free(s->auth);
     health_free(s->health);
     jobs_free(s->jobs);
     s3_free(s->s3_read);

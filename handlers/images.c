@@ -159,6 +159,12 @@ static int images_load(struct http_request *req, const struct app *app,
         return 0;
     }
     err = images_find(app, req->params[0], e);
+    /* Another caller's image is answered as if it did not exist, so ids
+     * cannot be probed. */
+    if (err == RZ_OK && !handlers_may_see(req, e->uploader)) {
+        index_entry_cleanup(e);
+        err = RZ_ENOTFOUND;
+    }
     if (err != RZ_OK) {
         images_reply_find_error(req, res, err);
         return 0;
@@ -240,7 +246,7 @@ static void images_by_key(struct http_request *req, struct app *app, const char 
         http_reply_err(res, req, err, "cannot read the status record");
         return;
     }
-    if (err == RZ_OK)
+    if (err == RZ_OK && handlers_may_see(req, e.uploader))
         json_array_append_new(items, images_render(app, &e, time(NULL)));
     index_entry_cleanup(&e);
     images_reply_items(res, items, 0);
@@ -272,7 +278,8 @@ void handlers_images_list(struct http_request *req, void *ctx, struct http_respo
     if (!images_page_params(req, res, &limit, &before))
         return;
     page = calloc(limit, sizeof(*page));
-    if (!page || index_list(app->index, st, before, limit, page, &n, &next) != RZ_OK) {
+    if (!page || index_list(app->index, st, req->caller_admin ? NULL : req->caller, before, limit,
+                                page, &n, &next) != RZ_OK) {
         free(page);
         http_reply_err(res, req, RZ_ENOMEM, "cannot list images");
         return;

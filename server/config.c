@@ -278,30 +278,72 @@ static enum rz_err parse_variants(const struct config_var *v, const char *value,
     return RZ_OK;
 }
 
+/* "name:token" (the name is the caller, [A-Za-z0-9._@-], up to 64) or a
+ * bare token of 16+ characters. */
+static int config_token_ok(const char *p, size_t len)
+{
+    const char *colon = memchr(p, ':', len);
+    size_t namelen = colon ? (size_t)(colon - p) : 0;
+
+    if (colon && (namelen == 0 || namelen > 64 ||
+                  strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@-") <
+                      namelen))
+        return 0;
+    return len - (colon ? namelen + 1 : 0) >= 16;
+}
+
 static enum rz_err parse_tokens(const struct config_var *v, const char *value, struct config *c,
                                 char *msg, size_t msglen)
 {
+    int admin = strcmp(v->name, "ADMIN_TOKENS") == 0;
+    char **list = admin ? c->admin_tokens : c->api_tokens;
+    size_t *n = admin ? &c->nadmin_tokens : &c->napi_tokens;
     const char *p = value;
 
     while (*p) {
         size_t len = strcspn(p, ",");
 
-        if (len < 16)
+        if (!config_token_ok(p, len))
             return config_fail(msg, msglen, v->name,
-                               "each token must be at least 16 characters");
-        if (c->napi_tokens == CONFIG_MAX_TOKENS)
+                               "each entry must be name:token or a token, and each token at "
+                               "least 16 characters");
+        if (*n == CONFIG_MAX_TOKENS)
             return config_fail(msg, msglen, v->name, "must list at most 16 tokens");
-        c->api_tokens[c->napi_tokens] = strndup(p, len);
-        if (!c->api_tokens[c->napi_tokens])
+        list[*n] = strndup(p, len);
+        if (!list[*n])
             return RZ_ENOMEM;
-        c->napi_tokens++;
+        (*n)++;
         p += len;
         if (*p == ',')
             p++;
     }
-    if (c->napi_tokens == 0)
+    if (*n == 0)
         return config_fail(msg, msglen, v->name, "must list at least one token");
     return RZ_OK;
+}
+
+/* https, or http only to this host (tests, a sidecar), or a local file. */
+static enum rz_err parse_jwks_url(const struct config_var *v, const char *value,
+                                  struct config *c, char *msg, size_t msglen)
+{
+    static const char *const loopback[] = {"http://127.0.0.1", "http://localhost"};
+    int ok = strncmp(value, "https://", 8) == 0 && value[8] && value[8] != '/';
+
+    for (size_t i = 0; i < 2 && !ok; i++) {
+        size_t n = strlen(loopback[i]);
+
+        ok = strncmp(value, loopback[i], n) == 0 && strchr(":/", value[n]) && value[n];
+    }
+    if (!ok && strncmp(value, "file:///", 8) == 0)
+        ok = 1;
+    if (!ok)
+        return config_fail(msg, msglen, v->name,
+                           "must be an https:// URL, http:// on 127.0.0.1 or localhost, or "
+                           "file:///path");
+    if (strpbrk(value, " \t\r\n@#") || strlen(value) > 2048)
+        return config_fail(msg, msglen, v->name,
+                           "must not hold spaces, credentials or a fragment");
+    return parse_string(v, value, c, msg, msglen);
 }
 
 /* An HTTP header name (RFC 9110 token), stored lowercase because
@@ -425,8 +467,22 @@ static const struct config_var config_vars[] = {
     {"HTTP_THREADS", "4", "HTTP worker threads", parse_long, FIELD(http_threads), 1, 64, 0},
     {"SHUTDOWN_GRACE", "25", "seconds to finish in-flight work after SIGTERM (ECS kills at 30)",
      parse_long, FIELD(shutdown_grace), 0, 3600, 0},
-    {"API_TOKENS", NULL, "comma-separated bearer tokens for /v1/uploads and /v1/images "
-     "(required)", parse_tokens, 0, 0, 0, 1},
+    {"API_TOKENS", NULL, "comma-separated name:token (or bare tokens) of callers of "
+     "/v1/uploads and /v1/images; each sees only its own images (this, ADMIN_TOKENS or "
+     "JWT_JWKS_URL is required)", parse_tokens, 0, 0, 0, 1},
+    {"ADMIN_TOKENS", NULL, "name:token entries like API_TOKENS, of callers that see and act on "
+     "every image", parse_tokens, 0, 0, 0, 1},
+    {"JWT_JWKS_URL", NULL, "JWKS of the identity provider whose JWTs (RS256, ES256) are "
+     "accepted: https://, http:// on loopback, or file:///path", parse_jwks_url,
+     FIELD(jwt_jwks_url), 0, 0, 0},
+    {"JWT_ISSUER", NULL, "the iss JWTs must carry (required with JWT_JWKS_URL)",
+     parse_text, FIELD(jwt_issuer), 0, 0, 0},
+    {"JWT_AUDIENCE", NULL, "a value the aud of JWTs must hold (required with JWT_JWKS_URL)",
+     parse_text, FIELD(jwt_audience), 0, 0, 0},
+    {"JWT_ADMIN_SCOPE", "resizer:admin", "scope (in scope or scp) that makes a JWT caller an "
+     "admin", parse_text, FIELD(jwt_admin_scope), 0, 0, 0},
+    {"JWT_JWKS_REFRESH_MIN", "30", "seconds between JWKS fetches that unknown kids may cause",
+     parse_long, FIELD(jwt_jwks_refresh_min), 1, 86400, 0},
     {"EVENTS_API_KEY_HEADER", "x-api-key", "header of the EventBridge connection's API key",
      parse_header_name, 0, 0, 0, 0},
     {"EVENTS_API_KEY", NULL, "value of that header, or two comma-separated while it rotates "
@@ -534,8 +590,16 @@ static enum rz_err config_check(struct config *c, char *msg, size_t msglen)
      * one bucket for both is refused rather than guarded key by key. */
     if (c->src_bucket && strcmp(c->src_bucket, c->dest_bucket) == 0)
         return config_fail(msg, msglen, "SRC_BUCKET", "must differ from DEST_BUCKET");
-    if (!c->napi_tokens)
-        return config_fail(msg, msglen, "API_TOKENS", "is required");
+    if (!c->napi_tokens && !c->nadmin_tokens && !c->jwt_jwks_url)
+        return config_fail(msg, msglen, "API_TOKENS",
+                           "is required (or ADMIN_TOKENS, or JWT_JWKS_URL)");
+    if (c->jwt_jwks_url && !c->jwt_issuer)
+        return config_fail(msg, msglen, "JWT_ISSUER", "is required with JWT_JWKS_URL");
+    if (c->jwt_jwks_url && !c->jwt_audience)
+        return config_fail(msg, msglen, "JWT_AUDIENCE", "is required with JWT_JWKS_URL");
+    if (!c->jwt_jwks_url && (c->jwt_issuer || c->jwt_audience))
+        return config_fail(msg, msglen, c->jwt_issuer ? "JWT_ISSUER" : "JWT_AUDIENCE",
+                           "needs JWT_JWKS_URL");
     if (!c->nevents_api_keys && !c->events_basic_auth)
         return config_fail(msg, msglen, "EVENTS_API_KEY",
                            "or EVENTS_BASIC_AUTH is required to authenticate events");
@@ -600,6 +664,7 @@ void config_cleanup(struct config *c)
         &c->container_relative_uri, &c->container_full_uri, &c->container_auth_token_file,
         &c->s3_endpoint, &c->s3_public_endpoint, &c->sse_kms_key_id, &c->listen_addr,
         &c->events_api_key_header, &c->watermark_text, &c->watermark_image,
+        &c->jwt_jwks_url, &c->jwt_issuer, &c->jwt_audience, &c->jwt_admin_scope,
     };
     char **secret[] = {
         &c->access_key, &c->secret_key, &c->session_token, &c->container_auth_token,
@@ -615,6 +680,9 @@ void config_cleanup(struct config *c)
     for (size_t i = 0; i < c->napi_tokens; i++)
         config_free_secret(&c->api_tokens[i]);
     c->napi_tokens = 0;
+    for (size_t i = 0; i < c->nadmin_tokens; i++)
+        config_free_secret(&c->admin_tokens[i]);
+    c->nadmin_tokens = 0;
     for (size_t i = 0; i < c->nevents_api_keys; i++)
         config_free_secret(&c->events_api_keys[i]);
     c->nevents_api_keys = 0;

@@ -52,8 +52,15 @@ struct config {
     long shutdown_grace;          /* seconds */
 
     /* Client and event auth. */
-    char *api_tokens[CONFIG_MAX_TOKENS];
+    char *api_tokens[CONFIG_MAX_TOKENS];  /* "name:token" or a bare token */
     size_t napi_tokens;
+    char *admin_tokens[CONFIG_MAX_TOKENS]; /* same form; these callers see every image */
+    size_t nadmin_tokens;
+    char *jwt_jwks_url;           /* NULL: no JWTs */
+    char *jwt_issuer;
+    char *jwt_audience;
+    char *jwt_admin_scope;
+    long jwt_jwks_refresh_min;    /* seconds between fetches an unknown kid may cause */
     char *events_api_key_header;  /* lowercase */
     char *events_api_keys[CONFIG_MAX_EVENT_KEYS]; /* any of them is accepted */
     size_t nevents_api_keys;

@@ -138,6 +138,7 @@ void index_entry_cleanup(struct index_entry *e)
     free(e->content_type);
     free(e->etag);
     free(e->sequencer);
+    free(e->uploader);
     free(e->error_message);
     for (size_t i = 0; i < e->nvariants; i++) {
         free(e->variants[i].key);
@@ -152,7 +153,7 @@ enum rz_err index_entry_copy(struct index_entry *dst, const struct index_entry *
 
     *dst = *src;
     dst->bucket = dst->key = dst->filename = dst->content_type = NULL;
-    dst->etag = dst->sequencer = dst->error_message = NULL;
+    dst->etag = dst->sequencer = dst->uploader = dst->error_message = NULL;
     for (size_t i = 0; i < src->nvariants; i++)
         dst->variants[i].key = dst->variants[i].content_type = NULL;
     if (err == RZ_OK)
@@ -167,6 +168,8 @@ enum rz_err index_entry_copy(struct index_entry *dst, const struct index_entry *
         err = index_strdup(&dst->etag, src->etag);
     if (err == RZ_OK)
         err = index_strdup(&dst->sequencer, src->sequencer);
+    if (err == RZ_OK)
+        err = index_strdup(&dst->uploader, src->uploader);
     if (err == RZ_OK)
         err = index_strdup(&dst->error_message, src->error_message);
     for (size_t i = 0; i < src->nvariants && err == RZ_OK; i++) {
@@ -602,8 +605,9 @@ enum rz_err index_claim_event(struct index *idx, const struct index_claim_event 
 
 /* ---- listing and counting ---- */
 
-enum rz_err index_list(struct index *idx, int state, uint64_t before_seq, size_t limit,
-                       struct index_entry *out, size_t *n_out, uint64_t *next_out)
+enum rz_err index_list(struct index *idx, int state, const char *uploader, uint64_t before_seq,
+                       size_t limit, struct index_entry *out, size_t *n_out,
+                       uint64_t *next_out)
 {
     size_t n = 0;
     enum rz_err err = RZ_OK;
@@ -615,6 +619,8 @@ enum rz_err index_list(struct index *idx, int state, uint64_t before_seq, size_t
         if (before_seq && node->e.seq >= before_seq)
             continue;
         if (state >= 0 && node->e.state != (enum index_state)state)
+            continue;
+        if (uploader && (!node->e.uploader || strcmp(node->e.uploader, uploader) != 0))
             continue;
         if (n == limit) {
             *next_out = out[n - 1].seq;

@@ -49,6 +49,8 @@ struct index_entry {
     char *content_type;      /* declared at upload */
     char *etag;              /* of the source object */
     char *sequencer;         /* S3's ordering token of the last event */
+    char *uploader;          /* caller that asked for the upload URL; NULL: none (direct
+                              * uploads, migrations: only admins see the image) */
     uint64_t bytes;
     char format[16];         /* "jpeg", ... ; "" until read */
     int width;
@@ -140,11 +142,13 @@ enum rz_err index_claim_event(struct index *idx, const struct index_claim_event 
                               char id_out[INDEX_ID_LEN + 1]);
 
 /* Copies up to limit entries, newest first, with seq below before_seq (0:
- * from the newest), in state `state` (-1: any), into out (an array of
- * limit entries; release each with index_entry_cleanup). *n_out gets the
- * count and *next_out the cursor for the next page (0 when none). */
-enum rz_err index_list(struct index *idx, int state, uint64_t before_seq, size_t limit,
-                       struct index_entry *out, size_t *n_out, uint64_t *next_out);
+ * from the newest), in state `state` (-1: any), uploaded by `uploader`
+ * (NULL: any, including none), into out (an array of limit entries;
+ * release each with index_entry_cleanup). *n_out gets the count and
+ * *next_out the cursor for the next page (0 when none). */
+enum rz_err index_list(struct index *idx, int state, const char *uploader, uint64_t before_seq,
+                       size_t limit, struct index_entry *out, size_t *n_out,
+                       uint64_t *next_out);
 
 /* Counts entries by state into counts[INDEX_NSTATES]; returns the total. */
 size_t index_count(struct index *idx, size_t counts[INDEX_NSTATES]);

@@ -89,6 +89,7 @@ json_t *index_entry_to_json(const struct index_entry *e)
     json_object_set_new(j, "id", json_string(e->id));
     json_object_set_new(j, "state", json_string(index_state_name(e->state)));
     json_object_set_new(j, "source", index_json_source(e));
+    json_object_set_new(j, "uploader", index_json_str(e->uploader));
     json_object_set_new(j, "variants", index_json_variants(e));
     if (e->error_code[0])
         json_object_set_new(j, "error", json_pack("{s:s,s:o}", "code", e->error_code, "message",
@@ -209,6 +210,9 @@ enum rz_err index_entry_from_json(const json_t *j, struct index_entry *out)
         err = index_json_take_variants(json_object_get(j, "variants"), out);
     if (err == RZ_OK)
         err = index_json_take_error(json_object_get(j, "error"), out);
+    if (err != RZ_OK)
+        goto fail;
+    err = index_json_take_str(j, "uploader", &out->uploader);
     if (err != RZ_OK)
         goto fail;
     out->attempts = index_json_int(j, "attempts");

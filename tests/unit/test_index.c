@@ -76,7 +76,7 @@ static void assert_counts_match_listing(struct index *idx)
         size_t n = 0;
         uint64_t next = 0;
 
-        assert_int_equal(index_list(idx, st, 0, total + 1, page, &n, &next), RZ_OK);
+        assert_int_equal(index_list(idx, st, NULL, 0, total + 1, page, &n, &next), RZ_OK);
         assert_int_equal(n, counts[st]);
         for (size_t i = 0; i < n; i++)
             index_entry_cleanup(&page[i]);
@@ -402,7 +402,7 @@ static void list_all(struct index *idx, int st, size_t limit, char (*ids)[INDEX_
 
     assert_non_null(page);
     do {
-        assert_int_equal(index_list(idx, st, before, limit, page, &n, &next), RZ_OK);
+        assert_int_equal(index_list(idx, st, NULL, before, limit, page, &n, &next), RZ_OK);
         assert_true(n <= limit);
         pages++;
         for (size_t i = 0; i < n; i++) {
@@ -483,7 +483,7 @@ static void test_list_stable_while_inserting(void **state)
     for (unsigned i = 0; i < 50; i++)
         assert_int_equal(put_n(idx, i, INDEX_DONE, NOW, 0), RZ_OK);
     do {
-        assert_int_equal(index_list(idx, -1, before, 10, page, &n, &next), RZ_OK);
+        assert_int_equal(index_list(idx, -1, NULL, before, 10, page, &n, &next), RZ_OK);
         for (size_t i = 0; i < n; i++) {
             unsigned v = (unsigned)strtoul(page[i].id, NULL, 16);
 
@@ -878,7 +878,7 @@ static void thread_read(struct thread_arg *a, unsigned i)
         assert_string_equal(e.key, key);
         index_entry_cleanup(&e);
     }
-    assert_int_equal(index_list(a->idx, i % 2 ? INDEX_DONE : -1, 0, 20, page, &n, &next), RZ_OK);
+    assert_int_equal(index_list(a->idx, i % 2 ? INDEX_DONE : -1, NULL, 0, 20, page, &n, &next), RZ_OK);
     for (size_t k = 0; k < n; k++)
         index_entry_cleanup(&page[k]);
     assert_true(index_count(a->idx, counts) <= THREAD_MAX);
