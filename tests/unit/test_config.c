@@ -90,6 +90,17 @@ static const struct bad_case bad_cases[] = {
     {"S3_TIMEOUT=601", "S3_TIMEOUT"},
     {"API_TOKENS", "API_TOKENS"},
     {"API_TOKENS=short", "API_TOKENS"},
+    {"API_TOKENS=alice:short", "API_TOKENS"},
+    {"API_TOKENS=al ice:0123456789abcdef0123", "API_TOKENS"},
+    {"API_TOKENS=:0123456789abcdef0123", "API_TOKENS"},
+    {"ADMIN_TOKENS=root:short", "ADMIN_TOKENS"},
+    {"JWT_JWKS_URL=http://idp.example.com/jwks", "JWT_JWKS_URL"},
+    {"JWT_JWKS_URL=http://localhost.evil.com/jwks", "JWT_JWKS_URL"},
+    {"JWT_JWKS_URL=http://127.0.0.1@evil.com/jwks", "JWT_JWKS_URL"},
+    {"JWT_JWKS_URL=ftp://idp/jwks", "JWT_JWKS_URL"},
+    {"JWT_JWKS_URL=https://idp.example.com/jwks", "JWT_ISSUER"},
+    {"JWT_ISSUER=https://idp.example.com", "JWT_ISSUER"},
+    {"JWT_JWKS_REFRESH_MIN=0", "JWT_JWKS_REFRESH_MIN"},
     {"EVENTS_API_KEY", "EVENTS_API_KEY"},
     {"EVENTS_API_KEY=a,b,c", "EVENTS_API_KEY"},
     {"EVENTS_API_KEY=a,", "EVENTS_API_KEY"},
@@ -229,7 +240,23 @@ static void check_basic(const struct config *c)
     assert_string_equal(c->events_basic_auth, "eb:secret");
 }
 
+static void check_named_tokens(const struct config *c)
+{
+    assert_int_equal(c->napi_tokens, 2);
+    assert_string_equal(c->api_tokens[0], "alice:0123456789abcdef0123");
+    assert_string_equal(c->api_tokens[1], "bob.b@x-y_:0123456789abcdef0124");
+}
+static void check_admin_tokens(const struct config *c)
+{
+    assert_int_equal(c->nadmin_tokens, 1);
+    assert_string_equal(c->admin_tokens[0], "ops@corp:fedcba9876543210fedc");
+    assert_int_equal(c->napi_tokens, 1);
+}
+
 static const struct good_case good_cases[] = {
+    {"API_TOKENS=alice:0123456789abcdef0123,bob.b@x-y_:0123456789abcdef0124",
+     check_named_tokens},
+    {"ADMIN_TOKENS=ops@corp:fedcba9876543210fedc", check_admin_tokens},
     {"SRC_PREFIX=uploads/x/", check_prefix},
     {"S3_ENDPOINT=http://127.0.0.1:9000", check_endpoint},
     {"S3_PUBLIC_ENDPOINT=https://files.example.com", check_public},
@@ -291,6 +318,40 @@ static void test_container_credentials_replace_static_keys(void **state)
     config_cleanup(&c);
 }
 
+/* JWTs alone are enough callers; issuer and audience come with a JWKS. */
+static void test_jwt_without_tokens(void **state)
+{
+    const char *env[] = {
+        "DEST_BUCKET=dest-bucket", "AWS_REGION=eu-west-1", "EVENTS_API_KEY=k",
+        "AWS_ACCESS_KEY_ID=AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY=secretsecretsecret",
+        "JWT_JWKS_URL=http://127.0.0.1:8443/jwks", "JWT_ISSUER=https://idp.example.com/",
+        "JWT_AUDIENCE=resizer", NULL, NULL,
+    };
+    struct config c;
+    char msg[256];
+
+    (void)state;
+    assert_int_equal(config_load(env, &c, msg, sizeof(msg)), RZ_OK);
+    assert_int_equal(c.napi_tokens + c.nadmin_tokens, 0);
+    assert_string_equal(c.jwt_jwks_url, "http://127.0.0.1:8443/jwks");
+    assert_string_equal(c.jwt_issuer, "https://idp.example.com/");
+    assert_string_equal(c.jwt_audience, "resizer");
+    assert_string_equal(c.jwt_admin_scope, "resizer:admin");
+    assert_int_equal(c.jwt_jwks_refresh_min, 30);
+    config_cleanup(&c);
+    env[5] = "JWT_JWKS_URL=file:///etc/resizer/jwks.json";
+    env[7] = "JWT_ADMIN_SCOPE=ops";
+    assert_int_equal(config_load(env, &c, msg, sizeof(msg)), RZ_EINVAL);
+    assert_non_null(strstr(msg, "JWT_AUDIENCE"));
+    env[8] = "JWT_AUDIENCE=resizer";
+    assert_int_equal(config_load(env, &c, msg, sizeof(msg)), RZ_OK);
+    assert_string_equal(c.jwt_admin_scope, "ops");
+    config_cleanup(&c);
+    env[5] = "API_TOKENS=0123456789abcdef0123"; /* an issuer without a JWKS is a mistake */
+    assert_int_equal(config_load(env, &c, msg, sizeof(msg)), RZ_EINVAL);
+    assert_non_null(strstr(msg, "JWT_ISSUER"));
+}
+
 static void test_no_credentials_at_all(void **state)
 {
     const char *env[] = {
@@ -329,7 +390,8 @@ static void test_help_lists_every_variable(void **state)
         "MAX_UPLOAD_BYTES", "MAX_PIXELS", "WORKERS", "QUEUE_SIZE", "PRESIGN_PUT_EXPIRES",
         "PRESIGN_GET_EXPIRES", "SSE", "SSE_KMS_KEY_ID", "RECONCILE_INTERVAL",
         "INDEX_MAX_ENTRIES", "LOG_LEVEL", "API_TOKENS", "EVENTS_API_KEY_HEADER",
-        "EVENTS_API_KEY", "EVENTS_BASIC_AUTH",
+        "EVENTS_API_KEY", "EVENTS_BASIC_AUTH", "ADMIN_TOKENS", "JWT_JWKS_URL", "JWT_ISSUER",
+        "JWT_AUDIENCE", "JWT_ADMIN_SCOPE", "JWT_JWKS_REFRESH_MIN",
     };
 
     (void)state;
@@ -351,6 +413,7 @@ int main(void)
         cmocka_unit_test(test_bad_values_name_the_variable),
         cmocka_unit_test(test_container_credentials_replace_static_keys),
         cmocka_unit_test(test_no_credentials_at_all),
+        cmocka_unit_test(test_jwt_without_tokens),
         cmocka_unit_test(test_secrets_never_in_messages),
         cmocka_unit_test(test_help_lists_every_variable),
     };
