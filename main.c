@@ -116,7 +116,7 @@ static enum rz_err start_auth(struct services *s, char *msg, size_t msglen)
         .nadmin_tokens = c->nadmin_tokens, .jwks_url = c->jwt_jwks_url,
         .issuer = c->jwt_issuer, .audience = c->jwt_audience,
         .admin_scope = c->jwt_admin_scope, .jwks_refresh_min = c->jwt_jwks_refresh_min,
-        .fetch_timeout_ms = 3000,
+        .fetch_timeout_ms = 2000,
     };
 
     return auth_new(&o, time(NULL), &s->auth, msg, msglen);

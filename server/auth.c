@@ -293,9 +293,10 @@ static enum rz_err auth_jwks_fetch(const struct auth *a, struct buf *out, char *
     curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
     rc = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    if (rc != CURLE_OK)
-        snprintf(msg, msglen, "%s", out->len >= AUTH_MAX_JWKS ? "JWKS over 256 KiB"
-                                                                : curl_easy_strerror(rc));
+    if (rc == CURLE_WRITE_ERROR)
+        snprintf(msg, msglen, "JWKS over 256 KiB");
+    else if (rc != CURLE_OK)
+        snprintf(msg, msglen, "%s", curl_easy_strerror(rc));
     else if (strncmp(a->jwks_url, "file://", 7) != 0 && status != 200)
         snprintf(msg, msglen, "HTTP %ld", status);
     else
@@ -337,11 +338,13 @@ static enum rz_err auth_jwks_load(struct auth *a, time_t now)
 
 /* Fetches the JWKS again unless a fetch was tried less than min_gap
  * seconds ago: a stream of tokens with made-up kids costs one fetch per
- * gap, not one per request. Callers that queue behind a fetch in progress
- * then find it just tried, and use its result. */
+ * gap, not one per request. Nobody waits for a fetch under way (the
+ * request goes on with the keys there are), so a slow provider holds at
+ * most one HTTP thread, for at most the fetch timeout. */
 static void auth_refresh(struct auth *a, time_t now, long min_gap)
 {
-    pthread_mutex_lock(&a->fetch_lock);
+    if (pthread_mutex_trylock(&a->fetch_lock) != 0)
+        return;
     if (!a->tried_at || now < a->tried_at || now - a->tried_at >= min_gap) {
         a->tried_at = now;
         auth_jwks_load(a, now);

@@ -119,7 +119,10 @@ static char *pubkey_pem(EVP_PKEY *k)
 
     PEM_write_bio_PUBKEY(bio, k);
     len = BIO_get_mem_data(bio, &data);
-    out = strndup(data, (size_t)len);
+    out = malloc((size_t)len + 1); /* data is not NUL-terminated: no strndup */
+    assert_non_null(out);
+    memcpy(out, data, (size_t)len);
+    out[len] = '\0';
     BIO_free(bio);
     return out;
 }
