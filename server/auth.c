@@ -387,7 +387,9 @@ static enum rz_err auth_segment(const char *s, size_t len, size_t max_b64, unsig
     return RZ_OK;
 }
 
-static json_t *auth_segment_json(const char *s, size_t len, size_t max_b64, size_t *outlen)
+/* A segment that must be a JSON object (jansson refuses NULs in strings,
+ * so names from it are safe C strings). */
+static json_t *auth_segment_json(const char *s, size_t len, size_t max_b64)
 {
     unsigned char *raw = NULL;
     size_t n = 0;
@@ -396,8 +398,6 @@ static json_t *auth_segment_json(const char *s, size_t len, size_t max_b64, size
     if (auth_segment(s, len, max_b64, &raw, &n) == RZ_OK)
         j = json_loadb((const char *)raw, n, JSON_REJECT_DUPLICATES, NULL);
     free(raw);
-    if (outlen)
-        *outlen = n;
     if (j && !json_is_object(j)) {
         json_decref(j);
         j = NULL;
@@ -444,7 +444,7 @@ static enum auth_refusal auth_jwt_parse(const char *token, struct auth_jwt *jwt)
     hlen = (size_t)(dot1 - token);
     plen = (size_t)(dot2 - dot1 - 1);
     slen = len - (size_t)(dot2 + 1 - token);
-    jwt->header = auth_segment_json(token, hlen, AUTH_MAX_HEADER_B64, NULL);
+    jwt->header = auth_segment_json(token, hlen, AUTH_MAX_HEADER_B64);
     if (!jwt->header)
         return AUTH_MALFORMED;
     why = auth_header_check(jwt);
@@ -453,7 +453,7 @@ static enum auth_refusal auth_jwt_parse(const char *token, struct auth_jwt *jwt)
     if (auth_segment(dot2 + 1, slen, AUTH_MAX_SIG_B64, &sig, &jwt->sig_len) != RZ_OK)
         return AUTH_MALFORMED;
     free(sig);
-    jwt->claims = auth_segment_json(dot1 + 1, plen, AUTH_MAX_PAYLOAD_B64, NULL);
+    jwt->claims = auth_segment_json(dot1 + 1, plen, AUTH_MAX_PAYLOAD_B64);
     return jwt->claims ? AUTH_OK : AUTH_MALFORMED;
 }
 
