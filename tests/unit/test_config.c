@@ -335,10 +335,10 @@ static void test_container_credentials_replace_static_keys(void **state)
 static void test_jwt_without_tokens(void **state)
 {
     const char *env[] = {
-        "DEST_BUCKET=dest-bucket", "AWS_REGION=eu-west-1", "EVENTS_API_KEY=k",
+        "DEST_BUCKET=dest-bucket", "SRC_BUCKET=src-bucket", "EVENTS_API_KEY=k",
         "AWS_ACCESS_KEY_ID=AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY=secretsecretsecret",
         "JWT_JWKS_URL=http://127.0.0.1:8443/jwks", "JWT_ISSUER=https://idp.example.com/",
-        "JWT_AUDIENCE=resizer", NULL, NULL,
+        "JWT_AUDIENCE=resizer", "AWS_REGION=eu-west-1", NULL, NULL,
     };
     struct config c;
     char msg[256];
@@ -356,7 +356,7 @@ static void test_jwt_without_tokens(void **state)
     env[7] = "JWT_ADMIN_SCOPE=ops";
     assert_int_equal(config_load(env, &c, msg, sizeof(msg)), RZ_EINVAL);
     assert_non_null(strstr(msg, "JWT_AUDIENCE"));
-    env[8] = "JWT_AUDIENCE=resizer";
+    env[9] = "JWT_AUDIENCE=resizer";
     assert_int_equal(config_load(env, &c, msg, sizeof(msg)), RZ_OK);
     assert_string_equal(c.jwt_admin_scope, "ops");
     config_cleanup(&c);
