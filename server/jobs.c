@@ -311,11 +311,11 @@ static void jobs_process(struct jobs_worker *w, const struct jobs_task *t, struc
         o->bytes = obj.len;
         o->etag = obj.etag;
         obj.etag = NULL;
-        o->n = j->image.nvariants;
-        o->results = calloc(o->n, sizeof(*o->results));
+        o->results = calloc(image_results_max(&j->image), sizeof(*o->results));
         o->err = o->results ? image_make_variants(obj.data, obj.len, &j->image, &o->info,
                                                   o->results, o->msg, sizeof(o->msg))
                             : RZ_ENOMEM;
+        o->n = o->info.nresults; /* every variant in each distinct format */
     }
     s3_object_cleanup(&obj);
     if (o->err == RZ_OK)
@@ -330,11 +330,7 @@ static enum rz_err jobs_finish_fn(struct index_entry *e, void *arg)
     e->updated_ms = e->finished_ms = o->now_ms;
     o->rerun = e->rerun;
     e->rerun = 0;
-    for (size_t i = 0; i < e->nvariants; i++) {
-        free(e->variants[i].key);
-        free(e->variants[i].content_type);
-    }
-    e->nvariants = 0;
+    index_output_cleanup(e);
     free(e->error_message);
     e->error_message = NULL;
     if (o->err != RZ_OK) {
@@ -353,18 +349,7 @@ static enum rz_err jobs_finish_fn(struct index_entry *e, void *arg)
     snprintf(e->format, sizeof(e->format), "%s", image_format_name(o->info.format));
     e->width = o->info.width;
     e->height = o->info.height;
-    for (size_t i = 0; i < o->n; i++) {
-        struct index_variant *v = &e->variants[i];
-
-        snprintf(v->name, sizeof(v->name), "%s", o->results[i].name);
-        v->key = strdup(o->keys[i]);
-        v->content_type = strdup(image_format_mime(o->results[i].format));
-        v->width = o->results[i].width;
-        v->height = o->results[i].height;
-        v->bytes = o->results[i].len;
-        e->nvariants = i + 1;
-    }
-    return RZ_OK;
+    return index_output_set(e, o->results, o->keys, o->n, &o->info);
 }
 
 /* Writes the status record under both of its keys, so any replica can
@@ -554,18 +539,6 @@ static enum rz_err jobs_metrics_register(struct jobs *j)
     return err;
 }
 
-static void jobs_image_opts(struct jobs *j)
-{
-    const struct config *c = j->opts.cfg;
-
-    j->image = (struct image_opts){
-        .variants = c->variants, .nvariants = c->nvariants, .output = c->output_format,
-        .jpeg_quality = (int)c->jpeg_quality, .max_pixels = c->max_pixels,
-        .watermark_text = c->watermark_text, .watermark_png = c->watermark_png,
-        .watermark_png_len = c->watermark_png_len,
-    };
-}
-
 static enum rz_err jobs_start_workers(struct jobs *j)
 {
     j->workers = calloc(j->opts.workers, sizeof(*j->workers));
@@ -596,7 +569,7 @@ enum rz_err jobs_new(const struct jobs_opts *opts, struct jobs **out)
     pthread_mutex_init(&j->lock, NULL);
     pthread_cond_init(&j->work, NULL);
     pthread_cond_init(&j->idle, NULL);
-    jobs_image_opts(j);
+    config_image_opts(j->opts.cfg, &j->image);
     j->ring = calloc(opts->queue_size, sizeof(*j->ring));
     if (!j->ring)
         goto fail;

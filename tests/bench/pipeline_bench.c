@@ -6,7 +6,7 @@
  * Does what a worker does with a downloaded object, without S3: image_init,
  * then image_make_variants over the file's bytes with the image_opts a
  * worker builds from the configuration (server/jobs.c). The configuration
- * comes from config_load, so VARIANTS, OUTPUT_FORMAT, JPEG_QUALITY and
+ * comes from config_load, so VARIANTS, OUTPUT_FORMATS, the qualities and
  * MAX_PIXELS are the service's defaults unless set in the environment; the
  * variables config_load requires but images never read get placeholders.
  * Makes the variants N times (default 1), timing each call alone (CPU of
@@ -54,7 +54,8 @@ static void bench_clock_now(struct bench_clock *c)
 static enum rz_err bench_config(struct config *cfg)
 {
     static const char *const image_vars[] = {
-        "VARIANTS", "OUTPUT_FORMAT", "JPEG_QUALITY", "MAX_PIXELS",
+        "VARIANTS", "OUTPUT_FORMAT", "OUTPUT_FORMATS", "JPEG_QUALITY", "WEBP_QUALITY",
+        "AVIF_QUALITY", "AVIF_EFFORT", "BLURHASH_COMPONENTS", "MAX_PIXELS",
         "WATERMARK_TEXT", "WATERMARK_IMAGE", NULL,
     };
     static char lines[BENCH_MAX_ENV][1024];
@@ -80,17 +81,6 @@ static enum rz_err bench_config(struct config *cfg)
     if (err != RZ_OK)
         fprintf(stderr, "pipeline_bench: %s\n", msg);
     return err;
-}
-
-/* Exactly what jobs_image_opts() in server/jobs.c builds. */
-static void bench_image_opts(const struct config *c, struct image_opts *o)
-{
-    *o = (struct image_opts){
-        .variants = c->variants, .nvariants = c->nvariants, .output = c->output_format,
-        .jpeg_quality = (int)c->jpeg_quality, .max_pixels = c->max_pixels,
-        .watermark_text = c->watermark_text, .watermark_png = c->watermark_png,
-        .watermark_png_len = c->watermark_png_len,
-    };
 }
 
 /* Returns the file's bytes (the caller frees them) or NULL. */
@@ -169,7 +159,7 @@ static void bench_print(double *cpu, double *wall, int n, const struct image_res
 /* Reads FILE, makes the variants n times, reports; 0 on success. */
 static int bench_run(const struct config *cfg, const char *file, const char *outdir, int n)
 {
-    struct image_result rs[IMAGE_MAX_VARIANTS] = {0};
+    struct image_result rs[IMAGE_MAX_VARIANTS * IMAGE_MAX_OUTPUTS] = {0};
     double cpu[BENCH_MAX_REPEAT], wall[BENCH_MAX_REPEAT];
     struct image_opts opts;
     struct image_info info;
@@ -182,11 +172,11 @@ static int bench_run(const struct config *cfg, const char *file, const char *out
         fprintf(stderr, "pipeline_bench: cannot read %s\n", file);
         return 1;
     }
-    bench_image_opts(cfg, &opts);
+    config_image_opts(cfg, &opts);
     for (int i = 0; i < n; i++) {
         struct bench_clock a, b;
 
-        image_results_free(rs, opts.nvariants);
+        image_results_free(rs, image_results_max(&opts));
         bench_clock_now(&a);
         if (image_make_variants(data, len, &opts, &info, rs, msg, sizeof(msg)) != RZ_OK) {
             fprintf(stderr, "pipeline_bench: %s: %s\n", file, msg);
@@ -196,14 +186,14 @@ static int bench_run(const struct config *cfg, const char *file, const char *out
         cpu[i] = b.cpu - a.cpu;
         wall[i] = b.wall - a.wall;
     }
-    if (outdir && bench_write(outdir, rs, opts.nvariants) != 0) {
+    if (outdir && bench_write(outdir, rs, info.nresults) != 0) {
         fprintf(stderr, "pipeline_bench: cannot write into %s\n", outdir);
         goto fail;
     }
-    bench_print(cpu, wall, n, rs, opts.nvariants);
+    bench_print(cpu, wall, n, rs, info.nresults);
     rc = 0;
 fail:
-    image_results_free(rs, opts.nvariants);
+    image_results_free(rs, image_results_max(&opts));
     free(data);
     return rc;
 }

@@ -26,9 +26,9 @@
 static char *corpus_dir;
 
 static const struct image_variant_spec default_variants[] = {
-    { "desktop", 1920 },
-    { "tablet", 1024 },
-    { "phone", 640 },
+    { "desktop", 1920, 0, IMAGE_FIT_INSIDE },
+    { "tablet", 1024, 0, IMAGE_FIT_INSIDE },
+    { "phone", 640, 0, IMAGE_FIT_INSIDE },
 };
 #define NDEFAULT (sizeof(default_variants) / sizeof(default_variants[0]))
 
@@ -52,8 +52,12 @@ static struct image_opts default_opts(enum image_output output)
     struct image_opts o = {
         .variants = default_variants,
         .nvariants = NDEFAULT,
-        .output = output,
+        .outputs = { output },
+        .noutputs = 1,
         .jpeg_quality = 85,
+        .webp_quality = 80,
+        .avif_quality = 52,
+        .avif_effort = 1,
         .max_pixels = MAX_PIXELS,
     };
     return o;
@@ -443,7 +447,7 @@ static void check_variant(const struct corpus_case *c, const struct image_varian
                           const struct image_result *r, enum image_format want_fmt,
                           enum alpha_rule alpha)
 {
-    char what[128];
+    char what[192];
     VipsImage *img;
     int want_w = spec->width < c->width ? spec->width : c->width;
     double want_h = (double)c->height * r->width / c->width;
@@ -566,7 +570,7 @@ static void test_shrink_on_load_paths(void **state)
 
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        struct image_variant_spec one[] = { { "one", cases[i].target } };
+        struct image_variant_spec one[] = { { "one", cases[i].target, 0, IMAGE_FIT_INSIDE } };
         struct image_opts o = default_opts(IMAGE_OUTPUT_PNG);
         struct image_result r[1];
         struct image_info info;
@@ -654,7 +658,7 @@ static void test_jpeg_output_flattens_alpha_on_white(void **state)
 /* An AVIF upload: read through libheif, and "same" keeps it AVIF. */
 static void check_avif_input(const struct image_result *avif)
 {
-    struct image_variant_spec one[] = { { "one", 1000 } };
+    struct image_variant_spec one[] = { { "one", 1000, 0, IMAGE_FIT_INSIDE } };
     struct image_opts o = default_opts(IMAGE_OUTPUT_SAME);
     struct image_result r[1];
     struct image_info info;
@@ -675,7 +679,7 @@ static void check_avif_input(const struct image_result *avif)
  * must stay white (premultiplied resize), not turn grey. */
 static void test_alpha_edges_have_no_dark_fringe(void **state)
 {
-    struct image_variant_spec one[] = { { "one", 100 } };
+    struct image_variant_spec one[] = { { "one", 100, 0, IMAGE_FIT_INSIDE } };
     struct image_opts o = default_opts(IMAGE_OUTPUT_PNG);
     struct image_result r[1];
     struct image_info info;
@@ -726,7 +730,7 @@ static void test_forced_outputs(void **state)
         { IMAGE_OUTPUT_PNG, IMAGE_FORMAT_PNG },
         { IMAGE_OUTPUT_AVIF, IMAGE_FORMAT_AVIF },
     };
-    const struct image_variant_spec one[] = { { "thumb", 320 } };
+    const struct image_variant_spec one[] = { { "thumb", 320, 0, IMAGE_FIT_INSIDE } };
     size_t len;
     void *data = read_corpus("photo.jpg", &len);
 
@@ -787,9 +791,9 @@ static double area_max(VipsImage *img, int x, int y, int w, int h)
  * pixels differ only in the bottom-right quarter. Returns the width of the
  * changed area of each variant in changed_w, and its width in variant_w. */
 static const struct image_variant_spec watermark_variants[] = {
-    { "large", 960 },
-    { "medium", 480 },
-    { "small", 320 },
+    { "large", 960, 0, IMAGE_FIT_INSIDE },
+    { "medium", 480, 0, IMAGE_FIT_INSIDE },
+    { "small", 320, 0, IMAGE_FIT_INSIDE },
 };
 
 static void check_watermark(const char *file, struct image_opts *with, int *changed_w,
@@ -963,7 +967,7 @@ static void test_probe_reads_header_only(void **state)
 
 static void test_invalid_opts(void **state)
 {
-    struct image_variant_spec zero[] = { { "bad", 0 } };
+    struct image_variant_spec zero[] = { { "bad", 0, 0, IMAGE_FIT_INSIDE } };
     struct image_result r[IMAGE_MAX_VARIANTS + 1];
     struct image_info info;
     size_t len;
