@@ -1,7 +1,6 @@
-/* blurhash.c - the BlurHash encoder, after the authors' C and TypeScript
- * encoders (woltapp/blurhash, encode.c and src/encode.ts), whose output
- * tests/unit/test_blurhash.c and tests/integration/test_web_variants.py
- * compare against the npm package's. */
+/* blurhash.c - the BlurHash encoder, after the authors' TypeScript encoder
+ * (woltapp/blurhash, the npm package "blurhash"); tests/blurhash/check.mjs
+ * checks that both give the same strings. */
 #include "blurhash.h"
 
 #include <math.h>
@@ -42,21 +41,23 @@ static int blurhash_to_srgb(double v)
 
 static double blurhash_sign_pow(double v, double e)
 {
-    return copysign(pow(fabs(v), e), v);
+    return (v < 0 ? -1 : 1) * pow(fabs(v), e);
 }
 
-/* The (i, j) cosine component of the image in linear light, per channel. */
+/* The (i, j) cosine component of the image in linear light, per channel.
+ * Summed in the npm package's order (columns outer, rows inner; the
+ * normalisation inside the basis): the sums are rounded alike, so a
+ * component on a quantisation boundary falls on the same side. */
 static void blurhash_factor(const double *lin, int width, int height, int i, int j,
                             double f_out[3])
 {
     double norm = (i == 0 && j == 0) ? 1.0 : 2.0;
     double r = 0, g = 0, b = 0;
+    double scale = 1.0 / ((double)width * height);
 
-    for (int y = 0; y < height; y++) {
-        double cy = cos(M_PI * j * y / height);
-
-        for (int x = 0; x < width; x++) {
-            double basis = cos(M_PI * i * x / width) * cy;
+    for (int x = 0; x < width; x++) {
+        for (int y = 0; y < height; y++) {
+            double basis = norm * cos(M_PI * i * x / width) * cos(M_PI * j * y / height);
             const double *px = lin + ((size_t)y * width + x) * 3;
 
             r += basis * px[0];
@@ -64,10 +65,9 @@ static void blurhash_factor(const double *lin, int width, int height, int i, int
             b += basis * px[2];
         }
     }
-    norm /= (double)width * height;
-    f_out[0] = r * norm;
-    f_out[1] = g * norm;
-    f_out[2] = b * norm;
+    f_out[0] = r * scale;
+    f_out[1] = g * scale;
+    f_out[2] = b * scale;
 }
 
 static int blurhash_quant_ac(double v, double max)
@@ -85,9 +85,12 @@ static void blurhash_write(const double (*f)[3], int cx, int cy, char *out)
     char *p = out;
 
     p = blurhash_base83(p, (cx - 1) + (cy - 1) * 9, 1);
+    /* The largest AC value, signed: the npm package's rule (the authors'
+     * C encoder takes magnitudes; both decode alike, and a client decodes
+     * with the package, so its strings are the ones to match). */
     for (int k = 1; k < n; k++) {
         for (int c = 0; c < 3; c++)
-            actual = fmax(actual, fabs(f[k][c]));
+            actual = (k == 1 && c == 0) ? f[k][c] : fmax(actual, f[k][c]);
     }
     if (n > 1) {
         int q = (int)floor(actual * 166 - 0.5);

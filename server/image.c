@@ -850,11 +850,14 @@ UNITTEST size_t image_webp_strip_chunks(unsigned char *buf, size_t len)
     return len;
 }
 
-/* WebP's effort (libwebp "method", 0..6; libvips' default 4). Measured on
- * the 12 MP photo's three variants (tests/bench): see WEBP_EFFORT in the
- * README's quality table; 4 costs most of the CPU budget of three formats
- * for 1-2% fewer bytes. */
-#define WEBP_EFFORT 2
+/* WebP's effort (libwebp "method", 0..6; libvips' default 4). On a 12 MP
+ * photo's three variants at Q80 (pipeline_bench, CPU of the call):
+ *   effort 0: 0.20 s, 126 KB    effort 2: 0.24 s,  89 KB
+ *   effort 1: 0.19 s, 115 KB    effort 4: 0.36 s,  86 KB
+ * SSIM 0.978-0.979 in every case. Effort 4 alone would take most of the
+ * CPU budget of three formats (2.5x the JPEG-only path); 1 is as fast as 0
+ * for 9% fewer bytes. */
+#define WEBP_EFFORT 1
 
 static int encode(VipsImage *in, enum image_format f, const struct image_opts *o, void **buf,
                   size_t *len)
