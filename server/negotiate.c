@@ -118,7 +118,7 @@ enum rz_err negotiate_format(const char *accept, const enum image_format *stored
             fallback = i;
     }
     for (size_t i = 0; i < n; i++) {
-        enum negotiate_match how = NEGOTIATE_EXACT;
+        enum negotiate_match how = NEGOTIATE_ANY; /* no Accept: as STAR/STAR */
         int q = accept ? negotiate_q_for(accept, image_format_mime(stored[i]), &how) : 1000;
 
         if (how != NEGOTIATE_EXACT && i != fallback)
