@@ -7,8 +7,11 @@
  *   any pixel is decoded -> reopen with shrink-on-load for the largest
  *   variant -> resize to the largest variant, convert to 8-bit sRGB and copy
  *   into memory: the only decode -> apply the EXIF orientation -> every
- *   variant is that master or a resize of it -> flatten / watermark ->
- *   encode with all metadata stripped -> copy into malloc'd memory.
+ *   variant is that master or a resize of it (COVER: scaled to cover its box,
+ *   then the attention crop), kept in memory once -> per output format:
+ *   flatten (JPEG) / watermark -> encode with all metadata stripped -> copy
+ *   into malloc'd memory. The placeholders (BlurHash, dominant colour) come
+ *   from a 32-pixel resize of the same master.
  *
  * Why decode once and derive: on a 4000x3000 JPEG -> 1920/1024/640 JPEGs
  * (Q85, one libvips thread, CPU best of 5), three vips_thumbnail_buffer
@@ -17,7 +20,8 @@
  * shrink-on-load image in memory instead, 268 ms and 36 MB. PSNR against
  * a float Lanczos3 reference from the full image: 56.9 / 53.1 / 53.0 dB
  * derived vs 56.9 / 54.7 / 53.1 dB independent, no visible difference.
- * Memory stays one master (8 MB at 1920x1440) plus the loader's strips.
+ * Memory stays one master (8 MB at 1920x1440) plus the loader's strips and
+ * one variant's pixels while its formats are encoded.
  *
  * Ownership: every intermediate image of a call hangs off one struct pipe
  * (a GPtrArray that unrefs its members), like vipsthumbnail.c's local

@@ -994,6 +994,83 @@ static void test_invalid_opts(void **state)
     image_results_free(NULL, 3);
 }
 
+/* ---- boxes, several formats, placeholders ---- */
+
+/* A cover box is exact whatever the source's shape, even one smaller than
+ * the box (scaled up to fill it); inside boxes never upscale. */
+static void test_cover_boxes_are_exact(void **state)
+{
+    const struct image_variant_spec specs[] = {
+        { "thumb", 256, 256, IMAGE_FIT_COVER },
+        { "banner", 300, 50, IMAGE_FIT_COVER },
+        { "box", 200, 200, IMAGE_FIT_INSIDE },
+        { "big", 600, 600, IMAGE_FIT_COVER }, /* above small.jpg (500x375) */
+    };
+    const char *files[] = { "photo.jpg", "small.jpg", "photo_orient6.jpg", "alpha.png" };
+    struct image_result r[4];
+    struct image_info info;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        size_t len;
+        void *data = read_corpus(files[i], &len);
+        struct image_opts o = default_opts(IMAGE_OUTPUT_SAME);
+        char msg[256];
+
+        o.variants = specs;
+        o.nvariants = 4;
+        if (image_make_variants(data, len, &o, &info, r, msg, sizeof(msg)) != RZ_OK)
+            fail_msg("%s: %s", files[i], msg);
+        assert_int_equal(info.nresults, 4);
+        assert_int_equal(r[0].width, 256);
+        assert_int_equal(r[0].height, 256);
+        assert_int_equal(r[1].width, 300);
+        assert_int_equal(r[1].height, 50);
+        assert_true(r[2].width <= 200 && r[2].height <= 200);
+        assert_true(r[2].width == 200 || r[2].height == 200 || r[2].width == info.width);
+        assert_int_equal(r[3].width, 600);
+        assert_int_equal(r[3].height, 600);
+        image_results_free(r, 4);
+        g_free(data);
+    }
+}
+
+/* "same,jpeg,webp" on a JPEG is two files a variant, in that order, each
+ * sniffing as its format; placeholders are set. */
+static void test_outputs_are_distinct_formats(void **state)
+{
+    size_t len;
+    void *data = read_corpus("photo.jpg", &len);
+    struct image_opts o = default_opts(IMAGE_OUTPUT_SAME);
+    struct image_result r[3 * NDEFAULT];
+    struct image_info info;
+    char msg[256];
+
+    (void)state;
+    o.outputs[1] = IMAGE_OUTPUT_JPEG;
+    o.outputs[2] = IMAGE_OUTPUT_WEBP;
+    o.noutputs = 3;
+    o.blurhash_x = 4;
+    o.blurhash_y = 3;
+    assert_int_equal(image_results_max(&o), 3 * NDEFAULT);
+    if (image_make_variants(data, len, &o, &info, r, msg, sizeof(msg)) != RZ_OK)
+        fail_msg("%s", msg);
+    assert_int_equal(info.nresults, 2 * NDEFAULT);
+    for (size_t i = 0; i < info.nresults; i++) {
+        enum image_format want = i % 2 ? IMAGE_FORMAT_WEBP : IMAGE_FORMAT_JPEG;
+
+        assert_string_equal(r[i].name, default_variants[i / 2].name);
+        assert_int_equal(r[i].format, want);
+        assert_int_equal(image_sniff(r[i].data, r[i].len), want);
+        assert_int_equal(r[i].width, r[i - i % 2].width);
+    }
+    assert_int_equal(strlen(info.blurhash), 4 + 2 * 4 * 3);
+    assert_int_equal(strlen(info.dominant), 7);
+    assert_int_equal(info.dominant[0], '#');
+    image_results_free(r, 3 * NDEFAULT);
+    g_free(data);
+}
+
 /* ---- concurrency: workers share the module ---- */
 
 struct worker {
@@ -1086,6 +1163,8 @@ int main(void)
         cmocka_unit_test(test_bad_watermark_png_is_einval),
         cmocka_unit_test(test_probe_reads_header_only),
         cmocka_unit_test(test_invalid_opts),
+        cmocka_unit_test(test_cover_boxes_are_exact),
+        cmocka_unit_test(test_outputs_are_distinct_formats),
         cmocka_unit_test(test_concurrent_workers_agree),
     };
 
