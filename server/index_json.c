@@ -209,8 +209,10 @@ static enum rz_err index_json_take_files(const json_t *arr, struct index_variant
     enum rz_err err = RZ_OK;
     size_t n = json_is_array(arr) ? json_array_size(arr) : 1;
 
-    if ((arr && !json_is_array(arr)) || n > IMAGE_MAX_OUTPUTS || (!arr && !iv->key))
-        return arr || iv->key ? RZ_EINVAL : RZ_OK;
+    if (arr && (!json_is_array(arr) || n > IMAGE_MAX_OUTPUTS))
+        return RZ_EINVAL;
+    if (!arr && (!iv->key || image_format_from_mime(iv->content_type) == IMAGE_FORMAT_UNKNOWN))
+        return RZ_OK; /* nothing to serve by format */
     iv->files = calloc(n ? n : 1, sizeof(*iv->files));
     if (!iv->files)
         return RZ_ENOMEM;
