@@ -8,17 +8,20 @@
 
 /* Order matters only for readability: the server matches every pattern. */
 const struct http_route handlers_routes[] = {
-    {"GET", "/healthz", handlers_healthz, 0},
-    {"GET", "/readyz", handlers_readyz, 0},
-    {"GET", "/metrics", handlers_metrics, 0},
-    {"GET", "/openapi.yaml", handlers_openapi, 0},
-    {"POST", "/v1/uploads", handlers_uploads_create, HANDLERS_MAX_UPLOAD_BODY},
-    {"POST", "/v1/events", handlers_events_post, EVENTS_MAX_BODY},
-    {"HEAD", "/v1/events", handlers_events_head, 0},
-    {"GET", "/v1/images", handlers_images_list, 0},
-    {"GET", "/v1/images/{id}", handlers_images_get, 0},
-    {"GET", "/v1/images/{id}/variants/{name}", handlers_images_variant, 0},
-    {"POST", "/v1/images/{id}/retry", handlers_images_retry, 0},
+    {"GET", "/healthz", handlers_healthz, 0, NULL},
+    {"GET", "/readyz", handlers_readyz, 0, NULL},
+    {"GET", "/metrics", handlers_metrics, 0, NULL},
+    {"GET", "/openapi.yaml", handlers_openapi, 0, NULL},
+    {"POST", "/v1/uploads", handlers_uploads_create, HANDLERS_MAX_UPLOAD_BODY,
+     handlers_client_auth},
+    {"POST", "/v1/events", handlers_events_post, EVENTS_MAX_BODY, handlers_events_auth},
+    /* MinIO's probe before it sends: open, it reveals nothing. */
+    {"HEAD", "/v1/events", handlers_events_head, 0, NULL},
+    {"GET", "/v1/images", handlers_images_list, 0, handlers_client_auth},
+    {"GET", "/v1/images/{id}", handlers_images_get, 0, handlers_client_auth},
+    {"GET", "/v1/images/{id}/variants/{name}", handlers_images_variant, 0,
+     handlers_client_auth},
+    {"POST", "/v1/images/{id}/retry", handlers_images_retry, 0, handlers_client_auth},
 };
 
 const size_t handlers_nroutes = sizeof(handlers_routes) / sizeof(handlers_routes[0]);
@@ -31,9 +34,9 @@ int64_t handlers_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int handlers_client_auth(struct http_request *req, const struct app *app,
-                         struct http_response *res)
+int handlers_client_auth(struct http_request *req, void *ctx, struct http_response *res)
 {
+    const struct app *app = ctx;
     const char *h = http_header(req, "Authorization");
     int ok = 0;
 

@@ -8,46 +8,46 @@
 
 #include <string.h>
 
-#include <openssl/evp.h>
+#include <openssl/crypto.h>
 
+#include "server/base64.h"
 #include "server/events.h"
 
-#define EVENTS_MAX_BASIC 1024
+/* "user:pass" of EVENTS_BASIC_AUTH is at most 4096 bytes (config), so a
+ * longer header cannot match and is refused before decoding. */
+#define EVENTS_MAX_BASIC 4096
 
 /* Compares "Basic base64(user:pass)" with EVENTS_BASIC_AUTH. */
 static int events_basic_ok(const char *header, const char *expected)
 {
-    unsigned char decoded[EVENTS_MAX_BASIC];
-    size_t inlen;
-    int n;
+    unsigned char decoded[EVENTS_MAX_BASIC + 1];
+    size_t inlen, n = 0;
+    int ok;
 
     if (!header || strncasecmp(header, "Basic ", 6) != 0)
         return 0;
     header += 6;
     inlen = strlen(header);
-    if (inlen == 0 || inlen > (sizeof(decoded) - 1) / 3 * 4 || inlen % 4 != 0)
+    if (inlen == 0 || base64_decode(header, inlen, BASE64_STD, decoded, EVENTS_MAX_BASIC,
+                                    &n) != RZ_OK)
         return 0;
-    n = EVP_DecodeBlock(decoded, (const unsigned char *)header, (int)inlen);
-    if (n < 0)
-        return 0;
-    /* EVP_DecodeBlock counts '=' padding as zero bytes; drop them. */
-    for (size_t i = inlen; i > 0 && header[i - 1] == '='; i--)
-        n--;
     decoded[n] = '\0';
-    n = http_secret_equal((const char *)decoded, expected);
-    OPENSSL_cleanse(decoded, sizeof(decoded));
-    return n;
+    /* A NUL inside would end the comparison early: never a match. */
+    ok = memchr(decoded, '\0', n) == NULL && http_secret_equal((const char *)decoded, expected);
+    OPENSSL_cleanse(decoded, n);
+    return ok;
 }
 
-static int events_auth(struct http_request *req, const struct app *app,
-                       struct http_response *res)
+int handlers_events_auth(struct http_request *req, void *ctx, struct http_response *res)
 {
+    const struct app *app = ctx;
     const struct config *cfg = app->cfg;
+    const char *key = http_header(req, cfg->events_api_key_header);
     int ok = 0;
 
-    if (cfg->events_api_key)
-        ok |= http_secret_equal(http_header(req, cfg->events_api_key_header),
-                                cfg->events_api_key);
+    /* Every key is compared, so timing does not tell which one matched. */
+    for (size_t i = 0; i < cfg->nevents_api_keys; i++)
+        ok |= http_secret_equal(key, cfg->events_api_keys[i]);
     if (cfg->events_basic_auth)
         ok |= events_basic_ok(http_header(req, "Authorization"), cfg->events_basic_auth);
     if (!ok)
@@ -72,8 +72,6 @@ void handlers_events_post(struct http_request *req, void *ctx, struct http_respo
     char msg[256];
     enum rz_err err;
 
-    if (!events_auth(req, app, res))
-        return;
     if (health_draining(app->health)) {
         http_reply_err(res, req, RZ_ESHUTDOWN, "shutting down; deliver again later");
         return;

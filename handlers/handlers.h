@@ -30,10 +30,14 @@ struct app {
 extern const struct http_route handlers_routes[];
 extern const size_t handlers_nroutes;
 
-/* Checks "Authorization: Bearer <token>" against API_TOKENS in constant
- * time. Returns 1, or 0 after writing the 401 (with WWW-Authenticate). */
-int handlers_client_auth(struct http_request *req, const struct app *app,
-                         struct http_response *res);
+/* Route auth (http_auth_fn, run before the body is read): "Authorization:
+ * Bearer <token>" against API_TOKENS, in constant time. Returns 1, or 0
+ * after writing the 401 (with WWW-Authenticate). ctx is the struct app. */
+int handlers_client_auth(struct http_request *req, void *ctx, struct http_response *res);
+
+/* Route auth of /v1/events: the EventBridge connection's API key or Basic
+ * credentials, in constant time. Same contract. */
+int handlers_events_auth(struct http_request *req, void *ctx, struct http_response *res);
 
 /* Parses a JSON object body with duplicate keys refused. NULL after
  * writing a 400 that says what is wrong. */

@@ -298,6 +298,32 @@ static enum rz_err parse_basic_auth(const struct config_var *v, const char *valu
     return parse_string(v, value, c, msg, msglen);
 }
 
+/* One key, or two while the EventBridge connection's key rotates: the
+ * tasks accept both until the connection has moved to the new one. */
+static enum rz_err parse_event_keys(const struct config_var *v, const char *value,
+                                    struct config *c, char *msg, size_t msglen)
+{
+    const char *p = value;
+
+    while (*p) {
+        size_t len = strcspn(p, ",");
+
+        if (len == 0 || len > 4096)
+            return config_fail(msg, msglen, v->name, "each key must be 1 to 4096 bytes");
+        if (c->nevents_api_keys == CONFIG_MAX_EVENT_KEYS)
+            return config_fail(msg, msglen, v->name,
+                               "must hold one key, or two (comma-separated) while rotating");
+        c->events_api_keys[c->nevents_api_keys] = strndup(p, len);
+        if (!c->events_api_keys[c->nevents_api_keys])
+            return RZ_ENOMEM;
+        c->nevents_api_keys++;
+        p += len;
+        if (*p == ',' && *++p == '\0')
+            return config_fail(msg, msglen, v->name, "must not end with a comma");
+    }
+    return RZ_OK;
+}
+
 static enum rz_err parse_secret(const struct config_var *v, const char *value, struct config *c,
                                 char *msg, size_t msglen)
 {
@@ -365,8 +391,8 @@ static const struct config_var config_vars[] = {
      "(required)", parse_tokens, 0, 0, 0, 1},
     {"EVENTS_API_KEY_HEADER", "x-api-key", "header of the EventBridge connection's API key",
      parse_header_name, 0, 0, 0, 0},
-    {"EVENTS_API_KEY", NULL, "value of that header (this or EVENTS_BASIC_AUTH is required)",
-     parse_secret, FIELD(events_api_key), 0, 0, 1},
+    {"EVENTS_API_KEY", NULL, "value of that header, or two comma-separated while it rotates "
+     "(this or EVENTS_BASIC_AUTH is required)", parse_event_keys, 0, 0, 0, 1},
     {"EVENTS_BASIC_AUTH", NULL, "user:password for Basic auth on /v1/events",
      parse_basic_auth, FIELD(events_basic_auth), 0, 0, 1},
     {"VARIANTS", "desktop:1920,tablet:1024,phone:640",
@@ -483,7 +509,7 @@ static enum rz_err config_check(struct config *c, char *msg, size_t msglen)
         return config_fail(msg, msglen, "SRC_BUCKET", "must differ from DEST_BUCKET");
     if (!c->napi_tokens)
         return config_fail(msg, msglen, "API_TOKENS", "is required");
-    if (!c->events_api_key && !c->events_basic_auth)
+    if (!c->nevents_api_keys && !c->events_basic_auth)
         return config_fail(msg, msglen, "EVENTS_API_KEY",
                            "or EVENTS_BASIC_AUTH is required to authenticate events");
     if (!c->access_key != !c->secret_key)
@@ -555,7 +581,7 @@ void config_cleanup(struct config *c)
     };
     char **secret[] = {
         &c->access_key, &c->secret_key, &c->session_token, &c->container_auth_token,
-        &c->events_api_key, &c->events_basic_auth,
+        &c->events_basic_auth,
     };
 
     for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
@@ -567,6 +593,9 @@ void config_cleanup(struct config *c)
     for (size_t i = 0; i < c->napi_tokens; i++)
         config_free_secret(&c->api_tokens[i]);
     c->napi_tokens = 0;
+    for (size_t i = 0; i < c->nevents_api_keys; i++)
+        config_free_secret(&c->events_api_keys[i]);
+    c->nevents_api_keys = 0;
     free(c->watermark_png);
     c->watermark_png = NULL;
     c->watermark_png_len = 0;

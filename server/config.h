@@ -15,6 +15,7 @@
 #include "log.h"
 
 #define CONFIG_MAX_TOKENS 16
+#define CONFIG_MAX_EVENT_KEYS 2 /* the current key and the next, while it rotates */
 
 enum config_sse {
     CONFIG_SSE_NONE = 0,
@@ -54,7 +55,8 @@ struct config {
     char *api_tokens[CONFIG_MAX_TOKENS];
     size_t napi_tokens;
     char *events_api_key_header;  /* lowercase */
-    char *events_api_key;
+    char *events_api_keys[CONFIG_MAX_EVENT_KEYS]; /* any of them is accepted */
+    size_t nevents_api_keys;
     char *events_basic_auth;      /* "user:pass" */
 
     /* Images. */

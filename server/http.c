@@ -2,9 +2,9 @@
  *
  * Per-request state is allocated on the first callback in *req_cls and
  * freed in the completed callback (the libmicrohttpd examples' pattern).
- * Routing, the request id and the body cap are decided on that first call,
- * so an oversized upload is refused from its Content-Length before a byte
- * of it is read. */
+ * Routing, the request id, the route's auth and the body cap are decided on
+ * that first call, so an unauthenticated or oversized upload is refused from
+ * its headers before a byte of it is read. */
 #include "http.h"
 
 #include <arpa/inet.h>
@@ -35,7 +35,7 @@ struct http_state {
     struct http_response res;
     const struct http_route *route;
     char *path_copy;          /* holds the NUL-split params */
-    int early_status;         /* 404/405/413 decided before the body */
+    int early_status;         /* 401/404/405/413 decided before the body */
     int too_big;              /* a chunked body passed the cap */
     struct timespec start;
     char allow[HTTP_ALLOW_MAX];
@@ -160,6 +160,16 @@ static void http_body_check(struct http_state *st)
         st->early_status = MHD_HTTP_CONTENT_TOO_LARGE;
 }
 
+/* Runs the route's auth on the headers; a refusal is the early answer. */
+static void http_auth_check(struct http_server *s, struct http_state *st)
+{
+    if (!st->route->auth || st->route->auth(&st->req, s->opts.ctx, &st->res))
+        return;
+    if (!st->res.status)
+        http_reply_error(&st->res, &st->req, 401, "unauthorized", "credentials are not valid");
+    st->early_status = st->res.status;
+}
+
 static struct http_state *http_state_new(struct MHD_Connection *conn, const char *url,
                                          const char *method, struct http_server *s)
 {
@@ -181,6 +191,7 @@ static struct http_state *http_state_new(struct MHD_Connection *conn, const char
     http_route_find(s, st);
     if (st->route) {
         st->req.body.max = st->route->max_body;
+        http_auth_check(s, st);
         http_body_check(st);
     }
     return st;
@@ -207,8 +218,11 @@ static void http_state_free(struct http_state *st)
     free(st);
 }
 
+/* The answer decided before the body; the auth check writes its own. */
 static void http_early_reply(struct http_state *st)
 {
+    if (st->res.status)
+        return;
     switch (st->early_status) {
     case MHD_HTTP_NOT_FOUND:
         http_reply_error(&st->res, &st->req, 404, "not_found", "no such route");
@@ -269,7 +283,7 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn, const
         *req_cls = st;
         if (!st->early_status)
             return MHD_YES;
-        /* Answer 404/405/413 before reading any body: libmicrohttpd then
+        /* Answer 401/404/405/413 before reading any body: libmicrohttpd then
          * sends the response and closes, instead of receiving (say) 1 GB
          * just to refuse it. */
         http_early_reply(st);

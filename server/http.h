@@ -52,13 +52,22 @@ struct http_response {
 
 typedef void (*http_handler_fn)(struct http_request *req, void *ctx, struct http_response *res);
 
+/* Decides from the request line and headers alone whether the caller may
+ * use the route. It runs on the first callback, before one byte of body is
+ * read, so an unauthenticated client can neither make us buffer a body nor
+ * learn whether it was too large. Returns 1, or 0 after writing the refusal
+ * (401 and its WWW-Authenticate) into res. */
+typedef int (*http_auth_fn)(struct http_request *req, void *ctx, struct http_response *res);
+
 /* One route: method and pattern ("/v1/images/{id}"; a {name} segment matches
- * one non-empty path segment). max_body 0 refuses any body. */
+ * one non-empty path segment). max_body 0 refuses any body. auth NULL: the
+ * route is open. */
 struct http_route {
     const char *method;
     const char *pattern;
     http_handler_fn handler;
     size_t max_body;
+    http_auth_fn auth;
 };
 
 struct http_server_opts {

@@ -57,7 +57,7 @@ static void check_config(const struct config *c)
     FUZZ_CHECK(c->napi_tokens >= 1 && c->napi_tokens <= CONFIG_MAX_TOKENS);
     for (size_t i = 0; i < c->napi_tokens; i++)
         FUZZ_CHECK(strlen(c->api_tokens[i]) >= 16);
-    FUZZ_CHECK(c->events_api_key || c->events_basic_auth);
+    FUZZ_CHECK(c->nevents_api_keys || c->events_basic_auth);
     FUZZ_CHECK(c->access_key || c->container_relative_uri || c->container_full_uri);
     FUZZ_CHECK(c->nvariants >= 1 && c->nvariants <= IMAGE_MAX_VARIANTS);
     for (size_t i = 0; i < c->nvariants; i++) {

@@ -69,6 +69,7 @@ class ServerTest(unittest.TestCase):
         port = self.svc.port
         with socket.create_connection(('127.0.0.1', port), timeout=10) as s:
             s.sendall(b'POST /v1/uploads HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n'
+                      b'Authorization: Bearer ' + API_TOKEN.encode() + b'\r\n'
                       b'Content-Type: application/json\r\n\r\n')
             chunk = b'a' * 8192
             for _ in range(4):

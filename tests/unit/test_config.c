@@ -91,6 +91,9 @@ static const struct bad_case bad_cases[] = {
     {"API_TOKENS", "API_TOKENS"},
     {"API_TOKENS=short", "API_TOKENS"},
     {"EVENTS_API_KEY", "EVENTS_API_KEY"},
+    {"EVENTS_API_KEY=a,b,c", "EVENTS_API_KEY"},
+    {"EVENTS_API_KEY=a,", "EVENTS_API_KEY"},
+    {"EVENTS_API_KEY=,a", "EVENTS_API_KEY"},
     {"EVENTS_API_KEY_HEADER=x api key", "EVENTS_API_KEY_HEADER"},
     {"EVENTS_BASIC_AUTH=nocolon", "EVENTS_BASIC_AUTH"},
     {"VARIANTS=", "VARIANTS"},
@@ -270,6 +273,12 @@ static void check_grace(const struct config *c) { assert_int_equal(c->shutdown_g
 static void check_threads(const struct config *c) { assert_int_equal(c->http_threads, 8); }
 static void check_s3_timeout(const struct config *c) { assert_int_equal(c->s3_timeout, 2); }
 static void check_listen(const struct config *c) { assert_string_equal(c->listen_addr, "127.0.0.1"); }
+static void check_event_keys(const struct config *c)
+{
+    assert_int_equal(c->nevents_api_keys, 2);
+    assert_string_equal(c->events_api_keys[0], "old-key");
+    assert_string_equal(c->events_api_keys[1], "new-key");
+}
 static void check_basic(const struct config *c)
 {
     assert_string_equal(c->events_basic_auth, "eb:secret");
@@ -284,6 +293,7 @@ static const struct good_case good_cases[] = {
     {"PORT=9090", check_port},
     {"API_TOKENS=0123456789abcdef0123,fedcba9876543210fedc", check_tokens},
     {"EVENTS_API_KEY_HEADER=X-Events-Key", check_header},
+    {"EVENTS_API_KEY=old-key,new-key", check_event_keys},
     {"VARIANTS=big:3000,thumb_2:150", check_variants},
     {"OUTPUT_FORMAT=webp", check_output},
     {"OUTPUT_FORMATS=jpeg,webp,avif", check_outputs},
