@@ -403,8 +403,8 @@ static const struct config_var config_vars[] = {
     {"OUTPUT_FORMATS", NULL, "formats of every variant: same, jpeg, webp, avif, png, "
      "comma-separated [default: same]", parse_outputs, 0, 0, 0, 0},
     {"JPEG_QUALITY", "85", "JPEG quality", parse_long, FIELD(jpeg_quality), 1, 100, 0},
-    {"WEBP_QUALITY", "80", "WebP quality", parse_long, FIELD(webp_quality), 1, 100, 0},
-    {"AVIF_QUALITY", "60", "AVIF quality (libheif's scale)", parse_long, FIELD(avif_quality),
+    {"WEBP_QUALITY", "85", "WebP quality", parse_long, FIELD(webp_quality), 1, 100, 0},
+    {"AVIF_QUALITY", "64", "AVIF quality (libheif's scale)", parse_long, FIELD(avif_quality),
      1, 100, 0},
     {"AVIF_EFFORT", "0", "AVIF encoder effort, 0 (fast) to 9 (small)", parse_long,
      FIELD(avif_effort), 0, 9, 0},

@@ -311,7 +311,7 @@ def formats_section(res):
     files = {(v['name'], v['format']): v for v in f['files']}
     out = ['', '## Formats (issue 16)', '',
            'The 12 MP JPEG (%s), the three default variants, each format at the service\'s '
-           'default (JPEG_QUALITY 85; WEBP_QUALITY 80, effort 1; AVIF_QUALITY 60, '
+           'default (JPEG_QUALITY 85; WEBP_QUALITY 85, effort 1; AVIF_QUALITY 64, '
            'AVIF_EFFORT 0). CPU: image_make_variants in-process (pipeline_bench), warm, median '
            'of %d processes; "alone" is one variant in one format, its decode included. SSIM: '
            'luma, 11x11 Gaussian window, against the source decoded whole and resized to the '
