@@ -16,11 +16,19 @@ static const struct {
 };
 #define VARIANTS_NOUTPUTS (sizeof(variants_outputs) / sizeof(variants_outputs[0]))
 
-/* why = "\"<item>\": <what>", the item cut to a readable length. */
+/* why = "\"<item>\": <what>", the item cut to a readable length and
+ * anything unprintable in it shown as '?': the message goes to a terminal
+ * or a log, and the value is whatever the environment held. */
 static enum rz_err variants_fail(char *why, size_t whylen, const char *item, size_t len,
                                  const char *what)
 {
-    snprintf(why, whylen, "\"%.*s\": %s", (int)(len > 40 ? 40 : len), item, what);
+    char shown[41];
+    size_t n = len < sizeof(shown) - 1 ? len : sizeof(shown) - 1;
+
+    for (size_t i = 0; i < n; i++)
+        shown[i] = item[i] >= 0x20 && item[i] <= 0x7e ? item[i] : '?';
+    shown[n] = '\0';
+    snprintf(why, whylen, "\"%s\": %s", shown, what);
     return RZ_EINVAL;
 }
 
@@ -176,8 +184,8 @@ enum rz_err variants_check_prefix(const struct image_variant_spec *v, size_t n,
 
     for (size_t i = 0; i < n; i++) {
         if (strlen(v[i].name) == seg && strncmp(v[i].name, src_prefix, seg) == 0) {
-            snprintf(why, whylen, "\"%s\": is the first segment of SRC_PREFIX (%s), reserved for "
-                                  "uploads", v[i].name, src_prefix);
+            snprintf(why, whylen, "\"%s\": is the first segment of SRC_PREFIX, reserved for "
+                                  "uploads", v[i].name);
             return RZ_EINVAL;
         }
     }
