@@ -220,7 +220,8 @@ static enum rz_err index_json_take_files(const json_t *arr, struct index_variant
         iv->files[0].format = image_format_from_mime(iv->content_type);
         iv->files[0].bytes = iv->bytes;
         iv->nfiles = 1;
-        return (iv->files[0].key = strdup(iv->key)) ? RZ_OK : RZ_ENOMEM;
+        iv->files[0].key = strdup(iv->key);
+        return iv->files[0].key ? RZ_OK : RZ_ENOMEM;
     }
     json_array_foreach(arr, k, f) {
         struct index_file *file = &iv->files[k];
