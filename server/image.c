@@ -1190,6 +1190,57 @@ static int opts_valid(const struct image_opts *opts)
     return 1;
 }
 
+/* The largest side each encoder can write: JPEG's 16-bit header field
+ * (libjpeg stops at 65,500), WebP's 14-bit one, GIF's 16-bit one. 0: none
+ * that a variant could reach. */
+static int encoder_max_side(enum image_format f)
+{
+    switch (f) {
+    case IMAGE_FORMAT_JPEG: return 65500;
+    case IMAGE_FORMAT_WEBP: return 16383;
+    case IMAGE_FORMAT_GIF: return 65535;
+    default: return 0;
+    }
+}
+
+/* A variant's final size: its box for COVER, else fitted inside. */
+static void variant_final_size(const struct image_info *info, const struct image_variant_spec *v,
+                               int *w_out, int *h_out)
+{
+    if (v->fit == IMAGE_FIT_COVER) {
+        *w_out = v->width;
+        *h_out = v->height;
+        return;
+    }
+    fit_inside(info->width, info->height, v, w_out, h_out);
+}
+
+/* Checked before any pixel is decoded: an image whose variant an encoder
+ * cannot write fails the same way every time, so it is a permanent
+ * failure, found cheaply. */
+static enum rz_err variants_fit_encoder(const struct image_info *info,
+                                        const struct variant_job *job, char *msg, size_t msglen)
+{
+    for (size_t k = 0; k < job->nformats; k++) {
+        int max = encoder_max_side(job->formats[k]);
+
+        for (size_t i = 0; max && i < job->opts->nvariants; i++) {
+            int w, h;
+
+            variant_final_size(info, &job->opts->variants[i], &w, &h);
+            if (w > max || h > max) {
+                if (msg && msglen > 0)
+                    snprintf(msg, msglen,
+                             "variant %s would be %dx%d; %s allows at most %d px a side",
+                             job->opts->variants[i].name, w, h,
+                             image_format_name(job->formats[k]), max);
+                return RZ_ELIMIT;
+            }
+        }
+    }
+    return RZ_OK;
+}
+
 size_t image_results_max(const struct image_opts *opts)
 {
     return opts ? opts->nvariants * opts->noutputs : 0;
@@ -1221,11 +1272,14 @@ static enum rz_err make_all(struct pipe *p, VipsImage *header, const void *data,
     int mw, mh;
     enum rz_err err;
 
+    job_formats(job, info->format);
+    err = variants_fit_encoder(info, job, msg, msglen);
+    if (err != RZ_OK)
+        return err;
     master_size(opts, info->width, info->height, &mw, &mh);
     err = master_build(p, header, data, len, info, mw, mh, &master, msg, msglen);
     if (err == RZ_OK && opts->blurhash_x > 0)
         err = placeholders_make(master, opts, info, msg, msglen);
-    job_formats(job, info->format);
     for (size_t i = 0; i < opts->nvariants && err == RZ_OK; i++) {
         err = variant_make(master, info, &opts->variants[i], job, results + info->nresults,
                            msg, msglen);

@@ -73,53 +73,70 @@ enum rz_err index_output_copy(struct index_entry *dst, const struct index_entry 
     return err;
 }
 
-/* The variant of results[first] and the nfiles results after it (the same
- * variant in other formats). */
-static enum rz_err index_variant_set(struct index_variant *v, const struct image_result *r,
-                                     char *const *keys, size_t nfiles)
+size_t index_output_view(const struct image_result *results, char *const *keys, size_t n,
+                         struct index_variant *vars_out, struct index_file *files_out)
 {
-    enum rz_err err;
+    size_t nv = 0;
+    size_t i = 0;
 
-    snprintf(v->name, sizeof(v->name), "%s", r[0].name);
-    v->width = r[0].width;
-    v->height = r[0].height;
-    v->bytes = r[0].len;
-    err = index_output_dup(&v->key, keys[0]);
-    if (err == RZ_OK)
-        err = index_output_dup(&v->content_type, image_format_mime(r[0].format));
-    v->files = err == RZ_OK ? calloc(nfiles, sizeof(*v->files)) : NULL;
-    if (!v->files)
-        return RZ_ENOMEM;
-    for (size_t k = 0; k < nfiles && err == RZ_OK; k++) {
-        v->files[k].format = r[k].format;
-        v->files[k].bytes = r[k].len;
-        err = index_output_dup(&v->files[k].key, keys[k]);
-        v->nfiles = k + 1;
+    while (i < n && nv < IMAGE_MAX_VARIANTS) {
+        struct index_variant *v = &vars_out[nv++];
+        size_t k = 0;
+
+        memset(v, 0, sizeof(*v));
+        snprintf(v->name, sizeof(v->name), "%s", results[i].name);
+        v->key = keys[i];
+        v->content_type = (char *)image_format_mime(results[i].format);
+        v->width = results[i].width;
+        v->height = results[i].height;
+        v->bytes = results[i].len;
+        v->files = files_out + i;
+        while (i + k < n && k < IMAGE_MAX_OUTPUTS &&
+               strcmp(results[i + k].name, results[i].name) == 0) {
+            files_out[i + k] = (struct index_file){results[i + k].format, keys[i + k],
+                                                   results[i + k].len};
+            k++;
+        }
+        v->nfiles = k;
+        i += k;
     }
+    return nv;
+}
+
+enum rz_err index_output_take(struct index_entry *e, const struct index_variant *vars, size_t n,
+                              const struct image_info *info)
+{
+    enum rz_err err = RZ_OK;
+
+    index_output_cleanup(e);
+    for (size_t i = 0; i < n && i < IMAGE_MAX_VARIANTS && err == RZ_OK; i++) {
+        e->variants[i] = vars[i];
+        e->variants[i].key = e->variants[i].content_type = NULL;
+        e->variants[i].files = NULL;
+        e->variants[i].nfiles = 0;
+        e->nvariants = i + 1;
+        err = index_variant_copy(&e->variants[i], &vars[i]);
+    }
+    if (err == RZ_OK && info && info->blurhash[0])
+        err = index_output_dup(&e->blurhash, info->blurhash);
+    if (info)
+        snprintf(e->dominant, sizeof(e->dominant), "%s", info->dominant);
+    if (err != RZ_OK)
+        index_output_cleanup(e);
     return err;
 }
 
 enum rz_err index_output_set(struct index_entry *e, const struct image_result *results,
                              char *const *keys, size_t n, const struct image_info *info)
 {
-    enum rz_err err = RZ_OK;
-    size_t i = 0;
+    struct index_variant vars[IMAGE_MAX_VARIANTS];
+    struct index_file files[IMAGE_MAX_VARIANTS * IMAGE_MAX_OUTPUTS];
+    size_t nv = index_output_view(results, keys, n < IMAGE_MAX_VARIANTS * IMAGE_MAX_OUTPUTS
+                                                     ? n
+                                                     : IMAGE_MAX_VARIANTS * IMAGE_MAX_OUTPUTS,
+                                  vars, files);
 
-    index_output_cleanup(e);
-    while (i < n && e->nvariants < IMAGE_MAX_VARIANTS && err == RZ_OK) {
-        size_t k = 1;
-
-        while (i + k < n && strcmp(results[i + k].name, results[i].name) == 0)
-            k++;
-        err = index_variant_set(&e->variants[e->nvariants++], results + i, keys + i, k);
-        i += k;
-    }
-    if (err == RZ_OK && info->blurhash[0])
-        err = index_output_dup(&e->blurhash, info->blurhash);
-    snprintf(e->dominant, sizeof(e->dominant), "%s", info->dominant);
-    if (err != RZ_OK)
-        index_output_cleanup(e);
-    return err;
+    return index_output_take(e, vars, nv, info);
 }
 
 const struct index_file *index_variant_file(const struct index_variant *v, enum image_format f)
