@@ -223,8 +223,13 @@ static enum rz_err start_services(struct services *s, char *msg, size_t msglen)
     s->app = (struct app){c, s->metrics, s->s3, s->status, s->jobs, s->health};
     /* Idle connections close after 75 s: longer than the ALB's 60 s idle
      * timeout, so the ALB never reuses a connection we just closed (502). */
-    hs = (struct http_server_opts){c->listen_addr, (int)c->port, (int)c->http_threads, 75,
-                                   handlers_routes, handlers_nroutes, &s->app, s->metrics};
+    hs = (struct http_server_opts){
+        .listen_addr = c->listen_addr, .port = (int)c->port, .threads = (int)c->http_threads,
+        .connection_timeout = 75, .max_connections = c->http_max_connections,
+        .connection_memory = (size_t)c->http_connection_memory,
+        .body_budget = c->http_body_budget, .request_timeout = (unsigned)c->http_request_timeout,
+        .routes = handlers_routes, .nroutes = handlers_nroutes, .ctx = &s->app,
+        .metrics = s->metrics};
     err = http_server_start(&hs, &s->http, msg, msglen);
     if (err == RZ_OK)
         err = start_reconcile(s);

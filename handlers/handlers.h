@@ -39,6 +39,11 @@ int handlers_client_auth(struct http_request *req, void *ctx, struct http_respon
  * credentials, in constant time. Same contract. */
 int handlers_events_auth(struct http_request *req, void *ctx, struct http_response *res);
 
+/* Route auth of /metrics: open unless METRICS_TOKEN is set, then
+ * "Authorization: Bearer <METRICS_TOKEN>" (Prometheus: authorization:
+ * credentials), in constant time. Same contract. */
+int handlers_metrics_auth(struct http_request *req, void *ctx, struct http_response *res);
+
 /* Parses a JSON object body with duplicate keys refused. NULL after
  * writing a 400 that says what is wrong. */
 json_t *handlers_json_body(struct http_request *req, struct http_response *res);

@@ -140,10 +140,6 @@ void handlers_uploads_create(struct http_request *req, void *ctx, struct http_re
     char location[64];
     enum rz_err err;
 
-    if (!app->cfg->src_bucket) {
-        http_reply_error(res, req, 501, "not_configured", "uploads need SRC_BUCKET to be set");
-        return;
-    }
     body = handlers_json_body(req, res);
     if (!body || !uploads_parse(req, body, &u, res))
         goto done;

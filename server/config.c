@@ -357,6 +357,21 @@ static enum rz_err parse_secret(const struct config_var *v, const char *value, s
     return parse_string(v, value, c, msg, msglen);
 }
 
+/* Prometheus sends it on every scrape; as short as API_TOKENS allow. */
+static enum rz_err parse_metrics_token(const struct config_var *v, const char *value,
+                                       struct config *c, char *msg, size_t msglen)
+{
+    size_t len = strlen(value);
+
+    if (len < 16 || len > 4096)
+        return config_fail(msg, msglen, v->name, "must be 16 to 4096 bytes");
+    for (const char *p = value; *p; p++) {
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
+            return config_fail(msg, msglen, v->name, "must be printable ASCII without spaces");
+    }
+    return parse_string(v, value, c, msg, msglen);
+}
+
 static enum rz_err parse_text(const struct config_var *v, const char *value, struct config *c,
                               char *msg, size_t msglen)
 {
@@ -372,7 +387,7 @@ static enum rz_err parse_text(const struct config_var *v, const char *value, str
 static const struct config_var config_vars[] = {
     {"DEST_BUCKET", NULL, "destination bucket for variants and status records (required)",
      parse_bucket, FIELD(dest_bucket), 0, 0, 0},
-    {"SRC_BUCKET", NULL, "source bucket; events for any other bucket are ignored",
+    {"SRC_BUCKET", NULL, "source bucket (required); events for any other bucket are ignored",
      parse_bucket, FIELD(src_bucket), 0, 0, 0},
     {"SRC_PREFIX", "images/", "key prefix of uploads in the source bucket",
      parse_prefix, FIELD(src_prefix), 0, 0, 0},
@@ -412,6 +427,18 @@ static const struct config_var config_vars[] = {
     {"HTTP_THREADS", "4", "HTTP worker threads", parse_long, FIELD(http_threads), 1, 64, 0},
     {"SHUTDOWN_GRACE", "25", "seconds to finish in-flight work after SIGTERM (ECS kills at 30)",
      parse_long, FIELD(shutdown_grace), 0, 3600, 0},
+    {"HTTP_MAX_CONNECTIONS", "4096", "open client connections at most (lowered to fit the fd "
+     "limit); more are closed at accept", parse_long, FIELD(http_max_connections), 16, 1000000, 0},
+    {"HTTP_BODY_BUDGET", "33554432", "bytes of request bodies buffered at once over all "
+     "requests; past it 503 + Retry-After", parse_u64, FIELD(http_body_budget), 262144,
+     17179869184L, 0},
+    {"HTTP_REQUEST_TIMEOUT", "30", "seconds a request's line, headers and body may take to "
+     "arrive, however steadily they trickle", parse_long, FIELD(http_request_timeout), 1, 3600, 0},
+    {"HTTP_CONNECTION_MEMORY", "32768", "bytes per connection for the request line, headers "
+     "and read buffer (bigger headers get 431)", parse_long, FIELD(http_connection_memory), 8192,
+     1048576, 0},
+    {"METRICS_TOKEN", NULL, "if set, /metrics needs Authorization: Bearer <this> (16+ chars)",
+     parse_metrics_token, FIELD(metrics_token), 0, 0, 1},
     {"API_TOKENS", NULL, "comma-separated bearer tokens for /v1/uploads and /v1/images "
      "(required)", parse_tokens, 0, 0, 0, 1},
     {"EVENTS_API_KEY_HEADER", "x-api-key", "header of the EventBridge connection's API key",
@@ -541,6 +568,12 @@ static enum rz_err config_check(struct config *c, char *msg, size_t msglen)
         return config_fail(msg, msglen, "DEST_BUCKET", "is required");
     if (!c->region)
         return config_fail(msg, msglen, "AWS_REGION", "is required");
+    /* /v1/events is always served, and variant and status keys do not
+     * name the bucket: without this an event for a foreign bucket could
+     * overwrite our variants and status records. */
+    if (!c->src_bucket)
+        return config_fail(msg, msglen, "SRC_BUCKET",
+                           "is required: /v1/events takes events only for this bucket");
     /* Variants written into the source bucket would come back as events:
      * one bucket for both is refused rather than guarded key by key. */
     if (c->src_bucket && strcmp(c->src_bucket, c->dest_bucket) == 0)
@@ -668,7 +701,7 @@ void config_cleanup(struct config *c)
     };
     char **secret[] = {
         &c->access_key, &c->secret_key, &c->session_token, &c->container_auth_token,
-        &c->events_basic_auth,
+        &c->events_basic_auth, &c->metrics_token,
     };
 
     for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {

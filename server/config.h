@@ -31,7 +31,7 @@ enum config_store {
 struct config {
     /* Buckets and keys. */
     char *dest_bucket;
-    char *src_bucket;             /* NULL: events for any bucket are taken */
+    char *src_bucket;             /* required: events for other buckets are ignored */
     char *src_prefix;
 
     /* AWS and S3. */
@@ -55,6 +55,13 @@ struct config {
     long port;
     long http_threads;
     long shutdown_grace;          /* seconds */
+
+    /* Limits against hostile clients (server/http_guard.c). */
+    long http_max_connections;    /* clamped to what the fd limit allows */
+    uint64_t http_body_budget;    /* bytes of request bodies buffered at once, all requests */
+    long http_request_timeout;    /* seconds for one request's headers and body */
+    long http_connection_memory;  /* bytes per connection: request line, headers, read buffer */
+    char *metrics_token;          /* NULL: /metrics is open */
 
     /* Client and event auth. */
     char *api_tokens[CONFIG_MAX_TOKENS];

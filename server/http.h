@@ -76,7 +76,11 @@ struct http_server_opts {
     const char *listen_addr;            /* IPv4 dotted quad */
     int port;                           /* 0 picks a free port (tests) */
     int threads;
-    unsigned connection_timeout;        /* seconds */
+    unsigned connection_timeout;        /* seconds idle */
+    long max_connections;               /* lowered to fit the fd limit */
+    size_t connection_memory;           /* bytes per connection (line, headers, buffer) */
+    uint64_t body_budget;               /* bytes of bodies buffered at once, all requests */
+    unsigned request_timeout;           /* seconds for a request's line, headers and body */
     const struct http_route *routes;    /* borrowed for the server's lifetime */
     size_t nroutes;
     void *ctx;                          /* passed to every handler */

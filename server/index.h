@@ -202,7 +202,21 @@ int index_state_parse(const char *s);
 json_t *index_entry_to_json(const struct index_entry *e);
 
 /* Parses a status record written by index_entry_to_json into *out.
- * RZ_EINVAL if it is not one. */
+ * RZ_EINVAL if it is not one: the id must be a lowercase UUID, the state
+ * known, keys 1..1024 bytes without NUL or control characters (a variant's
+ * under "<name>/"), names and codes [a-z0-9_-], sizes 0..5 TiB, at most
+ * IMAGE_MAX_VARIANTS variants with distinct names. */
 enum rz_err index_entry_from_json(const json_t *j, struct index_entry *out);
+
+/* A status record read back from S3 (len bytes, not NUL-terminated): it is
+ * outside input, so besides the checks of index_entry_from_json its source
+ * must lie in src_bucket under src_prefix (either NULL: not checked), and
+ * record_key must be where it is filed (_status/ids/<its id>, or the
+ * by-key name of its source key). A
+ * refused record is logged (status_record_rejected, naming record_key) and
+ * gives RZ_EINVAL with *out empty. */
+enum rz_err index_record_parse(const char *data, size_t len, const char *record_key,
+                               const char *src_bucket, const char *src_prefix,
+                               struct index_entry *out);
 
 #endif

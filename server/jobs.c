@@ -333,6 +333,30 @@ static void jobs_process(struct jobs_worker *w, const struct status_task *t, str
     o->real_key = real_key;
 }
 
+/* The message a client reads in the status record. S3's error text (its
+ * <Message> can name the account, a role or a bucket policy) stays in the
+ * log line; the record gets our own words. Image errors and transport
+ * failures ("S3 unreachable: <curl's reason>") are ours to show. */
+static const char *jobs_client_message(const struct jobs_outcome *o)
+{
+    switch (o->err) {
+    case RZ_EUNSUPPORTED:
+    case RZ_EPIXELS:
+    case RZ_ECORRUPT:
+    case RZ_ELIMIT:
+    case RZ_ETOOBIG:
+        return o->msg[0] ? o->msg : rz_err_name(o->err);
+    case RZ_ENOTFOUND:
+        return "the uploaded object is not in the source bucket";
+    case RZ_EDENIED:
+        return "S3 refused access to the source or destination object";
+    default:
+        if (strncmp(o->msg, "S3 unreachable: ", 16) == 0)
+            return o->msg;
+        return "S3 failed the request; retry later";
+    }
+}
+
 /* The outcome as the status module takes it; variants (each with its
  * files, one per format) borrow from o. */
 static void jobs_outcome_view(const struct jobs_outcome *o, struct index_variant *vars,
@@ -340,8 +364,8 @@ static void jobs_outcome_view(const struct jobs_outcome *o, struct index_variant
 {
     size_t n = o->err == RZ_OK ? o->n : 0;
 
-    *view = (struct status_outcome){o->err, o->msg, o->bytes, o->etag, o->real_key,
-                                    o->err == RZ_OK ? &o->info : NULL, vars,
+    *view = (struct status_outcome){o->err, jobs_client_message(o), o->bytes, o->etag,
+                                    o->real_key, o->err == RZ_OK ? &o->info : NULL, vars,
                                     n ? index_output_view(o->results, o->keys, n, vars, files)
                                       : 0};
 }

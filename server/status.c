@@ -791,7 +791,6 @@ static enum rz_err status_read_s3(struct status *st, const char *record_key,
 {
     struct s3_conn *conn = st->o.s3_read ? s3_conn_new(st->o.s3_read) : NULL;
     struct s3_object obj = {0};
-    json_t *j = NULL;
     enum rz_err err;
 
     if (!record_key || !conn) {
@@ -802,19 +801,17 @@ static enum rz_err status_read_s3(struct status *st, const char *record_key,
                         0);
     if (err == RZ_EDENIED)
         err = RZ_ENOTFOUND; /* without s3:ListBucket a missing key is a 403 */
-    if (err == RZ_OK) {
-        j = json_loadb(obj.data, obj.len, JSON_REJECT_DUPLICATES, NULL);
-        err = j ? index_entry_from_json(j, out) : RZ_EINVAL;
-    }
-    /* A stored record that is not a record, or over the cap, is our fault,
-     * not the client's: a 500, not the 400/413 those codes map to. */
+    if (err == RZ_OK)
+        err = index_record_parse(obj.data ? obj.data : "", obj.len, record_key,
+                                 st->o.cfg->src_bucket, st->o.cfg->src_prefix, out);
+    /* A record that is not one of ours (damaged, forged, over the cap) was
+     * logged and is ignored: as far as the client knows, there is none. */
     if (err == RZ_EINVAL || err == RZ_ETOOBIG)
-        err = RZ_EINTERNAL;
+        err = RZ_ENOTFOUND;
     if (err == RZ_OK) {
         out->cached_ms = status_now_ms();
         index_put(st->o.index, out); /* a cache full of work in flight: answer from the copy */
     }
-    json_decref(j);
     s3_object_cleanup(&obj);
     s3_conn_free(conn);
     return err;

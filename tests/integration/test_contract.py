@@ -8,7 +8,7 @@ promise what the service does not do, nor the service answer what the document d
 Services: one wired normally (the real pipeline: a presigned PUT, events, variants, a failure
 and its retry); one whose S3 is a black hole that accepts connections and never answers (its
 one worker stays busy, so the queue fills: 429, and read-through fails: 503; then SIGTERM:
-draining); one without SRC_BUCKET (501); one whose credentials endpoint is down (503)."""
+draining); one whose credentials endpoint is down (503)."""
 
 import base64
 import json
@@ -330,20 +330,32 @@ class ContractTest(unittest.TestCase):
                       'cursor=c', 'key=', 'key=' + 'k' * 1025):
             self.assert_error(self.get('/v1/images?' + query), 400, 'invalid_parameter')
 
-    def test_unreadable_status_record_is_500(self):
-        # A record another replica left in the destination bucket that is not JSON: the
-        # service's fault, not the client's.
+    def test_unusable_status_record_is_404(self):
+        # A record in the destination bucket that is not one of ours (not JSON, not a
+        # record): outside input, logged and ignored, so as far as a client knows there is
+        # no such image.
         image_id = str(uuid.uuid4())
         self.client.put_object(Bucket=self.svc.dest_bucket, Key='_status/ids/' + image_id,
                                Body=b'{"not": "a record"')
         self.client.put_object(Bucket=self.svc.dest_bucket, Key='_status/keys/garbled.jpg',
                                Body=b'[]')
         base = '/v1/images/' + image_id
-        self.assert_error(self.get(base), 500, 'internal')
-        self.assert_error(self.get(base + '/variants/phone'), 500, 'internal')
+        self.assert_error(self.get(base), 404, 'not_found')
+        self.assert_error(self.get(base + '/variants/phone'), 404, 'not_found')
         self.assert_error(json_http('POST', self.svc.url(base + '/retry'), headers=AUTH),
-                          500, 'internal')
-        self.assert_error(self.get('/v1/images?key=images/garbled.jpg'), 500, 'internal')
+                          404, 'not_found')
+        status, _, body = self.get('/v1/images?key=images/garbled.jpg')
+        self.assertEqual((status, body), (200, {'items': [], 'next_cursor': None}))
+        self.assertIn('"status_record_rejected"', self.svc.log_text())
+
+    def test_metrics_token(self):
+        with Resizer(self.s3, env={'METRICS_TOKEN': 'metrics-token-0123456789'}) as svc:
+            status, headers, body = json_http('GET', svc.url('/metrics'))
+            self.assertEqual((status, body['error']['code']), (401, 'unauthorized'))
+            self.assertEqual(headers['www-authenticate'], 'Bearer realm="metrics"')
+            status, _, _ = http('GET', svc.url('/metrics'),
+                                headers={'Authorization': 'Bearer metrics-token-0123456789'})
+            self.assertEqual(status, 200)
 
 
 class FullIndexTest(unittest.TestCase):
@@ -370,22 +382,6 @@ class FullIndexTest(unittest.TestCase):
             self.assertEqual(headers['retry-after'], '1')
             status, _, body = post_event(svc, eventbridge(svc.src_bucket, 'images/more.jpg'))
             self.assertEqual((status, body['error']['code']), (429, 'busy'))
-
-
-class NoSourceBucketTest(unittest.TestCase):
-    def test_uploads_need_src_bucket_and_key_needs_bucket(self):
-        s3 = S3Server()
-        self.addCleanup(s3.close)
-        with Resizer(s3, env={'SRC_BUCKET': None}) as svc:
-            status, _, body = json_http('POST', svc.url('/v1/uploads'),
-                                        {'content_type': 'image/jpeg'}, headers=AUTH)
-            self.assertEqual((status, body['error']['code']), (501, 'not_configured'))
-            status, _, body = json_http('GET', svc.url('/v1/images?key=images/a.jpg'),
-                                        headers=AUTH)
-            self.assertEqual((status, body['error']['code']), (400, 'invalid_parameter'))
-            status, _, body = json_http('GET', svc.url('/v1/images?key=images/a.jpg&bucket='
-                                                       + svc.src_bucket), headers=AUTH)
-            self.assertEqual((status, body), (200, {'items': [], 'next_cursor': None}))
 
 
 class CredentialsDownTest(unittest.TestCase):

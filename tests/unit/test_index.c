@@ -815,6 +815,43 @@ static void test_json_hostile_records(void **state)
         "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}}",
         "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"failed\",\"source\":"
         "{\"bucket\":\"b\"},\"variants\":[],\"error\":{\"code\":\"x\",\"message\":1}}",
+        /* An id of another shape: uppercase, or no dashes. */
+        "{\"id\":\"0F8FAD5B-D9CB-469F-A165-70867728950E\",\"state\":\"done\",\"source\":{},"
+        "\"variants\":[]}",
+        "{\"id\":\"0f8fad5bxd9cbx469fxa165x70867728950e\",\"state\":\"done\",\"source\":{},"
+        "\"variants\":[]}",
+        /* A NUL inside a key: the C string would differ from what was checked. */
+        "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":"
+        "{\"key\":\"images/a\\u0000.jpg\"},\"variants\":[]}",
+        "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":"
+        "{\"key\":\"images/a\\n.jpg\"},\"variants\":[]}",
+        "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":"
+        "{\"key\":\"\"},\"variants\":[]}",
+        /* A variant whose key is not under its name: it would presign another object. */
+        "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":{},"
+        "\"variants\":[{\"name\":\"phone\",\"key\":\"_status/ids/x\"}]}",
+        "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":{},"
+        "\"variants\":[{\"name\":\"phone\",\"key\":\"phonex/a.jpg\"}]}",
+        "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":{},"
+        "\"variants\":[{\"name\":\"phone\"}]}",
+        "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":{},"
+        "\"variants\":[{\"name\":\"Phone\",\"key\":\"Phone/a.jpg\"}]}",
+        "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":{},"
+        "\"variants\":[{\"name\":\"phone\",\"key\":\"phone/a.jpg\"},"
+        "{\"name\":\"phone\",\"key\":\"phone/b.jpg\"}]}",
+        /* Sizes that no object has. */
+        "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":"
+        "{\"bytes\":-1},\"variants\":[]}",
+        "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":"
+        "{\"bytes\":9007199254740993},\"variants\":[]}",
+        "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":"
+        "{\"bytes\":\"5\"},\"variants\":[]}",
+        "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":{},"
+        "\"variants\":[{\"name\":\"phone\",\"key\":\"phone/a.jpg\",\"bytes\":-3}]}",
+        "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":"
+        "{\"format\":\"jp\\\"g\"},\"variants\":[]}",
+        "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"failed\",\"source\":{},"
+        "\"variants\":[],\"error\":{\"code\":\"Bad Code\"}}",
     };
     struct index_entry e;
     json_t *j;
@@ -824,7 +861,7 @@ static void test_json_hostile_records(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         print_message("  record %zu\n", i);
-        j = json_loads(bad[i], 0, NULL);
+        j = json_loads(bad[i], JSON_ALLOW_NUL, NULL); /* as a lax reader would */
         assert_non_null(j);
         memset(&e, 0x5a, sizeof(e)); /* from_json must not read what was there */
         assert_int_equal(index_entry_from_json(j, &e), RZ_EINVAL);
@@ -863,6 +900,53 @@ static void test_json_hostile_records(void **state)
     assert_int_equal(e.updated_ms, 0);
     index_entry_cleanup(&e);
     json_decref(j);
+}
+
+/* A record read back from S3 must also be about this service's source. */
+static void test_record_parse_checks_the_source(void **state)
+{
+    static const char *const cases[][2] = {
+        {"{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":"
+         "{\"bucket\":\"src\",\"key\":\"images/a.jpg\"},\"variants\":[]}", "ok"},
+        {"{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":"
+         "{\"bucket\":\"other\",\"key\":\"images/a.jpg\"},\"variants\":[]}", "bad"},
+        {"{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":"
+         "{\"bucket\":\"src\",\"key\":\"private/a.jpg\"},\"variants\":[]}", "bad"},
+        {"{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":"
+         "{},\"variants\":[]}", "bad"},
+        {"{\"id\":", "bad"},
+    };
+    static const char *const filed[][2] = {
+        {"_status/keys/a.jpg", "ok"},
+        {"_status/keys/b.jpg", "bad"},
+        {"_status/ids/0f8fad5b-d9cb-469f-a165-70867728950f", "bad"},
+    };
+    struct index_entry e;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        enum rz_err err = index_record_parse(cases[i][0], strlen(cases[i][0]),
+                                             "_status/ids/0f8fad5b-d9cb-469f-a165-70867728950e",
+                                             "src", "images/", &e);
+
+        print_message("  record %zu\n", i);
+        if (strcmp(cases[i][1], "ok") == 0) {
+            assert_int_equal(err, RZ_OK);
+            assert_string_equal(e.key, "images/a.jpg");
+        } else {
+            assert_int_equal(err, RZ_EINVAL);
+            assert_null(e.key);
+        }
+        index_entry_cleanup(&e);
+    }
+    /* Filed where it was found: by its source key, or by its own id. */
+    for (size_t i = 0; i < sizeof(filed) / sizeof(filed[0]); i++) {
+        enum rz_err err = index_record_parse(cases[0][0], strlen(cases[0][0]), filed[i][0],
+                                             "src", "images/", &e);
+
+        assert_int_equal(err, strcmp(filed[i][1], "ok") == 0 ? RZ_OK : RZ_EINVAL);
+        index_entry_cleanup(&e);
+    }
 }
 
 /* ---- threads ---- */
@@ -1049,6 +1133,7 @@ int main(void)
         cmocka_unit_test(test_bound_never_evicts_in_flight),
         cmocka_unit_test(test_full_of_in_flight),
         cmocka_unit_test(test_json_round_trip),
+        cmocka_unit_test(test_record_parse_checks_the_source),
         cmocka_unit_test(test_json_hostile_records),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_memory_per_entry),
