@@ -321,6 +321,7 @@ class BadSpecsTest(unittest.TestCase):
     def run_binary(self, **env):
         base = {k: v for k, v in os.environ.items() if k.startswith(('ASAN', 'LSAN', 'UBSAN'))}
         base.update(PATH=os.environ.get('PATH', '/usr/bin:/bin'), DEST_BUCKET='dest-bucket',
+                    SRC_BUCKET='src-bucket',
                     AWS_REGION='us-east-1', API_TOKENS=API_TOKEN, EVENTS_API_KEY=EVENTS_API_KEY,
                     AWS_ACCESS_KEY_ID='k', AWS_SECRET_ACCESS_KEY='s')
         base.update(env)
