@@ -15,14 +15,14 @@
 #include "server/jobs.h"
 #include "server/metrics.h"
 #include "server/s3.h"
+#include "server/status.h"
 
 /* The core objects the handlers use; built and owned by main. */
 struct app {
     const struct config *cfg;
     struct metrics *metrics;
     struct s3 *s3;            /* presigning */
-    struct s3 *s3_read;       /* status read-through: one attempt, short timeout */
-    struct index *index;
+    struct status *status;    /* every record read and change */
     struct jobs *jobs;
     struct health *health;
 };

@@ -23,6 +23,11 @@ enum config_sse {
     CONFIG_SSE_KMS,
 };
 
+enum config_store {
+    CONFIG_STORE_MEMORY = 0,
+    CONFIG_STORE_DYNAMODB,
+};
+
 struct config {
     /* Buckets and keys. */
     char *dest_bucket;
@@ -84,6 +89,14 @@ struct config {
     long presign_put_expires;
     long presign_get_expires;
     long reconcile_interval;      /* seconds; 0 = off */
+    long reconcile_list_rate;     /* LIST requests a second the sweep may make */
+
+    /* Shared state. */
+    enum config_store state_store;
+    char *dynamodb_table;         /* required with STATE_STORE=dynamodb */
+    char *dynamodb_endpoint;      /* NULL: https://dynamodb.<region>.amazonaws.com */
+    long lease_seconds;           /* a claim lapses this long after its last renewal */
+    long job_attempts;            /* runs of a job that fails transiently */
     long index_max_entries;
     enum log_level log_level;
 };
@@ -93,6 +106,11 @@ struct config {
  * line such as "PORT: must be an integer from 1 to 65535" and *out holds
  * nothing to free. Secrets never appear in msg. */
 enum rz_err config_load(const char *const *env, struct config *out, char *msg, size_t msglen);
+
+/* The same, checking only what `resizer --create-table` needs
+ * (STATE_STORE=dynamodb, DYNAMODB_TABLE, AWS_REGION, credentials). */
+enum rz_err config_load_for_table(const char *const *env, struct config *out, char *msg,
+                                  size_t msglen);
 
 /* Frees everything in c, wiping secrets; safe on a zeroed struct. */
 void config_cleanup(struct config *c);

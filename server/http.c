@@ -46,6 +46,9 @@ struct http_state {
     int over_budget;          /* a chunked body found the budget spent */
     struct timespec start;
     char allow[HTTP_ALLOW_MAX];
+    void (*suspend_start)(void *arg); /* set by http_suspend during the handler */
+    void *suspend_arg;
+    void (*cleanup)(void *resume_arg);
 };
 
 static const double http_latency_buckets[] = {
@@ -275,6 +278,8 @@ static void http_state_free(struct http_state *st)
 {
     if (!st)
         return;
+    if (st->req.resume_arg && st->cleanup)
+        st->cleanup(st->req.resume_arg);
     http_response_cleanup(&st->res);
     buf_cleanup(&st->req.body);
     http_guard_release(st->guard, st->reserved);
@@ -369,6 +374,18 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn, const
         http_early_reply(st);
     else
         st->route->handler(&st->req, s->opts.ctx, &st->res);
+    if (st->suspend_start && !st->res.status) {
+        void (*start)(void *) = st->suspend_start;
+
+        /* Suspended before the work starts, so its resume always comes
+         * after the suspension. */
+        st->suspend_start = NULL;
+        st->req.resumed = 1;
+        MHD_suspend_connection(conn);
+        start(st->suspend_arg);
+        return MHD_YES;
+    }
+    st->suspend_start = NULL;
     if (!st->res.status)
         http_reply_error(&st->res, &st->req, 500, "internal", "handler gave no response");
     return http_send(conn, st);
@@ -483,7 +500,8 @@ enum rz_err http_server_start(const struct http_server_opts *opts, struct http_s
     if (err != RZ_OK)
         goto fail;
     s->daemon = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+            MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL,
         http_access, s, MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, NULL,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)opts->threads, MHD_OPTION_CONNECTION_TIMEOUT,
@@ -513,6 +531,21 @@ fail:
 int http_server_port(const struct http_server *s)
 {
     return s->port;
+}
+
+void http_suspend(struct http_request *req, void (*start)(void *arg), void *arg,
+                  void (*cleanup)(void *resume_arg))
+{
+    struct http_state *st = (struct http_state *)req; /* req is its first member */
+
+    st->suspend_start = start;
+    st->suspend_arg = arg;
+    st->cleanup = cleanup;
+}
+
+void http_resume(struct http_request *req)
+{
+    MHD_resume_connection(req->conn);
 }
 
 void http_server_stop(struct http_server *s)
@@ -593,6 +626,7 @@ void http_reply_err(struct http_response *res, const struct http_request *req, e
         {RZ_EUNSUPPORTED, 415, "unsupported_format", NULL},
         {RZ_EPIXELS, 422, "too_many_pixels", NULL},
         {RZ_ECORRUPT, 422, "corrupt_image", NULL},
+        {RZ_ELIMIT, 422, "encoder_limit", NULL},
         {RZ_ENOMEM, 503, "out_of_memory", "1"},
     };
 

@@ -98,6 +98,7 @@ json_t *index_entry_to_json(const struct index_entry *e)
         return NULL;
     json_object_set_new(j, "id", json_string(e->id));
     json_object_set_new(j, "state", json_string(index_state_name(e->state)));
+    json_object_set_new(j, "uploader", index_json_str(e->uploader));
     json_object_set_new(j, "source", index_json_source(e));
     json_object_set_new(j, "variants", index_json_variants(e));
     if (e->error_code[0])
@@ -273,7 +274,9 @@ enum rz_err index_entry_from_json(const json_t *j, struct index_entry *out)
         goto fail;
     memcpy(out->id, id, INDEX_ID_LEN + 1);
     out->state = (enum index_state)state;
-    err = index_json_take_source(json_object_get(j, "source"), out);
+    err = index_json_take_str(j, "uploader", &out->uploader);
+    if (err == RZ_OK)
+        err = index_json_take_source(json_object_get(j, "source"), out);
     if (err == RZ_OK)
         err = index_json_take_variants(json_object_get(j, "variants"), out);
     if (err == RZ_OK)

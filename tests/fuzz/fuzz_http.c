@@ -37,7 +37,10 @@
 #include "handlers/handlers.h"
 #include "server/buf.h"
 #include "server/creds.h"
+#include "server/ids.h"
 #include "server/log.h"
+#include "server/status.h"
+#include "server/store.h"
 
 #define FUZZ_MAX_REPLY (1024 * 1024)
 
@@ -47,11 +50,14 @@ static struct {
     struct creds_provider *creds;
     struct s3 *s3;
     struct index *index;
+    struct store *store;
+    struct status *status;
     struct jobs *jobs;
     struct health *health;
     struct http_server *http;
     struct app app;
     int port;
+    char replica[IDS_UUID_LEN + 1];
 } svc;
 
 /* A loopback port nothing listens on: bound, then closed. */
@@ -82,10 +88,28 @@ static void start_s3(void)
     FUZZ_CHECK(s3_new(&o, &svc.s3, msg, sizeof(msg)) == RZ_OK);
 }
 
+/* The memory store and the status module over it, as main.c's
+ * start_status does. */
+static void start_status(void)
+{
+    const struct config *c = &svc.cfg;
+    struct status_opts so = {
+        .cfg = c, .index = svc.index, .s3_read = svc.s3, .metrics = svc.metrics,
+        .owner = svc.replica, .lease_ms = c->lease_seconds * 1000,
+        .max_attempts = (int)c->job_attempts, .backoff_base_ms = 1000,
+    };
+
+    ids_new_uuid(svc.replica);
+    FUZZ_CHECK(store_memory_new(svc.index, &svc.store) == RZ_OK);
+    so.store = svc.store;
+    FUZZ_CHECK(status_new(&so, &svc.status) == RZ_OK);
+}
+
 static void start_service(void)
 {
     const struct config *c = &svc.cfg;
-    struct jobs_opts jo = {c, svc.s3, NULL, NULL, 1, (size_t)c->queue_size};
+    struct jobs_opts jo = {c, NULL, NULL, NULL, 1, (size_t)c->queue_size};
+    struct status_queue q;
     struct health_opts ho = {svc.s3, c->src_bucket, c->src_prefix, c->dest_bucket, 60000, 6000,
                              NULL};
     struct http_server_opts hs = {
@@ -101,13 +125,16 @@ static void start_service(void)
     FUZZ_CHECK(svc.metrics && svc.index);
     FUZZ_CHECK(index_metrics_register(svc.index, svc.metrics) == RZ_OK);
     start_s3();
+    start_status();
     jo.s3 = ho.s3 = svc.s3;
-    jo.index = svc.index;
+    jo.status = svc.status;
     jo.metrics = svc.metrics;
     FUZZ_CHECK(jobs_new(&jo, &svc.jobs) == RZ_OK);
+    q = jobs_queue(svc.jobs);
+    FUZZ_CHECK(status_start(svc.status, &q) == RZ_OK);
     ho.metrics = svc.metrics;
     FUZZ_CHECK(health_new(&ho, &svc.health) == RZ_OK);
-    svc.app = (struct app){c, svc.metrics, svc.s3, svc.s3, svc.index, svc.jobs, svc.health};
+    svc.app = (struct app){c, svc.metrics, svc.s3, svc.status, svc.jobs, svc.health};
     hs.metrics = svc.metrics;
     FUZZ_CHECK(http_server_start(&hs, &svc.http, msg, sizeof(msg)) == RZ_OK);
     svc.port = http_server_port(svc.http);
