@@ -85,8 +85,8 @@ struct ddb_opts;
 enum rz_err store_dynamodb_new(const struct ddb_opts *o, const char *table, struct store **out,
                                char *msg, size_t msglen);
 
-/* Creates table with its indexes (on-demand billing, TTL on the
- * expires_at attribute) and waits until it is active; a table already there is
+/* Creates table with its indexes (on-demand billing, TTL on the ttl
+ * attribute) and waits until it is active; a table already there is
  * fine. For `resizer --create-table`. */
 enum rz_err store_dynamodb_create_table(const struct ddb_opts *o, const char *table, char *msg,
                                         size_t msglen);

@@ -1,19 +1,18 @@
 /* store_dynamodb.c - the shared store: one DynamoDB table for every
- * replica (deploy/cloudformation.yaml's StateTable; resizer --create-table
- * makes the same).
+ * replica (deploy/cloudformation.yaml's StateTable declares the same
+ * schema resizer --create-table makes; test_deploy compares the two).
  *
  * Items (partition key pk, a string):
  *   <id>              a record: rec (the JSON of index_entry_to_json, so
- *                     fields other modules add travel untouched), ver,
- *                     state, seq (the listing order: created ms * 4096 plus
- *                     12 bits of the id, so unique in practice), up
- *                     (uploader), own, and while queued/processing
- *                     lease_shard ("0") + lease_until (ms); pending uploads
- *                     carry expires_at (TTL, seconds) past their URL's expiry.
+ *                     fields other modules add travel untouched), ver, st,
+ *                     ck (created ms, 13 digits, "#", id: the listing
+ *                     order), all ("1"), up (uploader), own, and while
+ *                     queued/processing fl ("1") + lease (ms); pending
+ *                     uploads carry ttl (seconds) past their URL's expiry.
  *   k#<bucket>/<key>  id: which record an object belongs to (the claim).
  *   l#<name>          own, until, cur: a lease item (the sweep's).
- * Indexes: by_state (state, seq) for listings; inflight (lease_shard,
- * lease_until) is sparse: only records in flight carry lease_shard, so
+ * Indexes: by_state (st, ck) and by_time (all, ck) for listings; in_flight
+ * (fl, lease, keys only) is sparse: only records in flight carry fl, so
  * finding expired leases costs O(in flight). Every write of a record is
  * conditional on ver; reads of records are strongly consistent (GSI
  * queries cannot be: listings are eventually consistent). */
@@ -29,8 +28,7 @@
 #include "log.h"
 
 #define DDB_TTL_GRACE_S (24 * 3600) /* kept this long past an upload URL's expiry */
-#define DDB_SHARD "0"                /* one lease shard: in flight is small */
-#define DDB_LIST_MAX 200              /* IMAGES_MAX_LIMIT */
+#define DDB_CK_LEN (13 + 1 + INDEX_ID_LEN)
 
 struct store_ddb {
     struct store base;
@@ -102,16 +100,13 @@ static char *ddb_key_pk(const char *bucket, const char *key)
     return pk;
 }
 
-/* Fits in a double's 53 bits (DynamoDB numbers are decimal, but botocore
- * and friends read them as floats) until the year 2500. */
-static int64_t ddb_seq(const struct index_entry *e)
+static void ddb_ck(const struct index_entry *e, char out[DDB_CK_LEN + 1])
 {
-    int64_t ms = e->created_ms > 0 && e->created_ms < 16725225600000LL ? e->created_ms : 0;
-    uint32_t h = 2166136261u;
+    char buf[64];
+    int64_t ms = e->created_ms > 0 && e->created_ms < 10000000000000LL ? e->created_ms : 0;
 
-    for (const char *p = e->id; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    return ms * 4096 + (int64_t)(h & 4095);
+    snprintf(buf, sizeof(buf), "%013" PRId64 "#%.36s", ms, e->id);
+    memcpy(out, buf, DDB_CK_LEN + 1);
 }
 
 /* ---- records as items ---- */
@@ -120,15 +115,17 @@ static json_t *ddb_item(const struct index_entry *e)
 {
     json_t *rec = index_entry_to_json(e);
     char *text = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
+    char ck[DDB_CK_LEN + 1];
     json_t *item;
 
     json_decref(rec);
     if (!text)
         return NULL;
-    item = json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "pk", ddb_s(e->id), "rec", ddb_s(text),
-                     "ver", ddb_n((int64_t)e->version), "state",
-                     ddb_s(index_state_name(e->state)), "seq", ddb_n(ddb_seq(e)), "rerun",
-                     ddb_n(e->rerun), "tdk", ddb_n(e->try_decoded_key));
+    ddb_ck(e, ck);
+    item = json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "pk", ddb_s(e->id), "rec", ddb_s(text),
+                     "ver", ddb_n((int64_t)e->version), "st", ddb_s(index_state_name(e->state)),
+                     "ck", ddb_s(ck), "all", ddb_s("1"), "rerun", ddb_n(e->rerun), "tdk",
+                     ddb_n(e->try_decoded_key));
     free(text);
     if (!item)
         return NULL;
@@ -139,13 +136,12 @@ static json_t *ddb_item(const struct index_entry *e)
     if (e->owner[0])
         json_object_set_new(item, "own", ddb_s(e->owner));
     if ((e->state == INDEX_QUEUED || e->state == INDEX_PROCESSING) && e->lease_ms) {
-        json_object_set_new(item, "lease_shard", ddb_s(DDB_SHARD));
-        json_object_set_new(item, "lease_until", ddb_n(e->lease_ms));
+        json_object_set_new(item, "fl", ddb_s("1"));
+        json_object_set_new(item, "lease", ddb_n(e->lease_ms));
     }
     if (e->state == INDEX_PENDING && e->upload_expires_ms) {
         json_object_set_new(item, "uexp", ddb_n(e->upload_expires_ms));
-        json_object_set_new(item, "expires_at",
-                            ddb_n(e->upload_expires_ms / 1000 + DDB_TTL_GRACE_S));
+        json_object_set_new(item, "ttl", ddb_n(e->upload_expires_ms / 1000 + DDB_TTL_GRACE_S));
     }
     return item;
 }
@@ -170,7 +166,7 @@ static enum rz_err ddb_entry(const json_t *item, struct index_entry *out)
         out->version = (uint64_t)ddb_get_n(item, "ver");
         out->rerun = ddb_get_n(item, "rerun") != 0;
         out->try_decoded_key = ddb_get_n(item, "tdk") != 0;
-        out->lease_ms = ddb_get_n(item, "lease_until");
+        out->lease_ms = ddb_get_n(item, "lease");
         out->upload_expires_ms = ddb_get_n(item, "uexp");
         snprintf(out->owner, sizeof(out->owner), "%s",
                  own && strlen(own) < INDEX_OWNER_MAX ? own : "");
@@ -294,125 +290,81 @@ static enum rz_err sd_renew(struct store *s, const char *id, const char *owner, 
     return ddb_do(s, "UpdateItem",
                   json_pack("{s:s,s:o,s:s,s:s,s:{s:s},s:{s:o,s:o}}", "TableName", sd(s)->table,
                             "Key", ddb_key(id), "UpdateExpression", "SET #l = :l",
-                            "ConditionExpression", "own = :o AND attribute_exists(lease_shard)",
-                            "ExpressionAttributeNames", "#l", "lease_until",
+                            "ConditionExpression", "own = :o AND attribute_exists(fl)",
+                            "ExpressionAttributeNames", "#l", "lease",
                             "ExpressionAttributeValues", ":l", ddb_n(lease_ms), ":o",
                             ddb_s(owner)),
                   NULL);
 }
 
-/* "d" + decimal seq of the last item of a page: the next page is what
- * comes before it. */
-static enum rz_err ddb_parse_cursor(const char *c, int64_t *before_out)
+/* "d" + ck of the last item of a page. */
+static enum rz_err ddb_parse_cursor(const char *c, char ck_out[DDB_CK_LEN + 1])
 {
     size_t len = c ? strlen(c) : 0;
 
-    *before_out = INT64_MAX;
+    ck_out[0] = '\0';
     if (!c)
         return RZ_OK;
-    if (len < 2 || len > 19 || c[0] != 'd' || strspn(c + 1, "0123456789") != len - 1)
+    if (len != DDB_CK_LEN + 1 || c[0] != 'd' || strspn(c + 1, "0123456789") != 13 ||
+        c[14] != '#' || strspn(c + 15, "0123456789abcdef-") != INDEX_ID_LEN)
         return RZ_EINVAL;
-    *before_out = strtoll(c + 1, NULL, 10);
+    memcpy(ck_out, c + 1, DDB_CK_LEN + 1);
     return RZ_OK;
 }
 
-/* One state's page from by_state, newest first, seq below before. */
-static enum rz_err ddb_query_state(struct store *s, int state, const char *uploader,
-                                   int64_t before, size_t limit, json_t **resp)
+static json_t *ddb_list_request(struct store *s, int state, const char *uploader,
+                                const char *ck, size_t limit)
 {
-    json_t *req = json_pack("{s:s,s:s,s:s,s:{s:s,s:s},s:{s:o,s:o},s:b,s:I}", "TableName",
-                            sd(s)->table, "IndexName", "by_state", "KeyConditionExpression",
-                            "#s = :s AND #q < :q", "ExpressionAttributeNames", "#s", "state",
-                            "#q", "seq", "ExpressionAttributeValues", ":s",
-                            ddb_s(index_state_name((enum index_state)state)), ":q",
-                            ddb_n(before), "ScanIndexForward", 0, "Limit", (json_int_t)limit);
+    const char *hash = state >= 0 ? "st" : "all";
+    const char *hv = state >= 0 ? index_state_name((enum index_state)state) : "1";
+    json_t *req = json_pack("{s:s,s:s,s:s,s:{s:s},s:{s:o},s:b,s:I}", "TableName", sd(s)->table,
+                            "IndexName", state >= 0 ? "by_state" : "by_time",
+                            "KeyConditionExpression", "#h = :h", "ExpressionAttributeNames",
+                            "#h", hash, "ExpressionAttributeValues", ":h", ddb_s(hv),
+                            "ScanIndexForward", 0, "Limit", (json_int_t)limit);
 
+    if (req && ck[0])
+        json_object_set_new(req, "ExclusiveStartKey",
+                            json_pack("{s:o,s:o,s:o}", "pk", ddb_s(ck + 14), "ck", ddb_s(ck),
+                                      hash, ddb_s(hv)));
     if (req && uploader) {
         json_object_set_new(req, "FilterExpression", json_string("up = :u"));
         json_object_set_new(json_object_get(req, "ExpressionAttributeValues"), ":u",
                             ddb_s(uploader));
     }
-    return ddb_do(s, "Query", req, resp);
+    return req;
 }
 
-/* Adds the items of one answer to the merged page (newest first, at most
- * limit); *more when something was left beyond it. */
-static void ddb_merge(const json_t *resp, struct index_entry *out, int64_t *seqs, size_t limit,
-                      size_t *n, int *more, int64_t *evaluated)
-{
-    const json_t *item;
-    const json_t *last = json_object_get(resp, "LastEvaluatedKey");
-    size_t i;
-
-    if (last) {
-        *more = 1;
-        if (ddb_get_n(last, "seq") > *evaluated)
-            *evaluated = ddb_get_n(last, "seq");
-    }
-    json_array_foreach(json_object_get(resp, "Items"), i, item) {
-        int64_t seq = ddb_get_n(item, "seq");
-        struct index_entry e = {0};
-        size_t at = *n;
-
-        while (at > 0 && seqs[at - 1] < seq)
-            at--;
-        if (at == limit || ddb_entry(item, &e) != RZ_OK) {
-            *more |= at == limit;
-            continue;
-        }
-        if (*n == limit) {
-            index_entry_cleanup(&out[limit - 1]);
-            (*n)--;
-            *more = 1;
-        }
-        memmove(&out[at + 1], &out[at], (*n - at) * sizeof(*out));
-        memmove(&seqs[at + 1], &seqs[at], (*n - at) * sizeof(*seqs));
-        out[at] = e;
-        seqs[at] = seq;
-        (*n)++;
-    }
-}
-
-/* One state: one query. Any state: one per state, merged by seq (there is
- * no index over every record: it would be one hot partition). */
 static enum rz_err sd_list(struct store *s, int state, const char *uploader, const char *cursor,
                            size_t limit, struct index_entry *out, size_t *n_out,
                            char next_out[STORE_CURSOR_MAX])
 {
-    int64_t seqs[DDB_LIST_MAX];
-    int64_t before, evaluated = 0;
-    size_t n = 0;
-    int more = 0;
-    enum rz_err err = ddb_parse_cursor(cursor, &before);
+    char ck[DDB_CK_LEN + 1];
+    json_t *resp = NULL;
+    enum rz_err err = ddb_parse_cursor(cursor, ck);
+    const json_t *items, *last, *item;
+    const char *last_ck;
+    size_t i, n = 0;
 
     *n_out = 0;
     next_out[0] = '\0';
-    if (limit > DDB_LIST_MAX)
-        limit = DDB_LIST_MAX;
-    for (int st = state >= 0 ? state : 0; err == RZ_OK && st < INDEX_NSTATES; st++) {
-        json_t *resp = NULL;
-
-        err = ddb_query_state(s, st, uploader, before, limit, &resp);
-        if (err == RZ_OK)
-            ddb_merge(resp, out, seqs, limit, &n, &more, &evaluated);
-        json_decref(resp);
-        if (state >= 0)
-            break;
-    }
-    if (err != RZ_OK) {
-        for (size_t i = 0; i < n; i++)
-            index_entry_cleanup(&out[i]);
+    if (err != RZ_OK)
         return err;
+    err = ddb_do(s, "Query", ddb_list_request(s, state, uploader, ck, limit), &resp);
+    items = json_object_get(resp, "Items");
+    json_array_foreach(items, i, item) {
+        if (err != RZ_OK || n == limit)
+            break;
+        if (ddb_entry(item, &out[n]) == RZ_OK)
+            n++;
     }
-    /* A filter (uploader) can stop a state's query short of the page:
-     * what is older than where it stopped comes with the next page, in
-     * order, so it is left out of this one. */
-    while (n > 0 && seqs[n - 1] < evaluated)
-        index_entry_cleanup(&out[--n]);
-    if (more && (n > 0 || evaluated > 0))
-        snprintf(next_out, STORE_CURSOR_MAX, "d%" PRId64, n > 0 ? seqs[n - 1] : evaluated);
+    last = json_object_get(resp, "LastEvaluatedKey");
+    last_ck = ddb_get_s(last, "ck");
+    if (err == RZ_OK && last_ck && strlen(last_ck) == DDB_CK_LEN)
+        snprintf(next_out, STORE_CURSOR_MAX, "d%s", last_ck);
     *n_out = n;
-    return RZ_OK;
+    json_decref(resp);
+    return err;
 }
 
 static enum rz_err sd_expired(struct store *s, int64_t now_ms, size_t max,
@@ -424,9 +376,9 @@ static enum rz_err sd_expired(struct store *s, int64_t now_ms, size_t max,
     enum rz_err err = ddb_do(
         s, "Query",
         json_pack("{s:s,s:s,s:s,s:{s:s},s:{s:o,s:o},s:I}", "TableName", sd(s)->table, "IndexName",
-                  "inflight", "KeyConditionExpression", "lease_shard = :sh AND #l < :now",
-                  "ExpressionAttributeNames", "#l", "lease_until", "ExpressionAttributeValues",
-                  ":sh", ddb_s(DDB_SHARD), ":now", ddb_n(now_ms), "Limit", (json_int_t)max),
+                  "in_flight", "KeyConditionExpression", "fl = :one AND #l < :now",
+                  "ExpressionAttributeNames", "#l", "lease", "ExpressionAttributeValues", ":one",
+                  ddb_s("1"), ":now", ddb_n(now_ms), "Limit", (json_int_t)max),
         &resp);
 
     json_array_foreach(json_object_get(resp, "Items"), i, item) {
@@ -533,19 +485,18 @@ static json_t *ddb_gsi(const char *name, const char *hash, const char *range, co
                      "RANGE", "Projection", "ProjectionType", proj);
 }
 
-/* The schema of deploy/cloudformation.yaml's StateTable, exactly. */
 static json_t *ddb_table_request(const char *table)
 {
     return json_pack(
-        "{s:s,s:s,s:[{s:s,s:s}],s:[{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s}],"
-        "s:[o,o]}",
+        "{s:s,s:s,s:[{s:s,s:s}],s:[{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s}],"
+        "s:[o,o,o]}",
         "TableName", table, "BillingMode", "PAY_PER_REQUEST", "KeySchema", "AttributeName", "pk",
         "KeyType", "HASH", "AttributeDefinitions", "AttributeName", "pk", "AttributeType", "S",
-        "AttributeName", "lease_shard", "AttributeType", "S", "AttributeName", "lease_until",
-        "AttributeType", "N", "AttributeName", "state", "AttributeType", "S", "AttributeName",
-        "seq", "AttributeType", "N", "GlobalSecondaryIndexes",
-        ddb_gsi("inflight", "lease_shard", "lease_until", "ALL"),
-        ddb_gsi("by_state", "state", "seq", "ALL"));
+        "AttributeName", "st", "AttributeType", "S", "AttributeName", "ck", "AttributeType", "S",
+        "AttributeName", "all", "AttributeType", "S", "AttributeName", "fl", "AttributeType", "S",
+        "AttributeName", "lease", "AttributeType", "N", "GlobalSecondaryIndexes",
+        ddb_gsi("by_state", "st", "ck", "ALL"), ddb_gsi("by_time", "all", "ck", "ALL"),
+        ddb_gsi("in_flight", "fl", "lease", "KEYS_ONLY"));
 }
 
 /* Waits (up to about a minute) until the table is ACTIVE. */
@@ -587,7 +538,7 @@ enum rz_err store_dynamodb_create_table(const struct ddb_opts *o, const char *ta
         err = ddb_wait_active(d, table, msg, msglen);
     if (err == RZ_OK) {
         req = json_pack("{s:s,s:{s:b,s:s}}", "TableName", table, "TimeToLiveSpecification",
-                        "Enabled", 1, "AttributeName", "expires_at");
+                        "Enabled", 1, "AttributeName", "ttl");
         err = req ? ddb_call(d, "UpdateTimeToLive", req, NULL, msg, msglen) : RZ_ENOMEM;
         json_decref(req);
         /* Local servers (dynalite) do not know TTL, and a table whose TTL

@@ -90,12 +90,13 @@ def item_sizes(ddb, table):
 
 def units(counts, n, rec_size, key_size):
     """Request units per image: reads are strongly consistent GetItems (4 KB units); a record
-    write is ceil(size/1 KB) on the table plus the same on each index it changes (by_state on
-    every state change, delete + put; inflight while in flight)."""
+    write is ceil(size/1 KB) on the table, again on each index projecting ALL (by_state, twice
+    when the state changes: delete + put; by_time), and 1 on in_flight (keys only; twice when
+    the lease moves) while the record is in flight."""
     w = math.ceil(rec_size / 1024.0)
     wk = math.ceil(key_size / 1024.0)
-    gsi = {'claim': w + w, 'upload': w, 'begin': 2 * w + 2 * w, 'finish': 2 * w + w,
-           'renew': 2 * w}
+    gsi = {'claim': w + w + 1, 'upload': w + w, 'begin': 2 * w + w + 2,
+           'finish': 2 * w + w + 1, 'renew': w + w + 2}
     rru = wru = 0.0
     for (phase, op), c in counts.items():
         kind = CALLS.get(op, ('', 'read'))[1]

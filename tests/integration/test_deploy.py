@@ -359,10 +359,6 @@ class TaskDefinition(unittest.TestCase):
         for k in ('ASAN_OPTIONS', 'LSAN_OPTIONS', 'UBSAN_OPTIONS'):
             if k in os.environ:
                 run_env[k] = os.environ[k]
-        # A table's Ref is its name, which CloudFormation makes valid; the resolver's
-        # placeholder (ref:StateTable) is not one, and the binary checks the name.
-        if run_env.get('DYNAMODB_TABLE', '').startswith('ref:'):
-            run_env['DYNAMODB_TABLE'] = 'stack-StateTable-1A2B3C4D5E6F'
         proc = subprocess.Popen([os.environ['RESIZER_BIN']], env=run_env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:

@@ -224,13 +224,12 @@ class Table(unittest.TestCase):
         create_table(DDB, table, env=S3.env())
         t = DDB.client().describe_table(TableName=table)['Table']
         self.assertEqual({a['AttributeName']: a['AttributeType'] for a in t['AttributeDefinitions']},
-                         {'pk': 'S', 'lease_shard': 'S', 'lease_until': 'N', 'state': 'S',
-                          'seq': 'N'})
+                         {'pk': 'S', 'st': 'S', 'ck': 'S', 'all': 'S', 'fl': 'S', 'lease': 'N'})
         self.assertEqual(t['KeySchema'], [{'AttributeName': 'pk', 'KeyType': 'HASH'}])
         gsis = {g['IndexName']: [k['AttributeName'] for k in g['KeySchema']]
                 for g in t['GlobalSecondaryIndexes']}
-        self.assertEqual(gsis, {'inflight': ['lease_shard', 'lease_until'],
-                                'by_state': ['state', 'seq']})
+        self.assertEqual(gsis, {'by_state': ['st', 'ck'], 'by_time': ['all', 'ck'],
+                                'in_flight': ['fl', 'lease']})
         self.assertEqual(t['BillingModeSummary']['BillingMode'], 'PAY_PER_REQUEST')
 
 
