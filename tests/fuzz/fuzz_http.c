@@ -38,6 +38,8 @@
 #include "server/buf.h"
 #include "server/creds.h"
 #include "server/log.h"
+#include "server/status.h"
+#include "server/store.h"
 
 #define FUZZ_MAX_REPLY (1024 * 1024)
 
@@ -47,6 +49,8 @@ static struct {
     struct creds_provider *creds;
     struct s3 *s3;
     struct index *index;
+    struct store *store;
+    struct status *status;
     struct jobs *jobs;
     struct health *health;
     struct http_server *http;
@@ -86,6 +90,9 @@ static void start_service(void)
 {
     const struct config *c = &svc.cfg;
     struct jobs_opts jo = {c, svc.s3, NULL, NULL, 1, (size_t)c->queue_size};
+    struct status_opts so = {.owner = "fuzz", .lease_ms = 60000, .max_attempts = 1,
+                             .backoff_base_ms = 1000};
+    struct status_queue q;
     struct health_opts ho = {svc.s3, c->src_bucket, c->src_prefix, c->dest_bucket, 60000, 6000,
                              NULL};
     struct http_server_opts hs = {
@@ -102,12 +109,21 @@ static void start_service(void)
     FUZZ_CHECK(index_metrics_register(svc.index, svc.metrics) == RZ_OK);
     start_s3();
     jo.s3 = ho.s3 = svc.s3;
-    jo.index = svc.index;
+    FUZZ_CHECK(store_memory_new(svc.index, &svc.store) == RZ_OK);
+    so.cfg = c;
+    so.store = svc.store;
+    so.index = svc.index;
+    so.s3_read = svc.s3;
+    so.metrics = svc.metrics;
+    FUZZ_CHECK(status_new(&so, &svc.status) == RZ_OK);
+    jo.status = svc.status;
     jo.metrics = svc.metrics;
     FUZZ_CHECK(jobs_new(&jo, &svc.jobs) == RZ_OK);
+    q = jobs_queue(svc.jobs);
+    FUZZ_CHECK(status_start(svc.status, &q) == RZ_OK);
     ho.metrics = svc.metrics;
     FUZZ_CHECK(health_new(&ho, &svc.health) == RZ_OK);
-    svc.app = (struct app){c, svc.metrics, svc.s3, svc.s3, svc.index, svc.jobs, svc.health};
+    svc.app = (struct app){c, svc.metrics, svc.s3, svc.status, svc.jobs, svc.health};
     hs.metrics = svc.metrics;
     FUZZ_CHECK(http_server_start(&hs, &svc.http, msg, sizeof(msg)) == RZ_OK);
     svc.port = http_server_port(svc.http);
