@@ -299,6 +299,11 @@ static void drain(struct services *s, int sig)
      * stalled S3: it is only asked to stop here, and cut after. */
     reconcile_halt(s->reconcile);
     left = jobs_drain(s->jobs, s->cfg.shutdown_grace);
+    /* Then everything else that may wait on S3 is cut at once, not one
+     * after the other. */
+    s3_abort(s->s3_sweep);
+    s3_abort(s->s3_probe); /* /readyz says draining anyway */
+    status_stop_lookups(s->status);
     reconcile_stop(s->reconcile);
     s->reconcile = NULL;
     log_fields(LOG_INFO, "stopped", json_pack("{s:I}", "jobs_left", (json_int_t)left));
