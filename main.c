@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -42,6 +43,7 @@ struct services {
     char replica[IDS_UUID_LEN + 1];
     struct jobs *jobs;
     struct health *health;
+    struct auth *auth;
     struct reconcile *reconcile;
     struct http_server *http;
     struct app app;
@@ -116,6 +118,23 @@ static enum rz_err start_reconcile(struct services *s)
     if (c->reconcile_interval == 0 || !c->src_bucket)
         return RZ_OK;
     return reconcile_start(&ro, &s->reconcile);
+}
+
+/* Callers: named tokens and, with JWT_JWKS_URL, JWTs (the first JWKS fetch
+ * happens here; if it fails, it is retried when a JWT arrives). */
+static enum rz_err start_auth(struct services *s, char *msg, size_t msglen)
+{
+    const struct config *c = &s->cfg;
+    struct auth_opts o = {
+        .api_tokens = (const char *const *)c->api_tokens, .napi_tokens = c->napi_tokens,
+        .admin_tokens = (const char *const *)c->admin_tokens,
+        .nadmin_tokens = c->nadmin_tokens, .jwks_url = c->jwt_jwks_url,
+        .issuer = c->jwt_issuer, .audience = c->jwt_audience,
+        .admin_scope = c->jwt_admin_scope, .jwks_refresh_min = c->jwt_jwks_refresh_min,
+        .fetch_timeout_ms = 2000,
+    };
+
+    return auth_new(&o, time(NULL), &s->auth, msg, msglen);
 }
 
 /* Store calls answer events and clients waiting on the line: short
@@ -218,9 +237,11 @@ static enum rz_err start_services(struct services *s, char *msg, size_t msglen)
                               6000, s->metrics};
     if (err == RZ_OK)
         err = health_new(&ho, &s->health);
+    if (err == RZ_OK)
+        err = start_auth(s, msg, msglen);
     if (err != RZ_OK)
         return err;
-    s->app = (struct app){c, s->metrics, s->s3, s->status, s->jobs, s->health};
+    s->app = (struct app){c, s->metrics, s->s3, s->status, s->jobs, s->health, s->auth};
     /* Idle connections close after 75 s: longer than the ALB's 60 s idle
      * timeout, so the ALB never reuses a connection we just closed (502). */
     hs = (struct http_server_opts){
@@ -242,6 +263,7 @@ static void stop_services(struct services *s)
     /* Suspended status requests are resumed (answered) first. */
     status_stop_lookups(s->status);
     http_server_stop(s->http);
+    auth_free(s->auth);
     health_free(s->health);
     status_stop(s->status); /* its keeper feeds the queue: stopped first */
     jobs_free(s->jobs);
@@ -277,6 +299,11 @@ static void drain(struct services *s, int sig)
      * stalled S3: it is only asked to stop here, and cut after. */
     reconcile_halt(s->reconcile);
     left = jobs_drain(s->jobs, s->cfg.shutdown_grace);
+    /* Then everything else that may wait on S3 is cut at once, not one
+     * after the other. */
+    s3_abort(s->s3_sweep);
+    s3_abort(s->s3_probe); /* /readyz says draining anyway */
+    status_stop_lookups(s->status);
     reconcile_stop(s->reconcile);
     s->reconcile = NULL;
     log_fields(LOG_INFO, "stopped", json_pack("{s:I}", "jobs_left", (json_int_t)left));

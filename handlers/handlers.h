@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "server/auth.h"
 #include "server/config.h"
 #include "server/health.h"
 #include "server/http.h"
@@ -25,15 +26,23 @@ struct app {
     struct status *status;    /* every record read and change */
     struct jobs *jobs;
     struct health *health;
+    struct auth *auth;
 };
 
 extern const struct http_route handlers_routes[];
 extern const size_t handlers_nroutes;
 
 /* Route auth (http_auth_fn, run before the body is read): "Authorization:
- * Bearer <token>" against API_TOKENS, in constant time. Returns 1, or 0
- * after writing the 401 (with WWW-Authenticate). ctx is the struct app. */
+ * Bearer <token>", a named token or a JWT (server/auth.h). On success the
+ * caller is stored in req->caller and req->caller_admin and 1 is returned;
+ * else 0 after writing the 401 (with WWW-Authenticate) that says only
+ * "token is not valid", and a log line with the check that failed. ctx is
+ * the struct app. */
 int handlers_client_auth(struct http_request *req, void *ctx, struct http_response *res);
+
+/* 1 when the request's caller may see an image uploaded by uploader (NULL:
+ * none): admins see all, other callers only their own. */
+int handlers_may_see(const struct http_request *req, const char *uploader);
 
 /* Route auth of /v1/events: the EventBridge connection's API key or Basic
  * credentials, in constant time. Same contract. */

@@ -121,11 +121,13 @@ static enum rz_err uploads_presign(const struct app *app, const char *key,
                           cfg->presign_put_expires, now, p);
 }
 
-static enum rz_err uploads_record(const struct app *app, const char *id, const char *key,
+static enum rz_err uploads_record(const struct app *app, const struct http_request *req,
+                                  const char *id, const char *key,
                                   const struct uploads_request *u, time_t expires_at)
 {
     return status_add_upload(app->status, id, app->cfg->src_bucket, key, u->filename,
-                             image_format_mime(u->format), NULL, (int64_t)expires_at * 1000,
+                             image_format_mime(u->format), req->caller[0] ? req->caller : NULL,
+                             (int64_t)expires_at * 1000,
                              handlers_now_ms());
 }
 
@@ -147,7 +149,7 @@ void handlers_uploads_create(struct http_request *req, void *ctx, struct http_re
     snprintf(key, sizeof(key), "%s%s.%s", app->cfg->src_prefix, id, image_format_ext(u.format));
     err = uploads_presign(app, key, &u, time(NULL), &p);
     if (err == RZ_OK)
-        err = uploads_record(app, id, key, &u, p.expires_at);
+        err = uploads_record(app, req, id, key, &u, p.expires_at);
     if (err != RZ_OK) {
         http_reply_err(res, req, err == RZ_EFULL ? RZ_EFULL : RZ_EUPSTREAM,
                        err == RZ_EFULL ? "status index is full of images in flight"

@@ -13,6 +13,7 @@
 #include <openssl/crypto.h>
 
 #include "buf.h"
+#include "variants.h"
 
 #define CONFIG_MAX_WATERMARK (4 * 1024 * 1024)
 
@@ -210,24 +211,35 @@ static enum rz_err parse_log_level(const struct config_var *v, const char *value
     return RZ_OK;
 }
 
-static enum rz_err parse_output(const struct config_var *v, const char *value, struct config *c,
-                                char *msg, size_t msglen)
+/* OUTPUT_FORMAT (one format, the older name) and OUTPUT_FORMATS (a list)
+ * fill the same list; giving both is refused rather than guessed. */
+static enum rz_err parse_outputs(const struct config_var *v, const char *value, struct config *c,
+                                 char *msg, size_t msglen)
 {
-    static const struct {
-        const char *name;
-        enum image_output out;
-    } outputs[] = {
-        {"same", IMAGE_OUTPUT_SAME}, {"jpeg", IMAGE_OUTPUT_JPEG}, {"webp", IMAGE_OUTPUT_WEBP},
-        {"avif", IMAGE_OUTPUT_AVIF}, {"png", IMAGE_OUTPUT_PNG},
-    };
+    char why[160];
+    size_t n = 0;
 
-    for (size_t i = 0; i < sizeof(outputs) / sizeof(outputs[0]); i++) {
-        if (strcmp(value, outputs[i].name) == 0) {
-            c->output_format = outputs[i].out;
-            return RZ_OK;
-        }
-    }
-    return config_fail(msg, msglen, v->name, "must be same, jpeg, webp, avif or png");
+    if (c->noutputs)
+        return config_fail(msg, msglen, v->name, "cannot be used together with OUTPUT_FORMAT");
+    if (variants_parse_formats(value, c->outputs, &n, why, sizeof(why)) != RZ_OK)
+        return config_fail(msg, msglen, v->name, why);
+    if (n > 1 && strcmp(v->name, "OUTPUT_FORMAT") == 0)
+        return config_fail(msg, msglen, v->name, "takes one format; list several in "
+                                                 "OUTPUT_FORMATS");
+    c->noutputs = n;
+    return RZ_OK;
+}
+
+/* "4x3": BlurHash components across and down, 1 to 9 each. */
+static enum rz_err parse_blurhash(const struct config_var *v, const char *value,
+                                  struct config *c, char *msg, size_t msglen)
+{
+    if (strlen(value) != 3 || value[1] != 'x' || value[0] < '1' || value[0] > '9' ||
+        value[2] < '1' || value[2] > '9')
+        return config_fail(msg, msglen, v->name, "must be XxY, each from 1 to 9 (e.g. 4x3)");
+    c->blurhash_x = value[0] - '0';
+    c->blurhash_y = value[2] - '0';
+    return RZ_OK;
 }
 
 static enum rz_err parse_sse(const struct config_var *v, const char *value, struct config *c,
@@ -242,91 +254,83 @@ static enum rz_err parse_sse(const struct config_var *v, const char *value, stru
     return RZ_OK;
 }
 
-static int config_variant_name_ok(const char *name, size_t len)
-{
-    if (len == 0 || len >= IMAGE_VARIANT_NAME_MAX)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        char ch = name[i];
-
-        if (!(islower((unsigned char)ch) || isdigit((unsigned char)ch) || ch == '-' || ch == '_'))
-            return 0;
-    }
-    return 1;
-}
-
-/* "desktop:1920,tablet:1024,phone:640": each name becomes a key prefix in
- * the destination bucket, so names are restricted to [a-z0-9_-]. */
+/* "desktop:1920,tablet:1024,phone:640,thumb:256x256:cover" (variants.h). */
 static enum rz_err parse_variants(const struct config_var *v, const char *value,
                                   struct config *c, char *msg, size_t msglen)
 {
-    const char *p = value;
+    char why[200];
 
-    c->nvariants = 0;
-    while (*p) {
-        size_t itemlen = strcspn(p, ",");
-        const char *colon = memchr(p, ':', itemlen);
-        struct image_variant_spec *spec;
-        char num[16];
-        char *end = NULL;
-        long width;
-
-        if (c->nvariants == IMAGE_MAX_VARIANTS)
-            return config_fail(msg, msglen, v->name, "must list at most 8 variants");
-        if (!colon || !config_variant_name_ok(p, (size_t)(colon - p)))
-            return config_fail(msg, msglen, v->name,
-                               "must be name:width pairs separated by commas, names of "
-                               "[a-z0-9_-]");
-        if ((size_t)(p + itemlen - colon - 1) >= sizeof(num) || p + itemlen == colon + 1)
-            return config_fail(msg, msglen, v->name, "each width must be an integer");
-        memcpy(num, colon + 1, (size_t)(p + itemlen - colon - 1));
-        num[p + itemlen - colon - 1] = '\0';
-        errno = 0;
-        width = strtol(num, &end, 10);
-        if (errno || *end != '\0' || width < 1 || width > 16384)
-            return config_fail(msg, msglen, v->name, "each width must be from 1 to 16384");
-        spec = &c->variants[c->nvariants];
-        memcpy(spec->name, p, (size_t)(colon - p));
-        spec->name[colon - p] = '\0';
-        spec->width = (int)width;
-        for (size_t i = 0; i < c->nvariants; i++) {
-            if (strcmp(c->variants[i].name, spec->name) == 0)
-                return config_fail(msg, msglen, v->name, "variant names must be unique");
-        }
-        c->nvariants++;
-        p += itemlen;
-        if (*p == ',' && *++p == '\0')
-            return config_fail(msg, msglen, v->name, "must not end with a comma");
-    }
-    if (c->nvariants == 0)
-        return config_fail(msg, msglen, v->name, "must list at least one variant");
+    if (variants_parse_list(value, c->variants, &c->nvariants, why, sizeof(why)) != RZ_OK)
+        return config_fail(msg, msglen, v->name, why);
     return RZ_OK;
+}
+
+/* "name:token" (the name is the caller, [A-Za-z0-9._@-], up to 64) or a
+ * bare token of 16+ characters. */
+static int config_token_ok(const char *p, size_t len)
+{
+    const char *colon = memchr(p, ':', len);
+    size_t namelen = colon ? (size_t)(colon - p) : 0;
+
+    if (colon && (namelen == 0 || namelen > 64 ||
+                  strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@-") <
+                      namelen))
+        return 0;
+    return len - (colon ? namelen + 1 : 0) >= 16;
 }
 
 static enum rz_err parse_tokens(const struct config_var *v, const char *value, struct config *c,
                                 char *msg, size_t msglen)
 {
+    int admin = strcmp(v->name, "ADMIN_TOKENS") == 0;
+    char **list = admin ? c->admin_tokens : c->api_tokens;
+    size_t *n = admin ? &c->nadmin_tokens : &c->napi_tokens;
     const char *p = value;
 
     while (*p) {
         size_t len = strcspn(p, ",");
 
-        if (len < 16)
+        if (!config_token_ok(p, len))
             return config_fail(msg, msglen, v->name,
-                               "each token must be at least 16 characters");
-        if (c->napi_tokens == CONFIG_MAX_TOKENS)
+                               "each entry must be name:token or a token, and each token at "
+                               "least 16 characters");
+        if (*n == CONFIG_MAX_TOKENS)
             return config_fail(msg, msglen, v->name, "must list at most 16 tokens");
-        c->api_tokens[c->napi_tokens] = strndup(p, len);
-        if (!c->api_tokens[c->napi_tokens])
+        list[*n] = strndup(p, len);
+        if (!list[*n])
             return RZ_ENOMEM;
-        c->napi_tokens++;
+        (*n)++;
         p += len;
         if (*p == ',')
             p++;
     }
-    if (c->napi_tokens == 0)
+    if (*n == 0)
         return config_fail(msg, msglen, v->name, "must list at least one token");
     return RZ_OK;
+}
+
+/* https, or http only to this host (tests, a sidecar), or a local file. */
+static enum rz_err parse_jwks_url(const struct config_var *v, const char *value,
+                                  struct config *c, char *msg, size_t msglen)
+{
+    static const char *const loopback[] = {"http://127.0.0.1", "http://localhost"};
+    int ok = strncmp(value, "https://", 8) == 0 && value[8] && value[8] != '/';
+
+    for (size_t i = 0; i < 2 && !ok; i++) {
+        size_t n = strlen(loopback[i]);
+
+        ok = strncmp(value, loopback[i], n) == 0 && strchr(":/", value[n]) && value[n];
+    }
+    if (!ok && strncmp(value, "file:///", 8) == 0)
+        ok = 1;
+    if (!ok)
+        return config_fail(msg, msglen, v->name,
+                           "must be an https:// URL, http:// on 127.0.0.1 or localhost, or "
+                           "file:///path");
+    if (strpbrk(value, " \t\r\n@#") || strlen(value) > 2048)
+        return config_fail(msg, msglen, v->name,
+                           "must not hold spaces, credentials or a fragment");
+    return parse_string(v, value, c, msg, msglen);
 }
 
 /* An HTTP header name (RFC 9110 token), stored lowercase because
@@ -477,20 +481,43 @@ static const struct config_var config_vars[] = {
      1048576, 0},
     {"METRICS_TOKEN", NULL, "if set, /metrics needs Authorization: Bearer <this> (16+ chars)",
      parse_metrics_token, FIELD(metrics_token), 0, 0, 1},
-    {"API_TOKENS", NULL, "comma-separated bearer tokens for /v1/uploads and /v1/images "
-     "(required)", parse_tokens, 0, 0, 0, 1},
+    {"API_TOKENS", NULL, "comma-separated name:token (or bare tokens) of callers of "
+     "/v1/uploads and /v1/images; each sees only its own images (this, ADMIN_TOKENS or "
+     "JWT_JWKS_URL is required)", parse_tokens, 0, 0, 0, 1},
+    {"ADMIN_TOKENS", NULL, "name:token entries like API_TOKENS, of callers that see and act on "
+     "every image", parse_tokens, 0, 0, 0, 1},
+    {"JWT_JWKS_URL", NULL, "JWKS of the identity provider whose JWTs (RS256, ES256) are "
+     "accepted: https://, http:// on loopback, or file:///path", parse_jwks_url,
+     FIELD(jwt_jwks_url), 0, 0, 0},
+    {"JWT_ISSUER", NULL, "the iss JWTs must carry (required with JWT_JWKS_URL)",
+     parse_text, FIELD(jwt_issuer), 0, 0, 0},
+    {"JWT_AUDIENCE", NULL, "a value the aud of JWTs must hold (required with JWT_JWKS_URL)",
+     parse_text, FIELD(jwt_audience), 0, 0, 0},
+    {"JWT_ADMIN_SCOPE", "resizer:admin", "scope (in scope or scp) that makes a JWT caller an "
+     "admin", parse_text, FIELD(jwt_admin_scope), 0, 0, 0},
+    {"JWT_JWKS_REFRESH_MIN", "30", "seconds between JWKS fetches that unknown kids may cause",
+     parse_long, FIELD(jwt_jwks_refresh_min), 1, 86400, 0},
     {"EVENTS_API_KEY_HEADER", "x-api-key", "header of the EventBridge connection's API key",
      parse_header_name, 0, 0, 0, 0},
     {"EVENTS_API_KEY", NULL, "value of that header, or two comma-separated while it rotates "
      "(this or EVENTS_BASIC_AUTH is required)", parse_event_keys, 0, 0, 0, 1},
     {"EVENTS_BASIC_AUTH", NULL, "user:password for Basic auth on /v1/events",
      parse_basic_auth, FIELD(events_basic_auth), 0, 0, 1},
-    {"VARIANTS", "desktop:1920,tablet:1024,phone:640", "name:width of each variant",
-     parse_variants, 0, 0, 0, 0},
-    {"OUTPUT_FORMAT", "same", "same, jpeg, webp, avif or png",
-     parse_output, 0, 0, 0, 0},
-    {"JPEG_QUALITY", "85", "JPEG (and WebP/AVIF) quality", parse_long, FIELD(jpeg_quality),
+    {"VARIANTS", "desktop:1920,tablet:1024,phone:640",
+     "name:WIDTH (fit inside that width) or name:WIDTHxHEIGHT[:inside|cover] (cover: exactly "
+     "the box, attention crop), comma-separated", parse_variants, 0, 0, 0, 0},
+    {"OUTPUT_FORMAT", NULL, "one output format (older name of OUTPUT_FORMATS)",
+     parse_outputs, 0, 0, 0, 0},
+    {"OUTPUT_FORMATS", NULL, "formats of every variant: same, jpeg, webp, avif, png, "
+     "comma-separated [default: same]", parse_outputs, 0, 0, 0, 0},
+    {"JPEG_QUALITY", "85", "JPEG quality", parse_long, FIELD(jpeg_quality), 1, 100, 0},
+    {"WEBP_QUALITY", "85", "WebP quality", parse_long, FIELD(webp_quality), 1, 100, 0},
+    {"AVIF_QUALITY", "64", "AVIF quality (libheif's scale)", parse_long, FIELD(avif_quality),
      1, 100, 0},
+    {"AVIF_EFFORT", "0", "AVIF encoder effort, 0 (fast) to 9 (small)", parse_long,
+     FIELD(avif_effort), 0, 9, 0},
+    {"BLURHASH_COMPONENTS", "4x3", "BlurHash components across x down, 1 to 9 each",
+     parse_blurhash, 0, 0, 0, 0},
     {"WATERMARK_TEXT", NULL, "text drawn bottom-right on every variant",
      parse_text, FIELD(watermark_text), 0, 0, 0},
     {"WATERMARK_IMAGE", NULL, "PNG file drawn bottom-right on every variant",
@@ -591,6 +618,8 @@ static enum rz_err config_default_endpoint(struct config *c)
 /* Rules that involve more than one variable. */
 static enum rz_err config_check(struct config *c, char *msg, size_t msglen)
 {
+    char why[200];
+
     if (!c->dest_bucket)
         return config_fail(msg, msglen, "DEST_BUCKET", "is required");
     if (!c->region)
@@ -605,8 +634,16 @@ static enum rz_err config_check(struct config *c, char *msg, size_t msglen)
      * one bucket for both is refused rather than guarded key by key. */
     if (c->src_bucket && strcmp(c->src_bucket, c->dest_bucket) == 0)
         return config_fail(msg, msglen, "SRC_BUCKET", "must differ from DEST_BUCKET");
-    if (!c->napi_tokens)
-        return config_fail(msg, msglen, "API_TOKENS", "is required");
+    if (!c->napi_tokens && !c->nadmin_tokens && !c->jwt_jwks_url)
+        return config_fail(msg, msglen, "API_TOKENS",
+                           "is required (or ADMIN_TOKENS, or JWT_JWKS_URL)");
+    if (c->jwt_jwks_url && !c->jwt_issuer)
+        return config_fail(msg, msglen, "JWT_ISSUER", "is required with JWT_JWKS_URL");
+    if (c->jwt_jwks_url && !c->jwt_audience)
+        return config_fail(msg, msglen, "JWT_AUDIENCE", "is required with JWT_JWKS_URL");
+    if (!c->jwt_jwks_url && (c->jwt_issuer || c->jwt_audience))
+        return config_fail(msg, msglen, c->jwt_issuer ? "JWT_ISSUER" : "JWT_AUDIENCE",
+                           "needs JWT_JWKS_URL");
     if (!c->nevents_api_keys && !c->events_basic_auth)
         return config_fail(msg, msglen, "EVENTS_API_KEY",
                            "or EVENTS_BASIC_AUTH is required to authenticate events");
@@ -621,6 +658,11 @@ static enum rz_err config_check(struct config *c, char *msg, size_t msglen)
                            "or AWS_CONTAINER_CREDENTIALS_RELATIVE_URI/FULL_URI is required");
     if (c->sse_kms_key_id && c->sse != CONFIG_SSE_KMS)
         return config_fail(msg, msglen, "SSE_KMS_KEY_ID", "needs SSE=aws:kms");
+    if (!c->noutputs)
+        c->outputs[c->noutputs++] = IMAGE_OUTPUT_SAME;
+    if (variants_check_prefix(c->variants, c->nvariants, c->src_prefix, why, sizeof(why)) !=
+        RZ_OK)
+        return config_fail(msg, msglen, "VARIANTS", why);
     if (c->watermark_text && c->watermark_image)
         return config_fail(msg, msglen, "WATERMARK_IMAGE",
                            "cannot be used together with WATERMARK_TEXT");
@@ -719,6 +761,7 @@ void config_cleanup(struct config *c)
         &c->container_relative_uri, &c->container_full_uri, &c->container_auth_token_file,
         &c->s3_endpoint, &c->s3_public_endpoint, &c->sse_kms_key_id, &c->listen_addr,
         &c->events_api_key_header, &c->watermark_text, &c->watermark_image,
+        &c->jwt_jwks_url, &c->jwt_issuer, &c->jwt_audience, &c->jwt_admin_scope,
         &c->dynamodb_table, &c->dynamodb_endpoint,
     };
     char **secret[] = {
@@ -735,12 +778,28 @@ void config_cleanup(struct config *c)
     for (size_t i = 0; i < c->napi_tokens; i++)
         config_free_secret(&c->api_tokens[i]);
     c->napi_tokens = 0;
+    for (size_t i = 0; i < c->nadmin_tokens; i++)
+        config_free_secret(&c->admin_tokens[i]);
+    c->nadmin_tokens = 0;
     for (size_t i = 0; i < c->nevents_api_keys; i++)
         config_free_secret(&c->events_api_keys[i]);
     c->nevents_api_keys = 0;
     free(c->watermark_png);
     c->watermark_png = NULL;
     c->watermark_png_len = 0;
+}
+
+void config_image_opts(const struct config *c, struct image_opts *o)
+{
+    *o = (struct image_opts){
+        .variants = c->variants, .nvariants = c->nvariants, .noutputs = c->noutputs,
+        .jpeg_quality = (int)c->jpeg_quality, .webp_quality = (int)c->webp_quality,
+        .avif_quality = (int)c->avif_quality, .avif_effort = (int)c->avif_effort,
+        .blurhash_x = c->blurhash_x, .blurhash_y = c->blurhash_y, .max_pixels = c->max_pixels,
+        .watermark_text = c->watermark_text, .watermark_png = c->watermark_png,
+        .watermark_png_len = c->watermark_png_len,
+    };
+    memcpy(o->outputs, c->outputs, sizeof(o->outputs));
 }
 
 void config_print_help(FILE *f)

@@ -20,6 +20,7 @@
 #define HTTP_MAX_PARAMS 4
 #define HTTP_MAX_HEADERS 8
 #define HTTP_REQUEST_ID_MAX 64
+#define HTTP_CALLER_MAX 128
 
 struct MHD_Connection;
 
@@ -33,6 +34,8 @@ struct http_request {
     const char *params[HTTP_MAX_PARAMS]; /* {name} segments of the pattern, in order */
     size_t nparams;
     struct buf body;
+    char caller[HTTP_CALLER_MAX + 1];   /* set by the route's auth; "" on open routes */
+    int caller_admin;
     int resumed;                        /* the handler runs again after http_suspend */
     void *resume_arg;                   /* the handler's, kept across the suspension */
 };

@@ -32,6 +32,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "handlers/handlers.h"
@@ -47,6 +48,9 @@ static struct {
     struct creds_provider *creds;
     struct s3 *s3;
     struct index *index;
+    struct store *store;
+    struct status *status;
+    struct auth *auth;
     struct jobs *jobs;
     struct health *health;
     struct http_server *http;
@@ -86,6 +90,10 @@ static void start_service(void)
 {
     const struct config *c = &svc.cfg;
     struct jobs_opts jo = {c, svc.s3, NULL, NULL, 1, (size_t)c->queue_size};
+    struct status_opts so = {.cfg = c, .lease_ms = 60000, .max_attempts = 3,
+                             .backoff_base_ms = 1000, .owner = "fuzz"};
+    struct auth_opts ao = {(const char *const *)c->api_tokens, c->napi_tokens, NULL, 0,
+                           NULL, NULL, NULL, NULL, 30, 1000};
     struct health_opts ho = {svc.s3, c->src_bucket, c->src_prefix, c->dest_bucket, 60000, 6000,
                              NULL};
     struct http_server_opts hs = {
@@ -102,12 +110,19 @@ static void start_service(void)
     FUZZ_CHECK(index_metrics_register(svc.index, svc.metrics) == RZ_OK);
     start_s3();
     jo.s3 = ho.s3 = svc.s3;
-    jo.index = svc.index;
+    FUZZ_CHECK(store_memory_new(svc.index, &svc.store) == RZ_OK);
+    so.index = svc.index;
+    so.store = svc.store;
+    so.s3_read = svc.s3;
+    so.metrics = svc.metrics;
+    FUZZ_CHECK(status_new(&so, &svc.status) == RZ_OK);
+    FUZZ_CHECK(auth_new(&ao, time(NULL), &svc.auth, msg, sizeof(msg)) == RZ_OK);
+    jo.status = svc.status;
     jo.metrics = svc.metrics;
     FUZZ_CHECK(jobs_new(&jo, &svc.jobs) == RZ_OK);
     ho.metrics = svc.metrics;
     FUZZ_CHECK(health_new(&ho, &svc.health) == RZ_OK);
-    svc.app = (struct app){c, svc.metrics, svc.s3, svc.s3, svc.index, svc.jobs, svc.health};
+    svc.app = (struct app){c, svc.metrics, svc.s3, svc.status, svc.jobs, svc.health, svc.auth};
     hs.metrics = svc.metrics;
     FUZZ_CHECK(http_server_start(&hs, &svc.http, msg, sizeof(msg)) == RZ_OK);
     svc.port = http_server_port(svc.http);

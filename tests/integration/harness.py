@@ -53,7 +53,9 @@ DDB_STOP = os.path.join(SOURCE_DIR, 'deploy', 'local', 'dynamodb-stop')
 LB_START = os.path.join(SOURCE_DIR, 'deploy', 'local', 'lb-start')
 LB_STOP = os.path.join(SOURCE_DIR, 'deploy', 'local', 'lb-stop')
 # The service's default credentials in tests; refer to these names, not the literals.
-# (API_TOKENS entries must be at least 16 characters: server/config.c.)
+# (token entries must be at least 16 characters: server/config.c.) API_TOKEN is an admin
+# (ADMIN_TOKENS): most tests look at images that arrive without an upload URL, which only
+# admins see; tests of callers and tenancy name their own tokens.
 API_TOKEN = 'test-token-0123456789'
 EVENTS_API_KEY = 'test-events-key'
 # Set RESIZER_TEST_KEEP=1 to keep temp dirs (logs, S3 data) for a post-mortem.
@@ -503,7 +505,7 @@ class Resizer:
     """The resizer binary (env RESIZER_BIN) on 127.0.0.1:<free port>.
 
     env: settings merged over s3.env() and the defaults (SRC_BUCKET/DEST_BUCKET: src_bucket and
-    dest_bucket, fresh unique buckets if not given; API_TOKENS=API_TOKEN,
+    dest_bucket, fresh unique buckets if not given; ADMIN_TOKENS=API_TOKEN,
     EVENTS_API_KEY=EVENTS_API_KEY, LOG_LEVEL=debug, RECONCILE_INTERVAL=0); a value of None
     removes the variable. Output (stdout and stderr) goes to a log file in a temp dir.
     start=False: call start() yourself (wait=False for runs expected to fail at start-up).
@@ -544,7 +546,7 @@ class Resizer:
         env.update(self.s3.env())
         env.update({
             'SRC_BUCKET': self.src_bucket, 'DEST_BUCKET': self.dest_bucket,
-            'API_TOKENS': API_TOKEN, 'EVENTS_API_KEY': EVENTS_API_KEY,
+            'ADMIN_TOKENS': API_TOKEN, 'EVENTS_API_KEY': EVENTS_API_KEY,
             'LOG_LEVEL': 'debug', 'RECONCILE_INTERVAL': '0',
         })
         for k, v in overrides.items():

@@ -91,6 +91,17 @@ static const struct bad_case bad_cases[] = {
     {"S3_TIMEOUT=601", "S3_TIMEOUT"},
     {"API_TOKENS", "API_TOKENS"},
     {"API_TOKENS=short", "API_TOKENS"},
+    {"API_TOKENS=alice:short", "API_TOKENS"},
+    {"API_TOKENS=al ice:0123456789abcdef0123", "API_TOKENS"},
+    {"API_TOKENS=:0123456789abcdef0123", "API_TOKENS"},
+    {"ADMIN_TOKENS=root:short", "ADMIN_TOKENS"},
+    {"JWT_JWKS_URL=http://idp.example.com/jwks", "JWT_JWKS_URL"},
+    {"JWT_JWKS_URL=http://localhost.evil.com/jwks", "JWT_JWKS_URL"},
+    {"JWT_JWKS_URL=http://127.0.0.1@evil.com/jwks", "JWT_JWKS_URL"},
+    {"JWT_JWKS_URL=ftp://idp/jwks", "JWT_JWKS_URL"},
+    {"JWT_JWKS_URL=https://idp.example.com/jwks", "JWT_ISSUER"},
+    {"JWT_ISSUER=https://idp.example.com", "JWT_ISSUER"},
+    {"JWT_JWKS_REFRESH_MIN=0", "JWT_JWKS_REFRESH_MIN"},
     {"EVENTS_API_KEY", "EVENTS_API_KEY"},
     {"EVENTS_API_KEY=a,b,c", "EVENTS_API_KEY"},
     {"EVENTS_API_KEY=a,", "EVENTS_API_KEY"},
@@ -106,6 +117,25 @@ static const struct bad_case bad_cases[] = {
     {"VARIANTS=a:1,", "VARIANTS"},
     {"VARIANTS=a:1,b:1,c:1,d:1,e:1,f:1,g:1,h:1,i:1", "VARIANTS"},
     {"OUTPUT_FORMAT=bmp", "OUTPUT_FORMAT"},
+    /* the new grammar: each message names the part that is wrong */
+    {"VARIANTS=a:1,thumb:256x0:cover", "VARIANTS: \"thumb:256x0:cover\": the height"},
+    {"VARIANTS=thumb:256x256:fill", "VARIANTS: \"thumb:256x256:fill\": the fit must be"},
+    {"VARIANTS=thumb:256:cover", "VARIANTS: \"thumb:256:cover\": a fit needs WIDTHxHEIGHT"},
+    {"VARIANTS=thumb:0x256", "VARIANTS: \"thumb:0x256\": the width"},
+    {"VARIANTS=thumb:256x", "VARIANTS: \"thumb:256x\": the height"},
+    {"VARIANTS=thumb:256x99999", "VARIANTS: \"thumb:256x99999\": the height"},
+    {"VARIANTS=thumb:+256", "VARIANTS: \"thumb:+256\": the width"},
+    {"VARIANTS=_status:100", "VARIANTS: \"_status:100\": the name"},
+    {"VARIANTS=images:100", "VARIANTS: \"images\": is the first segment of SRC_PREFIX"},
+    {"OUTPUT_FORMATS=jpeg,webp,jpeg", "OUTPUT_FORMATS: \"jpeg\": is listed twice"},
+    {"OUTPUT_FORMATS=jpeg,bmp", "OUTPUT_FORMATS: \"bmp\": must be"},
+    {"OUTPUT_FORMATS=jpeg,", "OUTPUT_FORMATS: \"\": must be"},
+    {"OUTPUT_FORMAT=jpeg,webp", "OUTPUT_FORMAT: takes one format"},
+    {"WEBP_QUALITY=0", "WEBP_QUALITY"},
+    {"AVIF_QUALITY=101", "AVIF_QUALITY"},
+    {"AVIF_EFFORT=10", "AVIF_EFFORT"},
+    {"BLURHASH_COMPONENTS=10x3", "BLURHASH_COMPONENTS"},
+    {"BLURHASH_COMPONENTS=4", "BLURHASH_COMPONENTS"},
     {"JPEG_QUALITY=0", "JPEG_QUALITY"},
     {"JPEG_QUALITY=101", "JPEG_QUALITY"},
     {"WATERMARK_TEXT=line\nbreak", "WATERMARK_TEXT"},
@@ -160,8 +190,11 @@ static void test_defaults(void **state)
     assert_int_equal(c.variants[1].width, 1024);
     assert_string_equal(c.variants[2].name, "phone");
     assert_int_equal(c.variants[2].width, 640);
-    assert_int_equal(c.output_format, IMAGE_OUTPUT_SAME);
+    assert_int_equal(c.noutputs, 1);
+    assert_int_equal(c.outputs[0], IMAGE_OUTPUT_SAME);
     assert_int_equal(c.jpeg_quality, 85);
+    assert_int_equal(c.blurhash_x, 4);
+    assert_int_equal(c.blurhash_y, 3);
     assert_int_equal(c.max_upload_bytes, 52428800);
     assert_int_equal(c.max_pixels, 100000000);
     assert_int_equal(c.queue_size, 1024);
@@ -214,7 +247,40 @@ static void check_variants(const struct config *c)
     assert_string_equal(c->variants[1].name, "thumb_2");
     assert_int_equal(c->variants[1].width, 150);
 }
-static void check_output(const struct config *c) { assert_int_equal(c->output_format, IMAGE_OUTPUT_WEBP); }
+static void check_output(const struct config *c)
+{
+    assert_int_equal(c->noutputs, 1);
+    assert_int_equal(c->outputs[0], IMAGE_OUTPUT_WEBP);
+}
+static void check_outputs(const struct config *c)
+{
+    assert_int_equal(c->noutputs, 3);
+    assert_int_equal(c->outputs[0], IMAGE_OUTPUT_JPEG);
+    assert_int_equal(c->outputs[1], IMAGE_OUTPUT_WEBP);
+    assert_int_equal(c->outputs[2], IMAGE_OUTPUT_AVIF);
+}
+static void check_boxes(const struct config *c)
+{
+    assert_int_equal(c->nvariants, 4);
+    assert_int_equal(c->variants[0].width, 1920);
+    assert_int_equal(c->variants[0].height, 0);
+    assert_int_equal(c->variants[1].height, 768);
+    assert_int_equal(c->variants[1].fit, IMAGE_FIT_INSIDE);
+    assert_int_equal(c->variants[2].fit, IMAGE_FIT_INSIDE);
+    assert_string_equal(c->variants[3].name, "thumb");
+    assert_int_equal(c->variants[3].width, 256);
+    assert_int_equal(c->variants[3].height, 200);
+    assert_int_equal(c->variants[3].fit, IMAGE_FIT_COVER);
+}
+static void check_web_quality(const struct config *c)
+{
+    assert_int_equal(c->webp_quality, 60);
+}
+static void check_blurhash(const struct config *c)
+{
+    assert_int_equal(c->blurhash_x, 9);
+    assert_int_equal(c->blurhash_y, 1);
+}
 static void check_quality(const struct config *c) { assert_int_equal(c->jpeg_quality, 70); }
 static void check_watermark(const struct config *c) { assert_string_equal(c->watermark_text, "(c) me"); }
 static void check_upload(const struct config *c) { assert_int_equal(c->max_upload_bytes, 1000); }
@@ -241,7 +307,23 @@ static void check_basic(const struct config *c)
     assert_string_equal(c->events_basic_auth, "eb:secret");
 }
 
+static void check_named_tokens(const struct config *c)
+{
+    assert_int_equal(c->napi_tokens, 2);
+    assert_string_equal(c->api_tokens[0], "alice:0123456789abcdef0123");
+    assert_string_equal(c->api_tokens[1], "bob.b@x-y_:0123456789abcdef0124");
+}
+static void check_admin_tokens(const struct config *c)
+{
+    assert_int_equal(c->nadmin_tokens, 1);
+    assert_string_equal(c->admin_tokens[0], "ops@corp:fedcba9876543210fedc");
+    assert_int_equal(c->napi_tokens, 1);
+}
+
 static const struct good_case good_cases[] = {
+    {"API_TOKENS=alice:0123456789abcdef0123,bob.b@x-y_:0123456789abcdef0124",
+     check_named_tokens},
+    {"ADMIN_TOKENS=ops@corp:fedcba9876543210fedc", check_admin_tokens},
     {"SRC_PREFIX=uploads/x/", check_prefix},
     {"S3_ENDPOINT=http://127.0.0.1:9000", check_endpoint},
     {"S3_PUBLIC_ENDPOINT=https://files.example.com", check_public},
@@ -253,6 +335,11 @@ static const struct good_case good_cases[] = {
     {"EVENTS_API_KEY=old-key,new-key", check_event_keys},
     {"VARIANTS=big:3000,thumb_2:150", check_variants},
     {"OUTPUT_FORMAT=webp", check_output},
+    {"OUTPUT_FORMATS=jpeg,webp,avif", check_outputs},
+    {"VARIANTS=desktop:1920,tablet:1024x768,phone:640x640:inside,thumb:256x200:cover",
+     check_boxes},
+    {"WEBP_QUALITY=60", check_web_quality},
+    {"BLURHASH_COMPONENTS=9x1", check_blurhash},
     {"JPEG_QUALITY=70", check_quality},
     {"WATERMARK_TEXT=(c) me", check_watermark},
     {"MAX_UPLOAD_BYTES=1000", check_upload},
@@ -304,6 +391,40 @@ static void test_container_credentials_replace_static_keys(void **state)
     config_cleanup(&c);
 }
 
+/* JWTs alone are enough callers; issuer and audience come with a JWKS. */
+static void test_jwt_without_tokens(void **state)
+{
+    const char *env[] = {
+        "DEST_BUCKET=dest-bucket", "SRC_BUCKET=src-bucket", "EVENTS_API_KEY=k",
+        "AWS_ACCESS_KEY_ID=AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY=secretsecretsecret",
+        "JWT_JWKS_URL=http://127.0.0.1:8443/jwks", "JWT_ISSUER=https://idp.example.com/",
+        "JWT_AUDIENCE=resizer", "AWS_REGION=eu-west-1", NULL, NULL,
+    };
+    struct config c;
+    char msg[256];
+
+    (void)state;
+    assert_int_equal(config_load(env, &c, msg, sizeof(msg)), RZ_OK);
+    assert_int_equal(c.napi_tokens + c.nadmin_tokens, 0);
+    assert_string_equal(c.jwt_jwks_url, "http://127.0.0.1:8443/jwks");
+    assert_string_equal(c.jwt_issuer, "https://idp.example.com/");
+    assert_string_equal(c.jwt_audience, "resizer");
+    assert_string_equal(c.jwt_admin_scope, "resizer:admin");
+    assert_int_equal(c.jwt_jwks_refresh_min, 30);
+    config_cleanup(&c);
+    env[5] = "JWT_JWKS_URL=file:///etc/resizer/jwks.json";
+    env[7] = "JWT_ADMIN_SCOPE=ops";
+    assert_int_equal(config_load(env, &c, msg, sizeof(msg)), RZ_EINVAL);
+    assert_non_null(strstr(msg, "JWT_AUDIENCE"));
+    env[9] = "JWT_AUDIENCE=resizer";
+    assert_int_equal(config_load(env, &c, msg, sizeof(msg)), RZ_OK);
+    assert_string_equal(c.jwt_admin_scope, "ops");
+    config_cleanup(&c);
+    env[5] = "API_TOKENS=0123456789abcdef0123"; /* an issuer without a JWKS is a mistake */
+    assert_int_equal(config_load(env, &c, msg, sizeof(msg)), RZ_EINVAL);
+    assert_non_null(strstr(msg, "JWT_ISSUER"));
+}
+
 static void test_no_credentials_at_all(void **state)
 {
     const char *env[] = {
@@ -339,12 +460,14 @@ static void test_help_lists_every_variable(void **state)
         "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
         "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN", "S3_ENDPOINT",
         "S3_PUBLIC_ENDPOINT", "S3_FORCE_PATH_STYLE", "LISTEN_ADDR", "PORT", "VARIANTS",
-        "OUTPUT_FORMAT", "JPEG_QUALITY", "WATERMARK_TEXT", "WATERMARK_IMAGE",
+        "OUTPUT_FORMAT", "OUTPUT_FORMATS", "JPEG_QUALITY", "WEBP_QUALITY", "AVIF_QUALITY",
+        "AVIF_EFFORT", "BLURHASH_COMPONENTS", "WATERMARK_TEXT", "WATERMARK_IMAGE",
         "MAX_UPLOAD_BYTES", "MAX_PIXELS", "WORKERS", "QUEUE_SIZE", "PRESIGN_PUT_EXPIRES",
         "PRESIGN_GET_EXPIRES", "SSE", "SSE_KMS_KEY_ID", "RECONCILE_INTERVAL",
         "INDEX_MAX_ENTRIES", "LOG_LEVEL", "API_TOKENS", "EVENTS_API_KEY_HEADER",
-        "EVENTS_API_KEY", "EVENTS_BASIC_AUTH", "HTTP_MAX_CONNECTIONS", "HTTP_BODY_BUDGET",
-        "HTTP_REQUEST_TIMEOUT", "HTTP_CONNECTION_MEMORY", "METRICS_TOKEN",
+        "EVENTS_API_KEY", "EVENTS_BASIC_AUTH", "ADMIN_TOKENS", "JWT_JWKS_URL", "JWT_ISSUER",
+        "JWT_AUDIENCE", "JWT_ADMIN_SCOPE", "JWT_JWKS_REFRESH_MIN", "HTTP_MAX_CONNECTIONS",
+        "HTTP_BODY_BUDGET", "HTTP_REQUEST_TIMEOUT", "HTTP_CONNECTION_MEMORY", "METRICS_TOKEN",
     };
 
     (void)state;
@@ -366,6 +489,7 @@ int main(void)
         cmocka_unit_test(test_bad_values_name_the_variable),
         cmocka_unit_test(test_container_credentials_replace_static_keys),
         cmocka_unit_test(test_no_credentials_at_all),
+        cmocka_unit_test(test_jwt_without_tokens),
         cmocka_unit_test(test_secrets_never_in_messages),
         cmocka_unit_test(test_help_lists_every_variable),
     };
