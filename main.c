@@ -133,8 +133,11 @@ static enum rz_err start_services(struct services *s, char *msg, size_t msglen)
     s->app = (struct app){c, s->metrics, s->s3, s->s3_read, s->index, s->jobs, s->health};
     /* Idle connections close after 75 s: longer than the ALB's 60 s idle
      * timeout, so the ALB never reuses a connection we just closed (502). */
+    /* Browsers cache a CORS preflight 600 s (Chromium caps it at 2 h): a
+     * changed CORS_ALLOWED_ORIGINS reaches them within 10 minutes. */
     hs = (struct http_server_opts){c->listen_addr, (int)c->port, (int)c->http_threads, 75,
-                                   handlers_routes, handlers_nroutes, &s->app, s->metrics};
+                                   handlers_routes, handlers_nroutes, &s->app, s->metrics,
+                                   {(const char *const *)c->cors_origins, c->ncors_origins, 600}};
     err = http_server_start(&hs, &s->http, msg, msglen);
     if (err == RZ_OK)
         err = start_reconcile(s);
