@@ -323,10 +323,14 @@ class TaskDefinition(unittest.TestCase):
     def test_env_is_accepted_by_the_binary(self):
         """The task's environment (defaults, and with SSE-KMS and a watermark) starts the real
         binary: a value the service refuses would crash-loop every task on ECS."""
-        cases = [{}, {'KmsKeyArn': KMS_KEY, 'WatermarkText': 'example.com', 'Workers': 2}]
+        cases = [{}, {'KmsKeyArn': KMS_KEY, 'WatermarkText': 'example.com', 'Workers': 2,
+                      'CorsAllowedOrigins': 'https://app.example.com,https://b.example.com'}]
         for params in cases:
             with self.subTest(params=params):
                 env, _ = task_env(Resolved(self.doc, params))
+                # The parameter that sets the buckets' CORS rules sets the API's too.
+                self.assertEqual(env.get('CORS_ALLOWED_ORIGINS'),
+                                 params.get('CorsAllowedOrigins'))
                 if params:
                     self.assertEqual(env['SSE'], 'aws:kms')
                     self.assertEqual(env['SSE_KMS_KEY_ID'], KMS_KEY)

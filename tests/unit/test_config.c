@@ -118,6 +118,21 @@ static const struct bad_case bad_cases[] = {
     {"RECONCILE_INTERVAL=-1", "RECONCILE_INTERVAL"},
     {"INDEX_MAX_ENTRIES=10", "INDEX_MAX_ENTRIES"},
     {"LOG_LEVEL=verbose", "LOG_LEVEL"},
+    /* Browsers send Origin as scheme://host[:port], lowercase: anything else never matches. */
+    {"CORS_ALLOWED_ORIGINS=*", "CORS_ALLOWED_ORIGINS"},
+    {"CORS_ALLOWED_ORIGINS=null", "CORS_ALLOWED_ORIGINS"},
+    {"CORS_ALLOWED_ORIGINS=app.example.com", "CORS_ALLOWED_ORIGINS"},
+    {"CORS_ALLOWED_ORIGINS=https://app.example.com/", "CORS_ALLOWED_ORIGINS"},
+    {"CORS_ALLOWED_ORIGINS=https://*.example.com", "CORS_ALLOWED_ORIGINS"},
+    {"CORS_ALLOWED_ORIGINS=https://App.example.com", "CORS_ALLOWED_ORIGINS"},
+    {"CORS_ALLOWED_ORIGINS=https://", "CORS_ALLOWED_ORIGINS"},
+    {"CORS_ALLOWED_ORIGINS=https://a.example:", "CORS_ALLOWED_ORIGINS"},
+    {"CORS_ALLOWED_ORIGINS=https://a.example,", "CORS_ALLOWED_ORIGINS"},
+    {"CORS_ALLOWED_ORIGINS=https://a,,https://b", "CORS_ALLOWED_ORIGINS"},
+    {"CORS_ALLOWED_ORIGINS=ftp://files.example.com", "CORS_ALLOWED_ORIGINS"},
+    {"CORS_ALLOWED_ORIGINS=http://1,http://2,http://3,http://4,http://5,http://6,http://7,"
+     "http://8,http://9,http://10,http://11,http://12,http://13,http://14,http://15,"
+     "http://16,http://17", "CORS_ALLOWED_ORIGINS"},
 };
 
 static void test_bad_values_name_the_variable(void **state)
@@ -229,7 +244,17 @@ static void check_basic(const struct config *c)
     assert_string_equal(c->events_basic_auth, "eb:secret");
 }
 
+static void check_origins(const struct config *c)
+{
+    assert_int_equal(c->ncors_origins, 2);
+    assert_string_equal(c->cors_origins[0], "https://app.example.com");
+    assert_string_equal(c->cors_origins[1], "http://127.0.0.1:3000");
+}
+static void check_no_origins(const struct config *c) { assert_int_equal(c->ncors_origins, 0); }
+
 static const struct good_case good_cases[] = {
+    {"CORS_ALLOWED_ORIGINS=https://app.example.com, http://127.0.0.1:3000", check_origins},
+    {"CORS_ALLOWED_ORIGINS=", check_no_origins},
     {"SRC_PREFIX=uploads/x/", check_prefix},
     {"S3_ENDPOINT=http://127.0.0.1:9000", check_endpoint},
     {"S3_PUBLIC_ENDPOINT=https://files.example.com", check_public},
@@ -329,7 +354,7 @@ static void test_help_lists_every_variable(void **state)
         "MAX_UPLOAD_BYTES", "MAX_PIXELS", "WORKERS", "QUEUE_SIZE", "PRESIGN_PUT_EXPIRES",
         "PRESIGN_GET_EXPIRES", "SSE", "SSE_KMS_KEY_ID", "RECONCILE_INTERVAL",
         "INDEX_MAX_ENTRIES", "LOG_LEVEL", "API_TOKENS", "EVENTS_API_KEY_HEADER",
-        "EVENTS_API_KEY", "EVENTS_BASIC_AUTH",
+        "EVENTS_API_KEY", "EVENTS_BASIC_AUTH", "CORS_ALLOWED_ORIGINS",
     };
 
     (void)state;
