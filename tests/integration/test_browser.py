@@ -110,8 +110,8 @@ class BrowserTest(unittest.TestCase):
     def setUpClass(cls):
         cls.work = tempfile.mkdtemp(prefix='resizer-browser-')
         cls.corpus = os.path.join(cls.work, 'corpus')
-        subprocess.run([CORPUS, cls.corpus], check=True, stdout=subprocess.DEVNULL,
-                       timeout=scaled(120))
+        # Made while the service and the browser start.
+        corpus = subprocess.Popen([CORPUS, cls.corpus], stdout=subprocess.DEVNULL)
         cls.s3 = S3Server()
         cls.client = cls.s3.client()
         # The allowed site's port is fixed before the service starts, so its origin can be
@@ -121,6 +121,8 @@ class BrowserTest(unittest.TestCase):
             'CORS_ALLOWED_ORIGINS': 'http://127.0.0.1:%d' % cls.allowed_port, 'WORKERS': '2'})
         cls.driver = chromium(os.path.join(cls.work, 'profile'))
         cls.driver.set_page_load_timeout(scaled(30))
+        if corpus.wait(timeout=scaled(120)) != 0:
+            raise RuntimeError('tests/corpus/make_corpus.sh failed')
 
     @classmethod
     def tearDownClass(cls):
@@ -285,8 +287,10 @@ class BrowserTest(unittest.TestCase):
             want = [text.get_attribute('data-id'), photo.get_attribute('data-id')]
             return ids if ids[:2] == want else None
         self.wait(recent, what='recent images listed newest first')
-        thumb = d.find_element(By.CSS_SELECTOR, '#recent li[data-state=done] img')
-        self.assertTrue(self.js('return arguments[0].naturalWidth', thumb) > 0)
+        self.wait(lambda: self.js('const i = document.querySelector('
+                                  '"#recent li[data-state=done] img");'
+                                  'return i && i.complete && i.naturalWidth > 0'),
+                  what='the thumbnail of the photo in the listing loaded')
         failed = d.find_element(By.CSS_SELECTOR, '#recent li[data-state=failed] .meta')
         self.assertIn('unsupported_format', failed.text)
 
@@ -302,9 +306,10 @@ class BrowserTest(unittest.TestCase):
         self.wait(lambda: self.js('return window.innerWidth') <= 400, what='narrow window')
         self.assertLessEqual(self.js('return document.documentElement.scrollWidth'),
                              self.js('return window.innerWidth'))
-        self.assertTrue(all(self.js('return arguments[0].getBoundingClientRect().right', img)
-                            <= self.js('return window.innerWidth')
-                            for img in photo.find_elements(By.TAG_NAME, 'img')))
+        overflowing = self.js(
+            'return Array.from(arguments[0].querySelectorAll("img")).filter('
+            'i => i.getBoundingClientRect().right > window.innerWidth).length', photo)
+        self.assertEqual(overflowing, 0, 'variant pictures wider than a phone screen')
         d.save_screenshot(os.path.join(artifacts_dir(), 'page-phone.png'))
         d.set_window_size(1100, 1400)
 
