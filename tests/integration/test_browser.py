@@ -7,7 +7,7 @@ bar move and end (the presigned PUT goes straight to S3, with upload throttled s
 something to show), the event arrives as EventBridge sends it (posted by this test once the
 object is in S3), the state reaches done and the three variants load as pictures of the right
 sizes. A text file named .jpg ends failed with its error code and a retry button that queues
-it again. The recent images list shows both, newest first. The page works under the strict
+it again. The recent images list shows both, newest first, and pages through more. The page works under the strict
 Content-Security-Policy it is served with (no violation in the console), every control has a
 label, and at phone width nothing overflows. The screenshot of the finished page is kept in
 RESIZER_ARTIFACTS (default: artifacts/ next to RESIZER_BIN) as page.png.
@@ -358,6 +358,29 @@ class BrowserTest(unittest.TestCase):
         self.assertEqual(result, 'refused: TypeError')
         after = json_http('GET', self.svc.url('/v1/images?limit=200'), headers=AUTH)[2]
         self.assertEqual([i['id'] for i in after['items']], [i['id'] for i in before['items']])
+
+    # -- the listing, paged ---------------------------------------------------------------
+
+    def test_4_recent_images_are_paged(self):
+        for i in range(6):
+            status, _, _ = json_http('POST', self.svc.url('/v1/uploads'),
+                                     {'filename': 'page-%d.jpg' % i,
+                                      'content_type': 'image/jpeg'}, headers=AUTH)
+            self.assertEqual(status, 201)
+        self.open_page(self.svc.url('/'))  # the token is still in this origin's tab
+
+        def names():
+            return [li.find_element(By.CSS_SELECTOR, '.name').text
+                    for li in self.driver.find_elements(By.CSS_SELECTOR, '#recent li')]
+        self.wait(lambda: names()[:1] == ['page-5.jpg'], what='the newest image first')
+        self.driver.find_element(By.CSS_SELECTOR, '#recent-limit option[value="5"]').click()
+        self.wait(lambda: names() == ['page-%d.jpg' % i for i in (5, 4, 3, 2, 1)],
+                  what='a page of 5, newest first (now %r)' % names())
+        self.driver.find_element(By.ID, 'recent-next').click()
+        self.wait(lambda: names()[:1] == ['page-0.jpg'], what='the next page')
+        self.assertTrue(self.driver.find_element(By.ID, 'recent-first').is_enabled())
+        self.driver.find_element(By.ID, 'recent-first').click()
+        self.wait(lambda: names()[:1] == ['page-5.jpg'], what='back to the newest')
 
 
 if __name__ == '__main__':
