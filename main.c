@@ -244,13 +244,16 @@ static enum rz_err start_services(struct services *s, char *msg, size_t msglen)
     s->app = (struct app){c, s->metrics, s->s3, s->status, s->jobs, s->health, s->auth};
     /* Idle connections close after 75 s: longer than the ALB's 60 s idle
      * timeout, so the ALB never reuses a connection we just closed (502). */
+    /* Browsers cache a CORS preflight 600 s (Chromium caps it at 2 h): a
+     * changed CORS_ALLOWED_ORIGINS reaches them within 10 minutes. */
     hs = (struct http_server_opts){
         .listen_addr = c->listen_addr, .port = (int)c->port, .threads = (int)c->http_threads,
         .connection_timeout = 75, .max_connections = c->http_max_connections,
         .connection_memory = (size_t)c->http_connection_memory,
         .body_budget = c->http_body_budget, .request_timeout = (unsigned)c->http_request_timeout,
         .routes = handlers_routes, .nroutes = handlers_nroutes, .ctx = &s->app,
-        .metrics = s->metrics};
+        .metrics = s->metrics,
+        .cors = {(const char *const *)c->cors_origins, c->ncors_origins, 600}};
     err = http_server_start(&hs, &s->http, msg, msglen);
     if (err == RZ_OK)
         err = start_reconcile(s);

@@ -11,20 +11,25 @@
 
 /* Order matters only for readability: the server matches every pattern. */
 const struct http_route handlers_routes[] = {
-    {"GET", "/healthz", handlers_healthz, 0, NULL},
-    {"GET", "/readyz", handlers_readyz, 0, NULL},
-    {"GET", "/metrics", handlers_metrics, 0, handlers_metrics_auth},
-    {"GET", "/openapi.yaml", handlers_openapi, 0, NULL},
+    {"GET", "/healthz", handlers_healthz, 0, NULL, 0},
+    {"GET", "/readyz", handlers_readyz, 0, NULL, 0},
+    {"GET", "/metrics", handlers_metrics, 0, handlers_metrics_auth, 0},
+    {"GET", "/openapi.yaml", handlers_openapi, 0, NULL, 0},
+    {"GET", "/", handlers_page_index, 0, NULL, 0},
+    {"GET", "/app.js", handlers_page_js, 0, NULL, 0},
+    {"GET", "/app.css", handlers_page_css, 0, NULL, 0},
+    /* The client API is open to browsers on CORS_ALLOWED_ORIGINS (the last
+     * field); events and operations are not for browsers. */
     {"POST", "/v1/uploads", handlers_uploads_create, HANDLERS_MAX_UPLOAD_BODY,
-     handlers_client_auth},
-    {"POST", "/v1/events", handlers_events_post, EVENTS_MAX_BODY, handlers_events_auth},
+     handlers_client_auth, 1},
+    {"POST", "/v1/events", handlers_events_post, EVENTS_MAX_BODY, handlers_events_auth, 0},
     /* MinIO's probe before it sends: open, it reveals nothing. */
-    {"HEAD", "/v1/events", handlers_events_head, 0, NULL},
-    {"GET", "/v1/images", handlers_images_list, 0, handlers_client_auth},
-    {"GET", "/v1/images/{id}", handlers_images_get, 0, handlers_client_auth},
+    {"HEAD", "/v1/events", handlers_events_head, 0, NULL, 0},
+    {"GET", "/v1/images", handlers_images_list, 0, handlers_client_auth, 1},
+    {"GET", "/v1/images/{id}", handlers_images_get, 0, handlers_client_auth, 1},
     {"GET", "/v1/images/{id}/variants/{name}", handlers_images_variant, 0,
-     handlers_client_auth},
-    {"POST", "/v1/images/{id}/retry", handlers_images_retry, 0, handlers_client_auth},
+     handlers_client_auth, 1},
+    {"POST", "/v1/images/{id}/retry", handlers_images_retry, 0, handlers_client_auth, 1},
 };
 
 const size_t handlers_nroutes = sizeof(handlers_routes) / sizeof(handlers_routes[0]);

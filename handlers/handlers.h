@@ -64,6 +64,10 @@ void handlers_healthz(struct http_request *req, void *ctx, struct http_response 
 void handlers_readyz(struct http_request *req, void *ctx, struct http_response *res);
 void handlers_metrics(struct http_request *req, void *ctx, struct http_response *res);
 void handlers_openapi(struct http_request *req, void *ctx, struct http_response *res);
+/* The upload page (GET /) and its script and style, built into the binary. */
+void handlers_page_index(struct http_request *req, void *ctx, struct http_response *res);
+void handlers_page_js(struct http_request *req, void *ctx, struct http_response *res);
+void handlers_page_css(struct http_request *req, void *ctx, struct http_response *res);
 void handlers_uploads_create(struct http_request *req, void *ctx, struct http_response *res);
 void handlers_events_post(struct http_request *req, void *ctx, struct http_response *res);
 void handlers_events_head(struct http_request *req, void *ctx, struct http_response *res);

@@ -391,6 +391,60 @@ static enum rz_err parse_event_keys(const struct config_var *v, const char *valu
     return RZ_OK;
 }
 
+/* One origin as a browser serializes it in Origin: scheme "://" host
+ * [":" port], lowercase, no path, no trailing slash. A wildcard or "null"
+ * is refused: the grant is always one exact origin. */
+static int config_origin_ok(const char *s, size_t len)
+{
+    const char *host;
+    size_t hostlen;
+
+    if (len >= 8 && strncmp(s, "https://", 8) == 0)
+        host = s + 8;
+    else if (len >= 7 && strncmp(s, "http://", 7) == 0)
+        host = s + 7;
+    else
+        return 0;
+    hostlen = len - (size_t)(host - s);
+    if (hostlen == 0 || len > CONFIG_MAX_ORIGIN || host[0] == ':' || host[hostlen - 1] == ':')
+        return 0;
+    for (size_t i = 0; i < hostlen; i++) {
+        if (!islower((unsigned char)host[i]) && !isdigit((unsigned char)host[i]) &&
+            !strchr(".-:[]", host[i]))
+            return 0;
+    }
+    return 1;
+}
+
+/* "https://app.example.com,http://127.0.0.1:3000"; empty: no origin. */
+static enum rz_err parse_origins(const struct config_var *v, const char *value,
+                                 struct config *c, char *msg, size_t msglen)
+{
+    const char *p = value;
+
+    while (*p) {
+        size_t len;
+
+        p += strspn(p, " ");
+        len = strcspn(p, ", ");
+        if (!config_origin_ok(p, len))
+            return config_fail(msg, msglen, v->name,
+                               "each origin must be scheme://host[:port] in lowercase, e.g. "
+                               "https://app.example.com (no path, no '*')");
+        if (c->ncors_origins == CONFIG_MAX_CORS_ORIGINS)
+            return config_fail(msg, msglen, v->name, "must list at most 16 origins");
+        c->cors_origins[c->ncors_origins] = strndup(p, len);
+        if (!c->cors_origins[c->ncors_origins])
+            return RZ_ENOMEM;
+        c->ncors_origins++;
+        p += len;
+        p += strspn(p, " ");
+        if (*p == ',' && *++p == '\0')
+            return config_fail(msg, msglen, v->name, "must not end with a comma");
+    }
+    return RZ_OK;
+}
+
 static enum rz_err parse_secret(const struct config_var *v, const char *value, struct config *c,
                                 char *msg, size_t msglen)
 {
@@ -481,6 +535,9 @@ static const struct config_var config_vars[] = {
      1048576, 0},
     {"METRICS_TOKEN", NULL, "if set, /metrics needs Authorization: Bearer <this> (16+ chars)",
      parse_metrics_token, FIELD(metrics_token), 0, 0, 1},
+    {"CORS_ALLOWED_ORIGINS", NULL, "comma-separated browser origins that may call /v1/uploads "
+     "and /v1/images (CORS), e.g. https://app.example.com; empty: none",
+     parse_origins, 0, 0, 0, 0},
     {"API_TOKENS", NULL, "comma-separated name:token (or bare tokens) of callers of "
      "/v1/uploads and /v1/images; each sees only its own images (this, ADMIN_TOKENS or "
      "JWT_JWKS_URL is required)", parse_tokens, 0, 0, 0, 1},
@@ -784,6 +841,11 @@ void config_cleanup(struct config *c)
     for (size_t i = 0; i < c->nevents_api_keys; i++)
         config_free_secret(&c->events_api_keys[i]);
     c->nevents_api_keys = 0;
+    for (size_t i = 0; i < c->ncors_origins; i++) {
+        free(c->cors_origins[i]);
+        c->cors_origins[i] = NULL;
+    }
+    c->ncors_origins = 0;
     free(c->watermark_png);
     c->watermark_png = NULL;
     c->watermark_png_len = 0;

@@ -16,6 +16,8 @@
 
 #define CONFIG_MAX_TOKENS 16
 #define CONFIG_MAX_EVENT_KEYS 2 /* the current key and the next, while it rotates */
+#define CONFIG_MAX_CORS_ORIGINS 16
+#define CONFIG_MAX_ORIGIN 256
 
 enum config_sse {
     CONFIG_SSE_NONE = 0,
@@ -55,6 +57,8 @@ struct config {
     long port;
     long http_threads;
     long shutdown_grace;          /* seconds */
+    char *cors_origins[CONFIG_MAX_CORS_ORIGINS]; /* browser origins granted CORS, exact */
+    size_t ncors_origins;
 
     /* Limits against hostile clients (server/http_guard.c). */
     long http_max_connections;    /* clamped to what the fd limit allows */

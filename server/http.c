@@ -5,7 +5,13 @@
  * Routing, the request id, the route's auth, the body cap and the body
  * budget (http_guard.h) are decided on that first call, so an
  * unauthenticated, oversized or unaffordable upload is refused from its
- * headers before a byte of it is read. */
+ * headers before a byte of it is read.
+ *
+ * CORS (the Fetch standard) is answered here too, for the routes marked cors:
+ * a preflight OPTIONS carries no credentials, so it is answered before any
+ * route's auth, and every answer on those paths (early refusals included)
+ * carries the grant for an allowed origin, so a browser app can read its
+ * errors. */
 #include "http.h"
 
 #include <arpa/inet.h>
@@ -39,7 +45,9 @@ struct http_state {
     struct http_response res;
     const struct http_route *route;
     char *path_copy;          /* holds the NUL-split params */
-    int early_status;         /* 401/404/405/413/503 decided before the body */
+    int early_status;         /* 204 (preflight)/401/404/405/413/503 decided before the body */
+    int cors;                 /* the path has a cors route */
+    const char *cors_pattern; /* its pattern, naming a preflight in logs and metrics */
     int too_big;              /* a chunked body passed the cap */
     struct http_guard *guard;
     size_t reserved;          /* of the body budget, given back when freed */
@@ -142,9 +150,15 @@ static void http_route_find(struct http_server *s, struct http_state *st)
         http_allow_add(st->allow, r->method);
         if (strcmp(r->method, "GET") == 0)
             http_allow_add(st->allow, "HEAD");
+        if (r->cors && !st->cors_pattern)
+            st->cors_pattern = r->pattern;
         if (!st->route && (strcmp(r->method, method) == 0 ||
                            (head && strcmp(r->method, "GET") == 0)))
             st->route = r;
+    }
+    if (st->cors_pattern) {
+        st->cors = 1;
+        http_allow_add(st->allow, "OPTIONS");
     }
     if (st->route) {
         /* Match again: a later pattern may have overwritten the params. */
@@ -154,6 +168,88 @@ static void http_route_find(struct http_server *s, struct http_state *st)
     }
     st->req.route = HTTP_ROUTE_UNMATCHED;
     st->early_status = st->allow[0] ? MHD_HTTP_METHOD_NOT_ALLOWED : MHD_HTTP_NOT_FOUND;
+}
+
+/* An OPTIONS on a cors path is a preflight: answered 204 before any auth,
+ * since browsers send it without credentials. */
+static void http_cors_preflight_check(struct http_state *st)
+{
+    if (st->route || !st->cors || strcmp(st->req.method, MHD_HTTP_METHOD_OPTIONS) != 0)
+        return;
+    st->early_status = MHD_HTTP_NO_CONTENT;
+    st->req.route = st->cors_pattern;
+}
+
+static int http_cors_origin_allowed(const struct http_cors *cors, const char *origin)
+{
+    for (size_t i = 0; i < cors->norigins; i++) {
+        if (strcmp(origin, cors->origins[i]) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* The requested headers (Access-Control-Request-Headers, a comma-separated
+ * list) that a real request may send: only these two; anything else is left
+ * out, and the browser then refuses the request itself. */
+static void http_cors_allowed_headers(const char *requested, char *out, size_t outlen)
+{
+    static const char *const allowed[] = {"authorization", "content-type"};
+    const char *p = requested;
+
+    out[0] = '\0';
+    while (p && *p) {
+        size_t len;
+
+        p += strspn(p, " \t,");
+        len = strcspn(p, " \t,");
+        for (size_t i = 0; len && i < sizeof(allowed) / sizeof(allowed[0]); i++) {
+            size_t used = strlen(out);
+
+            if (len == strlen(allowed[i]) && strncasecmp(p, allowed[i], len) == 0 &&
+                !strstr(out, allowed[i]))
+                snprintf(out + used, outlen - used, "%s%s", used ? ", " : "", allowed[i]);
+        }
+        p += len;
+    }
+}
+
+static void http_cors_preflight_headers(const struct http_cors *cors,
+                                        const struct http_state *st, struct MHD_Response *r)
+{
+    char headers[64];
+    char max_age[16];
+
+    MHD_add_response_header(r, "Access-Control-Allow-Methods", st->allow);
+    http_cors_allowed_headers(http_header(&st->req, "Access-Control-Request-Headers"), headers,
+                              sizeof(headers));
+    if (headers[0])
+        MHD_add_response_header(r, "Access-Control-Allow-Headers", headers);
+    snprintf(max_age, sizeof(max_age), "%u", cors->max_age);
+    MHD_add_response_header(r, "Access-Control-Max-Age", max_age);
+}
+
+/* Every answer on a cors path varies by Origin (caches must keep one per
+ * origin); an allowed origin gets the grant, never "*", and may read the
+ * headers a client needs. A foreign origin gets nothing, so its browser
+ * hides the answer from the page. */
+static void http_cors_apply(const struct http_cors *cors, const struct http_state *st,
+                            struct MHD_Response *r)
+{
+    const char *origin;
+
+    if (!st->cors)
+        return;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_VARY, "Origin");
+    origin = http_header(&st->req, "Origin");
+    if (!origin || !http_cors_origin_allowed(cors, origin))
+        return;
+    MHD_add_response_header(r, "Access-Control-Allow-Origin", origin);
+    if (st->early_status == MHD_HTTP_NO_CONTENT)
+        http_cors_preflight_headers(cors, st, r);
+    else
+        MHD_add_response_header(r, "Access-Control-Expose-Headers",
+                                "X-Request-Id, Location, Retry-After");
 }
 
 /* Refuses a body over the route's cap from its Content-Length. */
@@ -254,6 +350,7 @@ static struct http_state *http_state_new(struct MHD_Connection *conn, const char
     buf_init(&st->req.body, 0);
     http_request_id_init(st);
     http_route_find(s, st);
+    http_cors_preflight_check(st);
     if (st->route) {
         st->req.body.max = st->route->max_body;
         http_auth_check(s, st);
@@ -293,6 +390,10 @@ static void http_early_reply(struct http_state *st)
     if (st->res.status)
         return;
     switch (st->early_status) {
+    case MHD_HTTP_NO_CONTENT:
+        http_reply_bytes(&st->res, 204, NULL, "", 0);
+        http_response_header(&st->res, "Allow", st->allow);
+        break;
     case MHD_HTTP_NOT_FOUND:
         http_reply_error(&st->res, &st->req, 404, "not_found", "no such route");
         break;
@@ -307,7 +408,8 @@ static void http_early_reply(struct http_state *st)
     }
 }
 
-static enum MHD_Result http_send(struct MHD_Connection *conn, struct http_state *st)
+static enum MHD_Result http_send(struct http_server *s, struct MHD_Connection *conn,
+                                 struct http_state *st)
 {
     struct http_response *res = &st->res;
     struct MHD_Response *r;
@@ -322,6 +424,7 @@ static enum MHD_Result http_send(struct MHD_Connection *conn, struct http_state 
     MHD_add_response_header(r, "X-Request-Id", st->req.request_id);
     for (size_t i = 0; i < res->nheaders; i++)
         MHD_add_response_header(r, res->headers[i].name, res->headers[i].value);
+    http_cors_apply(&s->opts.cors, st, r);
     ret = MHD_queue_response(conn, (unsigned)res->status, r);
     MHD_destroy_response(r);
     http_guard_request_answered(st->guard, conn);
@@ -359,7 +462,7 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn, const
          * sends the response and closes, instead of receiving (say) 1 GB
          * just to refuse it. */
         http_early_reply(st);
-        return http_send(conn, st);
+        return http_send(s, conn, st);
     }
     if (*upload_data_size) {
         http_body_take(st, upload_data, *upload_data_size);
@@ -388,7 +491,7 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn, const
     st->suspend_start = NULL;
     if (!st->res.status)
         http_reply_error(&st->res, &st->req, 500, "internal", "handler gave no response");
-    return http_send(conn, st);
+    return http_send(s, conn, st);
 }
 
 static double http_elapsed(const struct timespec *start)

@@ -66,13 +66,24 @@ typedef int (*http_auth_fn)(struct http_request *req, void *ctx, struct http_res
 
 /* One route: method and pattern ("/v1/images/{id}"; a {name} segment matches
  * one non-empty path segment). max_body 0 refuses any body. auth NULL: the
- * route is open. */
+ * route is open. cors 1: browsers on the policy's origins may call it (its
+ * path answers preflights, its responses carry the grant). */
 struct http_route {
     const char *method;
     const char *pattern;
     http_handler_fn handler;
     size_t max_body;
     http_auth_fn auth;
+    int cors;
+};
+
+/* Which browser origins may call the cors routes. Origins are compared
+ * exactly ("https://app.example.com", as browsers send Origin); none: no
+ * origin gets a grant, and preflights are still answered (without one). */
+struct http_cors {
+    const char *const *origins;         /* borrowed for the server's lifetime */
+    size_t norigins;
+    unsigned max_age;                   /* seconds a browser may cache a preflight */
 };
 
 struct http_server_opts {
@@ -88,6 +99,7 @@ struct http_server_opts {
     size_t nroutes;
     void *ctx;                          /* passed to every handler */
     struct metrics *metrics;            /* borrowed; families are registered by http_server_start */
+    struct http_cors cors;
 };
 
 struct http_server;

@@ -34,6 +34,12 @@ harness.CONTRACT = True  # this program checks every response, whatever RESIZER_
 AUTH = {'Authorization': 'Bearer ' + API_TOKEN}
 EVENTS = {'x-api-key': EVENTS_API_KEY}
 BASIC_AUTH = 'hook:hook-secret-0123'
+ORIGINS = ('https://app.example.com', 'http://127.0.0.1:3000')
+FOREIGN = 'https://evil.example.com'
+EXPOSED = 'X-Request-Id, Location, Retry-After'
+CORS_HEADERS = ('access-control-allow-origin', 'access-control-allow-methods',
+                'access-control-allow-headers', 'access-control-max-age',
+                'access-control-expose-headers')
 CORPUS = os.path.join(harness.SOURCE_DIR, 'tests', 'corpus', 'make_corpus.sh')
 
 # Documented statuses no test here can cause, and why.
@@ -82,7 +88,8 @@ class ContractTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.s3 = S3Server()
-        cls.svc = Resizer(cls.s3, env={'EVENTS_BASIC_AUTH': BASIC_AUTH, 'WORKERS': '2'})
+        cls.svc = Resizer(cls.s3, env={'EVENTS_BASIC_AUTH': BASIC_AUTH, 'WORKERS': '2',
+                                       'CORS_ALLOWED_ORIGINS': ' , '.join(ORIGINS)})
         cls.client = cls.s3.client()
         cls.corpus = tempfile.mkdtemp(prefix='resizer-contract-')
         subprocess.run([CORPUS, cls.corpus], check=True, stdout=subprocess.DEVNULL,
@@ -159,20 +166,129 @@ class ContractTest(unittest.TestCase):
             self.assertEqual(body, f.read())
 
     def test_unrouted_paths_and_methods(self):
-        for path in ('/', '/nope', '/v1/images/%s/variants' % uuid.uuid4(), '/v1/uploads/x'):
+        for path in ('/index.html', '/nope', '/v1/images/%s/variants' % uuid.uuid4(),
+                     '/v1/uploads/x'):
             self.assert_error(self.get(path), 404, 'not_found')
         some_id = str(uuid.uuid4())
-        for method, path, allow in (('GET', '/v1/uploads', 'POST'),
+        for method, path, allow in (('GET', '/v1/uploads', 'POST, OPTIONS'),
                                     ('PUT', '/v1/events', 'POST, HEAD'),
+                                    ('OPTIONS', '/v1/events', 'POST, HEAD'),
                                     ('POST', '/healthz', 'GET, HEAD'),
-                                    ('DELETE', '/v1/images/' + some_id, 'GET, HEAD'),
-                                    ('GET', '/v1/images/%s/retry' % some_id, 'POST'),
-                                    ('POST', '/openapi.yaml', 'GET, HEAD')):
+                                    ('OPTIONS', '/healthz', 'GET, HEAD'),
+                                    ('DELETE', '/v1/images/' + some_id, 'GET, HEAD, OPTIONS'),
+                                    ('GET', '/v1/images/%s/retry' % some_id, 'POST, OPTIONS'),
+                                    ('POST', '/openapi.yaml', 'GET, HEAD'),
+                                    ('POST', '/', 'GET, HEAD')):
             status, headers, body = json_http(method, self.svc.url(path), headers=AUTH)
             self.assertEqual((status, headers['allow']), (405, allow), (method, path, body))
         # Header fields over libmicrohttpd's memory limit: its own answer, before routing.
         status, _, _ = http('GET', self.svc.url('/healthz'), headers={'X-Big': 'b' * 40000})
         self.assertEqual(status, 431)
+
+    # -- the page ------------------------------------------------------------------------
+
+    def test_page_script_and_style(self):
+        for path, ctype, marker in (('/', 'text/html; charset=utf-8', b'<script src="app.js"'),
+                                    ('/app.js', 'text/javascript; charset=utf-8', b"'use strict'"),
+                                    ('/app.css', 'text/css; charset=utf-8', b':root')):
+            status, headers, body = http('GET', self.svc.url(path))
+            self.assertEqual((status, headers['content-type']), (200, ctype), path)
+            self.assertIn(marker, body)
+            with open(os.path.join(harness.SOURCE_DIR, 'web', 'index.html' if path == '/'
+                                   else path[1:]), 'rb') as f:
+                self.assertEqual(body, f.read(), 'served as built in: ' + path)
+            csp = headers['content-security-policy']
+            self.assertIn("script-src 'self';", csp)
+            self.assertNotIn('unsafe-inline', csp)
+            s3 = self.s3.endpoint  # path style here: the endpoint itself, no subdomains
+            self.assertIn("img-src 'self' %s;" % s3, csp)
+            self.assertIn("connect-src 'self' %s;" % s3, csp)
+            self.assertEqual(headers['x-content-type-options'], 'nosniff')
+            self.assertNotIn('vary', headers)  # not a CORS route
+            self.assertEqual(http('HEAD', self.svc.url(path))[:1], (200,))
+        # The page runs no inline script and no inline style, so the policy can forbid both.
+        status, _, html = http('GET', self.svc.url('/'))
+        self.assertNotRegex(html, rb'<script(?![^>]*\bsrc=)|\son[a-z]+=|<style|style=')
+
+    # -- CORS -----------------------------------------------------------------------------
+
+    def preflight(self, path, origin, method, headers='authorization, content-type'):
+        return http('OPTIONS', self.svc.url(path), headers={
+            'Origin': origin, 'Access-Control-Request-Method': method,
+            'Access-Control-Request-Headers': headers})
+
+    def test_preflights_answered_without_credentials(self):
+        some_id = str(uuid.uuid4())
+        for path, method, allow in (
+                ('/v1/uploads', 'POST', 'POST, OPTIONS'),
+                ('/v1/images', 'GET', 'GET, HEAD, OPTIONS'),
+                ('/v1/images/' + some_id, 'GET', 'GET, HEAD, OPTIONS'),
+                ('/v1/images/%s/variants/phone' % some_id, 'GET', 'GET, HEAD, OPTIONS'),
+                ('/v1/images/%s/retry' % some_id, 'POST', 'POST, OPTIONS')):
+            for origin in ORIGINS:
+                status, headers, body = self.preflight(path, origin, method,
+                                                       'Authorization,Content-Type,X-Evil')
+                self.assertEqual((status, body), (204, b''), path)
+                self.assertEqual(headers['access-control-allow-origin'], origin)
+                self.assertEqual(headers['access-control-allow-methods'], allow)
+                self.assertEqual(headers['access-control-allow-headers'],
+                                 'authorization, content-type')
+                self.assertEqual(headers['access-control-max-age'], '600')
+                self.assertEqual((headers['vary'], headers['allow']), ('Origin', allow))
+                self.assertNotIn('access-control-allow-credentials', headers)
+            # A foreign origin, a look-alike, and no Origin at all: answered, never granted.
+            for origin in (FOREIGN, ORIGINS[0] + '.evil.com', ORIGINS[0] + '/', 'null', '*'):
+                status, headers, body = self.preflight(path, origin, method)
+                self.assertEqual((status, headers['vary']), (204, 'Origin'), origin)
+                self.assertFalse(set(CORS_HEADERS) & set(headers), (origin, headers))
+        status, headers, _ = http('OPTIONS', self.svc.url('/v1/uploads'))
+        self.assertEqual((status, headers['allow']), (204, 'POST, OPTIONS'))
+        # Only the requested headers that are allowed; none requested, none granted.
+        _, headers, _ = self.preflight('/v1/uploads', ORIGINS[1], 'POST', 'content-type')
+        self.assertEqual(headers['access-control-allow-headers'], 'content-type')
+        _, headers, _ = self.preflight('/v1/uploads', ORIGINS[1], 'POST', 'x-evil')
+        self.assertNotIn('access-control-allow-headers', headers)
+        # A preflight is decided before any body is read, whatever it claims to carry.
+        status, headers, _ = http('OPTIONS', self.svc.url('/v1/uploads'),
+                                  headers={'Origin': ORIGINS[0], 'Content-Length': '99999999'})
+        self.assertEqual((status, headers['access-control-allow-origin']), (204, ORIGINS[0]))
+
+    def assert_granted(self, headers, origin):
+        self.assertEqual(headers['access-control-allow-origin'], origin)
+        self.assertEqual(headers['access-control-expose-headers'], EXPOSED)
+        self.assertEqual(headers['vary'], 'Origin')
+
+    def test_real_answers_carry_the_grant_for_an_allowed_origin_only(self):
+        origin = {'Origin': ORIGINS[0]}
+        status, headers, up = json_http('POST', self.svc.url('/v1/uploads'),
+                                        {'content_type': 'image/png'},
+                                        headers=dict(AUTH, **origin))
+        self.assertEqual(status, 201)
+        self.assert_granted(headers, ORIGINS[0])
+        # Early answers too (before the handler, before the body): 401, 413, 405.
+        early = [
+            json_http('GET', self.svc.url('/v1/images'), headers=origin),
+            json_http('POST', self.svc.url('/v1/uploads'), body=b'x' * 20000,
+                      headers=dict(AUTH, **origin)),
+            json_http('DELETE', self.svc.url('/v1/uploads'), headers=dict(AUTH, **origin)),
+            json_http('GET', self.svc.url('/v1/images/' + str(uuid.uuid4())),
+                      headers=dict(AUTH, **origin)),
+            json_http('GET', self.svc.url(up['status_url']), headers=dict(AUTH, **origin)),
+        ]
+        self.assertEqual([r[0] for r in early], [401, 413, 405, 404, 200])
+        for status, headers, _ in early:
+            self.assert_granted(headers, ORIGINS[0])
+        # A foreign origin: the same answers, no grant; Vary always on these paths.
+        for headers in ({'Origin': FOREIGN}, {}):
+            status, got, _ = json_http('GET', self.svc.url(up['status_url']),
+                                       headers=dict(AUTH, **headers))
+            self.assertEqual((status, got['vary']), (200, 'Origin'))
+            self.assertFalse(set(CORS_HEADERS) & set(got), got)
+        # Events and operations are not for browsers: no grant, no Vary.
+        for method, path in (('POST', '/v1/events'), ('GET', '/healthz'), ('GET', '/metrics'),
+                             ('GET', '/openapi.yaml'), ('GET', '/'), ('GET', '/nope')):
+            status, got, _ = http(method, self.svc.url(path), headers=origin)
+            self.assertFalse(set(CORS_HEADERS + ('vary',)) & set(got), (path, got))
 
     # -- uploads --------------------------------------------------------------------------
 

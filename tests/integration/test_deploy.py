@@ -204,7 +204,8 @@ class TaskDefinition(unittest.TestCase):
     def test_env_is_accepted_by_the_binary(self):
         """The task's environment (defaults, and with SSE-KMS and a watermark) starts the real
         binary: a value the service refuses would crash-loop every task on ECS."""
-        cases = [{}, {'KmsKeyArn': KMS_KEY, 'WatermarkText': 'example.com', 'Workers': 2}]
+        cases = [{}, {'KmsKeyArn': KMS_KEY, 'WatermarkText': 'example.com', 'Workers': 2,
+                      'CorsAllowedOrigins': 'https://app.example.com,https://b.example.com'}]
         # Every bound the template allows must be one the service accepts, else a parameter in
         # range crash-loops the tasks: all parameters of variables at their MinValue, then at
         # their MaxValue.
@@ -214,6 +215,9 @@ class TaskDefinition(unittest.TestCase):
         for params in cases:
             with self.subTest(params=params):
                 env, _ = task_env(Resolved(self.doc, params))
+                # The parameter that sets the buckets' CORS rules sets the API's too.
+                self.assertEqual(env.get('CORS_ALLOWED_ORIGINS'),
+                                 params.get('CorsAllowedOrigins'))
                 if 'KmsKeyArn' in params:
                     self.assertEqual(env['SSE'], 'aws:kms')
                     self.assertEqual(env['SSE_KMS_KEY_ID'], KMS_KEY)

@@ -120,7 +120,13 @@ class ReadmeTest(unittest.TestCase):
     # -- the walkthrough ------------------------------------------------------------------
 
     def run_walkthrough(self):
-        commands = split_commands(shell_block(readme_section('Walkthrough with curl')))
+        section = readme_section('Walkthrough with curl')
+        self.assertTrue(section.lstrip().startswith('Open http://127.0.0.1:8080/ in a browser'),
+                        'the walkthrough starts with the page')
+        block = shell_block(section)
+        self.assertNotIn('python', block, 'JSON is read with jq')
+        self.assertIn('jq ', block)
+        commands = split_commands(block)
         self.assertRegex(commands[0], r'^api=\S+$', 'the block starts by setting api')
         commands[0] = 'api=' + self.svc.url('').rstrip('/')
         script = ['set -e -o pipefail']
@@ -163,7 +169,7 @@ class ReadmeTest(unittest.TestCase):
                                  os.path.getsize(os.path.join(self.work, 'cat.jpg')))
                 self.assertEqual(head['ContentType'], 'image/jpeg')
                 checked.add('presigned put')
-            elif cmd.startswith('cat status.json'):
+            elif cmd.startswith('jq . status.json'):
                 rec = json.loads(out)
                 self.assertEqual((rec['id'], rec['state']), (up['id'], 'done'), rec)
                 self.assertEqual((rec['source']['width'], rec['source']['height']), (2000, 1500))
@@ -179,10 +185,11 @@ class ReadmeTest(unittest.TestCase):
                 self.assertEqual(hdr.stdout.strip(), '640', hdr.stderr)
                 checked.add('variant download')
             elif 'state=failed' in cmd:
-                page = json.loads(out)
-                self.assertTrue(all(i['state'] == 'failed' and i['error']['code']
-                                    for i in page['items']), page)
-                self.assertIn(failed['id'], [i['id'] for i in page['items']])
+                items = json.loads(out)
+                self.assertTrue(items and all(i['code'] and i['key'].startswith('images/')
+                                              for i in items), items)
+                self.assertIn({'id': failed['id'], 'key': failed['source']['key'],
+                               'code': 'unsupported_format'}, items)
                 checked.add('failures listed')
             elif '/retry' in cmd:
                 # As written, the retry is of the cat, which is done.

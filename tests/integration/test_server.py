@@ -51,7 +51,7 @@ class ServerTest(unittest.TestCase):
     def test_wrong_method_is_405_with_allow(self):
         status, headers, body = json_http('DELETE', self.svc.url('/v1/uploads'))
         self.assertEqual(status, 405)
-        self.assertEqual(headers['allow'], 'POST')
+        self.assertEqual(headers['allow'], 'POST, OPTIONS')
         self.assert_error(body, status, 'method_not_allowed')
         status, headers, _ = json_http('PUT', self.svc.url('/v1/events'))
         self.assertEqual(status, 405)

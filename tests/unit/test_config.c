@@ -155,6 +155,21 @@ static const struct bad_case bad_cases[] = {
     {"HTTP_CONNECTION_MEMORY=100", "HTTP_CONNECTION_MEMORY"},
     {"METRICS_TOKEN=short", "METRICS_TOKEN"},
     {"METRICS_TOKEN=has a space in it, long", "METRICS_TOKEN"},
+    /* Browsers send Origin as scheme://host[:port], lowercase: anything else never matches. */
+    {"CORS_ALLOWED_ORIGINS=*", "CORS_ALLOWED_ORIGINS"},
+    {"CORS_ALLOWED_ORIGINS=null", "CORS_ALLOWED_ORIGINS"},
+    {"CORS_ALLOWED_ORIGINS=app.example.com", "CORS_ALLOWED_ORIGINS"},
+    {"CORS_ALLOWED_ORIGINS=https://app.example.com/", "CORS_ALLOWED_ORIGINS"},
+    {"CORS_ALLOWED_ORIGINS=https://*.example.com", "CORS_ALLOWED_ORIGINS"},
+    {"CORS_ALLOWED_ORIGINS=https://App.example.com", "CORS_ALLOWED_ORIGINS"},
+    {"CORS_ALLOWED_ORIGINS=https://", "CORS_ALLOWED_ORIGINS"},
+    {"CORS_ALLOWED_ORIGINS=https://a.example:", "CORS_ALLOWED_ORIGINS"},
+    {"CORS_ALLOWED_ORIGINS=https://a.example,", "CORS_ALLOWED_ORIGINS"},
+    {"CORS_ALLOWED_ORIGINS=https://a,,https://b", "CORS_ALLOWED_ORIGINS"},
+    {"CORS_ALLOWED_ORIGINS=ftp://files.example.com", "CORS_ALLOWED_ORIGINS"},
+    {"CORS_ALLOWED_ORIGINS=http://1,http://2,http://3,http://4,http://5,http://6,http://7,"
+     "http://8,http://9,http://10,http://11,http://12,http://13,http://14,http://15,"
+     "http://16,http://17", "CORS_ALLOWED_ORIGINS"},
 };
 
 static void test_bad_values_name_the_variable(void **state)
@@ -320,10 +335,20 @@ static void check_admin_tokens(const struct config *c)
     assert_int_equal(c->napi_tokens, 1);
 }
 
+static void check_origins(const struct config *c)
+{
+    assert_int_equal(c->ncors_origins, 2);
+    assert_string_equal(c->cors_origins[0], "https://app.example.com");
+    assert_string_equal(c->cors_origins[1], "http://127.0.0.1:3000");
+}
+static void check_no_origins(const struct config *c) { assert_int_equal(c->ncors_origins, 0); }
+
 static const struct good_case good_cases[] = {
     {"API_TOKENS=alice:0123456789abcdef0123,bob.b@x-y_:0123456789abcdef0124",
      check_named_tokens},
     {"ADMIN_TOKENS=ops@corp:fedcba9876543210fedc", check_admin_tokens},
+    {"CORS_ALLOWED_ORIGINS=https://app.example.com, http://127.0.0.1:3000", check_origins},
+    {"CORS_ALLOWED_ORIGINS=", check_no_origins},
     {"SRC_PREFIX=uploads/x/", check_prefix},
     {"S3_ENDPOINT=http://127.0.0.1:9000", check_endpoint},
     {"S3_PUBLIC_ENDPOINT=https://files.example.com", check_public},
@@ -468,6 +493,7 @@ static void test_help_lists_every_variable(void **state)
         "EVENTS_API_KEY", "EVENTS_BASIC_AUTH", "ADMIN_TOKENS", "JWT_JWKS_URL", "JWT_ISSUER",
         "JWT_AUDIENCE", "JWT_ADMIN_SCOPE", "JWT_JWKS_REFRESH_MIN", "HTTP_MAX_CONNECTIONS",
         "HTTP_BODY_BUDGET", "HTTP_REQUEST_TIMEOUT", "HTTP_CONNECTION_MEMORY", "METRICS_TOKEN",
+        "CORS_ALLOWED_ORIGINS",
     };
 
     (void)state;
