@@ -283,7 +283,7 @@ class WebVariantsTest(unittest.TestCase):
     def assert_sent(self, accept, fmt, query=''):
         status, hdrs, _ = self.redirect(accept, query)
         self.assertEqual(status, 302, accept)
-        self.assertEqual(hdrs.get('vary'), 'Accept', accept)
+        self.assertIn('Accept', vary_tokens(hdrs), accept)
         path = hdrs['location'].split('?')[0]
         self.assertTrue(path.endswith('/phone/square.' + EXT[fmt]),
                         '%s -> %s' % (accept, path))
@@ -311,10 +311,15 @@ class WebVariantsTest(unittest.TestCase):
     def test_406_when_nothing_acceptable(self):
         status, hdrs, body = self.redirect('image/png,text/html')
         self.assertEqual(status, 406)
-        self.assertEqual(hdrs.get('vary'), 'Accept')
+        self.assertIn('Accept', vary_tokens(hdrs))
         self.assertEqual(json.loads(body)['error']['code'], 'not_acceptable')
         status, _, _ = self.redirect('image/jpeg;q=0,image/*')
         self.assertEqual(status, 406)
+
+
+def vary_tokens(hdrs):
+    """The names a Vary header lists (the variant route is a CORS path too: Origin)."""
+    return [t.strip() for t in hdrs.get('vary', '').split(',') if t.strip()]
 
 
 class BadSpecsTest(unittest.TestCase):
