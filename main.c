@@ -21,6 +21,7 @@
 #include "server/log.h"
 #include "server/probe.h"
 #include "server/reconcile.h"
+#include "server/webhooks.h"
 
 extern char **environ;
 
@@ -35,6 +36,7 @@ struct services {
     struct jobs *jobs;
     struct health *health;
     struct reconcile *reconcile;
+    struct webhooks *webhooks;
     struct http_server *http;
     struct app app;
 };
@@ -103,6 +105,23 @@ static enum rz_err start_reconcile(struct services *s)
     return reconcile_start(&ro, &s->reconcile);
 }
 
+/* Completion webhooks, when WEBHOOK_URLS is set: their own threads and
+ * outbox, handed to the jobs that announce finished images. */
+static enum rz_err start_webhooks(struct services *s, char *msg, size_t msglen)
+{
+    const struct config *c = &s->cfg;
+    struct webhooks_opts wo = {
+        .urls = c->webhook_urls, .secrets = c->webhook_secret,
+        .timeout_ms = c->webhook_timeout * 1000, .retry_base_ms = c->webhook_retry_base_ms,
+        .max_attempts = (int)c->webhook_max_attempts,
+        .queue_size = (size_t)c->webhook_queue_size, .threads = 4, .metrics = s->metrics,
+    };
+
+    if (!c->webhook_urls)
+        return RZ_OK;
+    return webhooks_new(&wo, &s->webhooks, msg, msglen);
+}
+
 static enum rz_err start_services(struct services *s, char *msg, size_t msglen)
 {
     const struct config *c = &s->cfg;
@@ -119,10 +138,12 @@ static enum rz_err start_services(struct services *s, char *msg, size_t msglen)
     err = index_metrics_register(s->index, s->metrics);
     if (err == RZ_OK)
         err = start_s3(s, msg, msglen);
+    if (err == RZ_OK)
+        err = start_webhooks(s, msg, msglen);
     if (err != RZ_OK)
         return err;
     jo = (struct jobs_opts){c, s->s3, s->index, s->metrics, (size_t)(workers > 0 ? workers : 1),
-                            (size_t)c->queue_size};
+                            (size_t)c->queue_size, s->webhooks};
     err = jobs_new(&jo, &s->jobs);
     ho = (struct health_opts){s->s3_probe, c->src_bucket, c->src_prefix, c->dest_bucket, 2000,
                               6000, s->metrics};
@@ -147,6 +168,7 @@ static void stop_services(struct services *s)
     http_server_stop(s->http);
     health_free(s->health);
     jobs_free(s->jobs);
+    webhooks_free(s->webhooks);
     s3_free(s->s3_read);
     s3_free(s->s3_probe);
     s3_free(s->s3);
@@ -175,6 +197,9 @@ static void drain(struct services *s, int sig)
     reconcile_stop(s->reconcile);
     s->reconcile = NULL;
     left = jobs_drain(s->jobs, s->cfg.shutdown_grace);
+    /* The last jobs' notifications get a moment to go out (the memory
+     * outbox ends with the process). */
+    webhooks_drain(s->webhooks, 2000);
     log_fields(LOG_INFO, "stopped", json_pack("{s:I}", "jobs_left", (json_int_t)left));
 }
 

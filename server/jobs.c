@@ -404,6 +404,19 @@ static void jobs_write_status(struct jobs_worker *w, const char *id)
     index_entry_cleanup(&e);
 }
 
+/* The image is done or failed: receivers are told, once its record is
+ * written so one that asks the API at once finds it. The one call into the
+ * webhooks module; it only queues the message. */
+static void jobs_notify_finished(struct jobs *j, const char *id)
+{
+    struct index_entry e = {0};
+
+    if (!j->opts.webhooks || index_get(j->opts.index, id, &e) != RZ_OK)
+        return;
+    webhooks_notify(j->opts.webhooks, &e);
+    index_entry_cleanup(&e);
+}
+
 static void jobs_outcome_cleanup(struct jobs_outcome *o)
 {
     image_results_free(o->results, o->n);
@@ -471,6 +484,7 @@ static void jobs_run(struct jobs_worker *w, const char *id)
     if (o.real_key)
         index_rekey(j->opts.index, id, o.real_key);
     jobs_write_status(w, id);
+    jobs_notify_finished(j, id);
     secs = (double)(o.now_ms - start) / 1000.0;
     jobs_count(j, &o, secs);
     jobs_log(id, &t, &o, secs);

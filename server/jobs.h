@@ -16,6 +16,7 @@
 #include "index.h"
 #include "metrics.h"
 #include "s3.h"
+#include "webhooks.h"
 
 struct jobs;
 
@@ -26,6 +27,7 @@ struct jobs_opts {
     struct metrics *metrics;
     size_t workers;            /* >= 1 */
     size_t queue_size;         /* >= 1 */
+    struct webhooks *webhooks; /* NULL: no completion notifications */
 };
 
 /* How a batch of events was taken. */
