@@ -19,7 +19,9 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -27,7 +29,8 @@ import unittest
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from harness import Resizer, S3Server, json_http, scaled, wait_until
+import contract
+from harness import SOURCE_DIR, Resizer, S3Server, json_http, scaled, wait_until
 from jobs_util import AUTH, announce, metric, metrics_text, upload, wait_terminal
 
 # Two secrets, as while rotating: the old one and the new one (32 random bytes each).
@@ -52,6 +55,20 @@ def setUpModule():
 def tearDownModule():
     if S3 is not None:
         S3.close()
+
+
+def readme_verify():
+    """The verify() function of the README's Webhooks section, as a reader would copy it."""
+    with open(os.path.join(SOURCE_DIR, 'README.md'), encoding='utf-8') as f:
+        text = f.read()
+    section = re.search(r'^## Webhooks\n(.*?)(?=^## )', text, re.M | re.S).group(1)
+    code = re.search(r'^```python\n(.*?)^```', section, re.M | re.S).group(1)
+    scope = {}
+    exec(compile(code, 'README.md', 'exec'), scope)
+    return scope['verify']
+
+
+README_VERIFY = readme_verify()
 
 
 def expected_signature(secret, msg_id, timestamp, body):
@@ -176,6 +193,14 @@ class WebhooksTest(unittest.TestCase):
         self.assertEqual(len(sent), len(secrets), sent)
         for secret in secrets:
             self.assertIn(expected_signature(secret, h['webhook-id'], ts, req['body']), sent)
+            # The README's receiver accepts it with either secret alone...
+            self.assertTrue(README_VERIFY(secret, h, req['body']))
+        # ... and refuses another secret, a changed body and a replayed timestamp.
+        wrong = 'whsec_' + base64.b64encode(b'x' * 32).decode()
+        self.assertFalse(README_VERIFY(wrong, h, req['body']))
+        self.assertFalse(README_VERIFY(secrets[0], h, req['body'] + b' '))
+        self.assertFalse(README_VERIFY(secrets[0], dict(h, **{'webhook-timestamp': str(
+            int(ts) - 3600)}), req['body']))
 
     def test_done_and_failed_notified_once_signed_with_both_secrets(self):
         svc = self.service(['/ok', '/flaky'], SECRET_OLD + ' ' + SECRET_NEW)
@@ -195,9 +220,9 @@ class WebhooksTest(unittest.TestCase):
         by_type = {}
         for msg_id, (req,) in ok.items():
             self.check_signed(req, [SECRET_OLD, SECRET_NEW])
-            # Each secret alone is enough, as for a receiver that knows only one of them.
             msg = json.loads(req['body'])
             self.assertEqual(sorted(msg), ['data', 'timestamp', 'type'])
+            self.assert_contract(req, msg)
             by_type[msg['type']] = msg
         self.assertEqual(sorted(by_type), ['image.done', 'image.failed'])
         self.assert_record(by_type['image.done'], done, svc)
@@ -219,6 +244,21 @@ class WebhooksTest(unittest.TestCase):
         self.assertEqual(metric(text, 'resizer_webhook_attempts_total', 'result="5xx"'), 2)
         self.assertEqual(metric(text, 'resizer_webhook_attempt_seconds_count'), 6)
         self.assertEqual(metric(text, 'resizer_webhook_queue_depth'), 0)
+        self.assertEqual(svc.stop(), 0)  # and, in the sanitizer build, nothing leaked
+
+    def assert_contract(self, req, msg):
+        """The delivery fits the webhooks: section of openapi/openapi.yaml."""
+        name = {'image.done': 'imageDone', 'image.failed': 'imageFailed'}[msg['type']]
+        c = contract.shared()
+        op = c.doc['webhooks'][name]['post']
+        for param in op['parameters']:
+            self.assertRegex(req['headers'][param['name']], param['schema']['pattern'])
+        validator = c._validator(op['requestBody']['content']['application/json']['schema'])
+        validator.validate(msg)
+        if msg['data']['variants']:  # the document forbids what must never be sent
+            leaked = json.loads(json.dumps(msg))
+            leaked['data']['variants'][0]['url'] = 'https://example.com/x?X-Amz-Signature=1'
+            self.assertFalse(validator.is_valid(leaked))
 
     def assert_record(self, msg, record, svc):
         """msg's data is the record the API gives, without the presigned URLs."""
@@ -258,6 +298,8 @@ class WebhooksTest(unittest.TestCase):
         self.assertLess(last_done, first_hang + timeout - 0.2,
                         'images finished %.2fs after the first hanging delivery began'
                         % (last_done - first_hang))
+        sys.stderr.write('\nall images done %.2fs after the first hanging delivery began\n'
+                         % (last_done - first_hang))
 
         # Each hanging attempt is cut after 1 s and retried once (same id), then given up;
         # the redirect is never followed, and retried like a failure.
@@ -296,7 +338,9 @@ class WebhooksTest(unittest.TestCase):
                    what='a new delivery hanging')
         t0 = time.monotonic()
         self.assertEqual(svc.stop(), 0)
-        self.assertLess(time.monotonic() - t0, scaled(8))
+        stopped = time.monotonic() - t0
+        sys.stderr.write('SIGTERM to exit with a hanging delivery: %.2fs\n' % stopped)
+        self.assertLess(stopped, scaled(8))
         self.assertIn('"webhooks_lost"', svc.log_text())
 
     def test_bad_settings_refused_at_start(self):
