@@ -433,13 +433,17 @@ static void webhooks_add(struct webhooks *w, struct outbox_delivery *d, const ch
     size_t dropped = 0;
     enum rz_err err = w->outbox->ops->add(w->outbox, d, &dropped);
 
-    if (dropped || err != RZ_OK) {
+    if (err != RZ_OK) {
         webhooks_count_outcome(w, "dropped");
         log_fields(LOG_WARN, "webhook_dropped",
                    json_pack("{s:s,s:s,s:s}", "id", image_id, "msg_id", d->msg_id, "why",
-                             err != RZ_OK ? "outbox full of deliveries in flight; this one "
-                                            "refused"
-                                          : "outbox full; its oldest delivery dropped"));
+                             err == RZ_EFULL ? "outbox full of deliveries in flight"
+                                             : rz_err_name(err)));
+    } else if (dropped) {
+        webhooks_count_outcome(w, "dropped");
+        log_fields(LOG_WARN, "webhook_dropped",
+                   json_pack("{s:s,s:s}", "why", "outbox full: its oldest delivery dropped",
+                             "for_msg_id", d->msg_id));
     }
 }
 
