@@ -113,7 +113,12 @@ static enum rz_err outbox_memory_add(struct outbox *o, const struct outbox_deliv
     return err;
 }
 
-static enum rz_err outbox_memory_lease(struct outbox *o, int64_t now_ms,
+static int outbox_skipped(const struct outbox_delivery *d, uint32_t skip)
+{
+    return d->endpoint < 32 && (skip >> d->endpoint) & 1u;
+}
+
+static enum rz_err outbox_memory_lease(struct outbox *o, int64_t now_ms, uint32_t skip,
                                        struct outbox_delivery *out, int64_t *next_due_out)
 {
     struct outbox_memory *m = (struct outbox_memory *)o;
@@ -124,7 +129,9 @@ static enum rz_err outbox_memory_lease(struct outbox *o, int64_t now_ms,
     *next_due_out = INT64_MAX;
     pthread_mutex_lock(&m->lock);
     for (struct outbox_node *n = m->head; n; n = n->next) {
-        if (!n->leased && (!best || n->d.due_ms < best->d.due_ms))
+        if (n->leased || outbox_skipped(&n->d, skip))
+            continue;
+        if (!best || n->d.due_ms < best->d.due_ms)
             best = n;
     }
     if (best && best->d.due_ms > now_ms)

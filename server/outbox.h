@@ -38,11 +38,13 @@ struct outbox_ops {
      * were dropped (0 or 1). RZ_EFULL when every stored one is leased. */
     enum rz_err (*add)(struct outbox *o, const struct outbox_delivery *d, size_t *dropped_out);
     /* Leases the delivery due earliest, if one is due at now_ms, into *out
-     * (out->body belongs to the caller: release with outbox_delivery_cleanup).
-     * RZ_ENOTFOUND when none is due; *next_due_out then gets the earliest
-     * due time of the unleased ones, or INT64_MAX. */
-    enum rz_err (*lease)(struct outbox *o, int64_t now_ms, struct outbox_delivery *out,
-                         int64_t *next_due_out);
+     * (out->body belongs to the caller: release with outbox_delivery_cleanup),
+     * leaving out the endpoints whose bit is set in skip (those with as many
+     * attempts in flight as they may have). RZ_ENOTFOUND when none is due;
+     * *next_due_out then gets the earliest due time of the unleased ones not
+     * skipped, or INT64_MAX. */
+    enum rz_err (*lease)(struct outbox *o, int64_t now_ms, uint32_t skip,
+                         struct outbox_delivery *out, int64_t *next_due_out);
     /* Ends the lease of d (by d->ref): removed when retry_at_ms < 0, else
      * kept with d->attempts and due again at retry_at_ms. */
     void (*settle)(struct outbox *o, const struct outbox_delivery *d, int64_t retry_at_ms);

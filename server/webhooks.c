@@ -68,6 +68,8 @@ struct webhooks {
     uint64_t seen_gen;          /* gen when a thread last found nothing due */
     int64_t next_due_ms;        /* what that thread saw due next */
     size_t busy;                /* threads leasing or attempting */
+    size_t inflight[WEBHOOKS_MAX_URLS]; /* attempts in flight per endpoint */
+    size_t per_endpoint;        /* the most one endpoint may have */
     int stopping;               /* also read by curl's progress callback */
     struct webhooks_thread *threads;
 };
@@ -664,6 +666,50 @@ static void webhooks_idle(struct webhooks *w, uint64_t gen, int64_t next_due_ms)
     pthread_mutex_unlock(&w->lock);
 }
 
+/* The endpoints with as many attempts in flight as they may have: a
+ * receiver that hangs holds at most per_endpoint threads, and the others
+ * keep theirs. Called with the lock held. */
+static uint32_t webhooks_full_endpoints(const struct webhooks *w)
+{
+    uint32_t skip = 0;
+
+    for (size_t i = 0; i < w->nendpoints; i++) {
+        if (w->inflight[i] >= w->per_endpoint)
+            skip |= 1u << i;
+    }
+    return skip;
+}
+
+/* One attempt of a leased delivery, counted against its endpoint. Another
+ * thread may have leased for the same endpoint meanwhile and taken its last
+ * place: then the delivery goes back, unchanged, for a later look. */
+static void webhooks_run_leased(struct webhooks_thread *t, struct outbox_delivery *d)
+{
+    struct webhooks *w = t->w;
+    size_t ep = d->endpoint < w->nendpoints ? d->endpoint : 0;
+    int full;
+
+    pthread_mutex_lock(&w->lock);
+    full = w->inflight[ep] >= w->per_endpoint;
+    if (full)
+        w->busy--;
+    else
+        w->inflight[ep]++;
+    pthread_mutex_unlock(&w->lock);
+    if (full) {
+        w->outbox->ops->settle(w->outbox, d, d->due_ms);
+        return;
+    }
+    webhooks_attempt(t, d);
+    pthread_mutex_lock(&w->lock);
+    w->inflight[ep]--;
+    w->busy--;
+    /* Its endpoint may take another attempt now: idle threads look again. */
+    w->gen++;
+    pthread_cond_broadcast(&w->wake);
+    pthread_mutex_unlock(&w->lock);
+}
+
 static void *webhooks_thread_main(void *arg)
 {
     struct webhooks_thread *t = arg;
@@ -671,6 +717,7 @@ static void *webhooks_thread_main(void *arg)
     struct outbox_delivery d;
     int64_t next_due;
     uint64_t gen;
+    uint32_t skip;
 
     for (;;) {
         pthread_mutex_lock(&w->lock);
@@ -679,17 +726,15 @@ static void *webhooks_thread_main(void *arg)
             break;
         }
         gen = w->gen;
+        skip = webhooks_full_endpoints(w);
         w->busy++;
         pthread_mutex_unlock(&w->lock);
-        if (w->outbox->ops->lease(w->outbox, webhooks_now_ms(), &d, &next_due) != RZ_OK) {
+        if (w->outbox->ops->lease(w->outbox, webhooks_now_ms(), skip, &d, &next_due) != RZ_OK) {
             webhooks_idle(w, gen, next_due);
             continue;
         }
-        webhooks_attempt(t, &d);
+        webhooks_run_leased(t, &d);
         outbox_delivery_cleanup(&d);
-        pthread_mutex_lock(&w->lock);
-        w->busy--;
-        pthread_mutex_unlock(&w->lock);
     }
     return NULL;
 }
@@ -745,6 +790,8 @@ enum rz_err webhooks_new(const struct webhooks_opts *opts, struct webhooks **out
     w->opts.urls = w->opts.secrets = NULL;
     if (w->opts.threads == 0)
         w->opts.threads = 1;
+    /* One endpoint may use every thread; with several, a dead one gets half. */
+    w->per_endpoint = w->opts.threads / 2 > 0 ? w->opts.threads / 2 : 1;
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->wake, NULL);
     pthread_cond_init(&w->settled, NULL);
@@ -755,6 +802,8 @@ enum rz_err webhooks_new(const struct webhooks_opts *opts, struct webhooks **out
         err = webhooks_parse_urls(w, opts->urls);
     if (err != RZ_OK)
         goto fail;
+    if (w->nendpoints == 1)
+        w->per_endpoint = w->opts.threads;
     err = RZ_ENOMEM;
     w->outbox = outbox_memory_new(opts->queue_size);
     if (!w->outbox)

@@ -322,6 +322,7 @@ class WebhooksTest(unittest.TestCase):
         text = metrics_text(svc)
         self.assertEqual(metric(text, 'resizer_webhook_deliveries_total', 'outcome="rejected"'),
                          3)
+
         self.assertEqual(metric(text, 'resizer_webhook_attempts_total', 'result="timeout"'), 6)
         self.assertEqual(metric(text, 'resizer_webhook_attempts_total', 'result="4xx"'), 3)
         self.assertEqual(metric(text, 'resizer_webhook_attempts_total', 'result="3xx"'), 6)
@@ -342,6 +343,27 @@ class WebhooksTest(unittest.TestCase):
         sys.stderr.write('SIGTERM to exit with a hanging delivery: %.2fs\n' % stopped)
         self.assertLess(stopped, scaled(8))
         self.assertIn('"webhooks_lost"', svc.log_text())
+
+    def test_hanging_receiver_does_not_hold_up_the_others(self):
+        # 5 messages to a receiver that hangs, more than the 4 delivery threads: it gets at
+        # most half of them, so the healthy receiver is served while the hangs last.
+        timeout = int(max(2, scaled(1)))
+        svc = self.service(['/hang', '/ok'], SECRET_NEW, WEBHOOK_TIMEOUT=str(timeout),
+                           WEBHOOK_MAX_ATTEMPTS='1')
+        keys = ['images/%s.jpg' % uuid.uuid4() for _ in range(5)]
+        for key in keys:
+            upload(svc, key, JPEG)
+        for key in keys:
+            self.assertEqual(announce(svc, key, len(JPEG))[0], 202)
+        wait_until(lambda: len(self.receiver.on('/ok')) == 5, timeout=scaled(15),
+                   what='the healthy receiver served')
+        first_hang = min(r['at'] for r in self.receiver.on('/hang'))
+        last_ok = max(r['at'] for r in self.receiver.on('/ok'))
+        self.assertLess(last_ok, first_hang + timeout - 0.2,
+                        'the healthy receiver was served %.2fs after the first hang began'
+                        % (last_ok - first_hang))
+        early = [r for r in self.receiver.on('/hang') if r['at'] < first_hang + timeout - 0.2]
+        self.assertLessEqual(len(early), 2, 'attempts to the hanging receiver at once')
 
     def test_bad_settings_refused_at_start(self):
         cases = [

@@ -290,15 +290,15 @@ static void test_outbox_drops_oldest_and_leases(void **state)
     add_one(o, "b", 50, &dropped);
     assert_int_equal(dropped, 0);
     /* Nothing due at 10; b is next. */
-    assert_int_equal(o->ops->lease(o, 10, &d, &next), RZ_ENOTFOUND);
+    assert_int_equal(o->ops->lease(o, 10, 0, &d, &next), RZ_ENOTFOUND);
     assert_int_equal(next, 50);
-    assert_int_equal(o->ops->lease(o, 60, &held, &next), RZ_OK);
+    assert_int_equal(o->ops->lease(o, 60, 0, &held, &next), RZ_OK);
     assert_string_equal(held.msg_id, "b");
     /* Full: the oldest one not leased (a) goes, not the leased b. */
     add_one(o, "c", 70, &dropped);
     assert_int_equal(dropped, 1);
     assert_int_equal(o->ops->depth(o), 2);
-    assert_int_equal(o->ops->lease(o, 1000, &d, &next), RZ_OK);
+    assert_int_equal(o->ops->lease(o, 1000, 0, &d, &next), RZ_OK);
     assert_string_equal(d.msg_id, "c");
     /* Both leased: a new one is refused. */
     {
@@ -315,13 +315,44 @@ static void test_outbox_drops_oldest_and_leases(void **state)
     o->ops->settle(o, &d, -1);
     outbox_delivery_cleanup(&d);
     assert_int_equal(o->ops->depth(o), 1);
-    assert_int_equal(o->ops->lease(o, 4999, &d, &next), RZ_ENOTFOUND);
+    assert_int_equal(o->ops->lease(o, 4999, 0, &d, &next), RZ_ENOTFOUND);
     assert_int_equal(next, 5000);
-    assert_int_equal(o->ops->lease(o, 5000, &d, &next), RZ_OK);
+    assert_int_equal(o->ops->lease(o, 5000, 0, &d, &next), RZ_OK);
     assert_int_equal(d.attempts, 3);
     assert_string_equal(d.body, "{}");
     outbox_delivery_cleanup(&d);
     outbox_delivery_cleanup(&held);
+    o->ops->free(o);
+}
+
+static void test_outbox_skips_full_endpoints(void **state)
+{
+    struct outbox *o = outbox_memory_new(8);
+    struct outbox_delivery d = {0};
+    struct outbox_delivery got;
+    int64_t next;
+    size_t dropped;
+
+    (void)state;
+    d.body = (char *)"{}";
+    d.body_len = 2;
+    snprintf(d.msg_id, sizeof(d.msg_id), "to-0");
+    d.due_ms = 10;
+    assert_int_equal(o->ops->add(o, &d, &dropped), RZ_OK);
+    snprintf(d.msg_id, sizeof(d.msg_id), "to-1");
+    d.endpoint = 1;
+    d.due_ms = 20;
+    assert_int_equal(o->ops->add(o, &d, &dropped), RZ_OK);
+    /* Endpoint 0 is at its limit: endpoint 1's later delivery is handed out. */
+    assert_int_equal(o->ops->lease(o, 100, 1u << 0, &got, &next), RZ_OK);
+    assert_string_equal(got.msg_id, "to-1");
+    outbox_delivery_cleanup(&got);
+    /* Only endpoint 0's is left, and it is skipped: nothing is due. */
+    assert_int_equal(o->ops->lease(o, 100, 1u << 0, &got, &next), RZ_ENOTFOUND);
+    assert_int_equal(next, INT64_MAX);
+    assert_int_equal(o->ops->lease(o, 100, 0, &got, &next), RZ_OK);
+    assert_string_equal(got.msg_id, "to-0");
+    outbox_delivery_cleanup(&got);
     o->ops->free(o);
 }
 
@@ -337,6 +368,7 @@ int main(void)
         cmocka_unit_test(test_body_is_the_record_without_urls),
         cmocka_unit_test(test_msg_id_stable_per_outcome),
         cmocka_unit_test(test_outbox_drops_oldest_and_leases),
+        cmocka_unit_test(test_outbox_skips_full_endpoints),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
