@@ -57,12 +57,17 @@ def tearDownModule():
         S3.close()
 
 
-def readme_verify():
-    """The verify() function of the README's Webhooks section, as a reader would copy it."""
+def readme_block(lang):
+    """The first ```lang block of the README's Webhooks section."""
     with open(os.path.join(SOURCE_DIR, 'README.md'), encoding='utf-8') as f:
         text = f.read()
     section = re.search(r'^## Webhooks\n(.*?)(?=^## )', text, re.M | re.S).group(1)
-    code = re.search(r'^```python\n(.*?)^```', section, re.M | re.S).group(1)
+    return re.search(r'^```%s\n(.*?)^```' % lang, section, re.M | re.S).group(1)
+
+
+def readme_verify():
+    """The verify() function of the README's Webhooks section, as a reader would copy it."""
+    code = readme_block('python')
     scope = {}
     exec(compile(code, 'README.md', 'exec'), scope)
     return scope['verify']
@@ -364,6 +369,12 @@ class WebhooksTest(unittest.TestCase):
                         % (last_ok - first_hang))
         early = [r for r in self.receiver.on('/hang') if r['at'] < first_hang + timeout - 0.2]
         self.assertLessEqual(len(early), 2, 'attempts to the hanging receiver at once')
+
+    def test_readme_example_fits_the_contract(self):
+        msg = json.loads(readme_block('json'))
+        c = contract.shared()
+        op = c.doc['webhooks']['imageDone']['post']
+        c._validator(op['requestBody']['content']['application/json']['schema']).validate(msg)
 
     def test_bad_settings_refused_at_start(self):
         cases = [
