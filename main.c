@@ -17,11 +17,15 @@
 #include "handlers/handlers.h"
 #include "server/config.h"
 #include "server/creds.h"
+#include "server/dynamodb.h"
 #include "server/image.h"
 #include "server/log.h"
 #include "server/probe.h"
+#include "server/ids.h"
 #include "server/reconcile.h"
+#include "server/status.h"
 #include "server/webhooks.h"
+#include "server/store.h"
 
 extern char **environ;
 
@@ -32,7 +36,11 @@ struct services {
     struct s3 *s3;
     struct s3 *s3_probe;
     struct s3 *s3_read;
+    struct s3 *s3_sweep;      /* the sweep's own, so it can be cut alone */
     struct index *index;
+    struct store *store;
+    struct status *status;
+    char replica[IDS_UUID_LEN + 1];
     struct jobs *jobs;
     struct health *health;
     struct reconcile *reconcile;
@@ -44,8 +52,10 @@ struct services {
 static void usage(FILE *f)
 {
     fprintf(f, "resizer %s - makes desktop/tablet/phone variants of images uploaded to S3\n\n"
-               "Usage: resizer [--help | --version | --check-health URL]\n\n"
-               "  --check-health URL  GET URL; exit 0 on 200, else 1 (container HEALTHCHECK)\n\n",
+               "Usage: resizer [--help | --version | --check-health URL | --create-table]\n\n"
+               "  --check-health URL  GET URL; exit 0 on 200, else 1 (container HEALTHCHECK)\n"
+               "  --create-table      create DYNAMODB_TABLE with its indexes (on-demand, TTL on),\n"
+               "                      wait until it is active, exit (STATE_STORE=dynamodb)\n\n",
             RESIZER_VERSION);
     config_print_help(f);
 }
@@ -91,6 +101,10 @@ static enum rz_err start_s3(struct services *s, char *msg, size_t msglen)
         err = s3_new(&o, &s->s3_probe, msg, msglen);
     if (err == RZ_OK)
         err = s3_new(&o, &s->s3_read, msg, msglen);
+    o.max_attempts = 4;
+    o.timeout_ms = c->s3_timeout * 1000;
+    if (err == RZ_OK)
+        err = s3_new(&o, &s->s3_sweep, msg, msglen);
     return err;
 }
 
@@ -98,15 +112,88 @@ static enum rz_err start_s3(struct services *s, char *msg, size_t msglen)
 static enum rz_err start_reconcile(struct services *s)
 {
     const struct config *c = &s->cfg;
-    struct reconcile_opts ro = {c, s->s3, s->index, s->jobs, s->metrics, c->reconcile_interval};
+    struct reconcile_opts ro = {c, s->s3_sweep, s->index, s->status, s->jobs, s->metrics,
+                                c->reconcile_interval};
 
     if (c->reconcile_interval == 0 || !c->src_bucket)
         return RZ_OK;
     return reconcile_start(&ro, &s->reconcile);
 }
 
+/* Store calls answer events and clients waiting on the line: short
+ * timeouts, few retries (the store is then "unreachable": 503). */
+static struct ddb_opts ddb_options(const struct config *c, struct creds_provider *creds,
+                                   struct metrics *m)
+{
+    return (struct ddb_opts){c->dynamodb_endpoint, c->region, creds, 2000, 1000, 3, 50, m};
+}
+
+static enum rz_err start_store(struct services *s, char *msg, size_t msglen)
+{
+    struct ddb_opts o = ddb_options(&s->cfg, s->creds, s->metrics);
+
+    if (s->cfg.state_store == CONFIG_STORE_MEMORY)
+        return store_memory_new(s->index, &s->store);
+    return store_dynamodb_new(&o, s->cfg.dynamodb_table, &s->store, msg, msglen);
+}
+
+/* resizer --create-table: the table and its indexes, then exit. */
+static int create_table(void)
+{
+    static struct services s;
+    char msg[512] = "";
+    struct ddb_opts o;
+    struct creds_source src;
+    enum rz_err err;
+
+    if (config_load_for_table((const char *const *)environ, &s.cfg, msg, sizeof(msg)) != RZ_OK) {
+        fprintf(stderr, "resizer: %s\n", msg);
+        return 2;
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    src = (struct creds_source){s.cfg.access_key, s.cfg.secret_key, s.cfg.session_token,
+                                s.cfg.container_relative_uri, s.cfg.container_full_uri,
+                                s.cfg.container_auth_token, s.cfg.container_auth_token_file};
+    err = creds_provider_new(&src, &s.creds, msg, sizeof(msg));
+    o = ddb_options(&s.cfg, s.creds, NULL);
+    o.timeout_ms = 10000;
+    if (err == RZ_OK)
+        err = store_dynamodb_create_table(&o, s.cfg.dynamodb_table, msg, sizeof(msg));
+    if (err == RZ_OK)
+        printf("table %s is ready\n", s.cfg.dynamodb_table);
+    else
+        fprintf(stderr, "resizer: cannot create table %s: %s\n", s.cfg.dynamodb_table, msg);
+    creds_provider_free(s.creds);
+    curl_global_cleanup();
+    config_cleanup(&s.cfg);
+    return err == RZ_OK ? 0 : 1;
+}
+
+/* The store (memory: the index itself) and the status module over it. */
+static enum rz_err start_status(struct services *s, char *msg, size_t msglen)
+{
+    const struct config *c = &s->cfg;
+    struct status_opts so = {
+        .cfg = c, .index = s->index, .s3_read = s->s3_read, .metrics = s->metrics,
+        .owner = s->replica, .lease_ms = c->lease_seconds * 1000,
+        .max_attempts = (int)c->job_attempts, .backoff_base_ms = 1000,
+    };
+    enum rz_err err = start_store(s, msg, msglen);
+
+    so.store = s->store;
+    so.cache = s->store && s->store->shared ? s->index : NULL;
+    if (err == RZ_OK)
+        err = status_new(&so, &s->status);
+    return err;
+}
+
+static void notify_webhooks(void *arg, const struct index_entry *e)
+{
+    webhooks_notify(arg, e);
+}
+
 /* Completion webhooks, when WEBHOOK_URLS is set: their own threads and
- * outbox, handed to the jobs that announce finished images. */
+ * outbox, told of every record that ends done or failed. */
 static enum rz_err start_webhooks(struct services *s, char *msg, size_t msglen)
 {
     const struct config *c = &s->cfg;
@@ -116,10 +203,14 @@ static enum rz_err start_webhooks(struct services *s, char *msg, size_t msglen)
         .max_attempts = (int)c->webhook_max_attempts,
         .queue_size = (size_t)c->webhook_queue_size, .threads = 4, .metrics = s->metrics,
     };
+    enum rz_err err;
 
     if (!c->webhook_urls)
         return RZ_OK;
-    return webhooks_new(&wo, &s->webhooks, msg, msglen);
+    err = webhooks_new(&wo, &s->webhooks, msg, msglen);
+    if (err == RZ_OK)
+        err = status_on_finished(s->status, notify_webhooks, s->webhooks);
+    return err;
 }
 
 static enum rz_err start_services(struct services *s, char *msg, size_t msglen)
@@ -131,6 +222,7 @@ static enum rz_err start_services(struct services *s, char *msg, size_t msglen)
     struct http_server_opts hs;
     enum rz_err err;
 
+    ids_new_uuid(s->replica);
     s->metrics = metrics_new();
     s->index = index_new((size_t)c->index_max_entries);
     if (!s->metrics || !s->index)
@@ -139,23 +231,35 @@ static enum rz_err start_services(struct services *s, char *msg, size_t msglen)
     if (err == RZ_OK)
         err = start_s3(s, msg, msglen);
     if (err == RZ_OK)
+        err = start_status(s, msg, msglen);
+    if (err == RZ_OK)
         err = start_webhooks(s, msg, msglen);
     if (err != RZ_OK)
         return err;
-    jo = (struct jobs_opts){c, s->s3, s->index, s->metrics, (size_t)(workers > 0 ? workers : 1),
-                            (size_t)c->queue_size, s->webhooks};
+    jo = (struct jobs_opts){c, s->s3, s->status, s->metrics, (size_t)(workers > 0 ? workers : 1),
+                            (size_t)c->queue_size};
     err = jobs_new(&jo, &s->jobs);
+    if (err == RZ_OK) {
+        struct status_queue q = jobs_queue(s->jobs);
+
+        err = status_start(s->status, &q);
+    }
     ho = (struct health_opts){s->s3_probe, c->src_bucket, c->src_prefix, c->dest_bucket, 2000,
                               6000, s->metrics};
     if (err == RZ_OK)
         err = health_new(&ho, &s->health);
     if (err != RZ_OK)
         return err;
-    s->app = (struct app){c, s->metrics, s->s3, s->s3_read, s->index, s->jobs, s->health};
+    s->app = (struct app){c, s->metrics, s->s3, s->status, s->jobs, s->health};
     /* Idle connections close after 75 s: longer than the ALB's 60 s idle
      * timeout, so the ALB never reuses a connection we just closed (502). */
-    hs = (struct http_server_opts){c->listen_addr, (int)c->port, (int)c->http_threads, 75,
-                                   handlers_routes, handlers_nroutes, &s->app, s->metrics};
+    hs = (struct http_server_opts){
+        .listen_addr = c->listen_addr, .port = (int)c->port, .threads = (int)c->http_threads,
+        .connection_timeout = 75, .max_connections = c->http_max_connections,
+        .connection_memory = (size_t)c->http_connection_memory,
+        .body_budget = c->http_body_budget, .request_timeout = (unsigned)c->http_request_timeout,
+        .routes = handlers_routes, .nroutes = handlers_nroutes, .ctx = &s->app,
+        .metrics = s->metrics};
     err = http_server_start(&hs, &s->http, msg, msglen);
     if (err == RZ_OK)
         err = start_reconcile(s);
@@ -165,11 +269,17 @@ static enum rz_err start_services(struct services *s, char *msg, size_t msglen)
 static void stop_services(struct services *s)
 {
     reconcile_stop(s->reconcile);
+    /* Suspended status requests are resumed (answered) first. */
+    status_stop_lookups(s->status);
     http_server_stop(s->http);
     health_free(s->health);
+    status_stop(s->status); /* its keeper feeds the queue: stopped first */
     jobs_free(s->jobs);
     webhooks_free(s->webhooks);
+    status_free(s->status);
+    store_free(s->store);
     s3_free(s->s3_read);
+    s3_free(s->s3_sweep);
     s3_free(s->s3_probe);
     s3_free(s->s3);
     creds_provider_free(s->creds);
@@ -194,12 +304,15 @@ static void drain(struct services *s, int sig)
                json_pack("{s:s,s:i}", "signal", strsignal(sig), "grace_s",
                          (int)s->cfg.shutdown_grace));
     health_set_draining(s->health);
-    reconcile_stop(s->reconcile);
-    s->reconcile = NULL;
+    /* Jobs get the whole grace period, even if a sweep is stuck on a
+     * stalled S3: it is only asked to stop here, and cut after. */
+    reconcile_halt(s->reconcile);
     left = jobs_drain(s->jobs, s->cfg.shutdown_grace);
     /* The last jobs' notifications get a moment to go out (the memory
      * outbox ends with the process). */
     webhooks_drain(s->webhooks, 2000);
+    reconcile_stop(s->reconcile);
+    s->reconcile = NULL;
     log_fields(LOG_INFO, "stopped", json_pack("{s:I}", "jobs_left", (json_int_t)left));
 }
 
@@ -220,6 +333,8 @@ int main(int argc, char **argv)
     }
     if (argc > 2 && strcmp(argv[1], "--check-health") == 0)
         return probe_check_health(argv[2], 3000);
+    if (argc == 2 && strcmp(argv[1], "--create-table") == 0)
+        return create_table();
     if (argc > 1) {
         fprintf(stderr, "resizer: unknown argument %s (see --help)\n", argv[1]);
         return 2;

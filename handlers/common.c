@@ -10,7 +10,7 @@
 const struct http_route handlers_routes[] = {
     {"GET", "/healthz", handlers_healthz, 0, NULL},
     {"GET", "/readyz", handlers_readyz, 0, NULL},
-    {"GET", "/metrics", handlers_metrics, 0, NULL},
+    {"GET", "/metrics", handlers_metrics, 0, handlers_metrics_auth},
     {"GET", "/openapi.yaml", handlers_openapi, 0, NULL},
     {"POST", "/v1/uploads", handlers_uploads_create, HANDLERS_MAX_UPLOAD_BODY,
      handlers_client_auth},
@@ -51,6 +51,21 @@ int handlers_client_auth(struct http_request *req, void *ctx, struct http_respon
     http_reply_error(res, req, 401, "unauthorized",
                      h ? "bearer token is not valid" : "missing Authorization: Bearer <token>");
     http_response_header(res, "WWW-Authenticate", "Bearer");
+    return 0;
+}
+
+int handlers_metrics_auth(struct http_request *req, void *ctx, struct http_response *res)
+{
+    const struct app *app = ctx;
+    const char *h = http_header(req, "Authorization");
+
+    if (!app->cfg->metrics_token)
+        return 1;
+    if (h && strncasecmp(h, "Bearer ", 7) == 0 && http_secret_equal(h + 7, app->cfg->metrics_token))
+        return 1;
+    http_reply_error(res, req, 401, "unauthorized",
+                     h ? "metrics token is not valid" : "missing Authorization: Bearer <token>");
+    http_response_header(res, "WWW-Authenticate", "Bearer realm=\"metrics\"");
     return 0;
 }
 

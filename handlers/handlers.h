@@ -15,14 +15,14 @@
 #include "server/jobs.h"
 #include "server/metrics.h"
 #include "server/s3.h"
+#include "server/status.h"
 
 /* The core objects the handlers use; built and owned by main. */
 struct app {
     const struct config *cfg;
     struct metrics *metrics;
     struct s3 *s3;            /* presigning */
-    struct s3 *s3_read;       /* status read-through: one attempt, short timeout */
-    struct index *index;
+    struct status *status;    /* every record read and change */
     struct jobs *jobs;
     struct health *health;
 };
@@ -38,6 +38,11 @@ int handlers_client_auth(struct http_request *req, void *ctx, struct http_respon
 /* Route auth of /v1/events: the EventBridge connection's API key or Basic
  * credentials, in constant time. Same contract. */
 int handlers_events_auth(struct http_request *req, void *ctx, struct http_response *res);
+
+/* Route auth of /metrics: open unless METRICS_TOKEN is set, then
+ * "Authorization: Bearer <METRICS_TOKEN>" (Prometheus: authorization:
+ * credentials), in constant time. Same contract. */
+int handlers_metrics_auth(struct http_request *req, void *ctx, struct http_response *res);
 
 /* Parses a JSON object body with duplicate keys refused. NULL after
  * writing a 400 that says what is wrong. */

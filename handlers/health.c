@@ -26,6 +26,8 @@ void handlers_readyz(struct http_request *req, void *ctx, struct http_response *
         ready = 0;
     } else if (!health_s3_ok(app->health, why, sizeof(why))) {
         ready = 0;
+    } else if (!status_store_ok(app->status, why, sizeof(why))) {
+        ready = 0;
     } else if (depth * 10 >= cap * 9) {
         snprintf(why, sizeof(why), "queue above its high-water mark (%zu of %zu)", depth, cap);
         ready = 0;

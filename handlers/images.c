@@ -1,10 +1,7 @@
 /* images.c - status of images: by id, by key, listed; variant downloads
- * through presigned redirects; retry of failures.
- *
- * An image this replica does not hold is read through from its status
- * record in the destination bucket (written by whichever replica processed
- * it) and cached in the index. That read is one short S3 call made on the
- * HTTP thread: it is bounded by a 2 s timeout and happens once per image. */
+ * through presigned redirects; retry of failures. Where a record comes
+ * from (this replica's memory, the shared store, S3) is the status
+ * module's business. */
 #include "handlers.h"
 
 #include <ctype.h>
@@ -12,110 +9,14 @@
 #include <string.h>
 #include <time.h>
 
-#include "server/keys.h"
+#include "server/ids.h"
 
 #define IMAGES_DEFAULT_LIMIT 50
 #define IMAGES_MAX_LIMIT 200
-#define IMAGES_MAX_RECORD (64 * 1024)
-#define IMAGES_CACHE_MS 10000
 
 static int images_id_ok(const char *id)
 {
-    if (strlen(id) != INDEX_ID_LEN)
-        return 0;
-    for (size_t i = 0; i < INDEX_ID_LEN; i++) {
-        int dash = i == 8 || i == 13 || i == 18 || i == 23;
-
-        if (dash ? id[i] != '-' : !isxdigit((unsigned char)id[i]) || isupper((unsigned char)id[i]))
-            return 0;
-    }
-    return 1;
-}
-
-/* Reads a status record from S3 into the index and *out. */
-static enum rz_err images_read_through(const struct app *app, const char *record_key,
-                                       struct index_entry *out)
-{
-    struct s3_conn *conn = s3_conn_new(app->s3_read);
-    struct s3_object obj = {0};
-    json_t *j = NULL;
-    enum rz_err err = RZ_ENOMEM;
-
-    if (!conn)
-        return RZ_ENOMEM;
-    err = s3_get_object(conn, app->cfg->dest_bucket, record_key, IMAGES_MAX_RECORD, &obj, NULL,
-                        0);
-    if (err == RZ_EDENIED)
-        err = RZ_ENOTFOUND; /* without s3:ListBucket a missing key is a 403 */
-    if (err == RZ_OK) {
-        j = json_loadb(obj.data, obj.len, JSON_REJECT_DUPLICATES, NULL);
-        err = j ? index_entry_from_json(j, out) : RZ_EINVAL;
-    }
-    /* A stored record that is not a record, or over the cap, is our fault,
-     * not the client's: a 500, not the 400/413 those codes map to. */
-    if (err == RZ_EINVAL || err == RZ_ETOOBIG)
-        err = RZ_EINTERNAL;
-    if (err == RZ_OK)
-        out->cached_ms = handlers_now_ms();
-    if (err == RZ_OK && index_put(app->index, out) != RZ_OK) {
-        /* Cache full of in-flight entries: still answer from the copy. */
-    }
-    json_decref(j);
-    s3_object_cleanup(&obj);
-    s3_conn_free(conn);
-    return err;
-}
-
-/* A copy of another replica's record goes stale when that replica (or a
- * retry anywhere) moves the image on; after IMAGES_CACHE_MS it is read
- * again, and kept as it is if S3 does not answer. */
-static void images_refresh(const struct app *app, const char *record_key,
-                           struct index_entry *cached)
-{
-    struct index_entry fresh = {0};
-
-    if (!cached->cached_ms || handlers_now_ms() - cached->cached_ms < IMAGES_CACHE_MS)
-        return;
-    if (images_read_through(app, record_key, &fresh) != RZ_OK)
-        return;
-    index_entry_cleanup(cached);
-    *cached = fresh;
-}
-
-/* Finishes a lookup the index answered with err: a copy of another
- * replica's record is refreshed when stale, and an image the index does not
- * hold is read from its status record at record_key (freed here). */
-static enum rz_err images_complete(const struct app *app, enum rz_err err, char *record_key,
-                                   struct index_entry *out)
-{
-    if (!record_key) {
-        index_entry_cleanup(out);
-        return RZ_ENOMEM;
-    }
-    if (err == RZ_OK)
-        images_refresh(app, record_key, out);
-    else if (err == RZ_ENOTFOUND)
-        err = images_read_through(app, record_key, out);
-    free(record_key);
-    return err;
-}
-
-static enum rz_err images_find(const struct app *app, const char *id, struct index_entry *out)
-{
-    return images_complete(app, index_get(app->index, id, out), keys_status_by_id(id), out);
-}
-
-static enum rz_err images_find_key(const struct app *app, const char *bucket, const char *key,
-                                   struct index_entry *out)
-{
-    enum rz_err err = images_complete(app, index_get_by_key(app->index, bucket, key, out),
-                                      keys_status_by_key(app->cfg->src_prefix, key), out);
-
-    if (err == RZ_OK && (!out->key || strcmp(out->key, key) != 0)) {
-        index_entry_cleanup(out);
-        err = RZ_ENOTFOUND;
-    }
-    return err;
+    return ids_uuid_ok(id);
 }
 
 /* The status record with a presigned GET url on each variant of a done
@@ -149,6 +50,42 @@ static void images_reply_find_error(struct http_request *req, struct http_respon
 /* The preamble of every /v1/images/{id} route (auth is the route's): a well-formed
  * id, and the image's record (from memory or S3) in *e. Returns 1, or 0
  * after writing the error response. */
+static void images_resume(void *arg)
+{
+    http_resume(arg);
+}
+
+static void images_lookup_start(void *arg)
+{
+    struct http_request *req = arg;
+
+    status_lookup_start(req->resume_arg, images_resume, req);
+}
+
+/* The record for id (key NULL) or (bucket, key): from memory at once, or
+ * after a look-up that waits with the request suspended (this handler
+ * then runs again). 0: not found (*err_out ENOTFOUND), an error, or
+ * suspended (*err_out RZ_OK, no response yet). */
+static int images_fetch(struct http_request *req, const struct app *app, const char *id,
+                        const char *bucket, const char *key, struct index_entry *e,
+                        enum rz_err *err_out)
+{
+    struct status_lookup *l = NULL;
+
+    if (req->resumed && req->resume_arg) {
+        *err_out = status_lookup_result(req->resume_arg, e);
+        req->resume_arg = NULL;
+        return *err_out == RZ_OK;
+    }
+    *err_out = status_find(app->status, id, bucket, key, e, &l);
+    if (*err_out == RZ_OK && l) {
+        req->resume_arg = l;
+        http_suspend(req, images_lookup_start, req, status_lookup_cancel);
+        return 0;
+    }
+    return *err_out == RZ_OK;
+}
+
 static int images_load(struct http_request *req, const struct app *app,
                        struct http_response *res, struct index_entry *e)
 {
@@ -158,12 +95,11 @@ static int images_load(struct http_request *req, const struct app *app,
         http_reply_error(res, req, 400, "invalid_id", "id must be a lowercase UUID");
         return 0;
     }
-    err = images_find(app, req->params[0], e);
-    if (err != RZ_OK) {
+    if (images_fetch(req, app, req->params[0], NULL, NULL, e, &err))
+        return 1;
+    if (err != RZ_OK)
         images_reply_find_error(req, res, err);
-        return 0;
-    }
-    return 1;
+    return 0;
 }
 
 void handlers_images_get(struct http_request *req, void *ctx, struct http_response *res)
@@ -177,18 +113,16 @@ void handlers_images_get(struct http_request *req, void *ctx, struct http_respon
     index_entry_cleanup(&e);
 }
 
-/* Parses ?limit= (1..200) and ?cursor=; writes the 400 and returns 0 on
- * a bad value. Cursors are "c" + hex of the last seq seen. */
+/* Parses ?limit= (1..200); writes the 400 and returns 0 on a bad value.
+ * The cursor is the store's to check. */
 static int images_page_params(struct http_request *req, struct http_response *res,
-                              size_t *limit, uint64_t *before)
+                              size_t *limit)
 {
     const char *l = http_query(req, "limit");
-    const char *c = http_query(req, "cursor");
     char *end = NULL;
     long n;
 
     *limit = IMAGES_DEFAULT_LIMIT;
-    *before = 0;
     if (l) {
         n = strtol(l, &end, 10);
         if (end == l || *end || n < 1 || n > IMAGES_MAX_LIMIT) {
@@ -197,25 +131,13 @@ static int images_page_params(struct http_request *req, struct http_response *re
         }
         *limit = (size_t)n;
     }
-    if (c) {
-        if (c[0] != 'c' || strlen(c) < 2 || strlen(c) > 17 || strspn(c + 1, "0123456789abcdef") !=
-                                                                    strlen(c + 1)) {
-            http_reply_error(res, req, 400, "invalid_parameter",
-                             "cursor: must be a next_cursor from an earlier page");
-            return 0;
-        }
-        *before = strtoull(c + 1, NULL, 16);
-    }
     return 1;
 }
 
-static void images_reply_items(struct http_response *res, json_t *items, uint64_t next)
+static void images_reply_items(struct http_response *res, json_t *items, const char *next)
 {
-    char cursor[20];
-
-    snprintf(cursor, sizeof(cursor), "c%llx", (unsigned long long)next);
     http_reply_json(res, 200, json_pack("{s:o,s:o}", "items", items, "next_cursor",
-                                        next ? json_string(cursor) : json_null()));
+                                        next[0] ? json_string(next) : json_null()));
 }
 
 static void images_by_key(struct http_request *req, struct app *app, const char *key,
@@ -223,18 +145,19 @@ static void images_by_key(struct http_request *req, struct app *app, const char 
 {
     struct index_entry e = {0};
     const char *bucket = app->cfg->src_bucket;
-    json_t *items = json_array();
+    json_t *items;
     enum rz_err err;
 
     if (!bucket)
         bucket = http_query(req, "bucket");
     if (!bucket || strlen(key) == 0 || strlen(key) > 1024) {
-        json_decref(items);
         http_reply_error(res, req, 400, "invalid_parameter",
                          bucket ? "key: must be 1 to 1024 bytes" : "bucket: required");
         return;
     }
-    err = images_find_key(app, bucket, key, &e);
+    if (!images_fetch(req, app, NULL, bucket, key, &e, &err) && err == RZ_OK)
+        return; /* suspended: runs again with the answer */
+    items = json_array();
     if (err != RZ_OK && err != RZ_ENOTFOUND) {
         json_decref(items);
         http_reply_err(res, req, err, "cannot read the status record");
@@ -243,7 +166,7 @@ static void images_by_key(struct http_request *req, struct app *app, const char 
     if (err == RZ_OK)
         json_array_append_new(items, images_render(app, &e, time(NULL)));
     index_entry_cleanup(&e);
-    images_reply_items(res, items, 0);
+    images_reply_items(res, items, "");
 }
 
 void handlers_images_list(struct http_request *req, void *ctx, struct http_response *res)
@@ -254,9 +177,10 @@ void handlers_images_list(struct http_request *req, void *ctx, struct http_respo
     const char *key = http_query(req, "key");
     int st = -1;
     size_t limit, n = 0;
-    uint64_t before, next = 0;
+    char next[STORE_CURSOR_MAX] = "";
     json_t *items;
     time_t now = time(NULL);
+    enum rz_err err;
 
     if (key) {
         images_by_key(req, app, key, res);
@@ -269,12 +193,19 @@ void handlers_images_list(struct http_request *req, void *ctx, struct http_respo
                          "state: must be pending, queued, processing, done or failed");
         return;
     }
-    if (!images_page_params(req, res, &limit, &before))
+    if (!images_page_params(req, res, &limit))
         return;
     page = calloc(limit, sizeof(*page));
-    if (!page || index_list(app->index, st, before, limit, page, &n, &next) != RZ_OK) {
+    err = page ? status_list(app->status, st, NULL, http_query(req, "cursor"), limit, page, &n,
+                             next)
+               : RZ_ENOMEM;
+    if (err != RZ_OK) {
         free(page);
-        http_reply_err(res, req, RZ_ENOMEM, "cannot list images");
+        if (err == RZ_EINVAL)
+            http_reply_error(res, req, 400, "invalid_parameter",
+                             "cursor: must be a next_cursor from an earlier page");
+        else
+            http_reply_err(res, req, err, "cannot list images now");
         return;
     }
     items = json_array();

@@ -124,17 +124,9 @@ static enum rz_err uploads_presign(const struct app *app, const char *key,
 static enum rz_err uploads_record(const struct app *app, const char *id, const char *key,
                                   const struct uploads_request *u, time_t expires_at)
 {
-    struct index_entry e = {0};
-
-    snprintf(e.id, sizeof(e.id), "%s", id);
-    e.state = INDEX_PENDING;
-    e.bucket = app->cfg->src_bucket;
-    e.key = (char *)key;
-    e.filename = (char *)u->filename;
-    e.content_type = (char *)image_format_mime(u->format);
-    e.created_ms = e.updated_ms = handlers_now_ms();
-    e.upload_expires_ms = (int64_t)expires_at * 1000;
-    return index_put(app->index, &e);
+    return status_add_upload(app->status, id, app->cfg->src_bucket, key, u->filename,
+                             image_format_mime(u->format), NULL, (int64_t)expires_at * 1000,
+                             handlers_now_ms());
 }
 
 void handlers_uploads_create(struct http_request *req, void *ctx, struct http_response *res)
@@ -148,10 +140,6 @@ void handlers_uploads_create(struct http_request *req, void *ctx, struct http_re
     char location[64];
     enum rz_err err;
 
-    if (!app->cfg->src_bucket) {
-        http_reply_error(res, req, 501, "not_configured", "uploads need SRC_BUCKET to be set");
-        return;
-    }
     body = handlers_json_body(req, res);
     if (!body || !uploads_parse(req, body, &u, res))
         goto done;
@@ -163,7 +151,7 @@ void handlers_uploads_create(struct http_request *req, void *ctx, struct http_re
     if (err != RZ_OK) {
         http_reply_err(res, req, err == RZ_EFULL ? RZ_EFULL : RZ_EUPSTREAM,
                        err == RZ_EFULL ? "status index is full of images in flight"
-                                       : "cannot sign an upload URL now");
+                                       : "cannot sign or record an upload URL now");
         goto done;
     }
     http_reply_json(res, 201, uploads_render(id, key, &u, &p));

@@ -13,6 +13,20 @@ void buf_init(struct buf *b, size_t max)
     b->max = max;
 }
 
+/* Doubling from 64: the growth policy, in one place. */
+static size_t buf_grow(size_t cap, size_t want)
+{
+    cap = cap ? cap : 64;
+    while (cap < want)
+        cap = cap > ((size_t)-1) / 2 ? want : cap * 2;
+    return cap;
+}
+
+size_t buf_capacity_for(size_t n)
+{
+    return n ? buf_grow(0, n + 1) : 0;
+}
+
 static enum rz_err buf_reserve(struct buf *b, size_t n)
 {
     size_t want;
@@ -24,9 +38,7 @@ static enum rz_err buf_reserve(struct buf *b, size_t n)
     want = b->len + n + 1;
     if (want <= b->cap)
         return RZ_OK;
-    cap = b->cap ? b->cap : 64;
-    while (cap < want)
-        cap = cap > ((size_t)-1) / 2 ? want : cap * 2;
+    cap = buf_grow(b->cap, want);
     p = realloc(b->data, cap);
     if (!p)
         return RZ_ENOMEM;

@@ -27,6 +27,11 @@ void buf_init(struct buf *b, size_t max);
  * RZ_ENOMEM if allocation fails. */
 enum rz_err buf_append(struct buf *b, const void *p, size_t n);
 
+/* The capacity an empty buffer grows to while n bytes are appended to it
+ * (the allocation, NUL included), whatever the pieces: for callers that
+ * account for memory before it is used. */
+size_t buf_capacity_for(size_t n);
+
 /* Appends a C string. Same errors as buf_append. */
 enum rz_err buf_appends(struct buf *b, const char *s);
 

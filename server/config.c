@@ -175,6 +175,31 @@ static enum rz_err parse_url(const struct config_var *v, const char *value, stru
     return parse_string(v, value, c, msg, msglen);
 }
 
+static enum rz_err parse_store(const struct config_var *v, const char *value, struct config *c,
+                               char *msg, size_t msglen)
+{
+    if (strcmp(value, "memory") == 0)
+        c->state_store = CONFIG_STORE_MEMORY;
+    else if (strcmp(value, "dynamodb") == 0)
+        c->state_store = CONFIG_STORE_DYNAMODB;
+    else
+        return config_fail(msg, msglen, v->name, "must be memory or dynamodb");
+    return RZ_OK;
+}
+
+/* DynamoDB's table naming rules: 3-255 of [A-Za-z0-9_.-]. */
+static enum rz_err parse_table(const struct config_var *v, const char *value, struct config *c,
+                               char *msg, size_t msglen)
+{
+    size_t len = strlen(value);
+
+    if (len < 3 || len > 255 || strspn(value, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                              "0123456789_.-") != len)
+        return config_fail(msg, msglen, v->name,
+                           "must be 3 to 255 letters, digits, '_', '.' or '-'");
+    return parse_string(v, value, c, msg, msglen);
+}
+
 static enum rz_err parse_log_level(const struct config_var *v, const char *value,
                                    struct config *c, char *msg, size_t msglen)
 {
@@ -371,6 +396,21 @@ static enum rz_err parse_secret(const struct config_var *v, const char *value, s
     return parse_string(v, value, c, msg, msglen);
 }
 
+/* Prometheus sends it on every scrape; as short as API_TOKENS allow. */
+static enum rz_err parse_metrics_token(const struct config_var *v, const char *value,
+                                       struct config *c, char *msg, size_t msglen)
+{
+    size_t len = strlen(value);
+
+    if (len < 16 || len > 4096)
+        return config_fail(msg, msglen, v->name, "must be 16 to 4096 bytes");
+    for (const char *p = value; *p; p++) {
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
+            return config_fail(msg, msglen, v->name, "must be printable ASCII without spaces");
+    }
+    return parse_string(v, value, c, msg, msglen);
+}
+
 static enum rz_err parse_text(const struct config_var *v, const char *value, struct config *c,
                               char *msg, size_t msglen)
 {
@@ -402,7 +442,7 @@ static enum rz_err parse_webhook_secret(const struct config_var *v, const char *
 static const struct config_var config_vars[] = {
     {"DEST_BUCKET", NULL, "destination bucket for variants and status records (required)",
      parse_bucket, FIELD(dest_bucket), 0, 0, 0},
-    {"SRC_BUCKET", NULL, "source bucket; events for any other bucket are ignored",
+    {"SRC_BUCKET", NULL, "source bucket (required); events for any other bucket are ignored",
      parse_bucket, FIELD(src_bucket), 0, 0, 0},
     {"SRC_PREFIX", "images/", "key prefix of uploads in the source bucket",
      parse_prefix, FIELD(src_prefix), 0, 0, 0},
@@ -442,6 +482,18 @@ static const struct config_var config_vars[] = {
     {"HTTP_THREADS", "4", "HTTP worker threads", parse_long, FIELD(http_threads), 1, 64, 0},
     {"SHUTDOWN_GRACE", "25", "seconds to finish in-flight work after SIGTERM (ECS kills at 30)",
      parse_long, FIELD(shutdown_grace), 0, 3600, 0},
+    {"HTTP_MAX_CONNECTIONS", "4096", "open client connections at most (lowered to fit the fd "
+     "limit); more are closed at accept", parse_long, FIELD(http_max_connections), 16, 1000000, 0},
+    {"HTTP_BODY_BUDGET", "33554432", "bytes of request bodies buffered at once over all "
+     "requests; past it 503 + Retry-After", parse_u64, FIELD(http_body_budget), 262144,
+     17179869184L, 0},
+    {"HTTP_REQUEST_TIMEOUT", "30", "seconds a request's line, headers and body may take to "
+     "arrive, however steadily they trickle", parse_long, FIELD(http_request_timeout), 1, 3600, 0},
+    {"HTTP_CONNECTION_MEMORY", "32768", "bytes per connection for the request line, headers "
+     "and read buffer (bigger headers get 431)", parse_long, FIELD(http_connection_memory), 8192,
+     1048576, 0},
+    {"METRICS_TOKEN", NULL, "if set, /metrics needs Authorization: Bearer <this> (16+ chars)",
+     parse_metrics_token, FIELD(metrics_token), 0, 0, 1},
     {"API_TOKENS", NULL, "comma-separated bearer tokens for /v1/uploads and /v1/images "
      "(required)", parse_tokens, 0, 0, 0, 1},
     {"EVENTS_API_KEY_HEADER", "x-api-key", "header of the EventBridge connection's API key",
@@ -472,8 +524,21 @@ static const struct config_var config_vars[] = {
      parse_long, FIELD(presign_put_expires), 1, 604800, 0},
     {"PRESIGN_GET_EXPIRES", "3600", "lifetime of variant download URLs, seconds",
      parse_long, FIELD(presign_get_expires), 1, 604800, 0},
-    {"RECONCILE_INTERVAL", "300", "seconds between sweeps for unprocessed uploads (0: off)",
+    {"RECONCILE_INTERVAL", NULL, "seconds between sweeps for unprocessed uploads (0: off; "
+     "unset: 300 with STATE_STORE=memory, 0 with dynamodb)",
      parse_long, FIELD(reconcile_interval), 0, 604800, 0},
+    {"RECONCILE_LIST_RATE", "5", "LIST requests a second the sweep may make",
+     parse_long, FIELD(reconcile_list_rate), 1, 1000, 0},
+    {"STATE_STORE", "memory", "where status records live: memory (one replica) or dynamodb "
+     "(any number of replicas)", parse_store, 0, 0, 0, 0},
+    {"DYNAMODB_TABLE", NULL, "the table for STATE_STORE=dynamodb (resizer --create-table "
+     "makes it)", parse_table, FIELD(dynamodb_table), 0, 0, 0},
+    {"DYNAMODB_ENDPOINT", NULL, "DynamoDB endpoint URL (default "
+     "https://dynamodb.<region>.amazonaws.com)", parse_url, FIELD(dynamodb_endpoint), 0, 0, 0},
+    {"LEASE_SECONDS", "60", "a job's claim lapses this long after its replica stops renewing "
+     "it; then another replica takes it", parse_long, FIELD(lease_seconds), 2, 3600, 0},
+    {"JOB_ATTEMPTS", "3", "runs of a job whose failure is transient (S3 down, throttled) "
+     "before it ends failed", parse_long, FIELD(job_attempts), 1, 20, 0},
     {"INDEX_MAX_ENTRIES", "100000", "status records kept in memory",
      parse_long, FIELD(index_max_entries), 100, 100000000, 0},
     {"LOG_LEVEL", "info", "debug, info, warn or error", parse_log_level, 0, 0, 0, 0},
@@ -561,6 +626,12 @@ static enum rz_err config_check(struct config *c, char *msg, size_t msglen)
         return config_fail(msg, msglen, "DEST_BUCKET", "is required");
     if (!c->region)
         return config_fail(msg, msglen, "AWS_REGION", "is required");
+    /* /v1/events is always served, and variant and status keys do not
+     * name the bucket: without this an event for a foreign bucket could
+     * overwrite our variants and status records. */
+    if (!c->src_bucket)
+        return config_fail(msg, msglen, "SRC_BUCKET",
+                           "is required: /v1/events takes events only for this bucket");
     /* Variants written into the source bucket would come back as events:
      * one bucket for both is refused rather than guarded key by key. */
     if (c->src_bucket && strcmp(c->src_bucket, c->dest_bucket) == 0)
@@ -589,16 +660,25 @@ static enum rz_err config_check(struct config *c, char *msg, size_t msglen)
                            "is required with WEBHOOK_URLS (deliveries are always signed)");
     if (c->webhook_secret && !c->webhook_urls)
         return config_fail(msg, msglen, "WEBHOOK_URLS", "is required with WEBHOOK_SECRET");
+    if (c->state_store == CONFIG_STORE_DYNAMODB && !c->dynamodb_table)
+        return config_fail(msg, msglen, "DYNAMODB_TABLE", "is required with STATE_STORE=dynamodb");
+    /* With a shared store every claim is durable and leases recover what a
+     * dead replica held: the sweep is only a repair pass, run on demand. */
+    if (c->reconcile_interval < 0)
+        c->reconcile_interval = c->state_store == CONFIG_STORE_DYNAMODB ? 0 : 300;
     if (c->watermark_image)
         return config_read_watermark(c, msg, msglen);
     return RZ_OK;
 }
 
-enum rz_err config_load(const char *const *env, struct config *out, char *msg, size_t msglen)
+/* Every variable, each on its own. */
+static enum rz_err config_parse_all(const char *const *env, struct config *out, char *msg,
+                                    size_t msglen)
 {
     enum rz_err err = RZ_OK;
 
     memset(out, 0, sizeof(*out));
+    out->reconcile_interval = -1; /* its default depends on STATE_STORE */
     msg[0] = '\0';
     for (size_t i = 0; i < CONFIG_NVARS && err == RZ_OK; i++) {
         const struct config_var *v = &config_vars[i];
@@ -609,6 +689,45 @@ enum rz_err config_load(const char *const *env, struct config *out, char *msg, s
         if (value)
             err = v->parse(v, value, out, msg, msglen);
     }
+    return err;
+}
+
+/* What --create-table needs: the table, a region, credentials. */
+static enum rz_err config_check_table(struct config *c, char *msg, size_t msglen)
+{
+    if (c->state_store != CONFIG_STORE_DYNAMODB)
+        return config_fail(msg, msglen, "STATE_STORE", "must be dynamodb to create a table");
+    if (!c->dynamodb_table)
+        return config_fail(msg, msglen, "DYNAMODB_TABLE", "is required");
+    if (!c->region)
+        return config_fail(msg, msglen, "AWS_REGION", "is required");
+    if (!c->access_key != !c->secret_key)
+        return config_fail(msg, msglen, "AWS_SECRET_ACCESS_KEY",
+                           "must be set together with AWS_ACCESS_KEY_ID");
+    if (!c->access_key && !c->container_relative_uri && !c->container_full_uri)
+        return config_fail(msg, msglen, "AWS_ACCESS_KEY_ID",
+                           "or AWS_CONTAINER_CREDENTIALS_RELATIVE_URI/FULL_URI is required");
+    return RZ_OK;
+}
+
+enum rz_err config_load_for_table(const char *const *env, struct config *out, char *msg,
+                                  size_t msglen)
+{
+    enum rz_err err = config_parse_all(env, out, msg, msglen);
+
+    if (err == RZ_OK)
+        err = config_check_table(out, msg, msglen);
+    if (err == RZ_ENOMEM)
+        snprintf(msg, msglen, "out of memory");
+    if (err != RZ_OK)
+        config_cleanup(out);
+    return err;
+}
+
+enum rz_err config_load(const char *const *env, struct config *out, char *msg, size_t msglen)
+{
+    enum rz_err err = config_parse_all(env, out, msg, msglen);
+
     if (err == RZ_OK)
         err = config_check(out, msg, msglen);
     if (err == RZ_OK && !out->s3_endpoint)
@@ -636,10 +755,11 @@ void config_cleanup(struct config *c)
         &c->container_relative_uri, &c->container_full_uri, &c->container_auth_token_file,
         &c->s3_endpoint, &c->s3_public_endpoint, &c->sse_kms_key_id, &c->listen_addr,
         &c->events_api_key_header, &c->watermark_text, &c->watermark_image,
+        &c->dynamodb_table, &c->dynamodb_endpoint,
     };
     char **secret[] = {
         &c->access_key, &c->secret_key, &c->session_token, &c->container_auth_token,
-        &c->events_basic_auth, &c->webhook_secret,
+        &c->events_basic_auth, &c->metrics_token, &c->webhook_secret,
         &c->webhook_urls, /* a receiver's query may carry its token */
     };
 

@@ -23,10 +23,15 @@ enum config_sse {
     CONFIG_SSE_KMS,
 };
 
+enum config_store {
+    CONFIG_STORE_MEMORY = 0,
+    CONFIG_STORE_DYNAMODB,
+};
+
 struct config {
     /* Buckets and keys. */
     char *dest_bucket;
-    char *src_bucket;             /* NULL: events for any bucket are taken */
+    char *src_bucket;             /* required: events for other buckets are ignored */
     char *src_prefix;
 
     /* AWS and S3. */
@@ -50,6 +55,13 @@ struct config {
     long port;
     long http_threads;
     long shutdown_grace;          /* seconds */
+
+    /* Limits against hostile clients (server/http_guard.c). */
+    long http_max_connections;    /* clamped to what the fd limit allows */
+    uint64_t http_body_budget;    /* bytes of request bodies buffered at once, all requests */
+    long http_request_timeout;    /* seconds for one request's headers and body */
+    long http_connection_memory;  /* bytes per connection: request line, headers, read buffer */
+    char *metrics_token;          /* NULL: /metrics is open */
 
     /* Client and event auth. */
     char *api_tokens[CONFIG_MAX_TOKENS];
@@ -77,6 +89,14 @@ struct config {
     long presign_put_expires;
     long presign_get_expires;
     long reconcile_interval;      /* seconds; 0 = off */
+    long reconcile_list_rate;     /* LIST requests a second the sweep may make */
+
+    /* Shared state. */
+    enum config_store state_store;
+    char *dynamodb_table;         /* required with STATE_STORE=dynamodb */
+    char *dynamodb_endpoint;      /* NULL: https://dynamodb.<region>.amazonaws.com */
+    long lease_seconds;           /* a claim lapses this long after its last renewal */
+    long job_attempts;            /* runs of a job that fails transiently */
     long index_max_entries;
     enum log_level log_level;
 
@@ -94,6 +114,11 @@ struct config {
  * line such as "PORT: must be an integer from 1 to 65535" and *out holds
  * nothing to free. Secrets never appear in msg. */
 enum rz_err config_load(const char *const *env, struct config *out, char *msg, size_t msglen);
+
+/* The same, checking only what `resizer --create-table` needs
+ * (STATE_STORE=dynamodb, DYNAMODB_TABLE, AWS_REGION, credentials). */
+enum rz_err config_load_for_table(const char *const *env, struct config *out, char *msg,
+                                  size_t msglen);
 
 /* Frees everything in c, wiping secrets; safe on a zeroed struct. */
 void config_cleanup(struct config *c);

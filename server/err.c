@@ -17,6 +17,7 @@ const char *rz_err_name(enum rz_err err)
     case RZ_EUNSUPPORTED: return "EUNSUPPORTED";
     case RZ_EPIXELS: return "EPIXELS";
     case RZ_ECORRUPT: return "ECORRUPT";
+    case RZ_ELIMIT: return "ELIMIT";
     case RZ_ESHUTDOWN: return "ESHUTDOWN";
     case RZ_EINTERNAL: return "EINTERNAL";
     }

@@ -19,6 +19,7 @@ enum rz_err {
     RZ_EUNSUPPORTED, /* the bytes are not an image format we process */
     RZ_EPIXELS,      /* the image has more pixels than MAX_PIXELS */
     RZ_ECORRUPT,     /* the image is truncated or corrupt */
+    RZ_ELIMIT,       /* a variant is over its encoder's size limit (JPEG 65,500 px, ...) */
     RZ_ESHUTDOWN,    /* the service is draining and takes no new work */
     RZ_EINTERNAL,    /* a bug or an unexpected library failure */
 };

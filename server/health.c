@@ -160,9 +160,10 @@ int health_s3_ok(struct health *h, char *why, size_t whylen)
 
     pthread_mutex_lock(&h->lock);
     ok = h->last_ok_ms && health_now_ms() - h->last_ok_ms <= h->opts.window_ms;
+    /* S3's own text can name the account, role or bucket policy: it goes
+     * to the log (s3_unreachable), the public probe says only this. */
     if (!ok)
-        snprintf(why, whylen, "S3 has not answered recently: %s",
-                 h->last_error[0] ? h->last_error : "no answer yet");
+        snprintf(why, whylen, "s3 unreachable");
     pthread_mutex_unlock(&h->lock);
     return ok;
 }

@@ -2,9 +2,10 @@
  *
  * Per-request state is allocated on the first callback in *req_cls and
  * freed in the completed callback (the libmicrohttpd examples' pattern).
- * Routing, the request id, the route's auth and the body cap are decided on
- * that first call, so an unauthenticated or oversized upload is refused from
- * its headers before a byte of it is read. */
+ * Routing, the request id, the route's auth, the body cap and the body
+ * budget (http_guard.h) are decided on that first call, so an
+ * unauthenticated, oversized or unaffordable upload is refused from its
+ * headers before a byte of it is read. */
 #include "http.h"
 
 #include <arpa/inet.h>
@@ -12,12 +13,14 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <microhttpd.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
+#include "http_guard.h"
 #include "ids.h"
 #include "log.h"
 
@@ -27,6 +30,7 @@
 struct http_server {
     struct MHD_Daemon *daemon;
     struct http_server_opts opts;
+    struct http_guard *guard;
     int port;
 };
 
@@ -35,10 +39,16 @@ struct http_state {
     struct http_response res;
     const struct http_route *route;
     char *path_copy;          /* holds the NUL-split params */
-    int early_status;         /* 401/404/405/413 decided before the body */
+    int early_status;         /* 401/404/405/413/503 decided before the body */
     int too_big;              /* a chunked body passed the cap */
+    struct http_guard *guard;
+    size_t reserved;          /* of the body budget, given back when freed */
+    int over_budget;          /* a chunked body found the budget spent */
     struct timespec start;
     char allow[HTTP_ALLOW_MAX];
+    void (*suspend_start)(void *arg); /* set by http_suspend during the handler */
+    void *suspend_arg;
+    void (*cleanup)(void *resume_arg);
 };
 
 static const double http_latency_buckets[] = {
@@ -170,6 +180,60 @@ static void http_auth_check(struct http_server *s, struct http_state *st)
     st->early_status = st->res.status;
 }
 
+/* ---- the process-wide body budget (http_guard.h) ---- */
+
+static void http_budget_refuse(struct http_state *st)
+{
+    http_reply_error(&st->res, &st->req, 503, "over_capacity",
+                     "too many request bodies are being received; retry shortly");
+    http_response_header(&st->res, "Retry-After", "1");
+    st->early_status = st->res.status;
+}
+
+/* Takes the declared body from the budget before reading a byte of it,
+ * as much as its buffer will allocate (so a granted body never needs a
+ * top-up); when it is spent the request is answered 503 from its headers. */
+static void http_budget_check(struct http_state *st)
+{
+    const char *cl = http_header(&st->req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    size_t need;
+
+    if (st->early_status || !cl)
+        return;
+    /* checked by http_body_check: a number <= max_body */
+    need = buf_capacity_for((size_t)strtoull(cl, NULL, 10));
+    if (!http_guard_reserve(st->guard, need)) {
+        http_budget_refuse(st);
+        return;
+    }
+    st->reserved = need;
+}
+
+/* Keeps the reservation at least as large as the buffer really allocated
+ * (a chunked body declares nothing; growth rounds up). 0 when the budget
+ * cannot cover it. */
+static int http_budget_cover(struct http_state *st)
+{
+    size_t need = st->req.body.cap;
+
+    if (need <= st->reserved)
+        return 1;
+    if (!http_guard_reserve(st->guard, need - st->reserved))
+        return 0;
+    st->reserved = need;
+    return 1;
+}
+
+/* The budget ran out under a chunked body: its bytes are dropped now (and
+ * the rest as it comes) so the client holds nothing; 503 at the end. */
+static void http_budget_drop(struct http_state *st)
+{
+    buf_cleanup(&st->req.body);
+    http_guard_release(st->guard, st->reserved);
+    st->reserved = 0;
+    st->over_budget = 1;
+}
+
 static struct http_state *http_state_new(struct MHD_Connection *conn, const char *url,
                                          const char *method, struct http_server *s)
 {
@@ -183,6 +247,7 @@ static struct http_state *http_state_new(struct MHD_Connection *conn, const char
         return NULL;
     }
     clock_gettime(CLOCK_MONOTONIC, &st->start);
+    st->guard = s->guard;
     st->req.conn = conn;
     st->req.method = method;
     st->req.path = url;
@@ -193,6 +258,7 @@ static struct http_state *http_state_new(struct MHD_Connection *conn, const char
         st->req.body.max = st->route->max_body;
         http_auth_check(s, st);
         http_body_check(st);
+        http_budget_check(st);
     }
     return st;
 }
@@ -212,8 +278,11 @@ static void http_state_free(struct http_state *st)
 {
     if (!st)
         return;
+    if (st->req.resume_arg && st->cleanup)
+        st->cleanup(st->req.resume_arg);
     http_response_cleanup(&st->res);
     buf_cleanup(&st->req.body);
+    http_guard_release(st->guard, st->reserved);
     free(st->path_copy);
     free(st);
 }
@@ -255,6 +324,7 @@ static enum MHD_Result http_send(struct MHD_Connection *conn, struct http_state 
         MHD_add_response_header(r, res->headers[i].name, res->headers[i].value);
     ret = MHD_queue_response(conn, (unsigned)res->status, r);
     MHD_destroy_response(r);
+    http_guard_request_answered(st->guard, conn);
     return ret;
 }
 
@@ -262,10 +332,12 @@ static enum MHD_Result http_send(struct MHD_Connection *conn, struct http_state 
  * 413 can still be sent on the same connection. */
 static void http_body_take(struct http_state *st, const char *data, size_t size)
 {
-    if (st->early_status || st->too_big)
+    if (st->early_status || st->too_big || st->over_budget)
         return;
     if (buf_append(&st->req.body, data, size) != RZ_OK)
         st->too_big = 1;
+    else if (!http_budget_cover(st))
+        http_budget_drop(st);
 }
 
 static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn, const char *url,
@@ -296,10 +368,24 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn, const
     }
     if (st->too_big && !st->early_status)
         st->early_status = MHD_HTTP_CONTENT_TOO_LARGE;
+    if (st->over_budget && !st->early_status)
+        http_budget_refuse(st);
     if (st->early_status)
         http_early_reply(st);
     else
         st->route->handler(&st->req, s->opts.ctx, &st->res);
+    if (st->suspend_start && !st->res.status) {
+        void (*start)(void *) = st->suspend_start;
+
+        /* Suspended before the work starts, so its resume always comes
+         * after the suspension. */
+        st->suspend_start = NULL;
+        st->req.resumed = 1;
+        MHD_suspend_connection(conn);
+        start(st->suspend_arg);
+        return MHD_YES;
+    }
+    st->suspend_start = NULL;
     if (!st->res.status)
         http_reply_error(&st->res, &st->req, 500, "internal", "handler gave no response");
     return http_send(conn, st);
@@ -330,8 +416,9 @@ static void http_completed(void *cls, struct MHD_Connection *conn, void **req_cl
     snprintf(labels, sizeof(labels), "route=\"%s\"", st->req.route);
     metrics_observe(s->opts.metrics, "resizer_http_request_duration_seconds", labels, secs);
     log_fields(st->res.status >= 500 ? LOG_WARN : LOG_INFO, "request",
-               json_pack("{s:s,s:s,s:s,s:s,s:i,s:f,s:I,s:b}", "request_id", st->req.request_id,
-                         "method", st->req.method, "path", st->req.path, "route",
+               json_pack("{s:s,s:o,s:o,s:s,s:i,s:f,s:I,s:b}", "request_id", st->req.request_id,
+                         "method", log_string(st->req.method), "path",
+                         log_string(st->req.path), "route",
                          st->req.route, "status", st->res.status,
                          "ms", (double)(long long)(secs * 1e6) / 1000.0,
                          "bytes", (json_int_t)st->res.len, "completed",
@@ -363,6 +450,29 @@ static enum rz_err http_metrics_register(struct metrics *m)
     return err == RZ_ECONFLICT ? RZ_OK : err;
 }
 
+/* Descriptors kept back from client connections: S3 connections, the
+ * listener, logs, libvips' files. */
+#define HTTP_FD_RESERVE 128
+
+/* The configured limit, lowered (and said so) when the fd limit could not
+ * hold it: libmicrohttpd would otherwise fail accept() at random instead
+ * of refusing cleanly. */
+static unsigned http_connection_limit(long wanted)
+{
+    struct rlimit rl;
+    rlim_t room;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return (unsigned)wanted;
+    room = rl.rlim_cur > 2 * HTTP_FD_RESERVE ? rl.rlim_cur - HTTP_FD_RESERVE : rl.rlim_cur / 2;
+    if ((rlim_t)wanted <= room)
+        return (unsigned)wanted;
+    log_fields(LOG_WARN, "connection_limit_lowered",
+               json_pack("{s:I,s:I,s:I}", "wanted", (json_int_t)wanted, "limit",
+                         (json_int_t)room, "fd_limit", (json_int_t)rl.rlim_cur));
+    return (unsigned)room;
+}
+
 enum rz_err http_server_start(const struct http_server_opts *opts, struct http_server **out,
                               char *msg, size_t msglen)
 {
@@ -386,12 +496,20 @@ enum rz_err http_server_start(const struct http_server_opts *opts, struct http_s
     if (!s)
         goto fail;
     s->opts = *opts;
+    err = http_guard_new(opts->body_budget, opts->request_timeout, opts->metrics, &s->guard);
+    if (err != RZ_OK)
+        goto fail;
     s->daemon = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+            MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL,
         http_access, s, MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, NULL,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)opts->threads, MHD_OPTION_CONNECTION_TIMEOUT,
-        opts->connection_timeout, MHD_OPTION_CONNECTION_LIMIT, 20000U,
+        opts->connection_timeout, MHD_OPTION_CONNECTION_LIMIT,
+        http_connection_limit(opts->max_connections),
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, opts->connection_memory,
+        MHD_OPTION_NOTIFY_CONNECTION, http_guard_on_connection, s->guard,
+        MHD_OPTION_URI_LOG_CALLBACK, http_guard_on_request_line, s->guard,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024U, MHD_OPTION_NOTIFY_COMPLETED, http_completed, s,
         MHD_OPTION_END);
     err = RZ_EINVAL;
@@ -404,6 +522,8 @@ enum rz_err http_server_start(const struct http_server_opts *opts, struct http_s
     *out = s;
     return RZ_OK;
 fail:
+    if (s)
+        http_guard_free(s->guard);
     free(s);
     return err;
 }
@@ -413,11 +533,27 @@ int http_server_port(const struct http_server *s)
     return s->port;
 }
 
+void http_suspend(struct http_request *req, void (*start)(void *arg), void *arg,
+                  void (*cleanup)(void *resume_arg))
+{
+    struct http_state *st = (struct http_state *)req; /* req is its first member */
+
+    st->suspend_start = start;
+    st->suspend_arg = arg;
+    st->cleanup = cleanup;
+}
+
+void http_resume(struct http_request *req)
+{
+    MHD_resume_connection(req->conn);
+}
+
 void http_server_stop(struct http_server *s)
 {
     if (!s)
         return;
     MHD_stop_daemon(s->daemon);
+    http_guard_free(s->guard);
     free(s);
 }
 
@@ -490,6 +626,7 @@ void http_reply_err(struct http_response *res, const struct http_request *req, e
         {RZ_EUNSUPPORTED, 415, "unsupported_format", NULL},
         {RZ_EPIXELS, 422, "too_many_pixels", NULL},
         {RZ_ECORRUPT, 422, "corrupt_image", NULL},
+        {RZ_ELIMIT, 422, "encoder_limit", NULL},
         {RZ_ENOMEM, 503, "out_of_memory", "1"},
     };
 

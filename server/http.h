@@ -33,6 +33,8 @@ struct http_request {
     const char *params[HTTP_MAX_PARAMS]; /* {name} segments of the pattern, in order */
     size_t nparams;
     struct buf body;
+    int resumed;                        /* the handler runs again after http_suspend */
+    void *resume_arg;                   /* the handler's, kept across the suspension */
 };
 
 struct http_header {
@@ -74,7 +76,11 @@ struct http_server_opts {
     const char *listen_addr;            /* IPv4 dotted quad */
     int port;                           /* 0 picks a free port (tests) */
     int threads;
-    unsigned connection_timeout;        /* seconds */
+    unsigned connection_timeout;        /* seconds idle */
+    long max_connections;               /* lowered to fit the fd limit */
+    size_t connection_memory;           /* bytes per connection (line, headers, buffer) */
+    uint64_t body_budget;               /* bytes of bodies buffered at once, all requests */
+    unsigned request_timeout;           /* seconds for a request's line, headers and body */
     const struct http_route *routes;    /* borrowed for the server's lifetime */
     size_t nroutes;
     void *ctx;                          /* passed to every handler */
@@ -121,5 +127,17 @@ void http_response_header(struct http_response *res, const char *name, const cha
 
 /* Constant-time comparison of a presented secret with an expected one. */
 int http_secret_equal(const char *presented, const char *expected);
+
+/* For a handler that must wait on I/O without holding an HTTP thread (one
+ * thread serves many connections: waiting there would stall /healthz).
+ * The handler stores what it waits for in req->resume_arg, calls this and
+ * returns without a response. The connection is suspended, then start(arg)
+ * runs; whoever finishes the work calls http_resume(req) (from any thread,
+ * exactly once), and the handler is called again with req->resumed = 1.
+ * cleanup(req->resume_arg) runs when the request ends if resume_arg is
+ * still set then (the client went away). */
+void http_suspend(struct http_request *req, void (*start)(void *arg), void *arg,
+                  void (*cleanup)(void *resume_arg));
+void http_resume(struct http_request *req);
 
 #endif

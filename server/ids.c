@@ -5,8 +5,24 @@
  * profiles. RAND_bytes is thread-safe and cheap; libuuid still formats. */
 #include "ids.h"
 
+#include <ctype.h>
+#include <string.h>
+
 #include <openssl/rand.h>
 #include <uuid/uuid.h>
+
+int ids_uuid_ok(const char *s)
+{
+    if (!s || strlen(s) != IDS_UUID_LEN)
+        return 0;
+    for (size_t i = 0; i < IDS_UUID_LEN; i++) {
+        int dash = i == 8 || i == 13 || i == 18 || i == 23;
+
+        if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]) || isupper((unsigned char)s[i]))
+            return 0;
+    }
+    return 1;
+}
 
 void ids_new_uuid(char out[IDS_UUID_LEN + 1])
 {

@@ -973,6 +973,41 @@ static int opts_valid(const struct image_opts *opts)
     return 1;
 }
 
+/* The largest side each encoder can write: JPEG's 16-bit header field
+ * (libjpeg stops at 65,500), WebP's 14-bit one, GIF's 16-bit one. 0: none
+ * that a variant could reach. */
+static int encoder_max_side(enum image_format f)
+{
+    switch (f) {
+    case IMAGE_FORMAT_JPEG: return 65500;
+    case IMAGE_FORMAT_WEBP: return 16383;
+    case IMAGE_FORMAT_GIF: return 65535;
+    default: return 0;
+    }
+}
+
+/* Checked before any pixel is decoded: an image whose variant the encoder
+ * cannot write fails the same way every time, so it is a permanent
+ * failure, found cheaply. */
+static enum rz_err variants_fit_encoder(const struct image_info *info, const struct image_opts *opts,
+                                        enum image_format f, char *msg, size_t msglen)
+{
+    int max = encoder_max_side(f);
+
+    for (size_t i = 0; max && i < opts->nvariants; i++) {
+        int w, h;
+
+        image_variant_size(info->width, info->height, opts->variants[i].width, &w, &h);
+        if (w > max || h > max) {
+            if (msg && msglen > 0)
+                snprintf(msg, msglen, "variant %s would be %dx%d; %s allows at most %d px a side",
+                         opts->variants[i].name, w, h, image_format_name(f), max);
+            return RZ_ELIMIT;
+        }
+    }
+    return RZ_OK;
+}
+
 static int largest_width(const struct image_opts *opts)
 {
     int w = 0;
@@ -1011,11 +1046,14 @@ enum rz_err image_make_variants(const void *data, size_t len, const struct image
     err = watermark_load(&p, opts, &job.wm_png, msg, msglen);
     if (err != RZ_OK)
         goto fail;
+    job.format = image_output_format(opts->output, info_out->format);
+    err = variants_fit_encoder(info_out, opts, job.format, msg, msglen);
+    if (err != RZ_OK)
+        goto fail;
     image_variant_size(info_out->width, info_out->height, largest_width(opts), &mw, &mh);
     err = master_build(&p, header, data, len, info_out, mw, mh, &master, msg, msglen);
     if (err != RZ_OK)
         goto fail;
-    job.format = image_output_format(opts->output, info_out->format);
     job.quality = opts->jpeg_quality;
     job.text = text_visible(opts->watermark_text) ? opts->watermark_text : NULL;
     for (size_t i = 0; i < opts->nvariants; i++) {

@@ -139,6 +139,7 @@ void index_entry_cleanup(struct index_entry *e)
     free(e->etag);
     free(e->sequencer);
     free(e->error_message);
+    free(e->uploader);
     for (size_t i = 0; i < e->nvariants; i++) {
         free(e->variants[i].key);
         free(e->variants[i].content_type);
@@ -152,7 +153,7 @@ enum rz_err index_entry_copy(struct index_entry *dst, const struct index_entry *
 
     *dst = *src;
     dst->bucket = dst->key = dst->filename = dst->content_type = NULL;
-    dst->etag = dst->sequencer = dst->error_message = NULL;
+    dst->etag = dst->sequencer = dst->error_message = dst->uploader = NULL;
     for (size_t i = 0; i < src->nvariants; i++)
         dst->variants[i].key = dst->variants[i].content_type = NULL;
     if (err == RZ_OK)
@@ -169,6 +170,8 @@ enum rz_err index_entry_copy(struct index_entry *dst, const struct index_entry *
         err = index_strdup(&dst->sequencer, src->sequencer);
     if (err == RZ_OK)
         err = index_strdup(&dst->error_message, src->error_message);
+    if (err == RZ_OK)
+        err = index_strdup(&dst->uploader, src->uploader);
     for (size_t i = 0; i < src->nvariants && err == RZ_OK; i++) {
         err = index_strdup(&dst->variants[i].key, src->variants[i].key);
         if (err == RZ_OK)
@@ -271,6 +274,13 @@ static int index_evictable(const struct index_entry *e, int64_t now_ms)
     return e->state == INDEX_PENDING && e->upload_expires_ms && e->upload_expires_ms < now_ms;
 }
 
+static void index_evict(struct index *idx, struct index_node *n)
+{
+    index_unlink(idx, n);
+    index_entry_cleanup(&n->e);
+    free(n);
+}
+
 /* Makes room for one entry; RZ_EFULL when everything left is in flight. */
 static enum rz_err index_make_room(struct index *idx, int64_t now_ms)
 {
@@ -280,9 +290,13 @@ static enum rz_err index_make_room(struct index *idx, int64_t now_ms)
         return RZ_OK;
     for (n = idx->oldest; n; n = n->prev) {
         if (index_evictable(&n->e, now_ms)) {
-            index_unlink(idx, n);
-            index_entry_cleanup(&n->e);
-            free(n);
+            index_evict(idx, n);
+            return RZ_OK;
+        }
+    }
+    for (n = idx->oldest; n; n = n->prev) {
+        if (n->e.state == INDEX_PENDING) {
+            index_evict(idx, n);
             return RZ_OK;
         }
     }
@@ -324,6 +338,12 @@ enum rz_err index_put(struct index *idx, const struct index_entry *e)
 
     pthread_rwlock_wrlock(&idx->lock);
     old = index_find_id(idx, e->id);
+    /* A copy older than the one held (two readers of a shared store
+     * racing) never replaces it. */
+    if (old && e->version && old->e.version > e->version) {
+        pthread_rwlock_unlock(&idx->lock);
+        return RZ_OK;
+    }
     if (!old)
         old = index_find_key(idx, e->bucket, e->key);
     if (old) {
@@ -426,184 +446,102 @@ enum rz_err index_rekey(struct index *idx, const char *id, const char *key)
     return err;
 }
 
-/* ---- claiming events ---- */
+/* ---- compare-and-swap writes ---- */
 
-/* S3 sequencers are hex strings of varying length; the shorter is padded
- * with '0' on the right before comparing (S3's documented rule). */
-static int index_sequencer_cmp(const char *a, const char *b)
+enum rz_err index_insert_new(struct index *idx, const struct index_entry *e)
 {
-    size_t la = strlen(a);
-    size_t lb = strlen(b);
-    size_t n = la > lb ? la : lb;
-
-    for (size_t i = 0; i < n; i++) {
-        int ca = i < la ? (unsigned char)a[i] : '0';
-        int cb = i < lb ? (unsigned char)b[i] : '0';
-
-        ca = ca >= 'a' && ca <= 'f' ? ca - 32 : ca;
-        cb = cb >= 'a' && cb <= 'f' ? cb - 32 : cb;
-        if (ca != cb)
-            return ca < cb ? -1 : 1;
-    }
-    return 0;
-}
-
-/* 1 when the event names an object other than (newer than) the entry's. */
-static int index_event_is_newer(const struct index_entry *e, const char *etag,
-                                const char *sequencer)
-{
-    if (sequencer && e->sequencer)
-        return index_sequencer_cmp(sequencer, e->sequencer) > 0;
-    if (etag && e->etag)
-        return strcmp(etag, e->etag) != 0;
-    /* Without either there is nothing to compare: treat as the same. */
-    return 0;
-}
-
-/* 1 when the event's sequencer says it is older than the entry's object:
- * a late delivery that must not replace what the entry records. */
-static int index_event_is_older(const struct index_entry *e, const char *sequencer)
-{
-    return sequencer && e->sequencer && index_sequencer_cmp(sequencer, e->sequencer) < 0;
-}
-
-static enum rz_err index_set_object(struct index_entry *e, const char *etag,
-                                    const char *sequencer, uint64_t size, int try_decoded_key)
-{
-    char *t = NULL;
-    char *s = NULL;
-
-    if (index_strdup(&t, etag) != RZ_OK || index_strdup(&s, sequencer) != RZ_OK) {
-        free(t);
-        return RZ_ENOMEM;
-    }
-    if (t) {
-        free(e->etag);
-        e->etag = t;
-    }
-    if (s) {
-        free(e->sequencer);
-        e->sequencer = s;
-    }
-    if (size)
-        e->bytes = size;
-    e->try_decoded_key = try_decoded_key;
-    return RZ_OK;
-}
-
-/* What an event for an existing entry means, without changing it. */
-static enum index_claim index_claim_decide(const struct index_entry *e, int newer)
-{
-    switch (e->state) {
-    case INDEX_PENDING:
-    case INDEX_FAILED:
-        return INDEX_CLAIM_NEW;
-    case INDEX_QUEUED:
-        return INDEX_CLAIM_DUPLICATE; /* the queued job will read the newest object */
-    case INDEX_PROCESSING:
-        return INDEX_CLAIM_DUPLICATE; /* a newer object reruns it (see below) */
-    case INDEX_DONE:
-    default:
-        return newer ? INDEX_CLAIM_NEW : INDEX_CLAIM_DUPLICATE;
-    }
-}
-
-static void index_claim_apply(struct index_entry *e, enum index_claim claim, int newer,
-                              int64_t now_ms)
-{
-    if (claim == INDEX_CLAIM_DUPLICATE) {
-        if (e->state == INDEX_PROCESSING && newer)
-            e->rerun = 1;
-        return;
-    }
-    e->state = INDEX_QUEUED;
-    e->error_code[0] = '\0';
-    free(e->error_message);
-    e->error_message = NULL;
-    e->updated_ms = now_ms;
-}
-
-/* The claim, for an entry that exists; write lock held. Without room, an
- * event that would need a job changes nothing and gets RZ_EFULL. */
-static enum rz_err index_claim_existing(struct index *idx, struct index_node *n,
-                                        const struct index_claim_event *ev, int room,
-                                        int64_t now_ms, enum index_claim *claim_out)
-{
-    int newer = index_event_is_newer(&n->e, ev->etag, ev->sequencer);
-    int older = index_event_is_older(&n->e, ev->sequencer);
-    enum index_state before;
-
-    *claim_out = index_claim_decide(&n->e, newer);
-    if (*claim_out == INDEX_CLAIM_NEW && !room)
-        return RZ_EFULL;
-    before = n->e.state;
-    index_claim_apply(&n->e, *claim_out, newer, now_ms);
-    index_state_moved(idx, before, n->e.state);
-    /* The recorded object only moves forward, whatever the state: a late
-     * old event must not make the newer one, redelivered once processed,
-     * look new again (and run a second time). */
-    if (older)
-        return RZ_OK;
-    return index_set_object(&n->e, ev->etag, ev->sequencer, ev->size, ev->try_decoded_key);
-}
-
-static enum rz_err index_claim_locked(struct index *idx, const struct index_claim_event *ev,
-                                      int room, const char *new_id, int64_t now_ms,
-                                      enum index_claim *claim_out, char id_out[INDEX_ID_LEN + 1])
-{
-    struct index_node *n = index_find_key(idx, ev->bucket, ev->key);
-    struct index_entry fresh = {0};
-    enum rz_err err;
-
-    if (n) {
-        memcpy(id_out, n->e.id, INDEX_ID_LEN + 1);
-        return index_claim_existing(idx, n, ev, room, now_ms, claim_out);
-    }
-    if (!room)
-        return RZ_EFULL;
-    if (index_find_id(idx, new_id))
-        return RZ_ECONFLICT;
-    snprintf(fresh.id, sizeof(fresh.id), "%s", new_id);
-    fresh.state = INDEX_QUEUED;
-    fresh.bucket = (char *)ev->bucket;
-    fresh.key = (char *)ev->key;
-    fresh.etag = (char *)ev->etag;
-    fresh.sequencer = (char *)ev->sequencer;
-    fresh.bytes = ev->size;
-    fresh.try_decoded_key = ev->try_decoded_key;
-    fresh.created_ms = fresh.updated_ms = now_ms;
-    err = index_insert_locked(idx, &fresh, now_ms, NULL);
-    *claim_out = INDEX_CLAIM_NEW;
-    memcpy(id_out, fresh.id, INDEX_ID_LEN + 1);
-    return err;
-}
-
-enum rz_err index_claim(struct index *idx, const char *bucket, const char *key, const char *etag,
-                        const char *sequencer, uint64_t size, int try_decoded_key,
-                        const char *new_id, int64_t now_ms, enum index_claim *claim_out,
-                        char id_out[INDEX_ID_LEN + 1])
-{
-    struct index_claim_event ev = {bucket, key, etag, sequencer, size, try_decoded_key};
-
-    return index_claim_event(idx, &ev, 1, new_id, now_ms, claim_out, id_out);
-}
-
-enum rz_err index_claim_event(struct index *idx, const struct index_claim_event *ev, int room,
-                              const char *new_id, int64_t now_ms, enum index_claim *claim_out,
-                              char id_out[INDEX_ID_LEN + 1])
-{
-    enum rz_err err;
+    enum rz_err err = RZ_ECONFLICT;
 
     pthread_rwlock_wrlock(&idx->lock);
-    err = index_claim_locked(idx, ev, room, new_id, now_ms, claim_out, id_out);
+    if (!index_find_id(idx, e->id) && !index_find_key(idx, e->bucket, e->key))
+        err = index_insert_locked(idx, e, e->updated_ms, NULL);
     pthread_rwlock_unlock(&idx->lock);
     return err;
 }
 
+static void index_key_unchain(struct index *idx, struct index_node *node)
+{
+    struct index_node **pp;
+
+    if (!node->e.bucket || !node->e.key)
+        return;
+    for (pp = index_key_slot(idx, node->e.bucket, node->e.key); *pp; pp = &(*pp)->key_next) {
+        if (*pp == node) {
+            *pp = node->key_next;
+            break;
+        }
+    }
+}
+
+static void index_key_chain(struct index *idx, struct index_node *node)
+{
+    struct index_node **slot;
+
+    if (!node->e.bucket || !node->e.key)
+        return;
+    slot = index_key_slot(idx, node->e.bucket, node->e.key);
+    node->key_next = *slot;
+    *slot = node;
+}
+
+/* Swaps the contents of node for fresh (a deep copy), keeping its place in
+ * the list and its seq; write lock held. The old contents end in fresh,
+ * for the caller to free. */
+static void index_swap_locked(struct index *idx, struct index_node *node, struct index_entry *fresh)
+{
+    struct index_entry old = node->e;
+
+    index_key_unchain(idx, node);
+    node->e = *fresh;
+    node->e.seq = old.seq;
+    index_key_chain(idx, node);
+    index_state_moved(idx, old.state, node->e.state);
+    *fresh = old;
+}
+
+enum rz_err index_replace(struct index *idx, const struct index_entry *e,
+                          uint64_t expected_version)
+{
+    struct index_entry fresh;
+    struct index_node *n;
+    enum rz_err err = index_entry_copy(&fresh, e);
+
+    if (err != RZ_OK)
+        return err;
+    pthread_rwlock_wrlock(&idx->lock);
+    n = index_find_id(idx, e->id);
+    if (!n)
+        err = RZ_ENOTFOUND;
+    else if (n->e.version != expected_version)
+        err = RZ_ECONFLICT;
+    else
+        index_swap_locked(idx, n, &fresh);
+    pthread_rwlock_unlock(&idx->lock);
+    index_entry_cleanup(&fresh);
+    return err;
+}
+
+size_t index_expired(struct index *idx, int64_t now_ms, size_t max,
+                     char (*ids_out)[INDEX_ID_LEN + 1])
+{
+    size_t n = 0;
+
+    pthread_rwlock_rdlock(&idx->lock);
+    for (struct index_node *node = idx->oldest; node && n < max; node = node->prev) {
+        const struct index_entry *e = &node->e;
+
+        if ((e->state == INDEX_QUEUED || e->state == INDEX_PROCESSING) && e->lease_ms &&
+            e->lease_ms < now_ms)
+            memcpy(ids_out[n++], e->id, INDEX_ID_LEN + 1);
+    }
+    pthread_rwlock_unlock(&idx->lock);
+    return n;
+}
+
 /* ---- listing and counting ---- */
 
-enum rz_err index_list(struct index *idx, int state, uint64_t before_seq, size_t limit,
-                       struct index_entry *out, size_t *n_out, uint64_t *next_out)
+enum rz_err index_list(struct index *idx, int state, const char *uploader, uint64_t before_seq,
+                       size_t limit, struct index_entry *out, size_t *n_out, uint64_t *next_out)
 {
     size_t n = 0;
     enum rz_err err = RZ_OK;
@@ -615,6 +553,8 @@ enum rz_err index_list(struct index *idx, int state, uint64_t before_seq, size_t
         if (before_seq && node->e.seq >= before_seq)
             continue;
         if (state >= 0 && node->e.state != (enum index_state)state)
+            continue;
+        if (uploader && (!node->e.uploader || strcmp(node->e.uploader, uploader) != 0))
             continue;
         if (n == limit) {
             *next_out = out[n - 1].seq;

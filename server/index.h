@@ -4,8 +4,10 @@
  * Readers get deep copies under a read lock; writers change entries under
  * the write lock through short callbacks; no lock is ever held during I/O.
  * The size is bounded: when full, the oldest finished entry (done, failed,
- * or pending past its upload URL's expiry) is evicted; queued and
- * processing entries never are. */
+ * or pending past its upload URL's expiry) is evicted, then the oldest
+ * pending one (an upload URL handed out must never block event intake: its
+ * event recreates the entry from the key); queued and processing entries
+ * never are. */
 #ifndef RESIZER_INDEX_H
 #define RESIZER_INDEX_H
 
@@ -20,6 +22,7 @@
 
 #define INDEX_ID_LEN 36 /* a lowercase UUID */
 #define INDEX_CODE_MAX 32
+#define INDEX_OWNER_MAX 40 /* a replica id */
 
 enum index_state {
     INDEX_PENDING = 0,  /* upload URL handed out, nothing seen yet */
@@ -67,12 +70,11 @@ struct index_entry {
     int64_t upload_expires_ms; /* pending only: when the upload URL expires */
     int64_t cached_ms;       /* when read from another replica's S3 record; 0 if ours */
     uint64_t seq;            /* insertion order; the listing cursor */
-};
-
-/* What index_claim decided for an event. */
-enum index_claim {
-    INDEX_CLAIM_NEW = 0,     /* queue a job for *id_out */
-    INDEX_CLAIM_DUPLICATE,   /* already queued, processing or done for this object */
+    char *uploader;          /* who asked for the upload URL; NULL: none */
+    /* Kept by the store beside the record, not in its JSON: */
+    uint64_t version;        /* bumped by every change; writes are conditional on it */
+    char owner[INDEX_OWNER_MAX]; /* replica holding the job ("": nobody) */
+    int64_t lease_ms;        /* queued/processing: the claim lapses after this */
 };
 
 struct index;
@@ -84,7 +86,8 @@ struct index *index_new(size_t max_entries);
 void index_free(struct index *idx);
 
 /* Inserts a copy of e, replacing any entry with the same id (and the
- * same bucket/key). RZ_EFULL when full of unfinished entries. */
+ * same bucket/key), unless that entry has a greater version (e is then
+ * older: kept out, RZ_OK). RZ_EFULL when full of unfinished entries. */
 enum rz_err index_put(struct index *idx, const struct index_entry *e);
 
 /* Copies the entry with this id into *out (release with
@@ -106,45 +109,28 @@ enum rz_err index_update(struct index *idx, const char *id, index_update_fn fn, 
  * RZ_ENOTFOUND, RZ_ENOMEM. */
 enum rz_err index_rekey(struct index *idx, const char *id, const char *key);
 
-/* Decides whether an object-created event needs a job, atomically:
- * - no entry for (bucket, key): a new one, queued, with id new_id;
- * - pending or failed: queued;
- * - queued/processing/done with the same etag, or a sequencer not newer
- *   than the one seen: a duplicate;
- * - done with another etag or a newer sequencer: queued again;
- * - processing with a newer object: marked to run again when it ends
- *   (a duplicate for the caller: no second job runs concurrently).
- * The id of the entry goes to id_out. RZ_EFULL when full; RZ_ECONFLICT
- * when a new entry is needed but new_id belongs to another entry. */
-enum rz_err index_claim(struct index *idx, const char *bucket, const char *key, const char *etag,
-                        const char *sequencer, uint64_t size, int try_decoded_key,
-                        const char *new_id, int64_t now_ms, enum index_claim *claim_out,
-                        char id_out[INDEX_ID_LEN + 1]);
+/* Inserts a copy of e only if no entry has its id or its (bucket, key):
+ * RZ_ECONFLICT otherwise, RZ_EFULL when full of unfinished entries. */
+enum rz_err index_insert_new(struct index *idx, const struct index_entry *e);
 
-/* The object of an event, for index_claim_event (strings borrowed). */
-struct index_claim_event {
-    const char *bucket;
-    const char *key;
-    const char *etag;
-    const char *sequencer;
-    uint64_t size;
-    int try_decoded_key;
-};
+/* Replaces the entry with e's id by a copy of e if that entry's version is
+ * expected_version (a compare-and-swap; its key may change). RZ_ENOTFOUND,
+ * RZ_ECONFLICT when the version moved on. */
+enum rz_err index_replace(struct index *idx, const struct index_entry *e,
+                          uint64_t expected_version);
 
-/* index_claim, with room saying whether a new job can be queued: without
- * room, an event that is a duplicate is still taken as one, and one that
- * would need a job changes nothing and gets RZ_EFULL. So redeliveries of
- * work already taken are answered even while the queue is full. */
-enum rz_err index_claim_event(struct index *idx, const struct index_claim_event *ev, int room,
-                              const char *new_id, int64_t now_ms, enum index_claim *claim_out,
-                              char id_out[INDEX_ID_LEN + 1]);
+/* Ids of queued or processing entries whose lease ended before now_ms, at
+ * most max of them, into ids_out. */
+size_t index_expired(struct index *idx, int64_t now_ms, size_t max,
+                     char (*ids_out)[INDEX_ID_LEN + 1]);
 
 /* Copies up to limit entries, newest first, with seq below before_seq (0:
- * from the newest), in state `state` (-1: any), into out (an array of
+ * from the newest), in state `state` (-1: any), made for uploader (NULL:
+ * anyone's), into out (an array of
  * limit entries; release each with index_entry_cleanup). *n_out gets the
  * count and *next_out the cursor for the next page (0 when none). */
-enum rz_err index_list(struct index *idx, int state, uint64_t before_seq, size_t limit,
-                       struct index_entry *out, size_t *n_out, uint64_t *next_out);
+enum rz_err index_list(struct index *idx, int state, const char *uploader, uint64_t before_seq,
+                       size_t limit, struct index_entry *out, size_t *n_out, uint64_t *next_out);
 
 /* Counts entries by state into counts[INDEX_NSTATES]; returns the total. */
 size_t index_count(struct index *idx, size_t counts[INDEX_NSTATES]);
@@ -168,7 +154,21 @@ int index_state_parse(const char *s);
 json_t *index_entry_to_json(const struct index_entry *e);
 
 /* Parses a status record written by index_entry_to_json into *out.
- * RZ_EINVAL if it is not one. */
+ * RZ_EINVAL if it is not one: the id must be a lowercase UUID, the state
+ * known, keys 1..1024 bytes without NUL or control characters (a variant's
+ * under "<name>/"), names and codes [a-z0-9_-], sizes 0..5 TiB, at most
+ * IMAGE_MAX_VARIANTS variants with distinct names. */
 enum rz_err index_entry_from_json(const json_t *j, struct index_entry *out);
+
+/* A status record read back from S3 (len bytes, not NUL-terminated): it is
+ * outside input, so besides the checks of index_entry_from_json its source
+ * must lie in src_bucket under src_prefix (either NULL: not checked), and
+ * record_key must be where it is filed (_status/ids/<its id>, or the
+ * by-key name of its source key). A
+ * refused record is logged (status_record_rejected, naming record_key) and
+ * gives RZ_EINVAL with *out empty. */
+enum rz_err index_record_parse(const char *data, size_t len, const char *record_key,
+                               const char *src_bucket, const char *src_prefix,
+                               struct index_entry *out);
 
 #endif

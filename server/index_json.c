@@ -5,9 +5,19 @@
 
 #include "timefmt.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "ids.h"
+#include "keys.h"
+#include "log.h"
+
+/* Limits of what a record may hold: S3 keys are at most 1024 bytes, and
+ * objects at most 5 TiB. Anything past them was not written by us. */
+#define INDEX_JSON_KEY_MAX 1024
+#define INDEX_JSON_BYTES_MAX 5497558138880LL
 
 static json_t *index_json_time(int64_t ms)
 {
@@ -88,6 +98,7 @@ json_t *index_entry_to_json(const struct index_entry *e)
         return NULL;
     json_object_set_new(j, "id", json_string(e->id));
     json_object_set_new(j, "state", json_string(index_state_name(e->state)));
+    json_object_set_new(j, "uploader", index_json_str(e->uploader));
     json_object_set_new(j, "source", index_json_source(e));
     json_object_set_new(j, "variants", index_json_variants(e));
     if (e->error_code[0])
@@ -103,6 +114,8 @@ json_t *index_entry_to_json(const struct index_entry *e)
     return j;
 }
 
+/* A string member, or NULL when absent or null. An embedded NUL (JSON
+ * allows \u0000) would make the C string differ from what was checked. */
 static enum rz_err index_json_take_str(const json_t *obj, const char *name, char **out)
 {
     const json_t *v = json_object_get(obj, name);
@@ -110,10 +123,56 @@ static enum rz_err index_json_take_str(const json_t *obj, const char *name, char
     *out = NULL;
     if (!v || json_is_null(v))
         return RZ_OK;
-    if (!json_is_string(v) || json_string_length(v) > 4096)
+    if (!json_is_string(v) || json_string_length(v) > 4096 ||
+        strlen(json_string_value(v)) != json_string_length(v))
         return RZ_EINVAL;
     *out = strdup(json_string_value(v));
     return *out ? RZ_OK : RZ_ENOMEM;
+}
+
+/* A byte count: absent, null or 0 is 0 (unknown); anything else must be
+ * a plausible size. -1 when it is not. */
+static long long index_json_bytes(const json_t *obj, const char *name)
+{
+    const json_t *v = json_object_get(obj, name);
+    json_int_t n;
+
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_integer(v))
+        return -1;
+    n = json_integer_value(v);
+    return n >= 0 && n <= INDEX_JSON_BYTES_MAX ? (long long)n : -1;
+}
+
+/* An S3 key we could have written: 1..1024 bytes, no control characters
+ * (they would reach log lines and URLs). */
+static int index_json_key_ok(const char *key)
+{
+    size_t len;
+
+    if (!key)
+        return 1;
+    len = strlen(key);
+    if (len == 0 || len > INDEX_JSON_KEY_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        if ((unsigned char)key[i] < 0x20 || key[i] == 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+/* Names as VARIANTS allows them, and error codes as we write them. */
+static int index_json_name_ok(const char *s, const char *extra)
+{
+    if (!s || !s[0])
+        return 0;
+    for (; *s; s++) {
+        if (!islower((unsigned char)*s) && !isdigit((unsigned char)*s) && !strchr(extra, *s))
+            return 0;
+    }
+    return 1;
 }
 
 static int index_json_int(const json_t *obj, const char *name)
@@ -126,11 +185,13 @@ static int index_json_int(const json_t *obj, const char *name)
 
 static enum rz_err index_json_take_source(const json_t *src, struct index_entry *out)
 {
-    const json_t *bytes = json_object_get(src, "bytes");
     const char *format = json_string_value(json_object_get(src, "format"));
+    long long bytes = index_json_bytes(src, "bytes");
     enum rz_err err;
 
-    if (!json_is_object(src))
+    if (!json_is_object(src) || bytes < 0 ||
+        (format && (strlen(format) >= sizeof(out->format) ||
+                    (format[0] && !index_json_name_ok(format, "")))))
         return RZ_EINVAL;
     err = index_json_take_str(src, "bucket", &out->bucket);
     if (err == RZ_OK)
@@ -141,8 +202,9 @@ static enum rz_err index_json_take_source(const json_t *src, struct index_entry 
         err = index_json_take_str(src, "content_type", &out->content_type);
     if (err == RZ_OK)
         err = index_json_take_str(src, "etag", &out->etag);
-    if (json_is_integer(bytes) && json_integer_value(bytes) > 0)
-        out->bytes = (uint64_t)json_integer_value(bytes);
+    if (err == RZ_OK && !index_json_key_ok(out->key))
+        err = RZ_EINVAL;
+    out->bytes = (uint64_t)bytes;
     snprintf(out->format, sizeof(out->format), "%s", format ? format : "");
     out->width = index_json_int(src, "width");
     out->height = index_json_int(src, "height");
@@ -160,9 +222,10 @@ static enum rz_err index_json_take_variants(const json_t *arr, struct index_entr
     json_array_foreach(arr, i, v) {
         struct index_variant *iv = &out->variants[i];
         const char *name = json_string_value(json_object_get(v, "name"));
-        const json_t *bytes = json_object_get(v, "bytes");
+        long long bytes = index_json_bytes(v, "bytes");
 
-        if (!name || strlen(name) >= sizeof(iv->name))
+        if (!name || strlen(name) >= sizeof(iv->name) || !index_json_name_ok(name, "-_") ||
+            bytes < 0)
             return RZ_EINVAL;
         snprintf(iv->name, sizeof(iv->name), "%s", name);
         out->nvariants = i + 1;
@@ -171,11 +234,18 @@ static enum rz_err index_json_take_variants(const json_t *arr, struct index_entr
             err = index_json_take_str(v, "content_type", &iv->content_type);
         if (err != RZ_OK)
             return err;
+        /* A variant's key is <name>/...: anything else would presign a
+         * download of some other object in the bucket. */
+        if (!iv->key || !index_json_key_ok(iv->key) || strncmp(iv->key, name, strlen(name)) != 0 ||
+            iv->key[strlen(name)] != '/')
+            return RZ_EINVAL;
+        for (size_t k = 0; k < i; k++) {
+            if (strcmp(out->variants[k].name, name) == 0)
+                return RZ_EINVAL;
+        }
         iv->width = index_json_int(v, "width");
         iv->height = index_json_int(v, "height");
-        iv->bytes = json_is_integer(bytes) && json_integer_value(bytes) > 0
-                        ? (uint64_t)json_integer_value(bytes)
-                        : 0;
+        iv->bytes = (uint64_t)bytes;
     }
     return RZ_OK;
 }
@@ -187,7 +257,7 @@ static enum rz_err index_json_take_error(const json_t *err_obj, struct index_ent
     if (!err_obj || json_is_null(err_obj))
         return RZ_OK;
     code = json_string_value(json_object_get(err_obj, "code"));
-    if (!code || strlen(code) >= sizeof(out->error_code))
+    if (!code || strlen(code) >= sizeof(out->error_code) || !index_json_name_ok(code, "_"))
         return RZ_EINVAL;
     snprintf(out->error_code, sizeof(out->error_code), "%s", code);
     return index_json_take_str(err_obj, "message", &out->error_message);
@@ -200,11 +270,13 @@ enum rz_err index_entry_from_json(const json_t *j, struct index_entry *out)
     enum rz_err err = RZ_EINVAL;
 
     memset(out, 0, sizeof(*out));
-    if (!json_is_object(j) || !id || strlen(id) != INDEX_ID_LEN || state < 0)
+    if (!json_is_object(j) || !ids_uuid_ok(id) || state < 0)
         goto fail;
     memcpy(out->id, id, INDEX_ID_LEN + 1);
     out->state = (enum index_state)state;
-    err = index_json_take_source(json_object_get(j, "source"), out);
+    err = index_json_take_str(j, "uploader", &out->uploader);
+    if (err == RZ_OK)
+        err = index_json_take_source(json_object_get(j, "source"), out);
     if (err == RZ_OK)
         err = index_json_take_variants(json_object_get(j, "variants"), out);
     if (err == RZ_OK)
@@ -219,5 +291,65 @@ enum rz_err index_entry_from_json(const json_t *j, struct index_entry *out)
     return RZ_OK;
 fail:
     index_entry_cleanup(out);
+    return err;
+}
+
+/* 1 when record_key is where this record is filed: under its id, or
+ * under its source key. A forged record copied to another image's key
+ * would otherwise be served, and cached, as that image. */
+static int index_record_filed_right(const struct index_entry *e, const char *record_key,
+                                    const char *src_prefix)
+{
+    size_t n = strlen(KEYS_STATUS_BY_ID);
+    char *by_key;
+    int same;
+
+    if (strncmp(record_key, KEYS_STATUS_BY_ID, n) == 0)
+        return strcmp(record_key + n, e->id) == 0;
+    by_key = keys_status_by_key(src_prefix ? src_prefix : "", e->key);
+    same = by_key && strcmp(by_key, record_key) == 0;
+    free(by_key);
+    return same;
+}
+
+/* Why a record read back is refused, for the log line; NULL if it is fine
+ * for this service (source in src_bucket under src_prefix, filed where it
+ * was found). */
+static const char *index_record_mismatch(const struct index_entry *e, const char *record_key,
+                                         const char *src_bucket, const char *src_prefix)
+{
+    if (!e->key)
+        return "no source key";
+    if (src_prefix && strncmp(e->key, src_prefix, strlen(src_prefix)) != 0)
+        return "source key outside SRC_PREFIX";
+    if (src_bucket && e->bucket && strcmp(e->bucket, src_bucket) != 0)
+        return "source bucket is not SRC_BUCKET";
+    if (!index_record_filed_right(e, record_key, src_prefix))
+        return "filed under another id or key";
+    return NULL;
+}
+
+enum rz_err index_record_parse(const char *data, size_t len, const char *record_key,
+                               const char *src_bucket, const char *src_prefix,
+                               struct index_entry *out)
+{
+    json_error_t jerr;
+    json_t *j = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+    const char *why = NULL;
+    enum rz_err err = RZ_EINVAL;
+
+    memset(out, 0, sizeof(*out));
+    if (!j)
+        why = "not JSON";
+    else if (index_entry_from_json(j, out) != RZ_OK)
+        why = "not a valid status record";
+    else
+        why = index_record_mismatch(out, record_key, src_bucket, src_prefix);
+    json_decref(j);
+    if (!why)
+        return RZ_OK;
+    index_entry_cleanup(out);
+    log_fields(LOG_WARN, "status_record_rejected",
+               json_pack("{s:o,s:s}", "record", log_string(record_key), "reason", why));
     return err;
 }

@@ -1,8 +1,10 @@
-/* jobs.c - bounded queue of index ids and the worker threads.
+/* jobs.c - bounded queue of record ids and the worker threads.
  *
- * The queue is a ring of ids under one mutex. Submitting holds that mutex
- * while it claims objects in the index, so "is there room" and "claim"
- * happen together and a full queue never leaves an entry half-claimed. */
+ * The queue is a ring of ids under one mutex. A claim first reserves a
+ * slot, then asks the status module (which may talk to a shared store,
+ * without our lock held), then fills or returns the slot: "is there room"
+ * and "claim" go together and a full queue never leaves a record claimed
+ * with nowhere to run. */
 #include "jobs.h"
 
 #include <pthread.h>
@@ -15,8 +17,10 @@
 #include "ids.h"
 #include "keys.h"
 #include "log.h"
+#include "status.h"
 
 #define JOBS_CACHE_CONTROL "max-age=86400"
+#define JOBS_MAX_S3_KEY 1024
 
 struct jobs_slot {
     char id[INDEX_ID_LEN + 1];
@@ -38,18 +42,11 @@ struct jobs {
     struct jobs_slot *ring;
     size_t head;              /* next to pop */
     size_t count;
+    size_t reserved;          /* slots held for claims being decided */
     size_t busy;              /* jobs running */
     int draining;             /* no new jobs */
     int stopping;             /* workers exit when the queue is empty */
     struct jobs_worker *workers;
-};
-
-/* What a worker needs of the entry, copied out under the index lock. */
-struct jobs_task {
-    char *bucket;
-    char *key;
-    char *etag;
-    int try_decoded_key;
 };
 
 /* What a finished job writes back into the entry. */
@@ -63,8 +60,6 @@ struct jobs_outcome {
     char **keys;
     size_t n;
     const char *real_key;     /* the key found in S3, when it differs */
-    int64_t now_ms;
-    int rerun;                /* set by the finish callback */
 };
 
 static const double jobs_duration_buckets[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
@@ -79,15 +74,7 @@ static int64_t jobs_now_ms(void)
 
 const char *jobs_failure_code(enum rz_err err)
 {
-    switch (err) {
-    case RZ_EUNSUPPORTED: return "unsupported_format";
-    case RZ_ETOOBIG: return "too_large";
-    case RZ_EPIXELS: return "too_many_pixels";
-    case RZ_ECORRUPT: return "corrupt_image";
-    case RZ_ENOTFOUND: return "source_missing";
-    case RZ_EDENIED: return "access_denied";
-    default: return "upstream_error";
-    }
+    return status_failure_code(err);
 }
 
 /* ---- the queue ---- */
@@ -99,6 +86,47 @@ static void jobs_push_locked(struct jobs *j, const char *id)
     memcpy(j->ring[tail].id, id, INDEX_ID_LEN + 1);
     j->count++;
     pthread_cond_signal(&j->work);
+}
+
+/* ---- slots held while a claim is decided (also status_queue) ---- */
+
+static int jobs_reserve(void *arg)
+{
+    struct jobs *j = arg;
+    int ok;
+
+    pthread_mutex_lock(&j->lock);
+    ok = !j->draining && j->count + j->reserved < j->opts.queue_size;
+    if (ok)
+        j->reserved++;
+    pthread_mutex_unlock(&j->lock);
+    return ok;
+}
+
+static void jobs_commit(void *arg, const char *id)
+{
+    struct jobs *j = arg;
+    int64_t now = 0;
+
+    pthread_mutex_lock(&j->lock);
+    j->reserved--;
+    if (!j->draining)
+        jobs_push_locked(j, id);
+    else
+        now = jobs_now_ms();
+    pthread_mutex_unlock(&j->lock);
+    /* Draining since the slot was taken: another replica runs it. */
+    if (now)
+        status_release(j->opts.status, id, now);
+}
+
+static void jobs_cancel(void *arg)
+{
+    struct jobs *j = arg;
+
+    pthread_mutex_lock(&j->lock);
+    j->reserved--;
+    pthread_mutex_unlock(&j->lock);
 }
 
 /* An upload made through POST /v1/uploads has the key <prefix><id>.<ext>:
@@ -123,38 +151,60 @@ static int jobs_id_from_key(const char *prefix, const char *key,
     return strncmp(id_out, rel, INDEX_ID_LEN) == 0;
 }
 
+/* A variant or status key over S3's 1,024 bytes can never be written:
+ * known from the key alone, so it fails at intake, once. */
+static int jobs_keys_fit(const struct config *cfg, const char *key)
+{
+    char *status_key = keys_status_by_key(cfg->src_prefix, key);
+    size_t longest = status_key ? strlen(status_key) : 0;
+
+    const char *rel = keys_relative(cfg->src_prefix, key);
+    const char *slash = strrchr(rel, '/');
+    const char *dot = strrchr(slash ? slash : rel, '.');
+    size_t stem = dot ? (size_t)(dot - rel) : strlen(rel);
+
+    free(status_key);
+    for (size_t i = 0; i < cfg->nvariants; i++) {
+        /* <variant>/<stem>.<ext>: ".jpeg", ".webp" and ".avif" are the
+         * longest extensions a variant gets, whatever the format turns out. */
+        size_t n = strlen(cfg->variants[i].name) + 1 + stem + 5;
+
+        if (n > longest)
+            longest = n;
+    }
+    return longest <= JOBS_MAX_S3_KEY;
+}
+
 static enum rz_err jobs_claim_one(struct jobs *j, const struct event_object *o, int64_t now_ms,
                                   struct jobs_submit_result *out)
 {
-    struct index_claim_event ev = {o->bucket, o->key, o->etag, o->sequencer, o->size,
-                                   o->try_decoded_key};
-    int room = j->count < j->opts.queue_size;
+    int fits = jobs_keys_fit(j->opts.cfg, o->key);
+    struct status_event ev = {o->bucket, o->key, o->etag, o->sequencer, o->size,
+                              o->try_decoded_key, fits ? NULL : "key_too_long",
+                              fits ? NULL : "a variant or status key would pass S3's 1,024 bytes"};
+    int room = jobs_reserve(j);
     char new_id[INDEX_ID_LEN + 1];
     char id[INDEX_ID_LEN + 1];
-    enum index_claim claim;
+    enum status_claim claim = STATUS_CLAIM_DUPLICATE;
     enum rz_err err;
 
-    if (!jobs_id_from_key(j->opts.cfg->src_prefix, o->key, new_id)) {
+    if (!jobs_id_from_key(j->opts.cfg->src_prefix, o->key, new_id))
         ids_new_uuid(new_id);
-    }
     /* Without room a duplicate is still answered as one (202): only work
      * that needs a new job is refused. */
-    err = index_claim_event(j->opts.index, &ev, room, new_id, now_ms, &claim, id);
-    if (err == RZ_ECONFLICT) {
-        /* That id is taken by another key (images/<id>.png next to
-         * images/<id>.jpg, say): this one gets a random id. */
-        ids_new_uuid(new_id);
-        err = index_claim_event(j->opts.index, &ev, room, new_id, now_ms, &claim, id);
-    }
-    if (err != RZ_OK)
-        return err;
-    if (claim == INDEX_CLAIM_DUPLICATE) {
-        out->duplicates++;
+    err = status_claim_event(j->opts.status, &ev, room, new_id, now_ms, &claim, id);
+    if (err == RZ_OK && claim == STATUS_CLAIM_NEW) {
+        jobs_commit(j, id);
+        out->accepted++;
         return RZ_OK;
     }
-    jobs_push_locked(j, id);
-    out->accepted++;
-    return RZ_OK;
+    if (room)
+        jobs_cancel(j);
+    if (err == RZ_OK && claim == STATUS_CLAIM_FAILED)
+        out->accepted++; /* taken, and answered for good: failed */
+    else if (err == RZ_OK)
+        out->duplicates++;
+    return err;
 }
 
 enum rz_err jobs_submit(struct jobs *j, const struct event_batch *b, int64_t now_ms,
@@ -166,38 +216,23 @@ enum rz_err jobs_submit(struct jobs *j, const struct event_batch *b, int64_t now
     pthread_mutex_lock(&j->lock);
     if (j->draining)
         err = RZ_ESHUTDOWN;
+    pthread_mutex_unlock(&j->lock);
     for (size_t i = 0; i < b->nobjects && err == RZ_OK; i++)
         err = jobs_claim_one(j, &b->objects[i], now_ms, out);
-    pthread_mutex_unlock(&j->lock);
     return err;
-}
-
-static enum rz_err jobs_requeue_fn(struct index_entry *e, void *arg)
-{
-    if (e->state != INDEX_FAILED)
-        return RZ_ECONFLICT;
-    e->state = INDEX_QUEUED;
-    e->error_code[0] = '\0';
-    free(e->error_message);
-    e->error_message = NULL;
-    e->updated_ms = *(int64_t *)arg;
-    return RZ_OK;
 }
 
 enum rz_err jobs_retry(struct jobs *j, const char *id, int64_t now_ms)
 {
     enum rz_err err;
 
-    pthread_mutex_lock(&j->lock);
-    if (j->draining)
-        err = RZ_ESHUTDOWN;
-    else if (j->count == j->opts.queue_size)
-        err = RZ_EFULL;
-    else
-        err = index_update(j->opts.index, id, jobs_requeue_fn, &now_ms);
+    if (!jobs_reserve(j))
+        return j->draining ? RZ_ESHUTDOWN : RZ_EFULL;
+    err = status_retry(j->opts.status, id, now_ms);
     if (err == RZ_OK)
-        jobs_push_locked(j, id);
-    pthread_mutex_unlock(&j->lock);
+        jobs_commit(j, id);
+    else
+        jobs_cancel(j);
     return err;
 }
 
@@ -211,6 +246,11 @@ size_t jobs_depth(struct jobs *j)
     return n;
 }
 
+struct status_queue jobs_queue(struct jobs *j)
+{
+    return (struct status_queue){jobs_reserve, jobs_commit, jobs_cancel, j};
+}
+
 size_t jobs_capacity(struct jobs *j)
 {
     return j->opts.queue_size;
@@ -218,41 +258,11 @@ size_t jobs_capacity(struct jobs *j)
 
 /* ---- one job ---- */
 
-static void jobs_task_cleanup(struct jobs_task *t)
-{
-    free(t->bucket);
-    free(t->key);
-    free(t->etag);
-    memset(t, 0, sizeof(*t));
-}
-
-static enum rz_err jobs_start_fn(struct index_entry *e, void *arg)
-{
-    struct jobs_task *t = arg;
-
-    if (e->state != INDEX_QUEUED)
-        return RZ_ECONFLICT;
-    t->bucket = strdup(e->bucket ? e->bucket : "");
-    t->key = strdup(e->key ? e->key : "");
-    t->etag = e->etag ? strdup(e->etag) : NULL;
-    t->try_decoded_key = e->try_decoded_key;
-    if (!t->bucket || !t->key || (e->etag && !t->etag)) {
-        jobs_task_cleanup(t);
-        return RZ_ENOMEM;
-    }
-    e->state = INDEX_PROCESSING;
-    e->attempts++;
-    e->rerun = 0;
-    e->started_ms = jobs_now_ms();
-    e->updated_ms = e->started_ms;
-    return RZ_OK;
-}
-
 /* Downloads the source; an EventBridge key that may be percent-encoded is
  * tried decoded once when the raw form is not there (AWS does not say
  * which form it sends). 403 counts as "not there": without s3:ListBucket S3
  * answers a missing key with 403. */
-static enum rz_err jobs_download(struct jobs_worker *w, const struct jobs_task *t,
+static enum rz_err jobs_download(struct jobs_worker *w, const struct status_task *t,
                                  struct s3_object *obj, char **real_key_out, char *msg,
                                  size_t msglen)
 {
@@ -277,7 +287,7 @@ static enum rz_err jobs_download(struct jobs_worker *w, const struct jobs_task *
     return err;
 }
 
-static enum rz_err jobs_put_variants(struct jobs_worker *w, const struct jobs_task *t,
+static enum rz_err jobs_put_variants(struct jobs_worker *w, const struct status_task *t,
                                      const char *key, struct jobs_outcome *o)
 {
     const struct config *cfg = w->jobs->opts.cfg;
@@ -300,7 +310,7 @@ static enum rz_err jobs_put_variants(struct jobs_worker *w, const struct jobs_ta
     return err;
 }
 
-static void jobs_process(struct jobs_worker *w, const struct jobs_task *t, struct jobs_outcome *o)
+static void jobs_process(struct jobs_worker *w, const struct status_task *t, struct jobs_outcome *o)
 {
     struct jobs *j = w->jobs;
     struct s3_object obj = {0};
@@ -323,48 +333,49 @@ static void jobs_process(struct jobs_worker *w, const struct jobs_task *t, struc
     o->real_key = real_key;
 }
 
-static enum rz_err jobs_finish_fn(struct index_entry *e, void *arg)
+/* The message a client reads in the status record. S3's error text (its
+ * <Message> can name the account, a role or a bucket policy) stays in the
+ * log line; the record gets our own words. Image errors and transport
+ * failures ("S3 unreachable: <curl's reason>") are ours to show. */
+static const char *jobs_client_message(const struct jobs_outcome *o)
 {
-    struct jobs_outcome *o = arg;
+    switch (o->err) {
+    case RZ_EUNSUPPORTED:
+    case RZ_EPIXELS:
+    case RZ_ECORRUPT:
+    case RZ_ELIMIT:
+    case RZ_ETOOBIG:
+        return o->msg[0] ? o->msg : rz_err_name(o->err);
+    case RZ_ENOTFOUND:
+        return "the uploaded object is not in the source bucket";
+    case RZ_EDENIED:
+        return "S3 refused access to the source or destination object";
+    default:
+        if (strncmp(o->msg, "S3 unreachable: ", 16) == 0)
+            return o->msg;
+        return "S3 failed the request; retry later";
+    }
+}
 
-    e->updated_ms = e->finished_ms = o->now_ms;
-    o->rerun = e->rerun;
-    e->rerun = 0;
-    for (size_t i = 0; i < e->nvariants; i++) {
-        free(e->variants[i].key);
-        free(e->variants[i].content_type);
-    }
-    e->nvariants = 0;
-    free(e->error_message);
-    e->error_message = NULL;
-    if (o->err != RZ_OK) {
-        e->state = INDEX_FAILED;
-        snprintf(e->error_code, sizeof(e->error_code), "%s", jobs_failure_code(o->err));
-        e->error_message = strdup(o->msg[0] ? o->msg : rz_err_name(o->err));
-        return RZ_OK;
-    }
-    e->state = INDEX_DONE;
-    e->error_code[0] = '\0';
-    e->bytes = o->bytes;
-    if (o->etag) {
-        free(e->etag);
-        e->etag = strdup(o->etag);
-    }
-    snprintf(e->format, sizeof(e->format), "%s", image_format_name(o->info.format));
-    e->width = o->info.width;
-    e->height = o->info.height;
-    for (size_t i = 0; i < o->n; i++) {
-        struct index_variant *v = &e->variants[i];
+/* The outcome as the status module takes it; variants borrow from o. */
+static void jobs_outcome_view(const struct jobs_outcome *o, struct index_variant *vars,
+                              struct status_outcome *view)
+{
+    size_t n = o->err == RZ_OK ? o->n : 0;
 
-        snprintf(v->name, sizeof(v->name), "%s", o->results[i].name);
-        v->key = strdup(o->keys[i]);
-        v->content_type = strdup(image_format_mime(o->results[i].format));
-        v->width = o->results[i].width;
-        v->height = o->results[i].height;
-        v->bytes = o->results[i].len;
-        e->nvariants = i + 1;
+    for (size_t i = 0; i < n; i++) {
+        const struct image_result *r = &o->results[i];
+
+        memset(&vars[i], 0, sizeof(vars[i]));
+        snprintf(vars[i].name, sizeof(vars[i].name), "%s", r->name);
+        vars[i].key = o->keys[i];
+        vars[i].content_type = (char *)image_format_mime(r->format);
+        vars[i].width = r->width;
+        vars[i].height = r->height;
+        vars[i].bytes = r->len;
     }
-    return RZ_OK;
+    *view = (struct status_outcome){o->err, jobs_client_message(o), o->bytes, o->etag, o->real_key,
+                                    o->err == RZ_OK ? &o->info : NULL, vars, n};
 }
 
 /* Writes the status record under both of its keys, so any replica can
@@ -373,24 +384,21 @@ static enum rz_err jobs_finish_fn(struct index_entry *e, void *arg)
  * reconcile sweep try the object again once S3 is back. A failure here is
  * logged, not fatal: the variants are what matter, and the sweep redoes
  * an object whose record is missing. */
-static void jobs_write_status(struct jobs_worker *w, const char *id)
+static void jobs_write_status(struct jobs_worker *w, const char *id, const struct index_entry *e)
 {
     const struct config *cfg = w->jobs->opts.cfg;
-    struct index_entry e = {0};
     json_t *j;
     char *text = NULL;
     char *keys[2] = {NULL, NULL};
     char msg[256] = "";
-    enum rz_err err = index_get(w->jobs->opts.index, id, &e);
+    enum rz_err err;
 
-    if (err != RZ_OK)
-        return;
-    j = index_entry_to_json(&e);
+    j = index_entry_to_json(e);
     text = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(j);
     keys[0] = keys_status_by_id(id);
-    if (strcmp(e.error_code, "upstream_error") != 0)
-        keys[1] = keys_status_by_key(cfg->src_prefix, e.key);
+    if (!status_code_transient(e->error_code))
+        keys[1] = keys_status_by_key(cfg->src_prefix, e->key);
     err = text && keys[0] ? RZ_OK : RZ_ENOMEM;
     for (size_t i = 0; i < 2 && keys[i] && err == RZ_OK; i++)
         err = s3_put_object(w->conn, cfg->dest_bucket, keys[i], text, strlen(text),
@@ -401,20 +409,6 @@ static void jobs_write_status(struct jobs_worker *w, const char *id)
     free(text);
     free(keys[0]);
     free(keys[1]);
-    index_entry_cleanup(&e);
-}
-
-/* The image is done or failed: receivers are told, once its record is
- * written so one that asks the API at once finds it. The one call into the
- * webhooks module; it only queues the message. */
-static void jobs_notify_finished(struct jobs *j, const char *id)
-{
-    struct index_entry e = {0};
-
-    if (!j->opts.webhooks || index_get(j->opts.index, id, &e) != RZ_OK)
-        return;
-    webhooks_notify(j->opts.webhooks, &e);
-    index_entry_cleanup(&e);
 }
 
 static void jobs_outcome_cleanup(struct jobs_outcome *o)
@@ -438,7 +432,7 @@ static void jobs_count(struct jobs *j, const struct jobs_outcome *o, double secs
     metrics_observe(j->opts.metrics, "resizer_job_duration_seconds", "", secs);
 }
 
-static void jobs_log(const char *id, const struct jobs_task *t, const struct jobs_outcome *o,
+static void jobs_log(const char *id, const struct status_task *t, const struct jobs_outcome *o,
                      double secs)
 {
     if (o->err == RZ_OK) {
@@ -453,45 +447,47 @@ static void jobs_log(const char *id, const struct jobs_task *t, const struct job
                          secs * 1000.0));
 }
 
-/* A newer object arrived while this one was processed: run again, unless
- * the queue is full, in which case the entry stays queued for the sweep. */
+/* A newer object arrived while this one was processed: run again, here
+ * if the queue has room, else anywhere (the claim is given up). */
 static void jobs_rerun(struct jobs *j, const char *id)
 {
-    int64_t now = jobs_now_ms();
-
-    pthread_mutex_lock(&j->lock);
-    if (j->count < j->opts.queue_size && !j->draining &&
-        index_update(j->opts.index, id, jobs_requeue_fn, &now) == RZ_OK)
-        jobs_push_locked(j, id);
-    pthread_mutex_unlock(&j->lock);
+    if (jobs_reserve(j))
+        jobs_commit(j, id);
+    else
+        status_release(j->opts.status, id, jobs_now_ms());
 }
 
 static void jobs_run(struct jobs_worker *w, const char *id)
 {
     struct jobs *j = w->jobs;
-    struct jobs_task t = {0};
+    struct status_task t = {0};
     struct jobs_outcome o = {0};
+    struct index_variant vars[IMAGE_MAX_VARIANTS];
+    struct status_outcome view;
+    struct index_entry final = {0};
     int64_t start = jobs_now_ms();
+    int again = 0;
     double secs;
+    enum rz_err err;
 
-    if (index_update(j->opts.index, id, jobs_start_fn, &t) != RZ_OK)
-        return; /* evicted, or taken by a retry race: nothing to do */
+    if (status_begin(j->opts.status, id, start, &t) != RZ_OK)
+        return; /* another replica's now, or gone: nothing to do */
     jobs_process(w, &t, &o);
-    o.now_ms = jobs_now_ms();
-    index_update(j->opts.index, id, jobs_finish_fn, &o);
-    /* The status (and its _status/keys/ record) names the object that
-     * exists, so GET /v1/images?key= and the sweep find it by that key. */
-    if (o.real_key)
-        index_rekey(j->opts.index, id, o.real_key);
-    jobs_write_status(w, id);
-    jobs_notify_finished(j, id);
-    secs = (double)(o.now_ms - start) / 1000.0;
+    jobs_outcome_view(&o, vars, &view);
+    err = status_finish(j->opts.status, id, &view, jobs_now_ms(), &final, &again);
+    secs = (double)(jobs_now_ms() - start) / 1000.0;
     jobs_count(j, &o, secs);
     jobs_log(id, &t, &o, secs);
-    if (o.rerun)
+    if (err == RZ_OK && (final.state == INDEX_DONE || final.state == INDEX_FAILED))
+        jobs_write_status(w, id, &final);
+    else if (err != RZ_OK)
+        log_fields(LOG_WARN, "job_unrecorded",
+                   json_pack("{s:s,s:s}", "id", id, "error", rz_err_name(err)));
+    if (again)
         jobs_rerun(j, id);
+    index_entry_cleanup(&final);
     jobs_outcome_cleanup(&o);
-    jobs_task_cleanup(&t);
+    status_task_cleanup(&t);
 }
 
 /* ---- workers ---- */
@@ -641,10 +637,31 @@ static void jobs_stop_workers(struct jobs *j)
     }
 }
 
+/* The queued ids, taken out of the ring (caller frees); lock held. */
+static struct jobs_slot *jobs_take_queued_locked(struct jobs *j)
+{
+    struct jobs_slot *out = calloc(j->count ? j->count : 1, sizeof(*out));
+
+    for (size_t i = 0; out && i < j->count; i++)
+        out[i] = j->ring[(j->head + i) % j->opts.queue_size];
+    j->count = 0;
+    return out;
+}
+
+/* Jobs this replica will not run go back to the store with their lease
+ * ended, so another replica takes them at once instead of after the lease. */
+static void jobs_release(struct jobs *j, struct jobs_slot *ids, size_t n)
+{
+    for (size_t i = 0; ids && i < n; i++)
+        status_release(j->opts.status, ids[i].id, jobs_now_ms());
+    free(ids);
+}
+
 size_t jobs_drain(struct jobs *j, long grace_secs)
 {
     struct timespec deadline;
-    size_t left;
+    struct jobs_slot *queued;
+    size_t left, nqueued;
 
     clock_gettime(CLOCK_REALTIME, &deadline);
     deadline.tv_sec += grace_secs;
@@ -660,10 +677,12 @@ size_t jobs_drain(struct jobs *j, long grace_secs)
      * objects get no by-key record, so the sweep of the next start redoes
      * them. */
     left = j->count + j->busy;
-    j->count = 0;
+    nqueued = j->count;
+    queued = jobs_take_queued_locked(j);
     if (j->busy)
         s3_abort(j->opts.s3);
     pthread_mutex_unlock(&j->lock);
+    jobs_release(j, queued, nqueued);
     jobs_stop_workers(j);
     return left;
 }

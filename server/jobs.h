@@ -1,7 +1,7 @@
 /* jobs.h - the bounded work queue and the workers that turn an uploaded
  * object into its variants.
  *
- * A job is an index id; the index holds its state. Workers each own one S3
+ * A job is a record id; the status module holds its state. Workers each own one S3
  * connection and run: download (capped) -> image_make_variants -> put each
  * variant -> write the status record -> mark done or failed with a code. */
 #ifndef RESIZER_JOBS_H
@@ -16,18 +16,17 @@
 #include "index.h"
 #include "metrics.h"
 #include "s3.h"
-#include "webhooks.h"
+#include "status.h"
 
 struct jobs;
 
 struct jobs_opts {
     const struct config *cfg;  /* borrowed, outlives jobs */
     struct s3 *s3;
-    struct index *index;
+    struct status *status;     /* owns every state change */
     struct metrics *metrics;
     size_t workers;            /* >= 1 */
     size_t queue_size;         /* >= 1 */
-    struct webhooks *webhooks; /* NULL: no completion notifications */
 };
 
 /* How a batch of events was taken. */
@@ -50,14 +49,18 @@ enum rz_err jobs_submit(struct jobs *j, const struct event_batch *b, int64_t now
  * failed, RZ_EFULL, RZ_ESHUTDOWN. */
 enum rz_err jobs_retry(struct jobs *j, const char *id, int64_t now_ms);
 
+/* The queue as the status module feeds it (re-claimed jobs). */
+struct status_queue jobs_queue(struct jobs *j);
+
 /* Jobs waiting for a worker, and the queue's capacity. */
 size_t jobs_depth(struct jobs *j);
 size_t jobs_capacity(struct jobs *j);
 
 /* Stops taking jobs, lets the workers finish what is queued and running
- * for up to grace_secs, then stops them. Jobs not started by then stay
- * queued in the index (the reconcile sweep of the next start finds their
- * objects). Returns the number of jobs left unfinished. */
+ * for up to grace_secs, then stops them. Jobs not started by then are
+ * released (queued, lease ended): with a shared store another replica
+ * takes them at once; with the memory store the sweep of the next start
+ * finds their objects. Returns the number of jobs left unfinished. */
 size_t jobs_drain(struct jobs *j, long grace_secs);
 
 /* Stops the workers (if jobs_drain did not) and frees everything. */

@@ -85,6 +85,68 @@ static void log_emit(char *text)
     free(line);
 }
 
+/* Length of the valid UTF-8 sequence at s (RFC 3629: no overlong forms, no
+ * surrogates, nothing past U+10FFFF), or 0. */
+static size_t log_utf8_len(const unsigned char *s)
+{
+    size_t n;
+    unsigned int cp;
+
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf)
+        n = 2, cp = s[0] & 0x1f;
+    else if (s[0] >= 0xe0 && s[0] <= 0xef)
+        n = 3, cp = s[0] & 0x0f;
+    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+        n = 4, cp = s[0] & 0x07;
+    else
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0; /* also stops at the NUL */
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    return n;
+}
+
+json_t *log_string(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    char *out;
+    size_t o = 0;
+    json_t *j;
+
+    if (!s)
+        return json_null();
+    j = json_string(s);
+    if (j)
+        return j;
+    out = malloc(strlen(s) * 4 + 1);
+    if (!out)
+        return json_string("(unloggable)");
+    while (*p) {
+        size_t n = log_utf8_len(p);
+
+        if (n == 0) {
+            snprintf(out + o, 5, "\\x%02x", *p);
+            o += 4;
+            p++;
+            continue;
+        }
+        memcpy(out + o, p, n);
+        o += n;
+        p += n;
+    }
+    out[o] = '\0';
+    j = json_string(out);
+    free(out);
+    return j ? j : json_string("(unloggable)");
+}
+
 void log_fields(enum log_level level, const char *event, json_t *fields)
 {
     char ts[TIMEFMT_MAX];
@@ -122,5 +184,5 @@ void log_printf(enum log_level level, const char *event, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    log_fields(level, event, json_pack("{s:s}", "msg", msg));
+    log_fields(level, event, json_pack("{s:o}", "msg", log_string(msg)));
 }

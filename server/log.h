@@ -31,6 +31,11 @@ void log_fields(enum log_level level, const char *event, json_t *fields);
 void log_printf(enum log_level level, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* s as a JSON string for a log field, never NULL for a non-NULL s (NULL
+ * gives JSON null): bytes that are not valid UTF-8 (jansson refuses them,
+ * which would drop the whole line) are written as the text \xNN. */
+json_t *log_string(const char *s);
+
 /* Redirects lines to fd (default 2); for tests. */
 void log_set_fd(int fd);
 

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "keys.h"
@@ -15,6 +16,7 @@
 struct reconcile_cursor {
     const char *bucket;
     const char *prefix;
+    const char *start_after;  /* resume after this key (NULL: from the start) */
     struct s3_list page;
     size_t pos;
     int started;
@@ -24,6 +26,8 @@ struct reconcile_cursor {
 struct reconcile {
     struct reconcile_opts opts;
     struct s3_conn *conn;
+    int64_t next_list_ms;     /* rate limit: no LIST before this */
+    char cursor[STORE_SWEEP_CURSOR_MAX]; /* the last source key looked at */
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t wake;
@@ -34,7 +38,28 @@ static const double reconcile_buckets[] = {0.1, 0.5, 1, 5, 10, 30, 60, 300};
 
 /* The current item, fetching the next page when this one is used up; NULL
  * at the end. RZ_* errors from S3 end the sweep. */
-static enum rz_err reconcile_peek(struct s3_conn *conn, struct reconcile_cursor *c,
+static int64_t reconcile_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* At most RECONCILE_LIST_RATE LIST requests a second: a repair pass must
+ * not compete with the jobs for S3's request rate. */
+static void reconcile_pace(struct reconcile *r)
+{
+    int64_t now = reconcile_now_ms();
+    long rate = r->opts.cfg->reconcile_list_rate;
+
+    if (r->next_list_ms > now)
+        usleep((useconds_t)(r->next_list_ms - now) * 1000);
+    r->next_list_ms = reconcile_now_ms() + (rate > 0 ? 1000 / rate : 0);
+    metrics_add(r->opts.metrics, "resizer_reconcile_requests_total", "op=\"list\"", 1);
+}
+
+static enum rz_err reconcile_peek(struct reconcile *r, struct reconcile_cursor *c,
                                   const struct s3_list_item **out)
 {
     char msg[256];
@@ -50,8 +75,9 @@ static enum rz_err reconcile_peek(struct s3_conn *conn, struct reconcile_cursor 
         token = c->page.next_token;
         c->page.next_token = NULL;
         s3_list_cleanup(&c->page);
-        err = s3_list_objects(conn, c->bucket, c->prefix, NULL, token, RECONCILE_PAGE, &c->page,
-                              msg, sizeof(msg));
+        reconcile_pace(r);
+        err = s3_list_objects(r->conn, c->bucket, c->prefix, token ? NULL : c->start_after, token,
+                              RECONCILE_PAGE, &c->page, msg, sizeof(msg));
         free(token);
         if (err != RZ_OK) {
             log_printf(LOG_WARN, "reconcile_list_failed", "%s/%s: %s", c->bucket, c->prefix, msg);
@@ -73,7 +99,7 @@ static int reconcile_wanted(struct reconcile *r, const struct s3_list_item *obj,
     struct index_entry e = {0};
     int wanted;
 
-    if (index_get_by_key(r->opts.index, r->opts.cfg->src_bucket, obj->key, &e) != RZ_OK)
+    if (status_peek_by_key(r->opts.status, r->opts.cfg->src_bucket, obj->key, &e) != RZ_OK)
         return !has_record;
     switch (e.state) {
     case INDEX_QUEUED:
@@ -89,7 +115,7 @@ static int reconcile_wanted(struct reconcile *r, const struct s3_list_item *obj,
     case INDEX_FAILED:
         /* Only a transient failure is worth another try on its own; bad
          * images wait for an operator's retry. */
-        wanted = strcmp(e.error_code, "upstream_error") == 0;
+        wanted = status_code_transient(e.error_code);
         break;
     default:
         wanted = 1; /* pending: uploaded, but its event never came */
@@ -127,7 +153,7 @@ static enum rz_err reconcile_has_record(struct reconcile *r, struct reconcile_cu
 
     *has = 0;
     for (;;) {
-        err = reconcile_peek(r->conn, st, &rec);
+        err = reconcile_peek(r, st, &rec);
         if (err != RZ_OK || !rec)
             return err;
         cmp = strcmp(keys_relative(KEYS_STATUS_BY_KEY, rec->key), rel);
@@ -144,19 +170,44 @@ static int reconcile_room(struct reconcile *r)
     return jobs_depth(r->opts.jobs) * 2 < jobs_capacity(r->opts.jobs);
 }
 
+/* The sweep's lease item, held for two intervals (renewed as it goes): a
+ * replica that dies mid-sweep hands it on within that. */
+static enum rz_err reconcile_lease(struct reconcile *r, char *cursor_out)
+{
+    int64_t now = reconcile_now_ms();
+    long hold = r->opts.interval_secs * 2 > 60 ? r->opts.interval_secs * 2 : 60;
+
+    return status_lease_sweep(r->opts.status, now, now + hold * 1000, cursor_out);
+}
+
+/* Saves the cursor now and then, so that the next sweep (here or on
+ * another replica) goes on from there instead of from the start. */
+static void reconcile_checkpoint(struct reconcile *r, const char *key, size_t scanned)
+{
+    snprintf(r->cursor, sizeof(r->cursor), "%s", key);
+    if (scanned % RECONCILE_PAGE == 0 && reconcile_lease(r, NULL) == RZ_OK)
+        status_save_sweep_cursor(r->opts.status, r->cursor);
+}
+
 static enum rz_err reconcile_sweep(struct reconcile *r, struct reconcile_stats *stats)
 {
     const struct config *cfg = r->opts.cfg;
     struct reconcile_cursor src = {.bucket = cfg->src_bucket, .prefix = cfg->src_prefix};
     struct reconcile_cursor st = {.bucket = cfg->dest_bucket, .prefix = KEYS_STATUS_BY_KEY};
+    char *status_after = NULL;
     const struct s3_list_item *obj;
     enum rz_err err;
     int has;
     int queued;
 
     memset(stats, 0, sizeof(*stats));
+    if (r->cursor[0]) {
+        src.start_after = r->cursor;
+        status_after = keys_status_by_key(cfg->src_prefix, r->cursor);
+        st.start_after = status_after;
+    }
     for (;;) {
-        err = reconcile_peek(r->conn, &src, &obj);
+        err = reconcile_peek(r, &src, &obj);
         if (err != RZ_OK || !obj)
             break;
         if (!reconcile_room(r) || __atomic_load_n(&r->stopping, __ATOMIC_RELAXED))
@@ -166,6 +217,7 @@ static enum rz_err reconcile_sweep(struct reconcile *r, struct reconcile_stats *
         if (obj->key[strlen(obj->key) - 1] == '/')
             continue;
         stats->scanned++;
+        reconcile_checkpoint(r, obj->key, stats->scanned);
         err = reconcile_has_record(r, &st, keys_relative(cfg->src_prefix, obj->key), obj, &has);
         if (err != RZ_OK)
             break;
@@ -181,8 +233,13 @@ static enum rz_err reconcile_sweep(struct reconcile *r, struct reconcile_stats *
     }
     stats->complete = err == RZ_OK;
 out:
+    if (stats->complete)
+        r->cursor[0] = '\0';
+    if (reconcile_lease(r, NULL) == RZ_OK)
+        status_save_sweep_cursor(r->opts.status, r->cursor);
     s3_list_cleanup(&src.page);
     s3_list_cleanup(&st.page);
+    free(status_after);
     return err;
 }
 
@@ -193,6 +250,11 @@ static void reconcile_run_once(struct reconcile *r)
     double secs;
     enum rz_err err;
 
+    /* One replica at a time: the others skip this round. */
+    if (reconcile_lease(r, r->cursor) != RZ_OK) {
+        metrics_add(r->opts.metrics, "resizer_reconcile_sweeps_total", "outcome=\"skipped\"", 1);
+        return;
+    }
     clock_gettime(CLOCK_MONOTONIC, &a);
     err = reconcile_sweep(r, &stats);
     clock_gettime(CLOCK_MONOTONIC, &b);
@@ -238,6 +300,9 @@ static enum rz_err reconcile_metrics(struct metrics *m)
         err = metrics_register(m, "resizer_reconcile_objects_total", METRICS_COUNTER,
                                "Source objects scanned and queued by the sweep", NULL, 0);
     if (err == RZ_OK)
+        err = metrics_register(m, "resizer_reconcile_requests_total", METRICS_COUNTER,
+                               "S3 requests the sweep made, by operation", NULL, 0);
+    if (err == RZ_OK)
         err = metrics_register(m, "resizer_reconcile_duration_seconds", METRICS_HISTOGRAM,
                                "Duration of a sweep", reconcile_buckets,
                                sizeof(reconcile_buckets) / sizeof(reconcile_buckets[0]));
@@ -272,7 +337,7 @@ enum rz_err reconcile_start(const struct reconcile_opts *opts, struct reconcile 
     return RZ_OK;
 }
 
-void reconcile_stop(struct reconcile *r)
+void reconcile_halt(struct reconcile *r)
 {
     if (!r)
         return;
@@ -280,6 +345,15 @@ void reconcile_stop(struct reconcile *r)
     __atomic_store_n(&r->stopping, 1, __ATOMIC_RELAXED);
     pthread_cond_signal(&r->wake);
     pthread_mutex_unlock(&r->lock);
+}
+
+void reconcile_stop(struct reconcile *r)
+{
+    if (!r)
+        return;
+    reconcile_halt(r);
+    /* A sweep stuck on a stalled S3 is cut rather than waited for. */
+    s3_abort(r->opts.s3);
     pthread_join(r->thread, NULL);
     s3_conn_free(r->conn);
     pthread_cond_destroy(&r->wake);

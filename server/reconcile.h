@@ -1,5 +1,12 @@
 /* reconcile.h - the sweep that finds uploads no job has finished.
  *
+ * With a shared store (STATE_STORE=dynamodb) claims and leases recover
+ * everything that was acknowledged; the sweep is then a repair pass for
+ * events that never came (EventBridge gave up), off by default, run by one
+ * replica at a time (the store's lease item "sweep"), resumable from the
+ * cursor saved with that item, and paced at RECONCILE_LIST_RATE LISTs a
+ * second.
+ *
  * S3 is the source of truth: an object under SRC_PREFIX whose status record
  * (_status/keys/<relative key>) is missing or older than the object has not
  * been processed, whatever happened to its event (lost to a crash after the
@@ -18,6 +25,7 @@
 #include "jobs.h"
 #include "metrics.h"
 #include "s3.h"
+#include "status.h"
 
 struct reconcile;
 
@@ -25,6 +33,7 @@ struct reconcile_opts {
     const struct config *cfg;  /* SRC_BUCKET must be set */
     struct s3 *s3;
     struct index *index;
+    struct status *status;     /* what is known of an object, without S3 */
     struct jobs *jobs;
     struct metrics *metrics;
     long interval_secs;        /* > 0 */
@@ -39,7 +48,12 @@ struct reconcile_stats {
 /* Starts the sweep thread: one sweep now, then one every interval. */
 enum rz_err reconcile_start(const struct reconcile_opts *opts, struct reconcile **out);
 
-/* Stops the thread (waiting for a sweep in progress); NULL is a no-op. */
+/* Asks the thread to stop after the object it is on, without waiting
+ * (the drain: jobs get the grace period, not a stalled sweep). NULL: no-op. */
+void reconcile_halt(struct reconcile *r);
+
+/* Stops the thread, cutting its S3 calls (opts.s3 must be the sweep's own
+ * client), and frees; NULL is a no-op. */
 void reconcile_stop(struct reconcile *r);
 
 #endif

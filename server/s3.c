@@ -753,6 +753,14 @@ enum rz_err s3_head_object(struct s3_conn *c, const char *bucket, const char *ke
 
 /* ---- listing ---- */
 
+/* The listing parser is reached by unit tests (s3_internal.h). */
+#ifdef RESIZER_UNITTEST
+#define UNITTEST
+#else
+#define UNITTEST static
+#endif
+#include "s3_internal.h"
+
 /* Resolves one of XML's five predefined entities at p; returns how many
  * bytes it spans (0 if none) and stores the character in *ch. */
 static size_t s3_xml_entity(const char *p, size_t len, char *ch)
@@ -870,6 +878,14 @@ static enum rz_err s3_list_item_parse(const char *p, const char *end, struct s3_
     it->key = s3_url_decode(raw);
     if (!it->key)
         goto done;
+    /* S3 has no empty keys: a faulty server's would reach key[len - 1]
+     * in callers. The item is skipped (RZ_ENOTFOUND), not the page. */
+    if (it->key[0] == '\0' || strlen(it->key) > 1024) {
+        free(it->key);
+        it->key = NULL;
+        err = RZ_ENOTFOUND;
+        goto done;
+    }
     it->size = strtoull(size, NULL, 10);
     it->last_modified = modified ? s3_parse_time(modified) : 0;
     if (etag) {
@@ -891,12 +907,25 @@ done:
     return err;
 }
 
-static enum rz_err s3_list_parse(const char *xml, size_t len, struct s3_list *out)
+/* A truncated page must carry a new, non-empty token: one equal to the
+ * token that asked for the page would make the caller ask again forever. */
+static enum rz_err s3_list_token_check(const char *next, const char *prev)
+{
+    if (!next || next[0] == '\0')
+        return RZ_EINVAL;
+    if (prev && strcmp(next, prev) == 0)
+        return RZ_EINVAL;
+    return RZ_OK;
+}
+
+UNITTEST enum rz_err s3_list_parse(const char *xml, size_t len, const char *prev_token,
+                                   struct s3_list *out)
 {
     const char *end = xml + len;
     const char *p = xml;
     size_t cap = 0;
     char *truncated;
+    enum rz_err err;
 
     for (;;) {
         const char *s = memmem(p, (size_t)(end - p), "<Contents>", 10);
@@ -912,21 +941,22 @@ static enum rz_err s3_list_parse(const char *xml, size_t len, struct s3_list *ou
                 return RZ_ENOMEM;
             out->items = grown;
         }
-        if (s3_list_item_parse(s, e, &out->items[out->nitems]) != RZ_OK)
+        p = e + 11;
+        err = s3_list_item_parse(s, e, &out->items[out->nitems]);
+        if (err == RZ_ENOTFOUND)
+            continue;
+        if (err != RZ_OK)
             return RZ_EINVAL;
         out->nitems++;
-        p = e + 11;
     }
     truncated = s3_xml_child(xml, end, "IsTruncated");
+    err = RZ_OK;
     if (truncated && strcmp(truncated, "true") == 0) {
         out->next_token = s3_xml_child(xml, end, "NextContinuationToken");
-        if (!out->next_token) {
-            free(truncated);
-            return RZ_EINVAL;
-        }
+        err = s3_list_token_check(out->next_token, prev_token);
     }
     free(truncated);
-    return RZ_OK;
+    return err;
 }
 
 enum rz_err s3_list_objects(struct s3_conn *c, const char *bucket, const char *prefix,
@@ -955,7 +985,8 @@ enum rz_err s3_list_objects(struct s3_conn *c, const char *bucket, const char *p
     call.nquery = n;
     err = s3_perform(c, &call);
     if (err == RZ_OK) {
-        err = s3_list_parse(call.response.data ? call.response.data : "", call.response.len, out);
+        err = s3_list_parse(call.response.data ? call.response.data : "", call.response.len, token,
+                            out);
         if (err != RZ_OK) {
             snprintf(call.msg, sizeof(call.msg), "S3 sent a listing that does not parse");
             s3_list_cleanup(out);

@@ -5,8 +5,14 @@ Debian's /usr/bin/python3 with the standard library and botocore (python3-botoco
   S3Server     the local S3 server (OpenStack Swift + s3api, deploy/local/s3-start). Attaches
                to the one the test command started (env RESIZER_TEST_S3_DIR), or starts a
                private one in a temp dir (private=True, or when that env is unset).
+  DynamoServer the local DynamoDB server (dynalite, deploy/local/dynamodb-start), shared (env
+               RESIZER_TEST_DDB_DIR) or private, as S3Server.
   Resizer      the binary from env RESIZER_BIN on a free port, wired to an S3Server.
-  http, json_http, free_port, wait_until, unique_bucket, scaled.
+  start_replicas  N Resizers on one S3 and one DynamoServer (STATE_STORE=dynamodb, one table
+               made by `resizer --create-table`, the same buckets): a ReplicaSet.
+  LoadBalancer nginx (deploy/local/lb-start) on a free port in front of Resizers: the ALB's
+               local stand-in, round robin with passive failover.
+  http, json_http, free_port, wait_until, unique_bucket, unique_table, scaled.
 
 http() also checks every response of a Resizer started here against openapi/openapi.yaml
 (contract.py; needs python3-yaml and python3-jsonschema); RESIZER_CONTRACT=0 turns that off.
@@ -42,6 +48,10 @@ S3_START = os.path.join(SOURCE_DIR, 'deploy', 'local', 's3-start')
 S3_STOP = os.path.join(SOURCE_DIR, 'deploy', 'local', 's3-stop')
 S3_ENV_KEYS = ('S3_ENDPOINT', 'S3_FORCE_PATH_STYLE', 'AWS_REGION', 'AWS_ACCESS_KEY_ID',
                'AWS_SECRET_ACCESS_KEY')
+DDB_START = os.path.join(SOURCE_DIR, 'deploy', 'local', 'dynamodb-start')
+DDB_STOP = os.path.join(SOURCE_DIR, 'deploy', 'local', 'dynamodb-stop')
+LB_START = os.path.join(SOURCE_DIR, 'deploy', 'local', 'lb-start')
+LB_STOP = os.path.join(SOURCE_DIR, 'deploy', 'local', 'lb-stop')
 # The service's default credentials in tests; refer to these names, not the literals.
 # (API_TOKENS entries must be at least 16 characters: server/config.c.)
 API_TOKEN = 'test-token-0123456789'
@@ -245,14 +255,18 @@ class S3Server:
     dir and owns it: only an owned server can be stopped and started again (outage tests), and
     it is stopped and removed at close() / exit."""
 
+    # What DynamoServer, which shares this lifecycle, changes.
+    SHARED_DIR_ENV = 'RESIZER_TEST_S3_DIR'
+    START, STOP, ENV_KEYS, TMP_PREFIX = S3_START, S3_STOP, S3_ENV_KEYS, 'resizer-s3-'
+
     def __init__(self, private=False):
-        shared_dir = os.environ.get('RESIZER_TEST_S3_DIR')
+        shared_dir = os.environ.get(self.SHARED_DIR_ENV)
         self.owned = private or not shared_dir
         self._watchdog = None
         self._client = None
         self.running = False
         if self.owned:
-            self.dir = tempfile.mkdtemp(prefix='resizer-s3-')
+            self.dir = tempfile.mkdtemp(prefix=self.TMP_PREFIX)
             _track(self)
             self._start_watchdog()
             self.start()
@@ -271,13 +285,13 @@ class S3Server:
             with open(path) as f:
                 lines = [l.strip() for l in f if '=' in l]
         except OSError as e:
-            raise RuntimeError('S3 server dir %s has no env file (%s); was it started with '
-                               'deploy/local/s3-start?' % (self.dir, e))
+            raise RuntimeError('server dir %s has no env file (%s); was it started with '
+                               '%s?' % (self.dir, e, self.START))
         env = dict(l.split('=', 1) for l in lines)
-        missing = [k for k in S3_ENV_KEYS if k not in env]
+        missing = [k for k in self.ENV_KEYS if k not in env]
         if missing:
             raise RuntimeError('%s lacks %s' % (path, ', '.join(missing)))
-        self._env = {k: env[k] for k in S3_ENV_KEYS}
+        self._env = {k: env[k] for k in self.ENV_KEYS}
         self._close_client()
 
     def _close_client(self):
@@ -291,7 +305,7 @@ class S3Server:
     def _start_watchdog(self):
         script = 'cat >/dev/null; "$0" "$1" >/dev/null 2>&1; [ "$2" = 1 ] || rm -rf "$1"'
         self._watchdog = subprocess.Popen(
-            ['/bin/sh', '-c', script, S3_STOP, self.dir, '1' if KEEP_TMP else '0'],
+            ['/bin/sh', '-c', script, self.STOP, self.dir, '1' if KEEP_TMP else '0'],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)
 
@@ -303,7 +317,7 @@ class S3Server:
 
     @property
     def endpoint(self):
-        return self._env['S3_ENDPOINT']
+        return self._env[self.ENV_KEYS[0]]
 
     def env(self):
         """The S3 variables for the service: S3_ENDPOINT, S3_FORCE_PATH_STYLE, AWS_REGION,
@@ -327,32 +341,33 @@ class S3Server:
 
     def _require_owned(self, what):
         if not self.owned:
-            raise RuntimeError('%s of the shared S3 server would break the other tests; use '
-                               'S3Server(private=True)' % what)
+            raise RuntimeError('%s of the shared server would break the other tests; use '
+                               '%s(private=True)' % (what, type(self).__name__))
 
     def start(self):
         """Starts (or restarts, same data and endpoint) an owned server."""
         self._require_owned('start')
-        old = self._env['S3_ENDPOINT'] if getattr(self, '_env', None) else None
-        proc = subprocess.run([S3_START, self.dir], stdin=subprocess.DEVNULL,
+        old = self.endpoint if getattr(self, '_env', None) else None
+        proc = subprocess.run([self.START, self.dir], stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=180)
         if proc.returncode != 0:
-            raise RuntimeError('deploy/local/s3-start %s failed (exit %d):\n%s'
-                               % (self.dir, proc.returncode, proc.stdout.decode(errors='replace')))
+            raise RuntimeError('%s %s failed (exit %d):\n%s'
+                               % (self.START, self.dir, proc.returncode,
+                                  proc.stdout.decode(errors='replace')))
         self.running = True
         self._load_env()
         if old and old != self.endpoint:
-            raise RuntimeError('S3 endpoint moved from %s to %s on restart (its port was taken '
+            raise RuntimeError('endpoint moved from %s to %s on restart (its port was taken '
                                'while stopped)' % (old, self.endpoint))
 
     def stop(self):
         """Stops an owned server (data kept); connections are refused until start()."""
         self._require_owned('stop')
-        proc = subprocess.run([S3_STOP, self.dir], stdin=subprocess.DEVNULL,
+        proc = subprocess.run([self.STOP, self.dir], stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
         if proc.returncode != 0:
-            raise RuntimeError('deploy/local/s3-stop %s failed:\n%s'
-                               % (self.dir, proc.stdout.decode(errors='replace')))
+            raise RuntimeError('%s %s failed:\n%s'
+                               % (self.STOP, self.dir, proc.stdout.decode(errors='replace')))
         self.running = False
 
     def close(self):
@@ -399,6 +414,51 @@ class S3Server:
         except client.exceptions.BucketAlreadyOwnedByYou:
             pass
         return name
+
+
+# -- the DynamoDB server --------------------------------------------------------------------
+
+def unique_table(prefix='t'):
+    """A table name no other test uses: DynamoDB's rules (3..255 of [A-Za-z0-9_.-])."""
+    return '%s-%s' % (prefix, uuid.uuid4().hex[:12])
+
+
+class DynamoServer(S3Server):
+    """The local DynamoDB server (dynalite). The same lifecycle as S3Server: attaches to the
+    one the test command started (env RESIZER_TEST_DDB_DIR), or with private=True (tests that
+    stop it on purpose) or when that env is unset starts its own in a temp dir; stop() and
+    start() keep its data and endpoint. env() is {'DYNAMODB_ENDPOINT': ...}."""
+
+    SHARED_DIR_ENV = 'RESIZER_TEST_DDB_DIR'
+    START, STOP, ENV_KEYS, TMP_PREFIX = DDB_START, DDB_STOP, ('DYNAMODB_ENDPOINT',), 'resizer-ddb-'
+
+    def __repr__(self):
+        return 'DynamoServer(%s, %s)' % (self.dir, 'owned' if self.owned else 'attached')
+
+    def log_path(self):
+        return os.path.join(self.dir, 'log', 'dynalite.log')
+
+    def check_reachable(self, timeout=5):
+        """Raises RuntimeError unless ListTables answers."""
+        try:
+            self.client().list_tables(Limit=1)
+        except Exception as e:
+            raise RuntimeError('DynamoDB server at %s (%s) is not reachable: %s'
+                               % (self.endpoint, self.dir, e))
+
+    def client(self):
+        """A botocore DynamoDB client for this server (dynalite takes any keys). Few retries,
+        so outages show up quickly."""
+        if self._client is None:
+            self._client = botocore.session.get_session().create_client(
+                'dynamodb', region_name='us-east-1', endpoint_url=self.endpoint,
+                aws_access_key_id='local', aws_secret_access_key='local',
+                config=Config(retries={'max_attempts': 2, 'mode': 'standard'},
+                              connect_timeout=5, read_timeout=30))
+        return self._client
+
+    def create_bucket(self, name=None, prefix='t'):
+        raise TypeError('a DynamoDB server has tables, not buckets')
 
 
 # -- the service under test -----------------------------------------------------------------
@@ -571,6 +631,104 @@ class Resizer:
         if self.tmp and not KEEP_TMP:
             shutil.rmtree(self.tmp, ignore_errors=True)
             self.tmp = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# -- several replicas -------------------------------------------------------------------------
+
+class ReplicaSet(list):
+    """Resizers sharing one S3 (the same buckets) and one DynamoDB table. .table, .ddb, .s3."""
+
+    def close(self):
+        for r in self:
+            r.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def create_table(ddb, table, env=None, timeout=60):
+    """Runs `resizer --create-table` (RESIZER_BIN) for table on ddb; raises on failure."""
+    binary = os.environ.get('RESIZER_BIN')
+    if not binary or not os.access(binary, os.X_OK):
+        raise RuntimeError('RESIZER_BIN (%r) is not an executable' % binary)
+    full = {k: v for k, v in os.environ.items() if k in _INHERIT or k.startswith(_INHERIT_PREFIXES)}
+    full.update({'AWS_REGION': 'us-east-1', 'AWS_ACCESS_KEY_ID': 'local',
+                 'AWS_SECRET_ACCESS_KEY': 'local'})
+    full.update(env or {})
+    full.update(ddb.env())
+    full.update({'STATE_STORE': 'dynamodb', 'DYNAMODB_TABLE': table})
+    proc = subprocess.run([binary, '--create-table'], env=full, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          timeout=scaled(timeout))
+    if proc.returncode != 0:
+        raise RuntimeError('resizer --create-table %s failed (exit %d):\n%s'
+                           % (table, proc.returncode, _tail(proc.stdout.decode(errors='replace'))))
+
+
+def start_replicas(n, s3, ddb, env=None, table=None, src_bucket=None, dest_bucket=None,
+                   start=True, **kwargs):
+    """n Resizers on free ports, one S3 and one DynamoDB server: STATE_STORE=dynamodb,
+    DYNAMODB_TABLE (table, default a unique_table('rz') created first with
+    `resizer --create-table`; pass an existing table to skip that), DYNAMODB_ENDPOINT, the
+    same SRC/DEST buckets (fresh ones if not given). env and kwargs go to every Resizer.
+    Returns a ReplicaSet; each replica is stopped at exit like any Resizer."""
+    s3env = s3.env()
+    src_bucket = src_bucket or s3.create_bucket(prefix='src')
+    dest_bucket = dest_bucket or s3.create_bucket(prefix='dest')
+    if table is None:
+        table = unique_table('rz')
+        create_table(ddb, table, env=dict(s3env, **(env or {})))
+    shared = dict(env or {})
+    shared.update(ddb.env())
+    shared.update({'STATE_STORE': 'dynamodb', 'DYNAMODB_TABLE': table})
+    replicas = ReplicaSet()
+    replicas.table, replicas.ddb, replicas.s3 = table, ddb, s3
+    for _ in range(n):
+        replicas.append(Resizer(s3, env=shared, src_bucket=src_bucket, dest_bucket=dest_bucket,
+                                start=start, **kwargs))
+    return replicas
+
+
+class LoadBalancer:
+    """nginx on 127.0.0.1:<free port> round-robining over replicas (Resizers or ports), with
+    passive failover (deploy/local/nginx-lb.conf.in). Stopped at close() / exit."""
+
+    def __init__(self, replicas):
+        self.backends = [r if isinstance(r, int) else r.port for r in replicas]
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix='resizer-lb-')
+        _track(self)
+        proc = subprocess.run([LB_START, self.dir, str(self.port)] + [str(p) for p in self.backends],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, timeout=60)
+        if proc.returncode != 0:
+            raise RuntimeError('deploy/local/lb-start failed (exit %d):\n%s'
+                               % (proc.returncode, proc.stdout.decode(errors='replace')))
+
+    def __repr__(self):
+        return 'LoadBalancer(port %d -> %s)' % (self.port, self.backends)
+
+    def url(self, path='/'):
+        return 'http://127.0.0.1:%d%s' % (self.port, path)
+
+    def close(self):
+        """Stops nginx and removes its dir. Idempotent."""
+        _untrack(self)
+        if self.dir:
+            subprocess.run([LB_STOP, self.dir], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+            if not KEEP_TMP:
+                shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
 
     def __enter__(self):
         return self

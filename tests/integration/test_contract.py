@@ -8,7 +8,7 @@ promise what the service does not do, nor the service answer what the document d
 Services: one wired normally (the real pipeline: a presigned PUT, events, variants, a failure
 and its retry); one whose S3 is a black hole that accepts connections and never answers (its
 one worker stays busy, so the queue fills: 429, and read-through fails: 503; then SIGTERM:
-draining); one without SRC_BUCKET (501); one whose credentials endpoint is down (503)."""
+draining); one whose credentials endpoint is down (503)."""
 
 import base64
 import json
@@ -18,6 +18,8 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import unittest
 import uuid
 
@@ -323,51 +325,58 @@ class ContractTest(unittest.TestCase):
                       'cursor=c', 'key=', 'key=' + 'k' * 1025):
             self.assert_error(self.get('/v1/images?' + query), 400, 'invalid_parameter')
 
-    def test_unreadable_status_record_is_500(self):
-        # A record another replica left in the destination bucket that is not JSON: the
-        # service's fault, not the client's.
+    def test_unusable_status_record_is_404(self):
+        # A record in the destination bucket that is not one of ours (not JSON, not a
+        # record): outside input, logged and ignored, so as far as a client knows there is
+        # no such image.
         image_id = str(uuid.uuid4())
         self.client.put_object(Bucket=self.svc.dest_bucket, Key='_status/ids/' + image_id,
                                Body=b'{"not": "a record"')
         self.client.put_object(Bucket=self.svc.dest_bucket, Key='_status/keys/garbled.jpg',
                                Body=b'[]')
         base = '/v1/images/' + image_id
-        self.assert_error(self.get(base), 500, 'internal')
-        self.assert_error(self.get(base + '/variants/phone'), 500, 'internal')
+        self.assert_error(self.get(base), 404, 'not_found')
+        self.assert_error(self.get(base + '/variants/phone'), 404, 'not_found')
         self.assert_error(json_http('POST', self.svc.url(base + '/retry'), headers=AUTH),
-                          500, 'internal')
-        self.assert_error(self.get('/v1/images?key=images/garbled.jpg'), 500, 'internal')
+                          404, 'not_found')
+        status, _, body = self.get('/v1/images?key=images/garbled.jpg')
+        self.assertEqual((status, body), (200, {'items': [], 'next_cursor': None}))
+        self.assertIn('"status_record_rejected"', self.svc.log_text())
+
+    def test_metrics_token(self):
+        with Resizer(self.s3, env={'METRICS_TOKEN': 'metrics-token-0123456789'}) as svc:
+            status, headers, body = json_http('GET', svc.url('/metrics'))
+            self.assertEqual((status, body['error']['code']), (401, 'unauthorized'))
+            self.assertEqual(headers['www-authenticate'], 'Bearer realm="metrics"')
+            status, _, _ = http('GET', svc.url('/metrics'),
+                                headers={'Authorization': 'Bearer metrics-token-0123456789'})
+            self.assertEqual(status, 200)
 
 
 class FullIndexTest(unittest.TestCase):
-    def test_uploads_refused_while_the_index_is_full_of_pending_images(self):
+    def test_upload_urls_give_way_to_work_then_429_when_all_is_in_flight(self):
+        """Pending uploads never block intake: events push them out of a full index. Only an
+        index full of work in flight (an S3 that hangs, so nothing finishes) refuses more."""
+        hole = BlackHole()
+        self.addCleanup(hole.close)
         s3 = S3Server()
         self.addCleanup(s3.close)
-        with Resizer(s3, env={'INDEX_MAX_ENTRIES': '100'}) as svc:
+        env = {'INDEX_MAX_ENTRIES': '100', 'S3_ENDPOINT': hole.endpoint, 'WORKERS': '1',
+               'QUEUE_SIZE': '200', 'S3_TIMEOUT': '60', 'SHUTDOWN_GRACE': '1'}
+        with Resizer(s3, env=env) as svc:
             for i in range(100):
                 status, _, body = json_http('POST', svc.url('/v1/uploads'),
                                             {'content_type': 'image/jpeg'}, headers=AUTH)
                 self.assertEqual(status, 201, (i, body))
+            for i in range(100):
+                status, _, body = post_event(svc, eventbridge(svc.src_bucket, 'images/e%d.jpg' % i))
+                self.assertEqual((status, body['accepted']), (202, 1), (i, body))
             status, headers, body = json_http('POST', svc.url('/v1/uploads'),
                                               {'content_type': 'image/jpeg'}, headers=AUTH)
             self.assertEqual((status, body['error']['code']), (429, 'busy'))
             self.assertEqual(headers['retry-after'], '1')
-
-
-class NoSourceBucketTest(unittest.TestCase):
-    def test_uploads_need_src_bucket_and_key_needs_bucket(self):
-        s3 = S3Server()
-        self.addCleanup(s3.close)
-        with Resizer(s3, env={'SRC_BUCKET': None}) as svc:
-            status, _, body = json_http('POST', svc.url('/v1/uploads'),
-                                        {'content_type': 'image/jpeg'}, headers=AUTH)
-            self.assertEqual((status, body['error']['code']), (501, 'not_configured'))
-            status, _, body = json_http('GET', svc.url('/v1/images?key=images/a.jpg'),
-                                        headers=AUTH)
-            self.assertEqual((status, body['error']['code']), (400, 'invalid_parameter'))
-            status, _, body = json_http('GET', svc.url('/v1/images?key=images/a.jpg&bucket='
-                                                       + svc.src_bucket), headers=AUTH)
-            self.assertEqual((status, body), (200, {'items': [], 'next_cursor': None}))
+            status, _, body = post_event(svc, eventbridge(svc.src_bucket, 'images/more.jpg'))
+            self.assertEqual((status, body['error']['code']), (429, 'busy'))
 
 
 class CredentialsDownTest(unittest.TestCase):
@@ -383,6 +392,46 @@ class CredentialsDownTest(unittest.TestCase):
             self.assertEqual(status, 503, body)
             self.assertEqual(body['error']['code'], 'upstream_unavailable')
             self.assertTrue(int(headers['retry-after']) >= 1)
+
+
+class LookupFloodTest(unittest.TestCase):
+    """Status reads of unknown ids against an S3 that hangs run on look-up threads, not on
+    the HTTP threads: /healthz stays fast while 40 of them wait, and each is answered 503
+    in bounded time (the 2 s read timeout, or 2 s queued behind the stalled ones)."""
+
+    def test_unknown_ids_do_not_stall_healthz(self):
+        hole = BlackHole()
+        self.addCleanup(hole.close)
+        s3 = S3Server()
+        self.addCleanup(s3.close)
+        env = {'S3_ENDPOINT': hole.endpoint, 'HTTP_THREADS': '2', 'SHUTDOWN_GRACE': '1'}
+        with Resizer(s3, env=env) as svc:
+            answers = []
+
+            def lookup():
+                start = time.monotonic()
+                status = json_http('GET', svc.url('/v1/images/' + str(uuid.uuid4())),
+                                   headers=AUTH, timeout=30)[0]
+                answers.append((status, time.monotonic() - start))
+
+            flood = [threading.Thread(target=lookup) for _ in range(40)]
+            for t in flood:
+                t.start()
+            healthz = []
+            while any(t.is_alive() for t in flood) and len(healthz) < 40:
+                start = time.monotonic()
+                self.assertEqual(http('GET', svc.url('/healthz'), timeout=10)[0], 200)
+                healthz.append(time.monotonic() - start)
+                time.sleep(0.05)
+            for t in flood:
+                t.join()
+            self.assertEqual(sorted({s for s, _ in answers}), [503], answers)
+            self.assertLess(max(secs for _, secs in answers), scaled(8), answers)
+            self.assertGreater(len(healthz), 10)
+            self.assertLess(max(healthz), scaled(0.5), healthz)
+            sys.stderr.write('\n40 look-ups on a hung S3: all 503 within %.1f s; /healthz max '
+                             '%.0f ms over %d probes\n' % (max(s for _, s in answers),
+                                                          max(healthz) * 1000, len(healthz)))
 
 
 class StuckS3Test(unittest.TestCase):

@@ -4,7 +4,9 @@
 deploy/cloudformation.yaml passes AWS's cfn-lint and yamllint (deploy/.yamllint); its task
 definition sets only variables `resizer --help` lists, with values the binary accepts at start;
 the ALB and container health checks probe /healthz on PORT; the EventBridge rule filters on
-SRC_PREFIX's default; the task role is exactly the documented set of statements (with SSE-S3 and
+SRC_PREFIX's default; the state table is the one `resizer --create-table` makes on the local
+DynamoDB (keys, indexes, projections), on-demand, with point-in-time recovery, encryption and
+TTL, and is wired to the task (STATE_STORE, DYNAMODB_TABLE); the task role is exactly the documented set of statements (with SSE-S3 and
 with SSE-KMS); no S3 wildcard action anywhere. The Dockerfile agrees on port, probe, user and
 build flags. Needs RESIZER_BIN (for --help and one start), cfn-lint and yamllint on PATH.
 
@@ -42,6 +44,11 @@ DOCUMENTED_STATEMENTS = [
     ('Allow', ['s3:PutObject'], [DEST_ARN + '/*'], None),
     ('Allow', ['s3:PutObject'], [SRC_ARN + '/images/*'], None),
     ('Allow', ['s3:GetObject'], [DEST_ARN + '/*'], None),
+    # The shared state table (issue 17): items, and Query on its indexes.
+    ('Allow', ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem',
+               'dynamodb:DeleteItem', 'dynamodb:Query'],
+     ['getatt:StateTable.Arn'], None),
+    ('Allow', ['dynamodb:Query'], ['getatt:StateTable.Arn/index/*'], None),
 ]
 KMS_STATEMENT = ('Allow', ['kms:Decrypt', 'kms:GenerateDataKey'], [KMS_KEY], None)
 SECRET_VARS = {'API_TOKENS', 'EVENTS_API_KEY'}
@@ -88,7 +95,8 @@ PSEUDO = {'AWS::Region': 'us-east-1', 'AWS::AccountId': '123456789012', 'AWS::Pa
 class Resolved:
     """The template as CloudFormation would see it for given parameter values (defaults for
     the rest): conditions evaluated, Ref/GetAtt/Sub/If/Join replaced by strings. A bucket's
-    Ref is its name and its Arn attribute arn:aws:s3:::name; other resources resolve to
+    Ref is its name and its Arn attribute arn:aws:s3:::name, a table's Ref a generated name
+    (stack-Logical-suffix, as CloudFormation makes one); other resources resolve to
     placeholders like ref:Logical or getatt:Logical.Attr. An intrinsic this class does not
     know raises, so the test fails rather than checks something half-resolved."""
 
@@ -129,6 +137,9 @@ class Resolved:
         res = self.doc['Resources'][name]
         if res['Type'] == 'AWS::S3::Bucket':
             return self.value(res['Properties']['BucketName'])
+        if res['Type'] == 'AWS::DynamoDB::Table':
+            # A table without TableName gets a generated name; the binary validates it.
+            return '%s-%s-1A2B3C4D5E6F' % (PSEUDO['AWS::StackName'], name)
         return 'ref:' + name
 
     def _getatt(self, logical, attr):
@@ -341,6 +352,7 @@ class TaskDefinition(unittest.TestCase):
         # just fails); static test credentials stand in for the task role.
         run_env = dict(env, PORT=str(port), LISTEN_ADDR='127.0.0.1',
                        S3_ENDPOINT='http://127.0.0.1:%d' % harness.free_port(),
+                       DYNAMODB_ENDPOINT='http://127.0.0.1:%d' % harness.free_port(),
                        API_TOKENS=harness.API_TOKEN, EVENTS_API_KEY=harness.EVENTS_API_KEY,
                        AWS_ACCESS_KEY_ID='AKIDEXAMPLE', AWS_SECRET_ACCESS_KEY='test-secret',
                        PATH=os.environ.get('PATH', '/usr/bin:/bin'))
@@ -442,6 +454,61 @@ class Events(unittest.TestCase):
         self.assertEqual(key['ApiKeyName'], env['EVENTS_API_KEY_HEADER'])
         self.assertEqual(key['ApiKeyName'], self.help['EVENTS_API_KEY_HEADER'])
         self.assertIn('{{resolve:secretsmanager:', key['ApiKeyValue'])
+
+
+class StateTable(unittest.TestCase):
+    """The DynamoDB table every replica shares: on-demand, recoverable, encrypted, with TTL, and
+    exactly the table `resizer --create-table` makes (keys, attributes, indexes, projections),
+    so the stack's table is one the service can query."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.r = Resolved(load_template())
+        (cls.name, cls.table), = cls.r.of_type('AWS::DynamoDB::Table').items()
+        cls.props = cls.table['Properties']
+
+    def test_on_demand_recoverable_encrypted_with_ttl(self):
+        p = self.props
+        self.assertEqual(p['BillingMode'], 'PAY_PER_REQUEST')
+        self.assertNotIn('ProvisionedThroughput', p)
+        self.assertEqual(p['PointInTimeRecoverySpecification'], {'PointInTimeRecoveryEnabled': True})
+        self.assertTrue(p['SSESpecification']['SSEEnabled'])
+        self.assertTrue(p['TimeToLiveSpecification']['Enabled'])
+        raw = load_template()['Resources'][self.name]
+        self.assertEqual((raw['DeletionPolicy'], raw['UpdateReplacePolicy']), ('Retain', 'Retain'))
+
+    def test_same_table_as_create_table(self):
+        ddb = harness.DynamoServer()
+        table = harness.unique_table('cfn')
+        harness.create_table(ddb, table)
+        got = ddb.client().describe_table(TableName=table)['Table']
+        self.assertEqual(got.get('BillingModeSummary', {}).get('BillingMode', 'PAY_PER_REQUEST'),
+                         self.props['BillingMode'])
+
+        def attrs(defs):
+            return sorted((a['AttributeName'], a['AttributeType']) for a in defs)
+
+        def indexes(gsis):
+            return sorted((g['IndexName'], [(k['AttributeName'], k['KeyType'])
+                                            for k in g['KeySchema']],
+                           g['Projection']['ProjectionType']) for g in gsis)
+        self.assertEqual(attrs(got['AttributeDefinitions']),
+                         attrs(self.props['AttributeDefinitions']))
+        self.assertEqual([(k['AttributeName'], k['KeyType']) for k in got['KeySchema']],
+                         [(k['AttributeName'], k['KeyType']) for k in self.props['KeySchema']])
+        self.assertEqual(indexes(got['GlobalSecondaryIndexes']),
+                         indexes(self.props['GlobalSecondaryIndexes']))
+        ttl = self.props['TimeToLiveSpecification']['AttributeName']
+        with open(os.path.join(SOURCE_DIR, 'server', 'store_dynamodb.c'), encoding='utf-8') as f:
+            self.assertIn('"AttributeName", "%s"' % ttl, f.read(),
+                          'the TTL attribute is not the one the store writes')
+
+    def test_wired_to_the_task(self):
+        env, _ = task_env(self.r)
+        self.assertEqual(env['STATE_STORE'], 'dynamodb')
+        self.assertEqual(env['DYNAMODB_TABLE'], self.r.value({'Ref': self.name}))
+        self.assertIn(self.name, env['DYNAMODB_TABLE'])
+        self.assertNotIn('DYNAMODB_ENDPOINT', env, 'the regional endpoint is the default')
 
 
 class Permissions(unittest.TestCase):

@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 import unittest
+import uuid
 
 from harness import S3Server, Resizer, SOURCE_DIR, json_http, scaled, wait_until
 from jobs_util import (AUTH, announce, metric, metrics_text, status_by_key, upload,
@@ -192,8 +193,10 @@ class SlowS3Test(unittest.TestCase):
     def setUpClass(cls):
         cls.s3 = S3Server()
         cls.proxy = FaultProxy(int(cls.s3.endpoint.rsplit(':', 1)[1]))
+        # JOB_ATTEMPTS=1: the bounds below are those of one run of a job (S3's own retries);
+        # further runs after a backoff are test_replicas' and test_status' business.
         cls.svc = Resizer(cls.s3, env={
-            'WORKERS': '1', 'S3_TIMEOUT': str(cls.S3_TIMEOUT),
+            'WORKERS': '1', 'S3_TIMEOUT': str(cls.S3_TIMEOUT), 'JOB_ATTEMPTS': '1',
             'S3_ENDPOINT': 'http://127.0.0.1:%d' % cls.proxy.port})
 
     @classmethod
@@ -279,6 +282,50 @@ class StalledShutdownTest(unittest.TestCase):
             svc.start()
             rec = wait_terminal(svc, 'images/stuck.jpg', scaled(60))
             self.assertEqual(rec['state'], 'done', rec)
+        finally:
+            svc.close()
+            proxy.close()
+            s3.close()
+
+
+class StalledSweepShutdownTest(unittest.TestCase):
+    """A sweep and a status look-up stuck on the stalled S3 too must not eat the running
+    job's grace period: the drain asks the sweep to stop without waiting, and both are cut
+    only after the jobs' grace."""
+    GRACE = 3
+
+    def test_sigterm_with_a_stuck_sweep_and_lookup_keeps_the_grace(self):
+        s3 = S3Server()
+        proxy = FaultProxy(int(s3.endpoint.rsplit(':', 1)[1]))
+        svc = Resizer(s3, env={'WORKERS': '1', 'SHUTDOWN_GRACE': str(self.GRACE),
+                               'S3_TIMEOUT': '30', 'RECONCILE_INTERVAL': '1',
+                               'S3_ENDPOINT': 'http://127.0.0.1:%d' % proxy.port})
+        lookup = []
+        try:
+            wait_until(lambda: metric(metrics_text(svc), 'resizer_reconcile_requests_total',
+                                      'op="list"') >= 1, timeout=scaled(10),
+                       what='a first sweep')
+            proxy.mode = 'stall'
+            upload(svc, 'images/stuck2.jpg', photo())  # straight to S3, not through the proxy
+            self.assertEqual(announce(svc, 'images/stuck2.jpg', len(photo()))[0], 202)
+            wait_until(lambda: metric(metrics_text(svc), 'resizer_jobs_in_flight') == 1,
+                       timeout=scaled(20), what='the job to start')
+            time.sleep(1.5)  # the next sweep's LIST is stalled too by now
+            t = threading.Thread(target=lambda: lookup.append(json_http(
+                'GET', svc.url('/v1/images/' + str(uuid.uuid4())), headers=AUTH,
+                timeout=30)[0]))
+            t.start()
+            start = time.monotonic()
+            svc.proc.send_signal(signal.SIGTERM)
+            code = svc.wait_exit(timeout=self.GRACE + 40)
+            elapsed = time.monotonic() - start
+            t.join()
+            self.assertEqual(code, 0, svc.log_text()[-3000:])
+            self.assertGreaterEqual(elapsed, self.GRACE - 0.5)
+            self.assertLess(elapsed, self.GRACE + scaled(3))
+            self.assertIn(lookup[0], (404, 503), lookup)
+            sys.stderr.write('\nstalled S3, sweep and look-up stuck at SIGTERM: exit 0 after '
+                             '%.1f s (grace %d s)\n' % (elapsed, self.GRACE))
         finally:
             svc.close()
             proxy.close()

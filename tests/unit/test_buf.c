@@ -58,6 +58,35 @@ static void test_printf_fills_and_grows(void **state)
     buf_cleanup(&b);
 }
 
+/* The HTTP body budget reserves buf_capacity_for(Content-Length) up front:
+ * the buffer must never grow past it, however the body is split. */
+static void test_capacity_for_matches_growth(void **state)
+{
+    static const size_t sizes[] = {1, 63, 64, 65, 1000, 16384, 250000, 262143, 262144};
+    static const size_t pieces[] = {1, 7, 1000, 65536};
+    static char chunk[65536];
+
+    (void)state;
+    assert_int_equal(buf_capacity_for(0), 0);
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        for (size_t k = 0; k < sizeof(pieces) / sizeof(pieces[0]); k++) {
+            struct buf b;
+            size_t left = sizes[i];
+
+            buf_init(&b, sizes[i]);
+            while (left) {
+                size_t n = left < pieces[k] ? left : pieces[k];
+
+                assert_int_equal(buf_append(&b, chunk, n), RZ_OK);
+                assert_true(b.cap <= buf_capacity_for(sizes[i]));
+                left -= n;
+            }
+            assert_int_equal(b.cap, buf_capacity_for(sizes[i]));
+            buf_cleanup(&b);
+        }
+    }
+}
+
 static void test_steal_empty_gives_empty_string(void **state)
 {
     struct buf b;
@@ -79,6 +108,7 @@ int main(void)
         cmocka_unit_test(test_cap_is_hard),
         cmocka_unit_test(test_printf_fills_and_grows),
         cmocka_unit_test(test_steal_empty_gives_empty_string),
+        cmocka_unit_test(test_capacity_for_matches_growth),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -63,6 +63,7 @@ static const struct bad_case bad_cases[] = {
     {"DEST_BUCKET", "DEST_BUCKET"},
     {"DEST_BUCKET=Bad_Bucket", "DEST_BUCKET"},
     {"DEST_BUCKET=ab", "DEST_BUCKET"},
+    {"SRC_BUCKET", "SRC_BUCKET"},
     {"SRC_BUCKET=-leading-dash", "SRC_BUCKET"},
     {"SRC_BUCKET=manara-image-resize-reciever", "SRC_BUCKET"},
     {"SRC_PREFIX=/images/", "SRC_PREFIX"},
@@ -127,6 +128,12 @@ static const struct bad_case bad_cases[] = {
     {"WEBHOOK_QUEUE_SIZE=0", "WEBHOOK_QUEUE_SIZE"},
     {"WEBHOOK_RETRY_BASE_MS=0", "WEBHOOK_RETRY_BASE_MS"},
     {"WEBHOOK_MAX_ATTEMPTS=9", "WEBHOOK_MAX_ATTEMPTS"},
+    {"HTTP_MAX_CONNECTIONS=0", "HTTP_MAX_CONNECTIONS"},
+    {"HTTP_BODY_BUDGET=1000", "HTTP_BODY_BUDGET"},
+    {"HTTP_REQUEST_TIMEOUT=0", "HTTP_REQUEST_TIMEOUT"},
+    {"HTTP_CONNECTION_MEMORY=100", "HTTP_CONNECTION_MEMORY"},
+    {"METRICS_TOKEN=short", "METRICS_TOKEN"},
+    {"METRICS_TOKEN=has a space in it, long", "METRICS_TOKEN"},
 };
 
 static void test_bad_values_name_the_variable(void **state)
@@ -173,6 +180,11 @@ static void test_defaults(void **state)
     assert_int_equal(c.index_max_entries, 100000);
     assert_int_equal(c.shutdown_grace, 25);
     assert_int_equal(c.s3_timeout, 30);
+    assert_int_equal(c.http_max_connections, 4096);
+    assert_int_equal(c.http_body_budget, 33554432);
+    assert_int_equal(c.http_request_timeout, 30);
+    assert_int_equal(c.http_connection_memory, 32768);
+    assert_null(c.metrics_token);
     assert_string_equal(c.events_api_key_header, "x-api-key");
     assert_int_equal(c.sse, CONFIG_SSE_NONE);
     assert_int_equal(c.log_level, LOG_INFO);
@@ -291,7 +303,8 @@ static void test_good_values(void **state)
 static void test_container_credentials_replace_static_keys(void **state)
 {
     const char *env[] = {
-        "DEST_BUCKET=dest-bucket", "AWS_REGION=eu-west-1", "API_TOKENS=0123456789abcdef0123",
+        "DEST_BUCKET=dest-bucket", "SRC_BUCKET=src-bucket", "AWS_REGION=eu-west-1",
+        "API_TOKENS=0123456789abcdef0123",
         "EVENTS_BASIC_AUTH=u:p", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=/v2/credentials/x",
         NULL,
     };
@@ -309,7 +322,8 @@ static void test_container_credentials_replace_static_keys(void **state)
 static void test_no_credentials_at_all(void **state)
 {
     const char *env[] = {
-        "DEST_BUCKET=dest-bucket", "AWS_REGION=eu-west-1", "API_TOKENS=0123456789abcdef0123",
+        "DEST_BUCKET=dest-bucket", "SRC_BUCKET=src-bucket", "AWS_REGION=eu-west-1",
+        "API_TOKENS=0123456789abcdef0123",
         "EVENTS_API_KEY=k", NULL,
     };
     struct config c;
@@ -344,7 +358,8 @@ static void test_help_lists_every_variable(void **state)
         "MAX_UPLOAD_BYTES", "MAX_PIXELS", "WORKERS", "QUEUE_SIZE", "PRESIGN_PUT_EXPIRES",
         "PRESIGN_GET_EXPIRES", "SSE", "SSE_KMS_KEY_ID", "RECONCILE_INTERVAL",
         "INDEX_MAX_ENTRIES", "LOG_LEVEL", "API_TOKENS", "EVENTS_API_KEY_HEADER",
-        "EVENTS_API_KEY", "EVENTS_BASIC_AUTH",
+        "EVENTS_API_KEY", "EVENTS_BASIC_AUTH", "HTTP_MAX_CONNECTIONS", "HTTP_BODY_BUDGET",
+        "HTTP_REQUEST_TIMEOUT", "HTTP_CONNECTION_MEMORY", "METRICS_TOKEN",
     };
 
     (void)state;

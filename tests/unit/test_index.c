@@ -22,8 +22,44 @@ size_t __sanitizer_get_current_allocated_bytes(void);
 #endif
 
 #include "server/index.h"
+#include "server/status.h"
+#include "server/store.h"
 
 #define NOW 1700000000000LL /* 2023-11-14T22:13:20Z, in ms */
+
+/* Claims go through the status module over the memory store on idx, as
+ * the service does. */
+static enum rz_err test_claim_event(struct index *idx, const struct status_event *ev, int room,
+                                    const char *new_id, int64_t now, enum status_claim *claim,
+                                    char id_out[INDEX_ID_LEN + 1])
+{
+    struct metrics *m = metrics_new();
+    struct store *s = NULL;
+    struct status *st = NULL;
+    struct status_opts o = {.index = idx, .metrics = m, .owner = "test", .lease_ms = 60000,
+                            .max_attempts = 1, .backoff_base_ms = 1000};
+    enum rz_err err = store_memory_new(idx, &s);
+
+    o.store = s;
+    if (err == RZ_OK)
+        err = status_new(&o, &st);
+    if (err == RZ_OK)
+        err = status_claim_event(st, ev, room, new_id, now, claim, id_out);
+    status_free(st);
+    store_free(s);
+    metrics_free(m);
+    return err;
+}
+
+static enum rz_err test_claim(struct index *idx, const char *bucket, const char *key,
+                              const char *etag, const char *sequencer, uint64_t size,
+                              int try_decoded_key, const char *new_id, int64_t now,
+                              enum status_claim *claim, char id_out[INDEX_ID_LEN + 1])
+{
+    struct status_event ev = {bucket, key, etag, sequencer, size, try_decoded_key, NULL, NULL};
+
+    return test_claim_event(idx, &ev, 1, new_id, now, claim, id_out);
+}
 
 /* A lowercase UUID-shaped id made from n. */
 static void make_id(char id[INDEX_ID_LEN + 1], unsigned n)
@@ -76,7 +112,7 @@ static void assert_counts_match_listing(struct index *idx)
         size_t n = 0;
         uint64_t next = 0;
 
-        assert_int_equal(index_list(idx, st, 0, total + 1, page, &n, &next), RZ_OK);
+        assert_int_equal(index_list(idx, st, NULL, 0, total + 1, page, &n, &next), RZ_OK);
         assert_int_equal(n, counts[st]);
         for (size_t i = 0; i < n; i++)
             index_entry_cleanup(&page[i]);
@@ -187,7 +223,7 @@ static void test_update_and_hostile_strings(void **state)
 struct claim_step {
     const char *etag;
     const char *sequencer;
-    enum index_claim want;
+    enum status_claim want;
     enum index_state want_state; /* after the claim */
     int want_rerun;
 };
@@ -202,47 +238,47 @@ struct claim_case {
 };
 
 static const struct claim_case claim_cases[] = {
-    {"new key", -1, NULL, NULL, {{"\"e1\"", "0A", INDEX_CLAIM_NEW, INDEX_QUEUED, 0}}, 1},
+    {"new key", -1, NULL, NULL, {{"\"e1\"", "0A", STATUS_CLAIM_NEW, INDEX_QUEUED, 0}}, 1},
     {"pending -> queued", INDEX_PENDING, NULL, NULL,
-     {{"\"e1\"", "0A", INDEX_CLAIM_NEW, INDEX_QUEUED, 0}}, 1},
+     {{"\"e1\"", "0A", STATUS_CLAIM_NEW, INDEX_QUEUED, 0}}, 1},
     {"failed -> queued", INDEX_FAILED, "\"e1\"", "0A",
-     {{"\"e1\"", "0A", INDEX_CLAIM_NEW, INDEX_QUEUED, 0}}, 1},
+     {{"\"e1\"", "0A", STATUS_CLAIM_NEW, INDEX_QUEUED, 0}}, 1},
     {"queued: duplicate", INDEX_QUEUED, "\"e1\"", "0A",
-     {{"\"e1\"", "0A", INDEX_CLAIM_DUPLICATE, INDEX_QUEUED, 0},
-      {"\"e2\"", "0B", INDEX_CLAIM_DUPLICATE, INDEX_QUEUED, 0}}, 2},
+     {{"\"e1\"", "0A", STATUS_CLAIM_DUPLICATE, INDEX_QUEUED, 0},
+      {"\"e2\"", "0B", STATUS_CLAIM_DUPLICATE, INDEX_QUEUED, 0}}, 2},
     {"done, same etag: duplicate", INDEX_DONE, "\"e1\"", NULL,
-     {{"\"e1\"", NULL, INDEX_CLAIM_DUPLICATE, INDEX_DONE, 0}}, 1},
+     {{"\"e1\"", NULL, STATUS_CLAIM_DUPLICATE, INDEX_DONE, 0}}, 1},
     {"done, other etag: requeued", INDEX_DONE, "\"e1\"", NULL,
-     {{"\"e2\"", NULL, INDEX_CLAIM_NEW, INDEX_QUEUED, 0}}, 1},
+     {{"\"e2\"", NULL, STATUS_CLAIM_NEW, INDEX_QUEUED, 0}}, 1},
     {"done, newer sequencer: requeued", INDEX_DONE, "\"e1\"", "0A",
-     {{"\"e2\"", "0B", INDEX_CLAIM_NEW, INDEX_QUEUED, 0}}, 1},
+     {{"\"e2\"", "0B", STATUS_CLAIM_NEW, INDEX_QUEUED, 0}}, 1},
     {"done, older sequencer: duplicate even with another etag", INDEX_DONE, "\"e2\"", "0B",
-     {{"\"e1\"", "0A", INDEX_CLAIM_DUPLICATE, INDEX_DONE, 0}}, 1},
+     {{"\"e1\"", "0A", STATUS_CLAIM_DUPLICATE, INDEX_DONE, 0}}, 1},
     /* S3: pad the shorter sequencer with zeros on the right, then compare.
      * "0A" vs "0A00" are the same event; "A" is "A0", newer than "0B"
      * although 0xA < 0xB as numbers. */
     {"sequencer padding: equal", INDEX_DONE, "\"e1\"", "0A",
-     {{"\"e2\"", "0A00", INDEX_CLAIM_DUPLICATE, INDEX_DONE, 0}}, 1},
+     {{"\"e2\"", "0A00", STATUS_CLAIM_DUPLICATE, INDEX_DONE, 0}}, 1},
     {"sequencer padding: shorter but newer", INDEX_DONE, "\"e1\"", "0B",
-     {{"\"e2\"", "A", INDEX_CLAIM_NEW, INDEX_QUEUED, 0}}, 1},
+     {{"\"e2\"", "A", STATUS_CLAIM_NEW, INDEX_QUEUED, 0}}, 1},
     {"sequencer padding: longer but older", INDEX_DONE, "\"e1\"", "1",
-     {{"\"e2\"", "0FFFFFFF", INDEX_CLAIM_DUPLICATE, INDEX_DONE, 0}}, 1},
+     {{"\"e2\"", "0FFFFFFF", STATUS_CLAIM_DUPLICATE, INDEX_DONE, 0}}, 1},
     {"sequencer case-insensitive", INDEX_DONE, "\"e1\"", "617f08299329d189",
-     {{"\"e2\"", "617F08299329D189", INDEX_CLAIM_DUPLICATE, INDEX_DONE, 0}}, 1},
+     {{"\"e2\"", "617F08299329D189", STATUS_CLAIM_DUPLICATE, INDEX_DONE, 0}}, 1},
     {"processing, same object: no rerun", INDEX_PROCESSING, "\"e1\"", "0A",
-     {{"\"e1\"", "0A", INDEX_CLAIM_DUPLICATE, INDEX_PROCESSING, 0}}, 1},
+     {{"\"e1\"", "0A", STATUS_CLAIM_DUPLICATE, INDEX_PROCESSING, 0}}, 1},
     {"processing, newer object: rerun", INDEX_PROCESSING, "\"e1\"", "0A",
-     {{"\"e2\"", "0B", INDEX_CLAIM_DUPLICATE, INDEX_PROCESSING, 1}}, 1},
+     {{"\"e2\"", "0B", STATUS_CLAIM_DUPLICATE, INDEX_PROCESSING, 1}}, 1},
     {"processing, older object: no rerun", INDEX_PROCESSING, "\"e2\"", "0B",
-     {{"\"e1\"", "0A", INDEX_CLAIM_DUPLICATE, INDEX_PROCESSING, 0}}, 1},
+     {{"\"e1\"", "0A", STATUS_CLAIM_DUPLICATE, INDEX_PROCESSING, 0}}, 1},
     /* Events arrive out of order: the late old one must not make the
      * redelivered new one look newer than what was processed. */
     {"queued: newer, then the older one late", INDEX_QUEUED, "\"e1\"", "0A",
-     {{"\"e2\"", "0B", INDEX_CLAIM_DUPLICATE, INDEX_QUEUED, 0},
-      {"\"e1\"", "0A", INDEX_CLAIM_DUPLICATE, INDEX_QUEUED, 0}}, 2},
+     {{"\"e2\"", "0B", STATUS_CLAIM_DUPLICATE, INDEX_QUEUED, 0},
+      {"\"e1\"", "0A", STATUS_CLAIM_DUPLICATE, INDEX_QUEUED, 0}}, 2},
     {"processing: newer, redelivered", INDEX_PROCESSING, "\"e1\"", "0A",
-     {{"\"e2\"", "0B", INDEX_CLAIM_DUPLICATE, INDEX_PROCESSING, 1},
-      {"\"e2\"", "0B", INDEX_CLAIM_DUPLICATE, INDEX_PROCESSING, 1}}, 2},
+     {{"\"e2\"", "0B", STATUS_CLAIM_DUPLICATE, INDEX_PROCESSING, 1},
+      {"\"e2\"", "0B", STATUS_CLAIM_DUPLICATE, INDEX_PROCESSING, 1}}, 2},
 };
 
 static enum rz_err finish_done_fn(struct index_entry *e, void *arg)
@@ -259,7 +295,7 @@ static void run_claim_case(const struct claim_case *c)
     char first_id[INDEX_ID_LEN + 1];
     char new_id[INDEX_ID_LEN + 1];
     char id[INDEX_ID_LEN + 1];
-    enum index_claim claim;
+    enum status_claim claim;
 
     make_id(first_id, 1);
     make_id(new_id, 99);
@@ -279,7 +315,7 @@ static void run_claim_case(const struct claim_case *c)
         struct index_entry got = {0};
 
         print_message("  %s, step %zu\n", c->name, i);
-        assert_int_equal(index_claim(idx, "src", "images/a.jpg", s->etag, s->sequencer, 10, 0,
+        assert_int_equal(test_claim(idx, "src", "images/a.jpg", s->etag, s->sequencer, 10, 0,
                                      new_id, NOW, &claim, id),
                          RZ_OK);
         assert_int_equal(claim, s->want);
@@ -287,7 +323,7 @@ static void run_claim_case(const struct claim_case *c)
         assert_int_equal(index_get(idx, id, &got), RZ_OK);
         assert_int_equal(got.state, s->want_state);
         assert_int_equal(got.rerun, s->want_rerun);
-        if (s->want == INDEX_CLAIM_NEW) {
+        if (s->want == STATUS_CLAIM_NEW) {
             assert_string_equal(got.error_code, "");
             assert_null(got.error_message);
         }
@@ -298,10 +334,10 @@ static void run_claim_case(const struct claim_case *c)
     if (c->nsteps > 1) {
         assert_int_equal(index_update(idx, id, finish_done_fn, NULL), RZ_OK);
         for (size_t i = 0; i < c->nsteps; i++) {
-            assert_int_equal(index_claim(idx, "src", "images/a.jpg", c->steps[i].etag,
+            assert_int_equal(test_claim(idx, "src", "images/a.jpg", c->steps[i].etag,
                                          c->steps[i].sequencer, 10, 0, new_id, NOW, &claim, id),
                              RZ_OK);
-            assert_int_equal(claim, INDEX_CLAIM_DUPLICATE);
+            assert_int_equal(claim, STATUS_CLAIM_DUPLICATE);
         }
     }
     index_free(idx);
@@ -319,21 +355,21 @@ static void test_claim_keeps_bucket_apart_and_full(void **state)
     struct index *idx = index_new(2);
     char id1[INDEX_ID_LEN + 1], id2[INDEX_ID_LEN + 1], id3[INDEX_ID_LEN + 1];
     char out[INDEX_ID_LEN + 1];
-    enum index_claim claim;
+    enum status_claim claim;
 
     (void)state;
     make_id(id1, 1);
     make_id(id2, 2);
     make_id(id3, 3);
-    assert_int_equal(index_claim(idx, "a", "images/x.jpg", "\"1\"", NULL, 1, 0, id1, NOW, &claim,
+    assert_int_equal(test_claim(idx, "a", "images/x.jpg", "\"1\"", NULL, 1, 0, id1, NOW, &claim,
                                  out), RZ_OK);
-    assert_int_equal(claim, INDEX_CLAIM_NEW);
-    assert_int_equal(index_claim(idx, "b", "images/x.jpg", "\"1\"", NULL, 1, 0, id2, NOW, &claim,
+    assert_int_equal(claim, STATUS_CLAIM_NEW);
+    assert_int_equal(test_claim(idx, "b", "images/x.jpg", "\"1\"", NULL, 1, 0, id2, NOW, &claim,
                                  out), RZ_OK);
-    assert_int_equal(claim, INDEX_CLAIM_NEW);
+    assert_int_equal(claim, STATUS_CLAIM_NEW);
     assert_string_equal(out, id2);
     /* Two queued entries fill an index of 2: a third is refused, not evicted. */
-    assert_int_equal(index_claim(idx, "c", "images/x.jpg", "\"1\"", NULL, 1, 0, id3, NOW, &claim,
+    assert_int_equal(test_claim(idx, "c", "images/x.jpg", "\"1\"", NULL, 1, 0, id3, NOW, &claim,
                                  out), RZ_EFULL);
     assert_int_equal(state_of(idx, id1), INDEX_QUEUED);
     assert_int_equal(state_of(idx, id2), INDEX_QUEUED);
@@ -354,23 +390,23 @@ static void test_claim_without_room(void **state)
     struct index *idx = index_new(100);
     char id1[INDEX_ID_LEN + 1], id2[INDEX_ID_LEN + 1];
     char out[INDEX_ID_LEN + 1];
-    enum index_claim claim;
-    struct index_claim_event ev = {"src", "images/a.jpg", "e1", "0A", 10, 0};
-    struct index_claim_event newer = {"src", "images/a.jpg", "e2", "0B", 10, 0};
-    struct index_claim_event other = {"src", "images/b.jpg", "e1", "0A", 10, 0};
+    enum status_claim claim;
+    struct status_event ev = {"src", "images/a.jpg", "e1", "0A", 10, 0, NULL, NULL};
+    struct status_event newer = {"src", "images/a.jpg", "e2", "0B", 10, 0, NULL, NULL};
+    struct status_event other = {"src", "images/b.jpg", "e1", "0A", 10, 0, NULL, NULL};
 
     (void)state;
     make_id(id1, 1);
     make_id(id2, 2);
-    assert_int_equal(index_claim_event(idx, &ev, 0, id1, NOW, &claim, out), RZ_EFULL);
-    assert_int_equal(index_claim_event(idx, &ev, 1, id1, NOW, &claim, out), RZ_OK);
-    assert_int_equal(claim, INDEX_CLAIM_NEW);
+    assert_int_equal(test_claim_event(idx, &ev, 0, id1, NOW, &claim, out), RZ_EFULL);
+    assert_int_equal(test_claim_event(idx, &ev, 1, id1, NOW, &claim, out), RZ_OK);
+    assert_int_equal(claim, STATUS_CLAIM_NEW);
     /* Queued: the same event again is a duplicate, room or not. */
-    assert_int_equal(index_claim_event(idx, &ev, 0, id2, NOW, &claim, out), RZ_OK);
-    assert_int_equal(claim, INDEX_CLAIM_DUPLICATE);
+    assert_int_equal(test_claim_event(idx, &ev, 0, id2, NOW, &claim, out), RZ_OK);
+    assert_int_equal(claim, STATUS_CLAIM_DUPLICATE);
     assert_string_equal(out, id1);
     /* Another key needs a job: refused, and not recorded. */
-    assert_int_equal(index_claim_event(idx, &other, 0, id2, NOW, &claim, out), RZ_EFULL);
+    assert_int_equal(test_claim_event(idx, &other, 0, id2, NOW, &claim, out), RZ_EFULL);
     {
         struct index_entry e = {0};
 
@@ -378,12 +414,12 @@ static void test_claim_without_room(void **state)
     }
     /* Done, then a newer object with no room: refused, the entry stays done. */
     assert_int_equal(index_update(idx, id1, mark_done, NULL), RZ_OK);
-    assert_int_equal(index_claim_event(idx, &ev, 0, id2, NOW, &claim, out), RZ_OK);
-    assert_int_equal(claim, INDEX_CLAIM_DUPLICATE);
-    assert_int_equal(index_claim_event(idx, &newer, 0, id2, NOW, &claim, out), RZ_EFULL);
+    assert_int_equal(test_claim_event(idx, &ev, 0, id2, NOW, &claim, out), RZ_OK);
+    assert_int_equal(claim, STATUS_CLAIM_DUPLICATE);
+    assert_int_equal(test_claim_event(idx, &newer, 0, id2, NOW, &claim, out), RZ_EFULL);
     assert_int_equal(state_of(idx, id1), INDEX_DONE);
-    assert_int_equal(index_claim_event(idx, &newer, 1, id2, NOW, &claim, out), RZ_OK);
-    assert_int_equal(claim, INDEX_CLAIM_NEW);
+    assert_int_equal(test_claim_event(idx, &newer, 1, id2, NOW, &claim, out), RZ_OK);
+    assert_int_equal(claim, STATUS_CLAIM_NEW);
     assert_int_equal(state_of(idx, id1), INDEX_QUEUED);
     assert_counts_match_listing(idx);
     index_free(idx);
@@ -402,7 +438,7 @@ static void list_all(struct index *idx, int st, size_t limit, char (*ids)[INDEX_
 
     assert_non_null(page);
     do {
-        assert_int_equal(index_list(idx, st, before, limit, page, &n, &next), RZ_OK);
+        assert_int_equal(index_list(idx, st, NULL, before, limit, page, &n, &next), RZ_OK);
         assert_true(n <= limit);
         pages++;
         for (size_t i = 0; i < n; i++) {
@@ -483,7 +519,7 @@ static void test_list_stable_while_inserting(void **state)
     for (unsigned i = 0; i < 50; i++)
         assert_int_equal(put_n(idx, i, INDEX_DONE, NOW, 0), RZ_OK);
     do {
-        assert_int_equal(index_list(idx, -1, before, 10, page, &n, &next), RZ_OK);
+        assert_int_equal(index_list(idx, -1, NULL, before, 10, page, &n, &next), RZ_OK);
         for (size_t i = 0; i < n; i++) {
             unsigned v = (unsigned)strtoul(page[i].id, NULL, 16);
 
@@ -591,15 +627,21 @@ static void test_full_of_in_flight(void **state)
     assert_int_equal(index_count(idx, counts), 10);
     index_free(idx);
 
-    /* A pending upload whose URL is still valid is in flight too. */
-    idx = index_new(2);
-    assert_int_equal(put_n(idx, 1, INDEX_PENDING, NOW, NOW + 1000), RZ_OK);
+    /* Upload URLs never block intake: a pending entry makes room for work
+     * (its event recreates the entry from the key), an expired one first,
+     * else the oldest. */
+    idx = index_new(3);
+    assert_int_equal(put_n(idx, 1, INDEX_PENDING, NOW, NOW + 9000), RZ_OK);
     assert_int_equal(put_n(idx, 2, INDEX_PENDING, NOW, NOW + 1000), RZ_OK);
-    assert_int_equal(put_n(idx, 3, INDEX_PENDING, NOW, NOW + 1000), RZ_EFULL);
-    /* Later, the first URLs have expired: they make room. */
-    assert_int_equal(put_n(idx, 3, INDEX_PENDING, NOW + 2000, NOW + 5000), RZ_OK);
+    assert_int_equal(put_n(idx, 3, INDEX_QUEUED, NOW, 0), RZ_OK);
+    assert_int_equal(put_n(idx, 4, INDEX_QUEUED, NOW + 2000, 0), RZ_OK);
+    make_id(id, 2);
+    assert_int_equal(index_get(idx, id, &(struct index_entry){0}), RZ_ENOTFOUND);
+    assert_int_equal(put_n(idx, 5, INDEX_QUEUED, NOW + 2000, 0), RZ_OK);
     make_id(id, 1);
     assert_int_equal(index_get(idx, id, &(struct index_entry){0}), RZ_ENOTFOUND);
+    /* Only work in flight left: full. */
+    assert_int_equal(put_n(idx, 6, INDEX_PENDING, NOW + 2000, NOW + 9000), RZ_EFULL);
     index_free(idx);
 }
 
@@ -773,6 +815,43 @@ static void test_json_hostile_records(void **state)
         "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}}",
         "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"failed\",\"source\":"
         "{\"bucket\":\"b\"},\"variants\":[],\"error\":{\"code\":\"x\",\"message\":1}}",
+        /* An id of another shape: uppercase, or no dashes. */
+        "{\"id\":\"0F8FAD5B-D9CB-469F-A165-70867728950E\",\"state\":\"done\",\"source\":{},"
+        "\"variants\":[]}",
+        "{\"id\":\"0f8fad5bxd9cbx469fxa165x70867728950e\",\"state\":\"done\",\"source\":{},"
+        "\"variants\":[]}",
+        /* A NUL inside a key: the C string would differ from what was checked. */
+        "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":"
+        "{\"key\":\"images/a\\u0000.jpg\"},\"variants\":[]}",
+        "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":"
+        "{\"key\":\"images/a\\n.jpg\"},\"variants\":[]}",
+        "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":"
+        "{\"key\":\"\"},\"variants\":[]}",
+        /* A variant whose key is not under its name: it would presign another object. */
+        "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":{},"
+        "\"variants\":[{\"name\":\"phone\",\"key\":\"_status/ids/x\"}]}",
+        "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":{},"
+        "\"variants\":[{\"name\":\"phone\",\"key\":\"phonex/a.jpg\"}]}",
+        "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":{},"
+        "\"variants\":[{\"name\":\"phone\"}]}",
+        "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":{},"
+        "\"variants\":[{\"name\":\"Phone\",\"key\":\"Phone/a.jpg\"}]}",
+        "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":{},"
+        "\"variants\":[{\"name\":\"phone\",\"key\":\"phone/a.jpg\"},"
+        "{\"name\":\"phone\",\"key\":\"phone/b.jpg\"}]}",
+        /* Sizes that no object has. */
+        "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":"
+        "{\"bytes\":-1},\"variants\":[]}",
+        "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":"
+        "{\"bytes\":9007199254740993},\"variants\":[]}",
+        "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":"
+        "{\"bytes\":\"5\"},\"variants\":[]}",
+        "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":{},"
+        "\"variants\":[{\"name\":\"phone\",\"key\":\"phone/a.jpg\",\"bytes\":-3}]}",
+        "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":"
+        "{\"format\":\"jp\\\"g\"},\"variants\":[]}",
+        "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"failed\",\"source\":{},"
+        "\"variants\":[],\"error\":{\"code\":\"Bad Code\"}}",
     };
     struct index_entry e;
     json_t *j;
@@ -782,7 +861,7 @@ static void test_json_hostile_records(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         print_message("  record %zu\n", i);
-        j = json_loads(bad[i], 0, NULL);
+        j = json_loads(bad[i], JSON_ALLOW_NUL, NULL); /* as a lax reader would */
         assert_non_null(j);
         memset(&e, 0x5a, sizeof(e)); /* from_json must not read what was there */
         assert_int_equal(index_entry_from_json(j, &e), RZ_EINVAL);
@@ -823,6 +902,53 @@ static void test_json_hostile_records(void **state)
     json_decref(j);
 }
 
+/* A record read back from S3 must also be about this service's source. */
+static void test_record_parse_checks_the_source(void **state)
+{
+    static const char *const cases[][2] = {
+        {"{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":"
+         "{\"bucket\":\"src\",\"key\":\"images/a.jpg\"},\"variants\":[]}", "ok"},
+        {"{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":"
+         "{\"bucket\":\"other\",\"key\":\"images/a.jpg\"},\"variants\":[]}", "bad"},
+        {"{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":"
+         "{\"bucket\":\"src\",\"key\":\"private/a.jpg\"},\"variants\":[]}", "bad"},
+        {"{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":"
+         "{},\"variants\":[]}", "bad"},
+        {"{\"id\":", "bad"},
+    };
+    static const char *const filed[][2] = {
+        {"_status/keys/a.jpg", "ok"},
+        {"_status/keys/b.jpg", "bad"},
+        {"_status/ids/0f8fad5b-d9cb-469f-a165-70867728950f", "bad"},
+    };
+    struct index_entry e;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        enum rz_err err = index_record_parse(cases[i][0], strlen(cases[i][0]),
+                                             "_status/ids/0f8fad5b-d9cb-469f-a165-70867728950e",
+                                             "src", "images/", &e);
+
+        print_message("  record %zu\n", i);
+        if (strcmp(cases[i][1], "ok") == 0) {
+            assert_int_equal(err, RZ_OK);
+            assert_string_equal(e.key, "images/a.jpg");
+        } else {
+            assert_int_equal(err, RZ_EINVAL);
+            assert_null(e.key);
+        }
+        index_entry_cleanup(&e);
+    }
+    /* Filed where it was found: by its source key, or by its own id. */
+    for (size_t i = 0; i < sizeof(filed) / sizeof(filed[0]); i++) {
+        enum rz_err err = index_record_parse(cases[0][0], strlen(cases[0][0]), filed[i][0],
+                                             "src", "images/", &e);
+
+        assert_int_equal(err, strcmp(filed[i][1], "ok") == 0 ? RZ_OK : RZ_EINVAL);
+        index_entry_cleanup(&e);
+    }
+}
+
 /* ---- threads ---- */
 
 #define THREAD_ITERS 3000
@@ -847,7 +973,7 @@ static void thread_write(struct thread_arg *a, unsigned i)
 {
     unsigned n = (a->seed * 7919u + i) % 2000;
     char key[64], id[INDEX_ID_LEN + 1], out[INDEX_ID_LEN + 1], etag[16];
-    enum index_claim claim;
+    enum status_claim claim;
     enum rz_err err;
 
     make_key(key, sizeof(key), n);
@@ -856,7 +982,7 @@ static void thread_write(struct thread_arg *a, unsigned i)
     if (i % 3 == 0) {
         err = put_n(a->idx, a->seed * 100000u + i, INDEX_DONE, NOW + i, 0);
     } else {
-        err = index_claim(a->idx, "src", key, etag, NULL, 1, 0, id, NOW + i, &claim, out);
+        err = test_claim(a->idx, "src", key, etag, NULL, 1, 0, id, NOW + i, &claim, out);
         if (err == RZ_OK)
             err = index_update(a->idx, out, bump_fn, NULL);
         if (err == RZ_ENOTFOUND)
@@ -878,7 +1004,8 @@ static void thread_read(struct thread_arg *a, unsigned i)
         assert_string_equal(e.key, key);
         index_entry_cleanup(&e);
     }
-    assert_int_equal(index_list(a->idx, i % 2 ? INDEX_DONE : -1, 0, 20, page, &n, &next), RZ_OK);
+    assert_int_equal(index_list(a->idx, i % 2 ? INDEX_DONE : -1, NULL, 0, 20, page, &n, &next),
+                     RZ_OK);
     for (size_t k = 0; k < n; k++)
         index_entry_cleanup(&page[k]);
     assert_true(index_count(a->idx, counts) <= THREAD_MAX);
@@ -1006,6 +1133,7 @@ int main(void)
         cmocka_unit_test(test_bound_never_evicts_in_flight),
         cmocka_unit_test(test_full_of_in_flight),
         cmocka_unit_test(test_json_round_trip),
+        cmocka_unit_test(test_record_parse_checks_the_source),
         cmocka_unit_test(test_json_hostile_records),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_memory_per_entry),

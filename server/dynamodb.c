@@ -1,0 +1,574 @@
+/* dynamodb.c - DynamoDB over libcurl: sign, POST, classify, retry.
+ *
+ * Each attempt takes fresh credentials (they may rotate between retries),
+ * signs the exact bytes it sends, and reads the answer into a capped
+ * buffer. Error answers are JSON with a "__type" such as
+ * "com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException";
+ * the part after '#' decides what the caller sees. */
+#include "dynamodb.h"
+#include "dynamodb_internal.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+#include "awshttp.h"
+#include "buf.h"
+#include "sigv4.h"
+
+#ifdef RESIZER_UNITTEST
+#define UNITTEST
+#else
+#define UNITTEST static
+#endif
+
+#define DDB_POOL 8                /* idle curl handles kept for reuse */
+#define DDB_BACKOFF_CAP_MS 2000   /* a store call sits on a request path */
+#define DDB_MAX_OP 64
+#define DDB_TARGET_PREFIX "DynamoDB_20120810."
+
+struct ddb {
+    struct awshttp_endpoint ep;
+    char *url;
+    char *region;
+    struct creds_provider *creds;
+    long timeout_ms;
+    long connect_timeout_ms;
+    int max_attempts;
+    long backoff_base_ms;
+    struct metrics *metrics;
+    pthread_mutex_t lock;  /* guards idle[] */
+    CURL *idle[DDB_POOL];
+    size_t nidle;
+};
+
+/* One attempt's answer. */
+struct ddb_answer {
+    struct buf body;
+    int too_big;
+};
+
+static const double ddb_latency_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                             0.25, 0.5, 1, 2.5, 5, 10};
+
+/* ---- client lifecycle ---- */
+
+static enum rz_err ddb_metrics_register(struct metrics *m)
+{
+    enum rz_err err;
+
+    if (!m)
+        return RZ_OK;
+    err = metrics_register(m, "resizer_dynamodb_requests_total", METRICS_COUNTER,
+                           "DynamoDB requests by operation and outcome", NULL, 0);
+    if (err == RZ_OK || err == RZ_ECONFLICT)
+        err = metrics_register(m, "resizer_dynamodb_request_duration_seconds",
+                               METRICS_HISTOGRAM, "DynamoDB request latency by operation",
+                               ddb_latency_buckets,
+                               sizeof(ddb_latency_buckets) / sizeof(ddb_latency_buckets[0]));
+    return err == RZ_ECONFLICT ? RZ_OK : err;
+}
+
+static enum rz_err ddb_endpoint(const struct ddb_opts *o, struct ddb *d, char *msg,
+                                size_t msglen)
+{
+    char dflt[300];
+    const char *url = o->endpoint;
+    struct buf b;
+    enum rz_err err;
+
+    if (!url || !*url) {
+        snprintf(dflt, sizeof(dflt), "https://dynamodb.%s.amazonaws.com", o->region);
+        url = dflt;
+    }
+    err = awshttp_endpoint_parse(url, &d->ep, msg, msglen);
+    if (err != RZ_OK)
+        return err;
+    buf_init(&b, 1024);
+    err = buf_printf(&b, "%s://%s/", d->ep.scheme, d->ep.host);
+    d->url = err == RZ_OK ? buf_steal(&b) : NULL;
+    buf_cleanup(&b);
+    return d->url ? RZ_OK : RZ_ENOMEM;
+}
+
+/* A region goes into the host name and the credential scope. */
+static int ddb_region_valid(const char *r)
+{
+    size_t n = r ? strlen(r) : 0;
+
+    if (n == 0 || n > 64)
+        return 0;
+    return strspn(r, "abcdefghijklmnopqrstuvwxyz0123456789-") == n;
+}
+
+enum rz_err ddb_new(const struct ddb_opts *o, struct ddb **out, char *msg, size_t msglen)
+{
+    struct ddb *d = calloc(1, sizeof(*d));
+    enum rz_err err = RZ_ENOMEM;
+
+    *out = NULL;
+    snprintf(msg, msglen, "out of memory");
+    if (!d)
+        return RZ_ENOMEM;
+    if (pthread_mutex_init(&d->lock, NULL) != 0) {
+        free(d);
+        return RZ_ENOMEM;
+    }
+    if (!ddb_region_valid(o->region) || !o->creds) {
+        snprintf(msg, msglen, "DynamoDB needs a region (lowercase letters, digits, '-') and "
+                              "credentials");
+        err = RZ_EINVAL;
+        goto fail;
+    }
+    d->region = strdup(o->region);
+    err = d->region ? ddb_endpoint(o, d, msg, msglen) : RZ_ENOMEM;
+    if (err == RZ_OK)
+        err = ddb_metrics_register(o->metrics);
+    if (err != RZ_OK)
+        goto fail;
+    d->creds = o->creds;
+    d->metrics = o->metrics;
+    d->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 10000;
+    d->connect_timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 2000;
+    d->max_attempts = o->max_attempts > 0 ? o->max_attempts : 4;
+    d->backoff_base_ms = o->backoff_base_ms > 0 ? o->backoff_base_ms : 50;
+    *out = d;
+    snprintf(msg, msglen, "%s", "");
+    return RZ_OK;
+fail:
+    ddb_free(d);
+    return err;
+}
+
+void ddb_free(struct ddb *d)
+{
+    if (!d)
+        return;
+    for (size_t i = 0; i < d->nidle; i++)
+        curl_easy_cleanup(d->idle[i]);
+    pthread_mutex_destroy(&d->lock);
+    awshttp_endpoint_cleanup(&d->ep);
+    free(d->url);
+    free(d->region);
+    free(d);
+}
+
+UNITTEST const char *ddb_url(const struct ddb *d)
+{
+    return d->url;
+}
+
+/* A handle from the pool, or a new one; NULL if out of memory. */
+static CURL *ddb_handle_get(struct ddb *d)
+{
+    CURL *h = NULL;
+
+    pthread_mutex_lock(&d->lock);
+    if (d->nidle > 0)
+        h = d->idle[--d->nidle];
+    pthread_mutex_unlock(&d->lock);
+    return h ? h : curl_easy_init();
+}
+
+/* Back to the pool, keeping its connection, unless the pool is full. */
+static void ddb_handle_put(struct ddb *d, CURL *h)
+{
+    if (!h)
+        return;
+    pthread_mutex_lock(&d->lock);
+    if (d->nidle < DDB_POOL) {
+        d->idle[d->nidle++] = h;
+        h = NULL;
+    }
+    pthread_mutex_unlock(&d->lock);
+    if (h)
+        curl_easy_cleanup(h);
+}
+
+/* ---- building and signing ---- */
+
+UNITTEST int ddb_op_valid(const char *op)
+{
+    size_t n = op ? strlen(op) : 0;
+
+    if (n == 0 || n > DDB_MAX_OP)
+        return 0;
+    return strspn(op, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") == n;
+}
+
+static struct curl_slist *ddb_header_add(struct curl_slist *list, const char *name,
+                                         const char *value, int *ok)
+{
+    struct curl_slist *next;
+    struct buf line;
+
+    if (!*ok)
+        return list;
+    buf_init(&line, 16384);
+    if (buf_printf(&line, "%s: %s", name, value) != RZ_OK) {
+        *ok = 0;
+        buf_cleanup(&line);
+        return list;
+    }
+    next = curl_slist_append(list, line.data);
+    buf_cleanup(&line);
+    if (!next) {
+        *ok = 0;
+        return list;
+    }
+    return next;
+}
+
+UNITTEST struct curl_slist *ddb_sign(const struct ddb *d, const char *op, const char *body,
+                                     size_t len, const struct sigv4_creds *creds, time_t now,
+                                     enum rz_err *err_out)
+{
+    char target[sizeof(DDB_TARGET_PREFIX) + DDB_MAX_OP];
+    char sha[65];
+    struct sigv4_pair headers[2];
+    struct sigv4_signed sig = {0};
+    struct sigv4_request req;
+    struct curl_slist *list = NULL;
+    int ok = 1;
+
+    snprintf(target, sizeof(target), DDB_TARGET_PREFIX "%s", op);
+    /* botocore names them so; the signer lowercases them either way. */
+    headers[0] = (struct sigv4_pair){"Content-Type", "application/x-amz-json-1.0"};
+    headers[1] = (struct sigv4_pair){"X-Amz-Target", target};
+    sigv4_sha256_hex(body, len, sha);
+    req = (struct sigv4_request){
+        .method = "POST", .scheme = d->ep.scheme, .host = d->ep.host, .path = "/",
+        .headers = headers, .nheaders = 2, .payload_hash = sha, .region = d->region,
+        .service = "dynamodb",
+    };
+    *err_out = sigv4_sign_headers(&req, creds, now, &sig);
+    if (*err_out != RZ_OK)
+        return NULL;
+    for (size_t i = 0; i < 2; i++)
+        list = ddb_header_add(list, headers[i].name, headers[i].value, &ok);
+    list = ddb_header_add(list, "x-amz-date", sig.amz_date, &ok);
+    if (creds->session_token)
+        list = ddb_header_add(list, "x-amz-security-token", creds->session_token, &ok);
+    list = ddb_header_add(list, "Authorization", sig.authorization, &ok);
+    /* A 100-continue round trip buys nothing for bodies this small. */
+    list = ddb_header_add(list, "Expect", "", &ok);
+    sigv4_signed_cleanup(&sig);
+    if (!ok) {
+        curl_slist_free_all(list);
+        *err_out = RZ_ENOMEM;
+        return NULL;
+    }
+    return list;
+}
+
+/* ---- classifying an answer ---- */
+
+/* The short name of an error's "__type" (after '#'), sanitised into out. */
+static void ddb_error_type(const json_t *body, char *out, size_t outlen)
+{
+    const char *t = json_string_value(json_object_get(body, "__type"));
+    const char *hash = t ? strrchr(t, '#') : NULL;
+    size_t n;
+
+    snprintf(out, outlen, "unknown");
+    if (!t)
+        return;
+    t = hash ? hash + 1 : t;
+    n = strlen(t);
+    if (n == 0 || n >= outlen ||
+        strspn(t, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.") != n)
+        return;
+    memcpy(out, t, n + 1);
+}
+
+static int ddb_type_in(const char *type, const char *const *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(type, list[i]) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Authentication errors may quote the Authorization header; their text is
+ * never copied. */
+static int ddb_type_is_auth(const char *type)
+{
+    static const char *const auth[] = {"UnrecognizedClientException",
+                                       "InvalidSignatureException",
+                                       "IncompleteSignatureException",
+                                       "MissingAuthenticationTokenException",
+                                       "ExpiredTokenException"};
+
+    return ddb_type_in(type, auth, sizeof(auth) / sizeof(auth[0]));
+}
+
+/* DynamoDB's message, printable ASCII only and cut short, into out. */
+static void ddb_error_text(const json_t *body, const char *type, char *out, size_t outlen)
+{
+    const char *m = json_string_value(json_object_get(body, "message"));
+    size_t o = 0;
+
+    if (!m)
+        m = json_string_value(json_object_get(body, "Message"));
+    if (!m || ddb_type_is_auth(type))
+        m = "";
+    for (size_t i = 0; m[i] && o + 1 < outlen && i < 200; i++)
+        out[o++] = (m[i] >= 0x20 && m[i] < 0x7f) ? m[i] : '?';
+    out[o] = '\0';
+}
+
+/* Reasons of a cancelled transaction: 2 if one is a failed condition, 1 if
+ * one is transient (throttling, a conflicting transaction), else 0. */
+static int ddb_cancel_reasons(const json_t *body)
+{
+    json_t *reasons = json_object_get(body, "CancellationReasons");
+    int worst = 0;
+    size_t i;
+    json_t *r;
+
+    json_array_foreach(reasons, i, r) {
+        const char *code = json_string_value(json_object_get(r, "Code"));
+
+        if (!code)
+            continue;
+        if (strcmp(code, "ConditionalCheckFailed") == 0)
+            return 2;
+        if (strcmp(code, "ThrottlingError") == 0 || strcmp(code, "TransactionConflict") == 0 ||
+            strcmp(code, "ProvisionedThroughputExceeded") == 0 ||
+            strcmp(code, "RequestLimitExceeded") == 0)
+            worst = 1;
+    }
+    return worst;
+}
+
+/* The error of a 4xx by its type. */
+static enum rz_err ddb_classify_4xx(long status, const char *type, const json_t *body,
+                                    int *retry)
+{
+    static const char *const transient[] = {
+        "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+        "TransactionConflictException", "TransactionInProgressException",
+        /* the provider refreshes before expiry; the next attempt signs anew */
+        "ExpiredTokenException"};
+
+    if (strcmp(type, "ConditionalCheckFailedException") == 0)
+        return RZ_ECONFLICT;
+    if (strcmp(type, "ResourceNotFoundException") == 0)
+        return RZ_ENOTFOUND;
+    if (strcmp(type, "TransactionCanceledException") == 0) {
+        int why = ddb_cancel_reasons(body);
+
+        *retry = why == 1;
+        return why == 2 ? RZ_ECONFLICT : why == 1 ? RZ_EUPSTREAM : RZ_EINVAL;
+    }
+    if (status == 429 || ddb_type_in(type, transient, sizeof(transient) / sizeof(transient[0]))) {
+        *retry = 1;
+        return RZ_EUPSTREAM;
+    }
+    return RZ_EINVAL;
+}
+
+static json_t *ddb_parse_object(const char *body, size_t len)
+{
+    json_error_t jerr;
+    json_t *j = len ? json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+
+    if (j && !json_is_object(j)) {
+        json_decref(j);
+        j = NULL;
+    }
+    return j;
+}
+
+UNITTEST enum rz_err ddb_classify(long status, const char *body, size_t len, int *retry,
+                                  json_t **body_out, char *msg, size_t msglen)
+{
+    json_t *j = ddb_parse_object(body, len);
+    char type[96];
+    char text[224];
+    enum rz_err err;
+
+    *retry = 0;
+    if (body_out)
+        *body_out = NULL;
+    if (status >= 200 && status < 300) {
+        snprintf(msg, msglen, "%s", j ? "" : "DynamoDB sent an answer that is not a JSON object");
+        err = j ? RZ_OK : RZ_EUPSTREAM;
+        goto done;
+    }
+    ddb_error_type(j, type, sizeof(type));
+    ddb_error_text(j, type, text, sizeof(text));
+    snprintf(msg, msglen, "DynamoDB answered %ld %s%s%s", status, type, *text ? ": " : "", text);
+    if (status >= 500 || status < 400) {
+        *retry = status >= 500;
+        err = RZ_EUPSTREAM;
+        goto done;
+    }
+    err = ddb_classify_4xx(status, type, j, retry);
+done:
+    if (body_out && j && (err == RZ_OK || err == RZ_ECONFLICT)) {
+        *body_out = j;
+        j = NULL;
+    }
+    json_decref(j);
+    return err;
+}
+
+/* ---- one request ---- */
+
+static size_t ddb_on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+    struct ddb_answer *a = arg;
+    size_t n = size * nmemb;
+
+    if (buf_append(&a->body, data, n) != RZ_OK) {
+        a->too_big = 1;
+        return 0; /* aborts the transfer */
+    }
+    return n;
+}
+
+static void ddb_curl_setup(const struct ddb *d, CURL *h, const char *body, size_t len,
+                           struct curl_slist *headers, struct ddb_answer *a)
+{
+    curl_easy_reset(h);
+    curl_easy_setopt(h, CURLOPT_URL, ddb_url(d));
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, d->timeout_ms);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, d->connect_timeout_ms);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, ddb_on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, a);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "resizer/" RESIZER_VERSION);
+}
+
+/* One attempt: sign with fresh credentials, POST, classify. */
+static enum rz_err ddb_attempt(struct ddb *d, CURL *h, const char *op, const char *body,
+                               size_t len, int *retry, json_t **body_out, char *msg,
+                               size_t msglen)
+{
+    struct creds_snapshot creds = {0};
+    struct curl_slist *headers = NULL;
+    struct ddb_answer a = {.too_big = 0};
+    time_t now = time(NULL);
+    long status = 0;
+    enum rz_err err;
+    CURLcode rc;
+
+    *retry = 0;
+    buf_init(&a.body, DDB_MAX_RESPONSE);
+    err = creds_get(d->creds, now, &creds);
+    if (err == RZ_OK)
+        headers = ddb_sign(d, op, body, len,
+                           &(struct sigv4_creds){creds.access_key, creds.secret_key,
+                                                 creds.session_token},
+                           now, &err);
+    creds_snapshot_cleanup(&creds);
+    if (err != RZ_OK) {
+        snprintf(msg, msglen, "cannot sign the DynamoDB request: %s", rz_err_name(err));
+        *retry = err == RZ_EUPSTREAM;
+        goto done;
+    }
+    ddb_curl_setup(d, h, body, len, headers, &a);
+    rc = curl_easy_perform(h);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    if (a.too_big) {
+        snprintf(msg, msglen, "DynamoDB answer larger than %d bytes", DDB_MAX_RESPONSE);
+        err = RZ_EUPSTREAM;
+    } else if (rc != CURLE_OK) {
+        snprintf(msg, msglen, "DynamoDB unreachable: %s", curl_easy_strerror(rc));
+        *retry = 1;
+        err = RZ_EUPSTREAM;
+    } else {
+        err = ddb_classify(status, a.body.data ? a.body.data : "", a.body.len, retry, body_out,
+                           msg, msglen);
+    }
+done:
+    curl_slist_free_all(headers);
+    buf_cleanup(&a.body);
+    return err;
+}
+
+static void ddb_count(struct ddb *d, const char *op, enum rz_err err, double secs)
+{
+    char labels[160];
+
+    if (!d->metrics)
+        return;
+    snprintf(labels, sizeof(labels), "op=\"%s\",outcome=\"%s\"", op,
+             err == RZ_OK ? "ok" : rz_err_name(err));
+    metrics_add(d->metrics, "resizer_dynamodb_requests_total", labels, 1);
+    snprintf(labels, sizeof(labels), "op=\"%s\"", op);
+    metrics_observe(d->metrics, "resizer_dynamodb_request_duration_seconds", labels, secs);
+}
+
+static enum rz_err ddb_perform(struct ddb *d, const char *op, const char *body, size_t len,
+                               json_t **body_out, char *msg, size_t msglen)
+{
+    CURL *h = ddb_handle_get(d);
+    enum rz_err err = RZ_ENOMEM;
+    int retry = 1;
+
+    snprintf(msg, msglen, "out of memory");
+    for (int attempt = 0; h && attempt < d->max_attempts && retry; attempt++) {
+        double start;
+
+        if (attempt > 0)
+            awshttp_sleep_ms(awshttp_backoff_ms(d->backoff_base_ms, DDB_BACKOFF_CAP_MS, attempt));
+        start = awshttp_now_secs();
+        err = ddb_attempt(d, h, op, body, len, &retry, body_out, msg, msglen);
+        ddb_count(d, op, err, awshttp_now_secs() - start);
+    }
+    ddb_handle_put(d, h);
+    return err;
+}
+
+enum rz_err ddb_call(struct ddb *d, const char *op, const json_t *request, json_t **response_out,
+                     char *msg, size_t msglen)
+{
+    char scratch[256];
+    char *body = NULL;
+    json_t *answer = NULL;
+    enum rz_err err = RZ_EINVAL;
+    size_t len;
+
+    if (!msg || !msglen) {
+        msg = scratch;
+        msglen = sizeof(scratch);
+    }
+    msg[0] = '\0';
+    if (response_out)
+        *response_out = NULL;
+    if (!ddb_op_valid(op) || !json_is_object(request)) {
+        snprintf(msg, msglen, "not a DynamoDB operation and request object");
+        goto fail;
+    }
+    body = json_dumps(request, JSON_COMPACT);
+    err = body ? RZ_OK : RZ_ENOMEM;
+    if (err != RZ_OK)
+        goto fail;
+    len = strlen(body);
+    if (len > DDB_MAX_REQUEST) {
+        snprintf(msg, msglen, "DynamoDB %s request is larger than %d bytes", op, DDB_MAX_REQUEST);
+        err = RZ_ETOOBIG;
+        goto fail;
+    }
+    err = ddb_perform(d, op, body, len, &answer, msg, msglen);
+    if (response_out) {
+        *response_out = answer;
+        answer = NULL;
+    }
+fail:
+    json_decref(answer);
+    free(body);
+    return err;
+}

@@ -1,0 +1,278 @@
+#!/usr/bin/python3
+"""test_replicas.py - several replicas on one S3 and one DynamoDB table (STATE_STORE=dynamodb)
+give one answer, as a user sees it through any of them:
+
+- the same event at two replicas: one claim, one job; the other answers 202 duplicates: 1;
+- an image that finished (or failed) on one replica reads the same on every replica, by id,
+  by key and in ?state= listings;
+- kill -9 of a replica holding accepted jobs: the others re-claim them once the lease runs
+  out (LEASE_SECONDS) and finish them, with the bucket sweep off;
+- the store unreachable: /readyz 503, events 503 + Retry-After, no 202; once it is back the
+  same replicas (no restart) take the redelivered events and finish them;
+- a newer object while the old one is processing (its event at the other replica) is
+  processed again when the running job ends;
+- the bucket sweep (for events that never came) runs on one replica at a time;
+- `resizer --create-table` makes the schema the CloudFormation stack declares;
+- (memory store) upload URLs beyond INDEX_MAX_ENTRIES never make an event answer 429.
+
+Real parts only: the Swift S3 server, dynalite, the resizer binary, libvips' CLI for images.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+from harness import (DynamoServer, Resizer, S3Server, create_table, json_http, http, scaled,
+                     start_replicas, unique_table, wait_until)
+from jobs_util import AUTH, EVENT_AUTH, eventbridge_event, quote_key, status_by_key
+
+S3 = None
+DDB = None
+WORK = None
+LEASE = 3
+
+
+def setUpModule():
+    global S3, DDB, WORK
+    S3 = S3Server()
+    DDB = DynamoServer()
+    WORK = tempfile.mkdtemp(prefix='resizer-replicas-')
+
+
+def tearDownModule():
+    DDB.close()
+    S3.close()
+
+
+def image(name, width, height):
+    """A noise JPEG made by the vips CLI (noise: it costs real work to resize)."""
+    path = os.path.join(WORK, name)
+    if not os.path.exists(path):
+        subprocess.run(['vips', 'gaussnoise', path + '[Q=80]', str(width), str(height)],
+                       check=True)
+    with open(path, 'rb') as f:
+        return f.read()
+
+
+def put(svc, key, data):
+    svc.s3.client().put_object(Bucket=svc.src_bucket, Key=key, Body=data,
+                               ContentType='image/jpeg')
+
+
+def post(svc, keys, size=1):
+    """One EventBridge delivery per key, all to svc; returns [(status, headers, body)]."""
+    out = []
+    for key in keys:
+        out.append(json_http('POST', svc.url('/v1/events'),
+                             eventbridge_event(svc.src_bucket, key, size), headers=EVENT_AUTH))
+    return out
+
+
+def states(svc, keys):
+    return {k: (status_by_key(svc, k) or {}).get('state') for k in keys}
+
+
+def wait_all(svc, keys, state, timeout):
+    return wait_until(lambda: all(s == state for s in states(svc, keys).values()),
+                      timeout=scaled(timeout), interval=0.3,
+                      what='%s %s on %r' % (keys, state, svc))
+
+
+class Replicas(unittest.TestCase):
+
+    def test_one_claim_one_answer(self):
+        """Semantics 1 and 4: the same event at both replicas is one job; done and failed
+        images look the same from either replica, by id, by key and listed by state."""
+        with start_replicas(2, S3, DDB, env={'LEASE_SECONDS': str(LEASE)}) as (a, b):
+            put(a, 'images/one.jpg', image('small.jpg', 400, 300))
+            put(a, 'images/bad.jpg', b'not an image at all')
+            ra = post(a, ['images/one.jpg'])[0]
+            rb = post(b, ['images/one.jpg'])[0]
+            self.assertEqual((ra[0], rb[0]), (202, 202), (ra, rb))
+            self.assertEqual(sorted([ra[2]['accepted'], rb[2]['accepted']]), [0, 1], (ra, rb))
+            self.assertEqual(sorted([ra[2]['duplicates'], rb[2]['duplicates']]), [0, 1])
+            self.assertEqual(post(b, ['images/bad.jpg'])[0][0], 202)
+            wait_all(a, ['images/one.jpg'], 'done', 20)
+            wait_all(a, ['images/bad.jpg'], 'failed', 20)
+            ra, rb = status_by_key(a, 'images/one.jpg'), status_by_key(b, 'images/one.jpg')
+            self.assertEqual(ra['attempts'], 1, ra)
+            for rec in (ra, rb):
+                for v in rec['variants']:
+                    v.pop('url', None)
+            self.assertEqual(ra, rb)
+            by_id = json_http('GET', b.url('/v1/images/' + ra['id']), headers=AUTH)
+            self.assertEqual((by_id[0], by_id[2]['state']), (200, 'done'))
+            for svc in (a, b):
+                st, _, body = json_http('GET', svc.url('/v1/images?state=failed'), headers=AUTH)
+                self.assertEqual(st, 200)
+                self.assertEqual([i['source']['key'] for i in body['items']], ['images/bad.jpg'])
+                self.assertEqual(body['items'][0]['error']['code'], 'unsupported_format')
+            # One job ran for the doubled event: one replica counted it, the other not.
+            jobs = [metric_sum(svc, 'resizer_jobs_total{outcome="done"}') for svc in (a, b)]
+            self.assertEqual(sum(jobs), 1, jobs)
+
+    def test_newer_object_while_processing_runs_again(self):
+        """Semantics 2: a newer object (another etag, a newer sequencer) whose event reaches
+        the other replica while the old one is processing is processed again when the
+        running job ends: the record ends done with the new object's size and etag."""
+        key = 'images/again.jpg'
+        with start_replicas(2, S3, DDB, env={'LEASE_SECONDS': str(LEASE), 'WORKERS': '1'}) \
+                as (a, b):
+            put(a, key, image('huge.jpg', 4000, 3000))
+            first = eventbridge_event(a.src_bucket, key, 1, sequencer='0A')
+            self.assertEqual(json_http('POST', a.url('/v1/events'), first,
+                                       headers=EVENT_AUTH)[2]['accepted'], 1)
+            wait_until(lambda: states(b, [key])[key] == 'processing', timeout=scaled(10),
+                       interval=0.05, what='the first run processing')
+            put(a, key, image('small.jpg', 400, 300))
+            etag = a.s3.client().head_object(Bucket=a.src_bucket, Key=key)['ETag']
+            newer = eventbridge_event(a.src_bucket, key, 1, etag=etag.strip('"'), sequencer='0B')
+            st, _, body = json_http('POST', b.url('/v1/events'), newer, headers=EVENT_AUTH)
+            self.assertEqual((st, body['accepted'], body['duplicates']), (202, 0, 1), body)
+            wait_until(lambda: (status_by_key(b, key) or {}).get('attempts') == 2 and
+                       states(b, [key])[key] == 'done', timeout=scaled(30), interval=0.3,
+                       what='the second run done')
+            rec = status_by_key(a, key)
+            self.assertEqual((rec['source']['width'], rec['variants'][0]['width']), (400, 400))
+            self.assertEqual(rec['source']['etag'].strip('"'), etag.strip('"'))
+
+    def test_kill9_jobs_are_reclaimed(self):
+        """Semantics 3: kill -9 with accepted jobs; the other replica finishes all of them
+        within the lease time plus a few seconds, with the sweep off."""
+        keys = ['images/k%d.jpg' % i for i in range(6)]
+        with start_replicas(2, S3, DDB, env={'LEASE_SECONDS': str(LEASE), 'WORKERS': '1'}) as (a, b):
+            data = image('big.jpg', 3000, 2250)
+            for k in keys:
+                put(a, k, data)
+            self.assertTrue(all(r[0] == 202 and r[2]['accepted'] == 1 for r in post(a, keys)))
+            a.kill9()
+            killed = time.monotonic()
+            at_kill = states(b, keys)
+            self.assertNotEqual(set(at_kill.values()), {'done'}, at_kill)
+            wait_all(b, keys, 'done', LEASE + 15)
+            took = time.monotonic() - killed
+            self.assertLess(took, scaled(LEASE + 15))
+            print('kill -9 with %d of 6 not done: all done %.1f s later (lease %d s)'
+                  % (sum(1 for s in at_kill.values() if s != 'done'), took, LEASE),
+                  file=sys.stderr)
+            self.assertGreaterEqual(metric_sum(b, 'resizer_reclaims_total'), 1)
+
+    def test_sweep_is_one_replicas_repair_pass(self):
+        """Semantics 8: uploads whose events never came are found by the sweep, run by one
+        replica at a time (the lease item): each image is processed once, one replica sweeps
+        and the other skips, and the sweep's LISTs are counted."""
+        keys = ['images/lost%d.jpg' % i for i in range(3)]
+        env = {'LEASE_SECONDS': str(LEASE), 'RECONCILE_INTERVAL': '1'}
+        with start_replicas(2, S3, DDB, env=env) as (a, b):
+            for k in keys:
+                put(a, k, image('small.jpg', 400, 300))
+            wait_all(a, keys, 'done', 30)
+            time.sleep(2)
+            self.assertEqual([status_by_key(b, k)['attempts'] for k in keys], [1, 1, 1])
+            ok = [metric_sum(svc, 'resizer_reconcile_sweeps_total{outcome="ok"}')
+                  for svc in (a, b)]
+            skipped = [metric_sum(svc, 'resizer_reconcile_sweeps_total{outcome="skipped"}')
+                       for svc in (a, b)]
+            self.assertEqual(sorted(x > 0 for x in ok), [False, True], (ok, skipped))
+            self.assertEqual(sorted(x > 0 for x in skipped), [False, True], (ok, skipped))
+            sweeper = (a, b)[ok.index(max(ok))]
+            self.assertGreater(metric_sum(sweeper, 'resizer_reconcile_requests_total'), 0)
+
+    def test_store_outage(self):
+        """Semantics 7: the store stops: /readyz 503, events 503 with Retry-After (never
+        202); it comes back: the same replica, not restarted, takes the events again and
+        every image ends done, once."""
+        ddb = DynamoServer(private=True)
+        try:
+            with start_replicas(1, S3, ddb, env={'LEASE_SECONDS': str(LEASE)}) as (a,):
+                put(a, 'images/o1.jpg', image('small.jpg', 400, 300))
+                put(a, 'images/o2.jpg', image('small.jpg', 400, 300))
+                self.assertEqual(post(a, ['images/o1.jpg'])[0][0], 202)
+                wait_all(a, ['images/o1.jpg'], 'done', 20)
+                ddb.stop()
+                st, headers, _ = post(a, ['images/o2.jpg'])[0]
+                self.assertEqual(st, 503)
+                self.assertIn('retry-after', {k.lower() for k in headers})
+                wait_until(lambda: http('GET', a.url('/readyz'))[0] == 503,
+                           timeout=scaled(10), what='/readyz 503 with the store down')
+                up, _, _ = json_http('POST', a.url('/v1/uploads'),
+                                     {'filename': 'x.jpg', 'content_type': 'image/jpeg'},
+                                     headers=AUTH)
+                self.assertEqual(up, 503)
+                ddb.start()
+                wait_until(lambda: http('GET', a.url('/readyz'))[0] == 200,
+                           timeout=scaled(20), what='/readyz 200 with the store back')
+                self.assertEqual(post(a, ['images/o2.jpg'])[0][0], 202)
+                wait_all(a, ['images/o1.jpg', 'images/o2.jpg'], 'done', 20)
+                self.assertEqual(status_by_key(a, 'images/o2.jpg')['attempts'], 1)
+                self.assertEqual(status_by_key(a, 'images/o1.jpg')['attempts'], 1)
+        finally:
+            ddb.close()
+
+
+class Table(unittest.TestCase):
+
+    def test_create_table_matches_the_stack(self):
+        """`resizer --create-table` makes the schema deploy/cloudformation.yaml declares
+        (test_deploy checks the template's side): the same keys, attribute types and indexes;
+        running it again on the existing table succeeds."""
+        table = unique_table('schema')
+        create_table(DDB, table, env=S3.env())
+        create_table(DDB, table, env=S3.env())
+        t = DDB.client().describe_table(TableName=table)['Table']
+        self.assertEqual({a['AttributeName']: a['AttributeType'] for a in t['AttributeDefinitions']},
+                         {'pk': 'S', 'st': 'S', 'ck': 'S', 'all': 'S', 'fl': 'S', 'lease': 'N'})
+        self.assertEqual(t['KeySchema'], [{'AttributeName': 'pk', 'KeyType': 'HASH'}])
+        gsis = {g['IndexName']: [k['AttributeName'] for k in g['KeySchema']]
+                for g in t['GlobalSecondaryIndexes']}
+        self.assertEqual(gsis, {'by_state': ['st', 'ck'], 'by_time': ['all', 'ck'],
+                                'in_flight': ['fl', 'lease']})
+        self.assertEqual(t['BillingModeSummary']['BillingMode'], 'PAY_PER_REQUEST')
+
+
+class MemoryStore(unittest.TestCase):
+
+    def test_uploads_never_block_events(self):
+        """Semantics 6: more upload URLs than INDEX_MAX_ENTRIES; the next event is still
+        taken (202), and the newest upload is still pending."""
+        with Resizer(S3, env={'INDEX_MAX_ENTRIES': 100}) as svc:
+            last = None
+            for _ in range(150):
+                st, _, body = json_http('POST', svc.url('/v1/uploads'),
+                                        {'filename': 'a.jpg', 'content_type': 'image/jpeg'},
+                                        headers=AUTH)
+                self.assertEqual(st, 201, body)
+                last = body['id']
+            put(svc, 'images/direct.jpg', image('small.jpg', 400, 300))
+            st, _, body = post(svc, ['images/direct.jpg'])[0]
+            self.assertEqual((st, body['accepted']), (202, 1), body)
+            st, _, body = json_http('GET', svc.url('/v1/images/' + last), headers=AUTH)
+            self.assertEqual((st, body['state']), (200, 'pending'))
+            wait_all(svc, ['images/direct.jpg'], 'done', 20)
+            # Semantics 5, at intake: a key whose variant keys would pass S3's 1,024 bytes
+            # fails for good at once (no job, nothing to retry), and the event is taken.
+            long_key = 'images/' + 'k' * 1010 + '.jpg'
+            st, _, body = post(svc, [long_key])[0]
+            self.assertEqual((st, body['accepted']), (202, 1), body)
+            rec = status_by_key(svc, long_key)
+            self.assertEqual((rec['state'], rec['error']['code'], rec['attempts']),
+                             ('failed', 'key_too_long', 0), rec)
+
+
+def metric_sum(svc, name):
+    """Sum of every sample whose name (with labels, if given) starts with name."""
+    text = http('GET', svc.url('/metrics'))[2].decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and not line.startswith('#'):
+            rest = line[len(name):]
+            if rest.startswith(' ') or rest.startswith('{'):
+                total += float(line.rsplit(' ', 1)[1])
+    return total
+
+
+if __name__ == '__main__':
+    unittest.main(verbosity=2)

@@ -1,0 +1,364 @@
+/* test_status.c - the state machine over the memory store: a job's life
+ * (claim, begin, finish, with the hook once), a newer object while
+ * processing, transient failures retried after a backoff up to the limit
+ * and permanent ones never, a lease lost to another replica, retry and
+ * release, and a dead replica's claim re-claimed by another's keeper once
+ * its lease has run out. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "server/status.h"
+#include "server/store.h"
+
+#define NOW 1700000000000LL
+#define LEASE 60000
+
+static const char ID[] = "0f0e0d0c-0b0a-4908-8706-050403020100";
+
+struct fixture {
+    struct index *idx;
+    struct metrics *m;
+    struct store *store;
+    struct status *a;         /* replica "a" */
+    struct status *b;         /* replica "b", same store */
+    int finished;             /* hook calls */
+    enum index_state last_state;
+};
+
+static void on_finished(void *arg, const struct index_entry *e)
+{
+    struct fixture *f = arg;
+
+    f->finished++;
+    f->last_state = e->state;
+}
+
+static struct status *make_status(struct fixture *f, const char *owner, long lease_ms)
+{
+    struct status_opts o = {.store = f->store, .index = f->idx, .metrics = f->m, .owner = owner,
+                            .lease_ms = lease_ms, .max_attempts = 2, .backoff_base_ms = 1000};
+    struct status *st = NULL;
+
+    assert_int_equal(status_new(&o, &st), RZ_OK);
+    assert_int_equal(status_on_finished(st, on_finished, f), RZ_OK);
+    return st;
+}
+
+static int setup(void **state)
+{
+    static struct fixture f;
+
+    memset(&f, 0, sizeof(f));
+    f.idx = index_new(100);
+    f.m = metrics_new();
+    assert_int_equal(store_memory_new(f.idx, &f.store), RZ_OK);
+    f.a = make_status(&f, "a", LEASE);
+    f.b = make_status(&f, "b", LEASE);
+    *state = &f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+
+    status_free(f->a);
+    status_free(f->b);
+    store_free(f->store);
+    metrics_free(f->m);
+    index_free(f->idx);
+    return 0;
+}
+
+static enum status_claim claim(struct status *st, const char *etag, const char *seq, int64_t now)
+{
+    struct status_event ev = {"src", "images/a.jpg", etag, seq, 10, 0, NULL, NULL};
+    enum status_claim c;
+    char id[INDEX_ID_LEN + 1];
+
+    assert_int_equal(status_claim_event(st, &ev, 1, ID, now, &c, id), RZ_OK);
+    assert_string_equal(id, ID);
+    return c;
+}
+
+static struct index_entry get(struct fixture *f)
+{
+    struct index_entry e = {0};
+
+    assert_int_equal(index_get(f->idx, ID, &e), RZ_OK);
+    return e;
+}
+
+static void begin(struct status *st, int64_t now)
+{
+    struct status_task t;
+
+    assert_int_equal(status_begin(st, ID, now, &t), RZ_OK);
+    assert_string_equal(t.key, "images/a.jpg");
+    status_task_cleanup(&t);
+}
+
+static enum rz_err finish(struct status *st, enum rz_err err, int64_t now, int *again)
+{
+    struct status_outcome o = {err, err ? "boom" : NULL, 10, NULL, NULL, NULL, NULL, 0};
+
+    return status_finish(st, ID, &o, now, NULL, again);
+}
+
+static void test_life_of_a_job(void **state)
+{
+    struct fixture *f = *state;
+    struct index_entry e;
+    int again = -1;
+
+    assert_int_equal(claim(f->a, "e1", "0A", NOW), STATUS_CLAIM_NEW);
+    e = get(f);
+    assert_int_equal(e.state, INDEX_QUEUED);
+    assert_string_equal(e.owner, "a");
+    assert_true(e.lease_ms == NOW + LEASE);
+    index_entry_cleanup(&e);
+    /* Another replica may not start what "a" holds. */
+    assert_int_equal(status_begin(f->b, ID, NOW, &(struct status_task){0}), RZ_ECONFLICT);
+    begin(f->a, NOW + 1);
+    assert_int_equal(claim(f->b, "e1", "0A", NOW + 2), STATUS_CLAIM_DUPLICATE);
+    assert_int_equal(finish(f->a, RZ_OK, NOW + 3, &again), RZ_OK);
+    assert_int_equal(again, 0);
+    e = get(f);
+    assert_int_equal(e.state, INDEX_DONE);
+    assert_int_equal(e.attempts, 1);
+    assert_string_equal(e.owner, "");
+    assert_true(e.lease_ms == 0);
+    index_entry_cleanup(&e);
+    assert_int_equal(f->finished, 1);
+    assert_int_equal(claim(f->b, "e1", "0A", NOW + 4), STATUS_CLAIM_DUPLICATE);
+}
+
+static void test_newer_object_while_processing(void **state)
+{
+    struct fixture *f = *state;
+    struct index_entry e;
+    int again = 0;
+
+    claim(f->a, "e1", "0A", NOW);
+    begin(f->a, NOW);
+    /* The newer object's event reaches the other replica. */
+    assert_int_equal(claim(f->b, "e2", "0B", NOW + 1), STATUS_CLAIM_DUPLICATE);
+    assert_int_equal(finish(f->a, RZ_OK, NOW + 2, &again), RZ_OK);
+    assert_int_equal(again, 1);
+    e = get(f);
+    assert_int_equal(e.state, INDEX_QUEUED);
+    assert_string_equal(e.etag, "e2");
+    index_entry_cleanup(&e);
+    assert_int_equal(f->finished, 0);
+    begin(f->a, NOW + 3);
+    assert_int_equal(finish(f->a, RZ_OK, NOW + 4, &again), RZ_OK);
+    assert_int_equal(again, 0);
+    e = get(f);
+    assert_int_equal((int)e.state * 10 + e.attempts, INDEX_DONE * 10 + 2);
+    index_entry_cleanup(&e);
+}
+
+/* The queue a keeper feeds: records what it was given. */
+struct fake_queue {
+    int committed;
+    char id[INDEX_ID_LEN + 1];
+};
+
+static int fq_reserve(void *arg)
+{
+    (void)arg;
+    return 1;
+}
+
+static void fq_commit(void *arg, const char *id)
+{
+    struct fake_queue *q = arg;
+
+    q->committed++;
+    memcpy(q->id, id, INDEX_ID_LEN + 1);
+}
+
+static void fq_cancel(void *arg)
+{
+    (void)arg;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void test_transient_then_permanent(void **state)
+{
+    struct fixture *f = *state;
+    struct store *s = f->store;
+    struct fake_queue q = {0};
+    struct status_queue sq = {fq_reserve, fq_commit, fq_cancel, &q};
+    char ids[4][INDEX_ID_LEN + 1];
+    struct index_entry e;
+    size_t n = 9;
+    int again = 0;
+
+    claim(f->a, "e1", NULL, NOW);
+    begin(f->a, NOW);
+    assert_int_equal(finish(f->a, RZ_EUPSTREAM, NOW + 10, &again), RZ_OK);
+    e = get(f);
+    /* Queued for anyone once the backoff (1 s) is over, the error kept. */
+    assert_int_equal(e.state, INDEX_QUEUED);
+    assert_string_equal(e.owner, "");
+    assert_string_equal(e.error_code, "upstream_error");
+    assert_true(e.lease_ms == NOW + 10 + 1000);
+    index_entry_cleanup(&e);
+    assert_int_equal(s->ops->expired(s, NOW + 500, 4, ids, &n), RZ_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(s->ops->expired(s, NOW + 1011, 4, ids, &n), RZ_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(f->finished, 0);
+    /* Another replica's keeper takes it (its clock is far past NOW). */
+    assert_int_equal(status_start(f->b, &sq), RZ_OK);
+    for (int i = 0; i < 40 && !q.committed; i++)
+        usleep(50 * 1000);
+    assert_int_equal(q.committed, 1);
+    begin(f->b, NOW + 2000);
+    /* The second transient failure is the last of JOB_ATTEMPTS (2). */
+    assert_int_equal(finish(f->b, RZ_EUPSTREAM, NOW + 2001, &again), RZ_OK);
+    e = get(f);
+    assert_int_equal((int)e.state * 10 + e.attempts, INDEX_FAILED * 10 + 2);
+    index_entry_cleanup(&e);
+    assert_int_equal(f->finished, 1);
+    /* Retried by hand; a permanent failure ends failed at once. */
+    assert_int_equal(status_retry(f->b, ID, NOW + 3000), RZ_OK);
+    assert_int_equal(status_retry(f->b, ID, NOW + 3000), RZ_ECONFLICT);
+    begin(f->b, NOW + 3001);
+    assert_int_equal(finish(f->b, RZ_ECORRUPT, NOW + 3002, &again), RZ_OK);
+    e = get(f);
+    assert_int_equal((int)e.state * 10 + e.attempts, INDEX_FAILED * 10 + 3);
+    assert_string_equal(e.error_code, "corrupt_image");
+    index_entry_cleanup(&e);
+    assert_int_equal(f->finished, 2);
+}
+
+static void test_lost_lease_and_release(void **state)
+{
+    struct fixture *f = *state;
+    struct index_entry e;
+    int again = 0;
+
+    claim(f->a, "e1", NULL, NOW);
+    status_release(f->a, ID, NOW + 5);
+    e = get(f);
+    assert_int_equal(e.state, INDEX_QUEUED);
+    assert_string_equal(e.owner, "");
+    assert_true(e.lease_ms < NOW + 5);
+    index_entry_cleanup(&e);
+    /* Nobody's: "a" cannot start it any more, and a finish by a replica
+     * that does not hold it changes nothing. */
+    assert_int_equal(status_begin(f->a, ID, NOW + 6, &(struct status_task){0}), RZ_ECONFLICT);
+    assert_int_equal(finish(f->b, RZ_OK, NOW + 7, &again), RZ_ECONFLICT);
+}
+
+static void test_dead_replica_reclaimed(void **state)
+{
+    struct fixture *f = *state;
+    struct fake_queue q = {0};
+    struct status_queue sq = {fq_reserve, fq_commit, fq_cancel, &q};
+    struct status *c = make_status(f, "c", 300);
+    struct status *dead = make_status(f, "dead", 300);
+    struct index_entry e;
+
+    /* "dead" claims and never renews (its keeper never runs). */
+    claim(dead, "e1", NULL, wall_ms());
+    assert_int_equal(status_start(c, &sq), RZ_OK);
+    for (int i = 0; i < 40 && !q.committed; i++)
+        usleep(50 * 1000);
+    assert_int_equal(q.committed, 1);
+    assert_string_equal(q.id, ID);
+    e = get(f);
+    assert_string_equal(e.owner, "c");
+    index_entry_cleanup(&e);
+    /* c renews what it holds: not re-claimed again. */
+    usleep(600 * 1000);
+    assert_int_equal(q.committed, 1);
+    status_free(c);
+    status_free(dead);
+}
+
+static void test_taxonomy(void **state)
+{
+    static const struct {
+        enum rz_err err;
+        const char *code;
+        int transient;
+    } cases[] = {
+        {RZ_EUPSTREAM, "upstream_error", 1}, {RZ_EINVAL, "s3_rejected", 0},
+        {RZ_ELIMIT, "encoder_limit", 0},     {RZ_ECORRUPT, "corrupt_image", 0},
+        {RZ_EDENIED, "access_denied", 0},    {RZ_ENOTFOUND, "source_missing", 0},
+        {RZ_EPIXELS, "too_many_pixels", 0},  {RZ_EUNSUPPORTED, "unsupported_format", 0},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_string_equal(status_failure_code(cases[i].err), cases[i].code);
+        assert_int_equal(status_code_transient(cases[i].code), cases[i].transient);
+    }
+    assert_int_equal(status_code_transient("key_too_long"), 0);
+}
+
+static void test_key_too_long_fails_at_intake(void **state)
+{
+    struct fixture *f = *state;
+    struct status_event ev = {"src", "images/a.jpg", "e1", NULL, 10, 0, "key_too_long", "long"};
+    enum status_claim c;
+    char id[INDEX_ID_LEN + 1];
+    struct index_entry e;
+
+    /* No queue room is needed to record a failure. */
+    assert_int_equal(status_claim_event(f->a, &ev, 0, ID, NOW, &c, id), RZ_OK);
+    assert_int_equal(c, STATUS_CLAIM_FAILED);
+    e = get(f);
+    assert_int_equal(e.state, INDEX_FAILED);
+    assert_string_equal(e.error_code, "key_too_long");
+    index_entry_cleanup(&e);
+}
+
+/* The sweep's lease item: one holder at a time, handed on once it lapses,
+ * with the cursor the last holder saved (so the next sweep resumes). */
+static void test_sweep_lease_and_cursor(void **state)
+{
+    struct fixture *f = *state;
+    char cursor[STORE_SWEEP_CURSOR_MAX];
+
+    assert_int_equal(status_lease_sweep(f->a, NOW, NOW + 1000, cursor), RZ_OK);
+    assert_string_equal(cursor, "");
+    assert_int_equal(status_save_sweep_cursor(f->a, "images/m.jpg"), RZ_OK);
+    assert_int_equal(status_lease_sweep(f->b, NOW + 500, NOW + 1500, cursor), RZ_ECONFLICT);
+    assert_int_equal(status_save_sweep_cursor(f->b, "images/z.jpg"), RZ_ECONFLICT);
+    assert_int_equal(status_lease_sweep(f->a, NOW + 600, NOW + 1600, cursor), RZ_OK);
+    assert_int_equal(status_lease_sweep(f->b, NOW + 1601, NOW + 2600, cursor), RZ_OK);
+    assert_string_equal(cursor, "images/m.jpg");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_life_of_a_job, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_newer_object_while_processing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_transient_then_permanent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lost_lease_and_release, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dead_replica_reclaimed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_too_long_fails_at_intake, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sweep_lease_and_cursor, setup, teardown),
+        cmocka_unit_test(test_taxonomy),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
