@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "server/ids.h"
+#include "server/negotiate.h"
 
 #define IMAGES_DEFAULT_LIMIT 50
 #define IMAGES_MAX_LIMIT 200
@@ -19,6 +20,28 @@ static int images_id_ok(const char *id)
     return ids_uuid_ok(id);
 }
 
+/* Sets "url" on obj to a presigned GET of key. */
+static void images_sign_url(const struct app *app, const char *key, json_t *obj, time_t now)
+{
+    struct s3_presigned p = {0};
+
+    if (key && s3_presign_get(app->s3, app->cfg->dest_bucket, key,
+                              app->cfg->presign_get_expires, now, &p) == RZ_OK)
+        json_object_set_new(obj, "url", json_string(p.url));
+    s3_presigned_cleanup(&p);
+}
+
+/* A url on the variant (its first file) and on each of its files. */
+static void images_sign_variant(const struct app *app, const struct index_variant *v,
+                                json_t *vj, time_t now)
+{
+    json_t *files = json_object_get(vj, "files");
+
+    images_sign_url(app, v->key, vj, now);
+    for (size_t k = 0; k < v->nfiles && k < json_array_size(files); k++)
+        images_sign_url(app, v->files[k].key, json_array_get(files, k), now);
+}
+
 /* The status record with a presigned GET url on each variant of a done
  * image. */
 static json_t *images_render(const struct app *app, const struct index_entry *e, time_t now)
@@ -26,15 +49,8 @@ static json_t *images_render(const struct app *app, const struct index_entry *e,
     json_t *j = index_entry_to_json(e);
     json_t *variants = json_object_get(j, "variants");
 
-    for (size_t i = 0; e->state == INDEX_DONE && i < json_array_size(variants); i++) {
-        struct s3_presigned p = {0};
-        json_t *v = json_array_get(variants, i);
-
-        if (s3_presign_get(app->s3, app->cfg->dest_bucket, e->variants[i].key,
-                           app->cfg->presign_get_expires, now, &p) == RZ_OK)
-            json_object_set_new(v, "url", json_string(p.url));
-        s3_presigned_cleanup(&p);
-    }
+    for (size_t i = 0; e->state == INDEX_DONE && i < json_array_size(variants); i++)
+        images_sign_variant(app, &e->variants[i], json_array_get(variants, i), now);
     return j;
 }
 
@@ -217,12 +233,50 @@ void handlers_images_list(struct http_request *req, void *ctx, struct http_respo
     images_reply_items(res, items, next);
 }
 
+/* The file of v to send: ?format= when given, else what Accept allows.
+ * Returns NULL after writing the error (400, 404 or 406). */
+static const struct index_file *images_pick_file(struct http_request *req,
+                                                 struct http_response *res,
+                                                 const struct index_variant *v)
+{
+    enum image_format stored[IMAGE_MAX_OUTPUTS];
+    const char *param = http_query(req, "format");
+    enum image_format f = negotiate_format_param(param);
+    enum rz_err err;
+    size_t n = 0;
+
+    if (param && f == IMAGE_FORMAT_UNKNOWN) {
+        http_reply_error(res, req, 400, "invalid_parameter",
+                         "format: must be jpeg, png, webp, avif or gif");
+        return NULL;
+    }
+    if (param && !index_variant_file(v, f)) {
+        http_reply_error(res, req, 404, "not_found", "this variant is not stored in that format");
+        return NULL;
+    }
+    for (size_t k = 0; k < v->nfiles && k < IMAGE_MAX_OUTPUTS; k++)
+        stored[n++] = v->files[k].format;
+    err = param ? RZ_OK : negotiate_format(http_header(req, "accept"), stored, n, &f);
+    if (err == RZ_OK)
+        return index_variant_file(v, f);
+    if (err == RZ_EINVAL)
+        http_reply_error(res, req, 400, "invalid_header", "Accept is too long");
+    else
+        http_reply_error(res, req, 406, "not_acceptable",
+                         "no stored format of this variant is acceptable (see Accept)");
+    return NULL;
+}
+
+/* 302 to a presigned GET of the variant, in the format the client can
+ * show. The answer depends on Accept (Vary) and on the record, which a
+ * retry changes (no-store). */
 void handlers_images_variant(struct http_request *req, void *ctx, struct http_response *res)
 {
     struct app *app = ctx;
     struct index_entry e = {0};
     struct s3_presigned p = {0};
     const struct index_variant *v = NULL;
+    const struct index_file *file = NULL;
 
     if (!images_load(req, app, res, &e))
         return;
@@ -230,18 +284,22 @@ void handlers_images_variant(struct http_request *req, void *ctx, struct http_re
         if (strcmp(e.variants[i].name, req->params[1]) == 0)
             v = &e.variants[i];
     }
-    if (!v) {
+    if (!v)
         http_reply_error(res, req, 404, "not_found",
                          e.state == INDEX_DONE ? "no variant with this name"
                                                : "the image is not done yet");
-    } else if (s3_presign_get(app->s3, app->cfg->dest_bucket, v->key,
-                              app->cfg->presign_get_expires, time(NULL), &p) != RZ_OK) {
+    else
+        file = images_pick_file(req, res, v);
+    if (file && s3_presign_get(app->s3, app->cfg->dest_bucket, file->key,
+                               app->cfg->presign_get_expires, time(NULL), &p) != RZ_OK) {
         http_reply_err(res, req, RZ_EUPSTREAM, "cannot sign a download URL now");
-    } else {
+    } else if (file) {
         http_reply_bytes(res, 302, "text/plain", "", 0);
         http_response_header(res, "Location", p.url);
         http_response_header(res, "Cache-Control", "no-store");
     }
+    if (v)
+        http_response_header(res, "Vary", "Accept");
     s3_presigned_cleanup(&p);
     index_entry_cleanup(&e);
 }

@@ -14,6 +14,7 @@
 
 #include "buf.h"
 #include "webhooks.h"
+#include "variants.h"
 
 #define CONFIG_MAX_WATERMARK (4 * 1024 * 1024)
 
@@ -211,24 +212,35 @@ static enum rz_err parse_log_level(const struct config_var *v, const char *value
     return RZ_OK;
 }
 
-static enum rz_err parse_output(const struct config_var *v, const char *value, struct config *c,
-                                char *msg, size_t msglen)
+/* OUTPUT_FORMAT (one format, the older name) and OUTPUT_FORMATS (a list)
+ * fill the same list; giving both is refused rather than guessed. */
+static enum rz_err parse_outputs(const struct config_var *v, const char *value, struct config *c,
+                                 char *msg, size_t msglen)
 {
-    static const struct {
-        const char *name;
-        enum image_output out;
-    } outputs[] = {
-        {"same", IMAGE_OUTPUT_SAME}, {"jpeg", IMAGE_OUTPUT_JPEG}, {"webp", IMAGE_OUTPUT_WEBP},
-        {"avif", IMAGE_OUTPUT_AVIF}, {"png", IMAGE_OUTPUT_PNG},
-    };
+    char why[160];
+    size_t n = 0;
 
-    for (size_t i = 0; i < sizeof(outputs) / sizeof(outputs[0]); i++) {
-        if (strcmp(value, outputs[i].name) == 0) {
-            c->output_format = outputs[i].out;
-            return RZ_OK;
-        }
-    }
-    return config_fail(msg, msglen, v->name, "must be same, jpeg, webp, avif or png");
+    if (c->noutputs)
+        return config_fail(msg, msglen, v->name, "cannot be used together with OUTPUT_FORMAT");
+    if (variants_parse_formats(value, c->outputs, &n, why, sizeof(why)) != RZ_OK)
+        return config_fail(msg, msglen, v->name, why);
+    if (n > 1 && strcmp(v->name, "OUTPUT_FORMAT") == 0)
+        return config_fail(msg, msglen, v->name, "takes one format; list several in "
+                                                 "OUTPUT_FORMATS");
+    c->noutputs = n;
+    return RZ_OK;
+}
+
+/* "4x3": BlurHash components across and down, 1 to 9 each. */
+static enum rz_err parse_blurhash(const struct config_var *v, const char *value,
+                                  struct config *c, char *msg, size_t msglen)
+{
+    if (strlen(value) != 3 || value[1] != 'x' || value[0] < '1' || value[0] > '9' ||
+        value[2] < '1' || value[2] > '9')
+        return config_fail(msg, msglen, v->name, "must be XxY, each from 1 to 9 (e.g. 4x3)");
+    c->blurhash_x = value[0] - '0';
+    c->blurhash_y = value[2] - '0';
+    return RZ_OK;
 }
 
 static enum rz_err parse_sse(const struct config_var *v, const char *value, struct config *c,
@@ -243,64 +255,14 @@ static enum rz_err parse_sse(const struct config_var *v, const char *value, stru
     return RZ_OK;
 }
 
-static int config_variant_name_ok(const char *name, size_t len)
-{
-    if (len == 0 || len >= IMAGE_VARIANT_NAME_MAX)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        char ch = name[i];
-
-        if (!(islower((unsigned char)ch) || isdigit((unsigned char)ch) || ch == '-' || ch == '_'))
-            return 0;
-    }
-    return 1;
-}
-
-/* "desktop:1920,tablet:1024,phone:640": each name becomes a key prefix in
- * the destination bucket, so names are restricted to [a-z0-9_-]. */
+/* "desktop:1920,tablet:1024,phone:640,thumb:256x256:cover" (variants.h). */
 static enum rz_err parse_variants(const struct config_var *v, const char *value,
                                   struct config *c, char *msg, size_t msglen)
 {
-    const char *p = value;
+    char why[200];
 
-    c->nvariants = 0;
-    while (*p) {
-        size_t itemlen = strcspn(p, ",");
-        const char *colon = memchr(p, ':', itemlen);
-        struct image_variant_spec *spec;
-        char num[16];
-        char *end = NULL;
-        long width;
-
-        if (c->nvariants == IMAGE_MAX_VARIANTS)
-            return config_fail(msg, msglen, v->name, "must list at most 8 variants");
-        if (!colon || !config_variant_name_ok(p, (size_t)(colon - p)))
-            return config_fail(msg, msglen, v->name,
-                               "must be name:width pairs separated by commas, names of "
-                               "[a-z0-9_-]");
-        if ((size_t)(p + itemlen - colon - 1) >= sizeof(num) || p + itemlen == colon + 1)
-            return config_fail(msg, msglen, v->name, "each width must be an integer");
-        memcpy(num, colon + 1, (size_t)(p + itemlen - colon - 1));
-        num[p + itemlen - colon - 1] = '\0';
-        errno = 0;
-        width = strtol(num, &end, 10);
-        if (errno || *end != '\0' || width < 1 || width > 16384)
-            return config_fail(msg, msglen, v->name, "each width must be from 1 to 16384");
-        spec = &c->variants[c->nvariants];
-        memcpy(spec->name, p, (size_t)(colon - p));
-        spec->name[colon - p] = '\0';
-        spec->width = (int)width;
-        for (size_t i = 0; i < c->nvariants; i++) {
-            if (strcmp(c->variants[i].name, spec->name) == 0)
-                return config_fail(msg, msglen, v->name, "variant names must be unique");
-        }
-        c->nvariants++;
-        p += itemlen;
-        if (*p == ',' && *++p == '\0')
-            return config_fail(msg, msglen, v->name, "must not end with a comma");
-    }
-    if (c->nvariants == 0)
-        return config_fail(msg, msglen, v->name, "must list at least one variant");
+    if (variants_parse_list(value, c->variants, &c->nvariants, why, sizeof(why)) != RZ_OK)
+        return config_fail(msg, msglen, v->name, why);
     return RZ_OK;
 }
 
@@ -502,12 +464,21 @@ static const struct config_var config_vars[] = {
      "(this or EVENTS_BASIC_AUTH is required)", parse_event_keys, 0, 0, 0, 1},
     {"EVENTS_BASIC_AUTH", NULL, "user:password for Basic auth on /v1/events",
      parse_basic_auth, FIELD(events_basic_auth), 0, 0, 1},
-    {"VARIANTS", "desktop:1920,tablet:1024,phone:640", "name:width of each variant",
-     parse_variants, 0, 0, 0, 0},
-    {"OUTPUT_FORMAT", "same", "same, jpeg, webp, avif or png",
-     parse_output, 0, 0, 0, 0},
-    {"JPEG_QUALITY", "85", "JPEG (and WebP/AVIF) quality", parse_long, FIELD(jpeg_quality),
+    {"VARIANTS", "desktop:1920,tablet:1024,phone:640",
+     "name:WIDTH (fit inside that width) or name:WIDTHxHEIGHT[:inside|cover] (cover: exactly "
+     "the box, attention crop), comma-separated", parse_variants, 0, 0, 0, 0},
+    {"OUTPUT_FORMAT", NULL, "one output format (older name of OUTPUT_FORMATS)",
+     parse_outputs, 0, 0, 0, 0},
+    {"OUTPUT_FORMATS", NULL, "formats of every variant: same, jpeg, webp, avif, png, "
+     "comma-separated [default: same]", parse_outputs, 0, 0, 0, 0},
+    {"JPEG_QUALITY", "85", "JPEG quality", parse_long, FIELD(jpeg_quality), 1, 100, 0},
+    {"WEBP_QUALITY", "85", "WebP quality", parse_long, FIELD(webp_quality), 1, 100, 0},
+    {"AVIF_QUALITY", "64", "AVIF quality (libheif's scale)", parse_long, FIELD(avif_quality),
      1, 100, 0},
+    {"AVIF_EFFORT", "0", "AVIF encoder effort, 0 (fast) to 9 (small)", parse_long,
+     FIELD(avif_effort), 0, 9, 0},
+    {"BLURHASH_COMPONENTS", "4x3", "BlurHash components across x down, 1 to 9 each",
+     parse_blurhash, 0, 0, 0, 0},
     {"WATERMARK_TEXT", NULL, "text drawn bottom-right on every variant",
      parse_text, FIELD(watermark_text), 0, 0, 0},
     {"WATERMARK_IMAGE", NULL, "PNG file drawn bottom-right on every variant",
@@ -622,6 +593,8 @@ static enum rz_err config_default_endpoint(struct config *c)
 /* Rules that involve more than one variable. */
 static enum rz_err config_check(struct config *c, char *msg, size_t msglen)
 {
+    char why[200];
+
     if (!c->dest_bucket)
         return config_fail(msg, msglen, "DEST_BUCKET", "is required");
     if (!c->region)
@@ -652,6 +625,11 @@ static enum rz_err config_check(struct config *c, char *msg, size_t msglen)
                            "or AWS_CONTAINER_CREDENTIALS_RELATIVE_URI/FULL_URI is required");
     if (c->sse_kms_key_id && c->sse != CONFIG_SSE_KMS)
         return config_fail(msg, msglen, "SSE_KMS_KEY_ID", "needs SSE=aws:kms");
+    if (!c->noutputs)
+        c->outputs[c->noutputs++] = IMAGE_OUTPUT_SAME;
+    if (variants_check_prefix(c->variants, c->nvariants, c->src_prefix, why, sizeof(why)) !=
+        RZ_OK)
+        return config_fail(msg, msglen, "VARIANTS", why);
     if (c->watermark_text && c->watermark_image)
         return config_fail(msg, msglen, "WATERMARK_IMAGE",
                            "cannot be used together with WATERMARK_TEXT");
@@ -778,6 +756,19 @@ void config_cleanup(struct config *c)
     free(c->watermark_png);
     c->watermark_png = NULL;
     c->watermark_png_len = 0;
+}
+
+void config_image_opts(const struct config *c, struct image_opts *o)
+{
+    *o = (struct image_opts){
+        .variants = c->variants, .nvariants = c->nvariants, .noutputs = c->noutputs,
+        .jpeg_quality = (int)c->jpeg_quality, .webp_quality = (int)c->webp_quality,
+        .avif_quality = (int)c->avif_quality, .avif_effort = (int)c->avif_effort,
+        .blurhash_x = c->blurhash_x, .blurhash_y = c->blurhash_y, .max_pixels = c->max_pixels,
+        .watermark_text = c->watermark_text, .watermark_png = c->watermark_png,
+        .watermark_png_len = c->watermark_png_len,
+    };
+    memcpy(o->outputs, c->outputs, sizeof(o->outputs));
 }
 
 void config_print_help(FILE *f)

@@ -74,8 +74,14 @@ struct config {
     /* Images. */
     struct image_variant_spec variants[IMAGE_MAX_VARIANTS];
     size_t nvariants;
-    enum image_output output_format;
+    enum image_output outputs[IMAGE_MAX_OUTPUTS]; /* OUTPUT_FORMATS; at least one */
+    size_t noutputs;
     long jpeg_quality;
+    long webp_quality;
+    long avif_quality;
+    long avif_effort;
+    int blurhash_x;               /* BLURHASH_COMPONENTS */
+    int blurhash_y;
     char *watermark_text;
     char *watermark_image;        /* path */
     void *watermark_png;          /* the file's bytes, read at load */
@@ -122,6 +128,10 @@ enum rz_err config_load_for_table(const char *const *env, struct config *out, ch
 
 /* Frees everything in c, wiping secrets; safe on a zeroed struct. */
 void config_cleanup(struct config *c);
+
+/* The image options the workers use, from c (borrowed: opts points into
+ * c, which must outlive it). */
+void config_image_opts(const struct config *c, struct image_opts *opts);
 
 /* Writes the --help text: every variable, its default and meaning. */
 void config_print_help(FILE *f);

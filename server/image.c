@@ -7,8 +7,11 @@
  *   any pixel is decoded -> reopen with shrink-on-load for the largest
  *   variant -> resize to the largest variant, convert to 8-bit sRGB and copy
  *   into memory: the only decode -> apply the EXIF orientation -> every
- *   variant is that master or a resize of it -> flatten / watermark ->
- *   encode with all metadata stripped -> copy into malloc'd memory.
+ *   variant is that master or a resize of it (COVER: scaled to cover its box,
+ *   then the attention crop), kept in memory once -> per output format:
+ *   flatten (JPEG) / watermark -> encode with all metadata stripped -> copy
+ *   into malloc'd memory. The placeholders (BlurHash, dominant colour) come
+ *   from a 32-pixel resize of the same master.
  *
  * Why decode once and derive: on a 4000x3000 JPEG -> 1920/1024/640 JPEGs
  * (Q85, one libvips thread, CPU best of 5), three vips_thumbnail_buffer
@@ -17,7 +20,8 @@
  * shrink-on-load image in memory instead, 268 ms and 36 MB. PSNR against
  * a float Lanczos3 reference from the full image: 56.9 / 53.1 / 53.0 dB
  * derived vs 56.9 / 54.7 / 53.1 dB independent, no visible difference.
- * Memory stays one master (8 MB at 1920x1440) plus the loader's strips.
+ * Memory stays one master (8 MB at 1920x1440) plus the loader's strips and
+ * one variant's pixels while its formats are encoded.
  *
  * Ownership: every intermediate image of a call hangs off one struct pipe
  * (a GPtrArray that unrefs its members), like vipsthumbnail.c's local
@@ -30,6 +34,7 @@
 #include <vips/vips.h>
 
 #include "image.h"
+#include "blurhash.h"
 #include "image_internal.h"
 #include "log.h"
 
@@ -849,29 +854,38 @@ UNITTEST size_t image_webp_strip_chunks(unsigned char *buf, size_t len)
     return len;
 }
 
-static int encode(VipsImage *in, enum image_format f, int quality, void **buf, size_t *len)
+/* WebP's effort (libwebp "method", 0..6; libvips' default 4). On a 12 MP
+ * photo's three variants at Q80 (pipeline_bench, CPU of the call):
+ *   effort 0: 0.20 s, 126 KB    effort 2: 0.24 s,  89 KB
+ *   effort 1: 0.19 s, 115 KB    effort 4: 0.36 s,  86 KB
+ * SSIM 0.978-0.979 in every case. Effort 4 alone would take most of the
+ * CPU budget of three formats (2.5x the JPEG-only path); 1 is as fast as 0
+ * for 9% fewer bytes. */
+#define WEBP_EFFORT 1
+
+static int encode(VipsImage *in, enum image_format f, const struct image_opts *o, void **buf,
+                  size_t *len)
 {
     switch (f) {
     case IMAGE_FORMAT_JPEG:
         /* No optimize_coding: on a 1920x1440 photo it saves 1.4% of the
          * bytes and triples the encode time (Pillow does not either). */
-        return vips_jpegsave_buffer(in, buf, len, "Q", quality, "strip", TRUE, NULL);
+        return vips_jpegsave_buffer(in, buf, len, "Q", o->jpeg_quality, "strip", TRUE, NULL);
     case IMAGE_FORMAT_PNG:
         return vips_pngsave_buffer(in, buf, len, "compression", PNG_COMPRESSION,
                                    "filter", PNG_FILTER, "strip", TRUE, NULL);
     case IMAGE_FORMAT_WEBP:
-        return vips_webpsave_buffer(in, buf, len, "Q", quality, "strip", TRUE, NULL);
+        return vips_webpsave_buffer(in, buf, len, "Q", o->webp_quality, "effort", WEBP_EFFORT,
+                                    "strip", TRUE, NULL);
     case IMAGE_FORMAT_GIF:
         return vips_gifsave_buffer(in, buf, len, "strip", TRUE, NULL);
     case IMAGE_FORMAT_AVIF:
-        /* AVIF's Q scale sits lower than JPEG's for the same look:
-         * libvips' defaults are 75 (JPEG) and 50 (AVIF). Effort 0 (libaom
-         * speed 9): a 1920x1440 photo at Q 56 takes 0.1 s of CPU, 104 KB,
-         * 37.6 dB; the default effort 4 takes 3.5 s for 93 KB, 38.5 dB. */
+        /* AVIF's Q scale sits lower than JPEG's for the same look
+         * (libvips' defaults: 75 for JPEG, 50 for AVIF); the defaults of
+         * AVIF_QUALITY and AVIF_EFFORT come from the README's table. */
         return vips_heifsave_buffer(in, buf, len, "compression",
-                                    VIPS_FOREIGN_HEIF_COMPRESSION_AV1,
-                                    "Q", VIPS_MAX(1, quality * 2 / 3), "effort", 0,
-                                    "strip", TRUE, NULL);
+                                    VIPS_FOREIGN_HEIF_COMPRESSION_AV1, "Q", o->avif_quality,
+                                    "effort", o->avif_effort, "strip", TRUE, NULL);
     case IMAGE_FORMAT_TIFF:
     case IMAGE_FORMAT_HEIF:
     case IMAGE_FORMAT_UNKNOWN:
@@ -883,8 +897,9 @@ static int encode(VipsImage *in, enum image_format f, int quality, void **buf, s
 
 /* What every variant of one call shares. */
 struct variant_job {
-    enum image_format format; /* output format */
-    int quality;
+    const struct image_opts *opts;
+    enum image_format formats[IMAGE_MAX_OUTPUTS]; /* distinct, in the outputs' order */
+    size_t nformats;
     const char *text;         /* NULL: no text watermark */
     VipsImage *wm_png;        /* NULL: no image watermark */
 };
@@ -899,24 +914,105 @@ static VipsImage *flatten_white(struct pipe *p, VipsImage *in)
     return in;
 }
 
-/* The variant's pixels: resized, flattened for JPEG, watermarked. */
-static VipsImage *variant_pixels(struct pipe *p, VipsImage *master, int width, int height,
+/* A variant's size for fit INSIDE: within width x height (height 0: any),
+ * aspect kept, never above the source, at least 1 pixel. */
+static void fit_inside(int sw, int sh, const struct image_variant_spec *v, int *w_out, int *h_out)
+{
+    double s;
+
+    if (v->height <= 0) {
+        image_variant_size(sw, sh, v->width, w_out, h_out);
+        return;
+    }
+    s = VIPS_MIN(1.0, VIPS_MIN((double)v->width / sw, (double)v->height / sh));
+    *w_out = VIPS_MAX(1, (int)lround(sw * s));
+    *h_out = VIPS_MAX(1, (int)lround(sh * s));
+}
+
+/* The smallest master a variant can be made from: its own size for
+ * INSIDE; for COVER the source scaled to cover the box (never above the
+ * source: a box larger than the source is filled by upscaling later). */
+static void master_need(int sw, int sh, const struct image_variant_spec *v, int *w_out,
+                        int *h_out)
+{
+    double s;
+
+    if (v->fit != IMAGE_FIT_COVER) {
+        fit_inside(sw, sh, v, w_out, h_out);
+        return;
+    }
+    s = VIPS_MIN(1.0, VIPS_MAX((double)v->width / sw, (double)v->height / sh));
+    *w_out = VIPS_MAX(1, (int)lround(sw * s));
+    *h_out = VIPS_MAX(1, (int)lround(sh * s));
+}
+
+/* The master: what the most demanding variant needs. */
+static void master_size(const struct image_opts *opts, int sw, int sh, int *w_out, int *h_out)
+{
+    *w_out = *h_out = 0;
+    for (size_t i = 0; i < opts->nvariants; i++) {
+        int w, h;
+
+        master_need(sw, sh, &opts->variants[i], &w, &h);
+        if (w > *w_out) {
+            *w_out = w;
+            *h_out = h;
+        }
+    }
+}
+
+/* Exactly the box: scaled to cover it, then the box-sized window libvips'
+ * attention strategy picks (edges, skin tones and saturated colour, so a
+ * face or a subject rather than the centre). */
+static VipsImage *cover_crop(struct pipe *p, VipsImage *master, int bw, int bh)
+{
+    double s = VIPS_MAX((double)bw / master->Xsize, (double)bh / master->Ysize);
+    int w = VIPS_MAX(bw, (int)lround(master->Xsize * s));
+    int h = VIPS_MAX(bh, (int)lround(master->Ysize * s));
+    VipsImage *in = resize_exact(p, master, w, h);
+    VipsImage *t = NULL;
+
+    if (!in || (w == bw && h == bh))
+        return in;
+    return keep(p, vips_smartcrop(in, &t, bw, bh, "interesting", VIPS_INTERESTING_ATTENTION,
+                                  NULL), &t);
+}
+
+/* The variant's pixels before any format's treatment, in memory, so that
+ * each format's encode does not redo the resize. */
+static VipsImage *variant_shape(struct pipe *p, VipsImage *master, const struct image_info *info,
+                                const struct image_variant_spec *v)
+{
+    VipsImage *in;
+    int w, h;
+
+    if (v->fit == IMAGE_FIT_COVER) {
+        in = cover_crop(p, master, v->width, v->height);
+    } else {
+        fit_inside(info->width, info->height, v, &w, &h);
+        in = resize_exact(p, master, w, h);
+    }
+    if (in && in != master)
+        in = pipe_keep(p, vips_image_copy_memory(in));
+    return in;
+}
+
+/* The pixels of one format: flattened for JPEG, watermarked. */
+static VipsImage *variant_pixels(struct pipe *p, VipsImage *in, enum image_format f,
                                  const struct variant_job *job)
 {
-    VipsImage *in = resize_exact(p, master, width, height);
-
-    if (in && job->format == IMAGE_FORMAT_JPEG && vips_image_hasalpha(in))
+    if (in && f == IMAGE_FORMAT_JPEG && vips_image_hasalpha(in))
         in = flatten_white(p, in);
     if (in && (job->text || job->wm_png))
         in = watermark_apply(p, in, job->text, job->wm_png);
     return in;
 }
 
-/* One variant from the master, encoded and copied into malloc'd memory
- * for the caller. */
-static enum rz_err variant_make(VipsImage *master, int width, int height,
-                                const struct variant_job *job, struct image_result *r,
-                                char *msg, size_t msglen)
+/* One file of a variant, encoded and copied into malloc'd memory for the
+ * caller. */
+static enum rz_err variant_encode(VipsImage *shaped, enum image_format f,
+                                  const struct variant_job *job, struct image_result *r,
+                                  char *msg, size_t msglen)
 {
     struct pipe p;
     VipsImage *in;
@@ -925,12 +1021,12 @@ static enum rz_err variant_make(VipsImage *master, int width, int height,
     enum rz_err err = RZ_EINTERNAL;
 
     pipe_init(&p);
-    in = variant_pixels(&p, master, width, height, job);
+    in = variant_pixels(&p, shaped, f, job);
     if (!in) {
         err = fail_with(RZ_EINTERNAL, msg, msglen, "cannot make the variant");
         goto fail;
     }
-    if (encode(in, job->format, job->quality, &buf, &len)) {
+    if (encode(in, f, job->opts, &buf, &len)) {
         err = fail_with(RZ_EINTERNAL, msg, msglen, "cannot encode the variant");
         goto fail;
     }
@@ -940,8 +1036,8 @@ static enum rz_err variant_make(VipsImage *master, int width, int height,
         goto fail;
     }
     memcpy(r->data, buf, len);
-    r->len = job->format == IMAGE_FORMAT_WEBP ? image_webp_strip_chunks(r->data, len) : len;
-    r->format = job->format;
+    r->len = f == IMAGE_FORMAT_WEBP ? image_webp_strip_chunks(r->data, len) : len;
+    r->format = f;
     r->width = in->Xsize;
     r->height = in->Ysize;
     err = RZ_OK;
@@ -951,23 +1047,144 @@ fail:
     return err;
 }
 
+/* Every format of variant v into r (job->nformats entries). */
+static enum rz_err variant_make(VipsImage *master, const struct image_info *info,
+                                const struct image_variant_spec *v, const struct variant_job *job,
+                                struct image_result *r, char *msg, size_t msglen)
+{
+    struct pipe p;
+    VipsImage *shaped;
+    enum rz_err err = RZ_OK;
+
+    pipe_init(&p);
+    shaped = variant_shape(&p, master, info, v);
+    if (!shaped)
+        err = fail_with(RZ_EINTERNAL, msg, msglen, "cannot make the variant");
+    for (size_t k = 0; k < job->nformats && err == RZ_OK; k++) {
+        snprintf(r[k].name, sizeof(r[k].name), "%s", v->name);
+        err = variant_encode(shaped, job->formats[k], job, &r[k], msg, msglen);
+    }
+    pipe_free(&p);
+    return err;
+}
+
+/* ---- placeholders ---- */
+
+/* The side of the image the placeholders are computed from: BlurHash
+ * needs a few dozen pixels (its cost is pixels x components), and the
+ * dominant colour is a histogram of it. */
+#define PLACEHOLDER_SIDE 32
+/* Colours are counted in bins of 4 bits a channel: fine enough to tell
+ * shades apart, coarse enough that a photo's sky is one colour. */
+#define DOMINANT_BITS 4
+
+/* The most frequent colour bin of an RGB buffer, as the mean of its pixels. */
+static void dominant_colour(const unsigned char *px, size_t npx, char out[8])
+{
+    enum { NBINS = 1 << (3 * DOMINANT_BITS) };
+    unsigned *count = calloc(NBINS, sizeof(*count));
+    unsigned long sum[3] = { 0, 0, 0 };
+    size_t best = 0;
+
+    snprintf(out, 8, "#000000");
+    if (!count)
+        return;
+    for (size_t i = 0; i < npx; i++) {
+        const unsigned char *c = px + 3 * i;
+        size_t bin = (size_t)(c[0] >> (8 - DOMINANT_BITS)) << (2 * DOMINANT_BITS) |
+                     (size_t)(c[1] >> (8 - DOMINANT_BITS)) << DOMINANT_BITS |
+                     (size_t)(c[2] >> (8 - DOMINANT_BITS));
+
+        if (++count[bin] > count[best] || (count[bin] == count[best] && bin < best))
+            best = bin;
+    }
+    for (size_t i = 0; i < npx; i++) {
+        const unsigned char *c = px + 3 * i;
+        size_t bin = (size_t)(c[0] >> (8 - DOMINANT_BITS)) << (2 * DOMINANT_BITS) |
+                     (size_t)(c[1] >> (8 - DOMINANT_BITS)) << DOMINANT_BITS |
+                     (size_t)(c[2] >> (8 - DOMINANT_BITS));
+
+        for (int k = 0; k < 3 && bin == best; k++)
+            sum[k] += c[k];
+    }
+    snprintf(out, 8, "#%02x%02x%02x", (unsigned)((sum[0] + count[best] / 2) / count[best]),
+             (unsigned)((sum[1] + count[best] / 2) / count[best]),
+             (unsigned)((sum[2] + count[best] / 2) / count[best]));
+    free(count);
+}
+
+/* BlurHash and dominant colour from the master already in memory: shrunk
+ * to PLACEHOLDER_SIDE, flattened on white (as JPEG shows transparency). */
+static enum rz_err placeholders_make(VipsImage *master, const struct image_opts *opts,
+                                     struct image_info *info, char *msg, size_t msglen)
+{
+    struct pipe p;
+    VipsImage *in;
+    unsigned char *px = NULL;
+    size_t n = 0;
+    double s = VIPS_MIN(1.0, (double)PLACEHOLDER_SIDE / VIPS_MAX(master->Xsize, master->Ysize));
+    enum rz_err err = RZ_OK;
+
+    pipe_init(&p);
+    in = resize_exact(&p, master, VIPS_MAX(1, (int)lround(master->Xsize * s)),
+                      VIPS_MAX(1, (int)lround(master->Ysize * s)));
+    if (in && vips_image_hasalpha(in))
+        in = flatten_white(&p, in);
+    if (in)
+        px = vips_image_write_to_memory(in, &n);
+    if (!px || n != (size_t)in->Xsize * in->Ysize * 3) {
+        err = fail_with(RZ_EINTERNAL, msg, msglen, "cannot make the placeholder");
+        goto fail;
+    }
+    dominant_colour(px, n / 3, info->dominant);
+    err = blurhash_encode(px, in->Xsize, in->Ysize, (size_t)in->Xsize * 3, 3, opts->blurhash_x,
+                          opts->blurhash_y, info->blurhash);
+    if (err != RZ_OK && msg && msglen > 0)
+        snprintf(msg, msglen, "cannot encode the BlurHash");
+fail:
+    g_free(px);
+    pipe_free(&p);
+    return err;
+}
+
+/* ---- the call ---- */
+
 /* Whitespace-only text draws nothing (and vips_text refuses it). */
 static int text_visible(const char *s)
 {
     return s && s[strspn(s, " \t\r\n")] != '\0';
 }
 
+static int quality_ok(int q)
+{
+    return q >= 1 && q <= 100;
+}
+
+static int spec_valid(const struct image_variant_spec *v)
+{
+    if (v->width <= 0 || v->height < 0)
+        return 0;
+    return v->fit != IMAGE_FIT_COVER || v->height > 0;
+}
+
 static int opts_valid(const struct image_opts *opts)
 {
     if (!opts || !opts->variants || opts->nvariants < 1 ||
-        opts->nvariants > IMAGE_MAX_VARIANTS)
+        opts->nvariants > IMAGE_MAX_VARIANTS || opts->noutputs < 1 ||
+        opts->noutputs > IMAGE_MAX_OUTPUTS)
         return 0;
-    if (opts->jpeg_quality < 1 || opts->jpeg_quality > 100 || opts->max_pixels == 0)
+    if (!quality_ok(opts->jpeg_quality) || !quality_ok(opts->webp_quality) ||
+        !quality_ok(opts->avif_quality) || opts->avif_effort < 0 || opts->avif_effort > 9 ||
+        opts->max_pixels == 0)
+        return 0;
+    if ((opts->blurhash_x || opts->blurhash_y) &&
+        (opts->blurhash_x < 1 || opts->blurhash_x > 9 || opts->blurhash_y < 1 ||
+         opts->blurhash_y > 9))
         return 0;
     if (opts->watermark_png && opts->watermark_png_len == 0)
         return 0;
     for (size_t i = 0; i < opts->nvariants; i++) {
-        if (opts->variants[i].width <= 0)
+        if (!spec_valid(&opts->variants[i]))
             return 0;
     }
     return 1;
@@ -986,37 +1203,89 @@ static int encoder_max_side(enum image_format f)
     }
 }
 
-/* Checked before any pixel is decoded: an image whose variant the encoder
+/* A variant's final size: its box for COVER, else fitted inside. */
+static void variant_final_size(const struct image_info *info, const struct image_variant_spec *v,
+                               int *w_out, int *h_out)
+{
+    if (v->fit == IMAGE_FIT_COVER) {
+        *w_out = v->width;
+        *h_out = v->height;
+        return;
+    }
+    fit_inside(info->width, info->height, v, w_out, h_out);
+}
+
+/* Checked before any pixel is decoded: an image whose variant an encoder
  * cannot write fails the same way every time, so it is a permanent
  * failure, found cheaply. */
-static enum rz_err variants_fit_encoder(const struct image_info *info, const struct image_opts *opts,
-                                        enum image_format f, char *msg, size_t msglen)
+static enum rz_err variants_fit_encoder(const struct image_info *info,
+                                        const struct variant_job *job, char *msg, size_t msglen)
 {
-    int max = encoder_max_side(f);
+    for (size_t k = 0; k < job->nformats; k++) {
+        int max = encoder_max_side(job->formats[k]);
 
-    for (size_t i = 0; max && i < opts->nvariants; i++) {
-        int w, h;
+        for (size_t i = 0; max && i < job->opts->nvariants; i++) {
+            int w, h;
 
-        image_variant_size(info->width, info->height, opts->variants[i].width, &w, &h);
-        if (w > max || h > max) {
-            if (msg && msglen > 0)
-                snprintf(msg, msglen, "variant %s would be %dx%d; %s allows at most %d px a side",
-                         opts->variants[i].name, w, h, image_format_name(f), max);
-            return RZ_ELIMIT;
+            variant_final_size(info, &job->opts->variants[i], &w, &h);
+            if (w > max || h > max) {
+                if (msg && msglen > 0)
+                    snprintf(msg, msglen,
+                             "variant %s would be %dx%d; %s allows at most %d px a side",
+                             job->opts->variants[i].name, w, h,
+                             image_format_name(job->formats[k]), max);
+                return RZ_ELIMIT;
+            }
         }
     }
     return RZ_OK;
 }
 
-static int largest_width(const struct image_opts *opts)
+size_t image_results_max(const struct image_opts *opts)
 {
-    int w = 0;
+    return opts ? opts->nvariants * opts->noutputs : 0;
+}
 
-    for (size_t i = 0; i < opts->nvariants; i++) {
-        if (opts->variants[i].width > w)
-            w = opts->variants[i].width;
+/* The distinct formats the outputs give for this input ("same,jpeg" on a
+ * JPEG is one file, not two under the same key). */
+static void job_formats(struct variant_job *job, enum image_format input)
+{
+    job->nformats = 0;
+    for (size_t i = 0; i < job->opts->noutputs; i++) {
+        enum image_format f = image_output_format(job->opts->outputs[i], input);
+        size_t k = 0;
+
+        while (k < job->nformats && job->formats[k] != f)
+            k++;
+        if (k == job->nformats)
+            job->formats[job->nformats++] = f;
     }
-    return w;
+}
+
+/* Decodes the master, then every variant in every format. */
+static enum rz_err make_all(struct pipe *p, VipsImage *header, const void *data, size_t len,
+                            struct variant_job *job, struct image_info *info,
+                            struct image_result *results, char *msg, size_t msglen)
+{
+    const struct image_opts *opts = job->opts;
+    VipsImage *master = NULL;
+    int mw, mh;
+    enum rz_err err;
+
+    job_formats(job, info->format);
+    err = variants_fit_encoder(info, job, msg, msglen);
+    if (err != RZ_OK)
+        return err;
+    master_size(opts, info->width, info->height, &mw, &mh);
+    err = master_build(p, header, data, len, info, mw, mh, &master, msg, msglen);
+    if (err == RZ_OK && opts->blurhash_x > 0)
+        err = placeholders_make(master, opts, info, msg, msglen);
+    for (size_t i = 0; i < opts->nvariants && err == RZ_OK; i++) {
+        err = variant_make(master, info, &opts->variants[i], job, results + info->nresults,
+                           msg, msglen);
+        info->nresults += job->nformats;
+    }
+    return err;
 }
 
 enum rz_err image_make_variants(const void *data, size_t len, const struct image_opts *opts,
@@ -1025,9 +1294,7 @@ enum rz_err image_make_variants(const void *data, size_t len, const struct image
 {
     struct pipe p = { 0 };
     VipsImage *header = NULL;
-    VipsImage *master = NULL;
     struct variant_job job = { 0 };
-    int mw, mh;
     enum rz_err err;
 
     if (msg && msglen > 0)
@@ -1037,40 +1304,25 @@ enum rz_err image_make_variants(const void *data, size_t len, const struct image
             snprintf(msg, msglen, "invalid image options");
         return RZ_EINVAL;
     }
-    memset(results_out, 0, opts->nvariants * sizeof(*results_out));
+    memset(results_out, 0, image_results_max(opts) * sizeof(*results_out));
     pipe_init(&p);
     err = open_checked(data, len, opts->max_pixels, info_out, &header, msg, msglen);
     if (err != RZ_OK)
         goto fail;
     pipe_keep(&p, header);
+    job.opts = opts;
     err = watermark_load(&p, opts, &job.wm_png, msg, msglen);
     if (err != RZ_OK)
         goto fail;
-    job.format = image_output_format(opts->output, info_out->format);
-    err = variants_fit_encoder(info_out, opts, job.format, msg, msglen);
-    if (err != RZ_OK)
-        goto fail;
-    image_variant_size(info_out->width, info_out->height, largest_width(opts), &mw, &mh);
-    err = master_build(&p, header, data, len, info_out, mw, mh, &master, msg, msglen);
-    if (err != RZ_OK)
-        goto fail;
-    job.quality = opts->jpeg_quality;
     job.text = text_visible(opts->watermark_text) ? opts->watermark_text : NULL;
-    for (size_t i = 0; i < opts->nvariants; i++) {
-        struct image_result *r = &results_out[i];
-        int w, h;
-
-        snprintf(r->name, sizeof(r->name), "%.*s", IMAGE_VARIANT_NAME_MAX - 1,
-                 opts->variants[i].name);
-        image_variant_size(info_out->width, info_out->height, opts->variants[i].width, &w, &h);
-        err = variant_make(master, w, h, &job, r, msg, msglen);
-        if (err != RZ_OK)
-            goto fail;
-    }
+    err = make_all(&p, header, data, len, &job, info_out, results_out, msg, msglen);
+    if (err != RZ_OK)
+        goto fail;
     pipe_free(&p);
     return RZ_OK;
 fail:
-    image_results_free(results_out, opts->nvariants);
+    image_results_free(results_out, image_results_max(opts));
+    info_out->nresults = 0;
     pipe_free(&p);
     return err;
 }

@@ -35,30 +35,51 @@ enum image_output {
 
 #define IMAGE_VARIANT_NAME_MAX 32
 #define IMAGE_MAX_VARIANTS 8
+#define IMAGE_MAX_OUTPUTS 5           /* same, jpeg, webp, avif, png */
+#define IMAGE_BLURHASH_MAX 168        /* BLURHASH_MAX_LEN: 9x9 components */
+
+/* How a variant fits its box (VARIANTS "name:WxH:fit"). */
+enum image_fit {
+    IMAGE_FIT_INSIDE = 0, /* within the box, aspect kept, never upscaled */
+    IMAGE_FIT_COVER,      /* exactly the box, cropped where libvips' attention
+                           * strategy finds the subject */
+};
 
 struct image_variant_spec {
     char name[IMAGE_VARIANT_NAME_MAX]; /* "desktop"; also the key prefix */
-    int width;                         /* target width in pixels, > 0 */
+    int width;                         /* box width in pixels, > 0 */
+    int height;                        /* box height; 0: any (width only) */
+    enum image_fit fit;                /* COVER needs a height */
 };
 
 /* Borrowed by image_make_variants for the duration of the call. */
 struct image_opts {
     const struct image_variant_spec *variants;
     size_t nvariants;                 /* 1..IMAGE_MAX_VARIANTS */
-    enum image_output output;
+    enum image_output outputs[IMAGE_MAX_OUTPUTS]; /* every variant in each */
+    size_t noutputs;                  /* 1..IMAGE_MAX_OUTPUTS */
     int jpeg_quality;                 /* 1..100 */
+    int webp_quality;                 /* 1..100 */
+    int avif_quality;                 /* 1..100, libheif's scale */
+    int avif_effort;                  /* 0..9: CPU spent for fewer bytes */
+    int blurhash_x;                   /* components, 1..9; 0 for no placeholder */
+    int blurhash_y;
     uint64_t max_pixels;              /* width * height * pages limit */
     const char *watermark_text;       /* NULL or "" for none */
     const void *watermark_png;        /* NULL for none; PNG bytes */
     size_t watermark_png_len;
 };
 
-/* What the header of the source says. */
+/* What the header of the source says; the placeholder fields are set by
+ * image_make_variants only (empty strings otherwise). */
 struct image_info {
     enum image_format format;
     int width;    /* after EXIF orientation */
     int height;
     int pages;    /* frames for GIF/WebP, 1 otherwise */
+    size_t nresults;                  /* results image_make_variants wrote */
+    char blurhash[IMAGE_BLURHASH_MAX];
+    char dominant[8];                 /* "#rrggbb" */
 };
 
 /* One encoded variant; data is malloc'd and owned by the struct. */
@@ -87,9 +108,16 @@ enum image_format image_sniff(const void *data, size_t len);
 enum rz_err image_probe(const void *data, size_t len, uint64_t max_pixels,
                         struct image_info *info_out, char *msg, size_t msglen);
 
-/* Makes opts->nvariants variants of the image in data, in the order of
- * opts->variants, into results_out (an array of opts->nvariants entries,
- * to be released with image_results_free). Fills info_out from the header.
+/* The most results one call can write: nvariants x noutputs. */
+size_t image_results_max(const struct image_opts *opts);
+
+/* Makes every variant of the image in data in every output format, into
+ * results_out (an array of image_results_max(opts) entries, to be released
+ * with image_results_free): variant by variant in the order of
+ * opts->variants, and for each the distinct formats the outputs give for
+ * this input, in their order (info_out->nresults in all). Fills info_out
+ * from the header, plus the BlurHash and dominant colour of the image,
+ * taken from the decoded master (no second decode).
  * Errors: RZ_EUNSUPPORTED, RZ_EPIXELS, RZ_ECORRUPT, RZ_ENOMEM, RZ_EINTERNAL;
  * RZ_EINVAL if opts are out of range or watermark_png is not a readable PNG;
  * on error nothing is left allocated in results_out and msg says why. */

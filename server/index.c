@@ -140,10 +140,7 @@ void index_entry_cleanup(struct index_entry *e)
     free(e->sequencer);
     free(e->error_message);
     free(e->uploader);
-    for (size_t i = 0; i < e->nvariants; i++) {
-        free(e->variants[i].key);
-        free(e->variants[i].content_type);
-    }
+    index_output_cleanup(e);
     memset(e, 0, sizeof(*e));
 }
 
@@ -154,8 +151,7 @@ enum rz_err index_entry_copy(struct index_entry *dst, const struct index_entry *
     *dst = *src;
     dst->bucket = dst->key = dst->filename = dst->content_type = NULL;
     dst->etag = dst->sequencer = dst->error_message = dst->uploader = NULL;
-    for (size_t i = 0; i < src->nvariants; i++)
-        dst->variants[i].key = dst->variants[i].content_type = NULL;
+    err = index_output_copy(dst, src);
     if (err == RZ_OK)
         err = index_strdup(&dst->bucket, src->bucket);
     if (err == RZ_OK)
@@ -172,11 +168,6 @@ enum rz_err index_entry_copy(struct index_entry *dst, const struct index_entry *
         err = index_strdup(&dst->error_message, src->error_message);
     if (err == RZ_OK)
         err = index_strdup(&dst->uploader, src->uploader);
-    for (size_t i = 0; i < src->nvariants && err == RZ_OK; i++) {
-        err = index_strdup(&dst->variants[i].key, src->variants[i].key);
-        if (err == RZ_OK)
-            err = index_strdup(&dst->variants[i].content_type, src->variants[i].content_type);
-    }
     if (err != RZ_OK)
         index_entry_cleanup(dst);
     return err;

@@ -33,6 +33,16 @@ enum index_state {
     INDEX_NSTATES,
 };
 
+/* One stored file of a variant: the same pixels in one format. */
+struct index_file {
+    enum image_format format;
+    char *key;
+    uint64_t bytes;
+};
+
+/* A variant; key, content_type and bytes are those of its first file
+ * (the first of OUTPUT_FORMATS), so a client that knows one format finds
+ * it where it always was. */
 struct index_variant {
     char name[IMAGE_VARIANT_NAME_MAX];
     char *key;
@@ -40,6 +50,8 @@ struct index_variant {
     int width;
     int height;
     uint64_t bytes;
+    struct index_file *files; /* every stored format; NULL with nfiles 0 */
+    size_t nfiles;
 };
 
 /* A status record. Strings are owned by the entry (NULL when unknown). */
@@ -58,6 +70,8 @@ struct index_entry {
     int height;
     struct index_variant variants[IMAGE_MAX_VARIANTS];
     size_t nvariants;
+    char *blurhash;          /* placeholder of a done image; NULL before */
+    char dominant[8];        /* "#rrggbb"; "" before */
     char error_code[INDEX_CODE_MAX];  /* "" when none */
     char *error_message;
     int attempts;
@@ -144,6 +158,40 @@ enum rz_err index_entry_copy(struct index_entry *dst, const struct index_entry *
 
 /* Frees the strings of e; safe on a zeroed entry. */
 void index_entry_cleanup(struct index_entry *e);
+
+/* The variants and placeholders of a record (index_output.c). Frees them
+ * and leaves none; safe on a zeroed entry. */
+void index_output_cleanup(struct index_entry *e);
+
+/* Deep-copies src's variants and placeholders into dst, which holds a
+ * shallow copy of src: dst's pointers are replaced first, so on RZ_ENOMEM
+ * dst owns only what was copied (index_output_cleanup frees it). */
+enum rz_err index_output_copy(struct index_entry *dst, const struct index_entry *src);
+
+/* Borrowed views of a job's results as variants: results[0..n) (variant by
+ * variant, each variant's formats together, as image_make_variants orders
+ * them) and their keys into vars_out (IMAGE_MAX_VARIANTS entries), whose
+ * files point into files_out (IMAGE_MAX_VARIANTS * IMAGE_MAX_OUTPUTS).
+ * Names, keys and content types are borrowed. Returns the variant count. */
+size_t index_output_view(const struct image_result *results, char *const *keys, size_t n,
+                         struct index_variant *vars_out, struct index_file *files_out);
+
+/* Replaces e's variants with deep copies of vars[0..n) (files included)
+ * and its placeholders with info's (NULL: none). RZ_ENOMEM leaves e with
+ * none. */
+enum rz_err index_output_take(struct index_entry *e, const struct index_variant *vars, size_t n,
+                              const struct image_info *info);
+
+/* Replaces e's variants and placeholders with what a job made: results
+ * (n of them, variant by variant, each variant's formats together, as
+ * image_make_variants orders them), their keys (keys[i] for results[i])
+ * and info's BlurHash and dominant colour. RZ_ENOMEM leaves e with none. */
+enum rz_err index_output_set(struct index_entry *e, const struct image_result *results,
+                             char *const *keys, size_t n, const struct image_info *info);
+
+/* The file of variant v in format f, or NULL. Records written before
+ * files were listed have one file, the variant's own key. */
+const struct index_file *index_variant_file(const struct index_variant *v, enum image_format f);
 
 /* "pending", "queued", ...; NULL-safe. -1 from parse for unknown names. */
 const char *index_state_name(enum index_state s);

@@ -6,6 +6,7 @@
 #include "timefmt.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -74,6 +75,23 @@ static json_t *index_json_source(const struct index_entry *e)
     return src;
 }
 
+static json_t *index_json_files(const struct index_variant *v)
+{
+    json_t *arr = json_array();
+
+    for (size_t k = 0; k < v->nfiles; k++) {
+        const struct index_file *f = &v->files[k];
+
+        json_array_append_new(arr, json_pack("{s:s,s:o,s:s,s:i,s:i,s:I}", "format",
+                                             image_format_name(f->format), "key",
+                                             index_json_str(f->key), "content_type",
+                                             image_format_mime(f->format), "width", v->width,
+                                             "height", v->height, "bytes",
+                                             (json_int_t)f->bytes));
+    }
+    return arr;
+}
+
 static json_t *index_json_variants(const struct index_entry *e)
 {
     json_t *arr = json_array();
@@ -81,13 +99,27 @@ static json_t *index_json_variants(const struct index_entry *e)
     for (size_t i = 0; i < e->nvariants; i++) {
         const struct index_variant *v = &e->variants[i];
 
-        json_array_append_new(arr, json_pack("{s:s,s:o,s:o,s:i,s:i,s:I}", "name", v->name, "key",
-                                             index_json_str(v->key), "content_type",
+        json_array_append_new(arr, json_pack("{s:s,s:o,s:o,s:i,s:i,s:I,s:o}", "name", v->name,
+                                             "key", index_json_str(v->key), "content_type",
                                              index_json_str(v->content_type), "width", v->width,
                                              "height", v->height, "bytes",
-                                             (json_int_t)v->bytes));
+                                             (json_int_t)v->bytes, "files",
+                                             index_json_files(v)));
     }
     return arr;
+}
+
+/* Paints before the picture loads: null until the image is done. The
+ * aspect ratio (width / height, upright) sizes the box before either. */
+static json_t *index_json_placeholder(const struct index_entry *e)
+{
+    if (!e->blurhash && !e->dominant[0])
+        return json_null();
+    return json_pack("{s:o,s:o,s:o}", "blurhash", index_json_str(e->blurhash), "dominant_color",
+                     e->dominant[0] ? json_string(e->dominant) : json_null(), "aspect_ratio",
+                     e->width > 0 && e->height > 0
+                         ? json_real(round((double)e->width / e->height * 10000) / 10000)
+                         : json_null());
 }
 
 json_t *index_entry_to_json(const struct index_entry *e)
@@ -101,6 +133,7 @@ json_t *index_entry_to_json(const struct index_entry *e)
     json_object_set_new(j, "uploader", index_json_str(e->uploader));
     json_object_set_new(j, "source", index_json_source(e));
     json_object_set_new(j, "variants", index_json_variants(e));
+    json_object_set_new(j, "placeholder", index_json_placeholder(e));
     if (e->error_code[0])
         json_object_set_new(j, "error", json_pack("{s:s,s:o}", "code", e->error_code, "message",
                                                   index_json_str(e->error_message)));
@@ -211,6 +244,58 @@ static enum rz_err index_json_take_source(const json_t *src, struct index_entry 
     return err;
 }
 
+static enum image_format index_json_format(const char *name)
+{
+    for (int f = IMAGE_FORMAT_JPEG; name && f <= IMAGE_FORMAT_HEIF; f++) {
+        if (strcmp(name, image_format_name((enum image_format)f)) == 0)
+            return (enum image_format)f;
+    }
+    return IMAGE_FORMAT_UNKNOWN;
+}
+
+/* A record written before variants listed their files has one: the
+ * variant's own key, in the format its Content-Type names. */
+static enum rz_err index_json_take_files(const json_t *arr, struct index_variant *iv)
+{
+    size_t k;
+    const json_t *f;
+    enum rz_err err = RZ_OK;
+    size_t n = json_is_array(arr) ? json_array_size(arr) : 1;
+
+    if (arr && (!json_is_array(arr) || n > IMAGE_MAX_OUTPUTS))
+        return RZ_EINVAL;
+    if (!arr && (!iv->key || image_format_from_mime(iv->content_type) == IMAGE_FORMAT_UNKNOWN))
+        return RZ_OK; /* nothing to serve by format */
+    iv->files = calloc(n ? n : 1, sizeof(*iv->files));
+    if (!iv->files)
+        return RZ_ENOMEM;
+    if (!arr) {
+        iv->files[0].format = image_format_from_mime(iv->content_type);
+        iv->files[0].bytes = iv->bytes;
+        iv->nfiles = 1;
+        iv->files[0].key = strdup(iv->key);
+        return iv->files[0].key ? RZ_OK : RZ_ENOMEM;
+    }
+    json_array_foreach(arr, k, f) {
+        struct index_file *file = &iv->files[k];
+
+        file->format = index_json_format(json_string_value(json_object_get(f, "format")));
+        if (file->format == IMAGE_FORMAT_UNKNOWN)
+            return RZ_EINVAL;
+        iv->nfiles = k + 1;
+        err = index_json_take_str(f, "key", &file->key);
+        if (err != RZ_OK)
+            return err;
+        /* the same rule as the variant's own key: <name>/... only */
+        if (!file->key || !index_json_key_ok(file->key) ||
+            strncmp(file->key, iv->name, strlen(iv->name)) != 0 ||
+            file->key[strlen(iv->name)] != '/' || index_json_bytes(f, "bytes") < 0)
+            return RZ_EINVAL;
+        file->bytes = (uint64_t)index_json_bytes(f, "bytes");
+    }
+    return RZ_OK;
+}
+
 static enum rz_err index_json_take_variants(const json_t *arr, struct index_entry *out)
 {
     size_t i;
@@ -246,8 +331,50 @@ static enum rz_err index_json_take_variants(const json_t *arr, struct index_entr
         iv->width = index_json_int(v, "width");
         iv->height = index_json_int(v, "height");
         iv->bytes = (uint64_t)bytes;
+        if (err == RZ_OK)
+            err = index_json_take_files(json_object_get(v, "files"), iv);
+        if (err != RZ_OK)
+            return err;
     }
     return RZ_OK;
+}
+
+static int index_json_is_colour(const char *s)
+{
+    return s && strlen(s) == 7 && s[0] == '#' && strspn(s + 1, "0123456789abcdef") == 6;
+}
+
+/* A BlurHash is base83 and its length follows from its size flag. */
+static int index_json_is_blurhash(const char *s)
+{
+    static const char digits[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                 "#$%*+,-.:;=?@[]^_{|}~";
+    const char *flag = s ? strchr(digits, s[0]) : NULL;
+    size_t n;
+
+    if (!flag || !s[0])
+        return 0;
+    n = (size_t)(flag - digits);
+    return n < 81 && strlen(s) == 4 + 2 * ((n % 9 + 1) * (n / 9 + 1)) &&
+           strspn(s, digits) == strlen(s);
+}
+
+static enum rz_err index_json_take_placeholder(const json_t *p, struct index_entry *out)
+{
+    const char *hash = json_string_value(json_object_get(p, "blurhash"));
+    const char *colour = json_string_value(json_object_get(p, "dominant_color"));
+
+    if (!p || json_is_null(p))
+        return RZ_OK;
+    if (!json_is_object(p) || (hash && !index_json_is_blurhash(hash)) ||
+        (colour && !index_json_is_colour(colour)))
+        return RZ_EINVAL;
+    if (colour)
+        memcpy(out->dominant, colour, 8);
+    if (!hash)
+        return RZ_OK;
+    out->blurhash = strdup(hash);
+    return out->blurhash ? RZ_OK : RZ_ENOMEM;
 }
 
 static enum rz_err index_json_take_error(const json_t *err_obj, struct index_entry *out)
@@ -279,6 +406,8 @@ enum rz_err index_entry_from_json(const json_t *j, struct index_entry *out)
         err = index_json_take_source(json_object_get(j, "source"), out);
     if (err == RZ_OK)
         err = index_json_take_variants(json_object_get(j, "variants"), out);
+    if (err == RZ_OK)
+        err = index_json_take_placeholder(json_object_get(j, "placeholder"), out);
     if (err == RZ_OK)
         err = index_json_take_error(json_object_get(j, "error"), out);
     if (err != RZ_OK)

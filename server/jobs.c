@@ -321,11 +321,11 @@ static void jobs_process(struct jobs_worker *w, const struct status_task *t, str
         o->bytes = obj.len;
         o->etag = obj.etag;
         obj.etag = NULL;
-        o->n = j->image.nvariants;
-        o->results = calloc(o->n, sizeof(*o->results));
+        o->results = calloc(image_results_max(&j->image), sizeof(*o->results));
         o->err = o->results ? image_make_variants(obj.data, obj.len, &j->image, &o->info,
                                                   o->results, o->msg, sizeof(o->msg))
                             : RZ_ENOMEM;
+        o->n = o->info.nresults; /* every variant in each distinct format */
     }
     s3_object_cleanup(&obj);
     if (o->err == RZ_OK)
@@ -357,25 +357,17 @@ static const char *jobs_client_message(const struct jobs_outcome *o)
     }
 }
 
-/* The outcome as the status module takes it; variants borrow from o. */
+/* The outcome as the status module takes it; variants (each with its
+ * files, one per format) borrow from o. */
 static void jobs_outcome_view(const struct jobs_outcome *o, struct index_variant *vars,
-                              struct status_outcome *view)
+                              struct index_file *files, struct status_outcome *view)
 {
     size_t n = o->err == RZ_OK ? o->n : 0;
 
-    for (size_t i = 0; i < n; i++) {
-        const struct image_result *r = &o->results[i];
-
-        memset(&vars[i], 0, sizeof(vars[i]));
-        snprintf(vars[i].name, sizeof(vars[i].name), "%s", r->name);
-        vars[i].key = o->keys[i];
-        vars[i].content_type = (char *)image_format_mime(r->format);
-        vars[i].width = r->width;
-        vars[i].height = r->height;
-        vars[i].bytes = r->len;
-    }
-    *view = (struct status_outcome){o->err, jobs_client_message(o), o->bytes, o->etag, o->real_key,
-                                    o->err == RZ_OK ? &o->info : NULL, vars, n};
+    *view = (struct status_outcome){o->err, jobs_client_message(o), o->bytes, o->etag,
+                                    o->real_key, o->err == RZ_OK ? &o->info : NULL, vars,
+                                    n ? index_output_view(o->results, o->keys, n, vars, files)
+                                      : 0};
 }
 
 /* Writes the status record under both of its keys, so any replica can
@@ -463,6 +455,7 @@ static void jobs_run(struct jobs_worker *w, const char *id)
     struct status_task t = {0};
     struct jobs_outcome o = {0};
     struct index_variant vars[IMAGE_MAX_VARIANTS];
+    struct index_file files[IMAGE_MAX_VARIANTS * IMAGE_MAX_OUTPUTS];
     struct status_outcome view;
     struct index_entry final = {0};
     int64_t start = jobs_now_ms();
@@ -473,7 +466,7 @@ static void jobs_run(struct jobs_worker *w, const char *id)
     if (status_begin(j->opts.status, id, start, &t) != RZ_OK)
         return; /* another replica's now, or gone: nothing to do */
     jobs_process(w, &t, &o);
-    jobs_outcome_view(&o, vars, &view);
+    jobs_outcome_view(&o, vars, files, &view);
     err = status_finish(j->opts.status, id, &view, jobs_now_ms(), &final, &again);
     secs = (double)(jobs_now_ms() - start) / 1000.0;
     jobs_count(j, &o, secs);
@@ -564,18 +557,6 @@ static enum rz_err jobs_metrics_register(struct jobs *j)
     return err;
 }
 
-static void jobs_image_opts(struct jobs *j)
-{
-    const struct config *c = j->opts.cfg;
-
-    j->image = (struct image_opts){
-        .variants = c->variants, .nvariants = c->nvariants, .output = c->output_format,
-        .jpeg_quality = (int)c->jpeg_quality, .max_pixels = c->max_pixels,
-        .watermark_text = c->watermark_text, .watermark_png = c->watermark_png,
-        .watermark_png_len = c->watermark_png_len,
-    };
-}
-
 static enum rz_err jobs_start_workers(struct jobs *j)
 {
     j->workers = calloc(j->opts.workers, sizeof(*j->workers));
@@ -606,7 +587,7 @@ enum rz_err jobs_new(const struct jobs_opts *opts, struct jobs **out)
     pthread_mutex_init(&j->lock, NULL);
     pthread_cond_init(&j->work, NULL);
     pthread_cond_init(&j->idle, NULL);
-    jobs_image_opts(j);
+    config_image_opts(j->opts.cfg, &j->image);
     j->ring = calloc(opts->queue_size, sizeof(*j->ring));
     if (!j->ring)
         goto fail;

@@ -538,11 +538,7 @@ struct status_finish_arg {
 
 static void status_clear_variants(struct index_entry *e)
 {
-    for (size_t i = 0; i < e->nvariants; i++) {
-        free(e->variants[i].key);
-        free(e->variants[i].content_type);
-    }
-    e->nvariants = 0;
+    index_output_cleanup(e); /* the variants, their files and placeholders */
 }
 
 static enum rz_err status_set_done(struct index_entry *e, const struct status_outcome *o)
@@ -558,16 +554,8 @@ static enum rz_err status_set_done(struct index_entry *e, const struct status_ou
         e->width = o->info->width;
         e->height = o->info->height;
     }
-    for (size_t i = 0; i < o->nvariants && i < IMAGE_MAX_VARIANTS && err == RZ_OK; i++) {
-        struct index_variant *v = &e->variants[i];
-
-        *v = o->variants[i];
-        v->key = v->key ? strdup(v->key) : NULL;
-        v->content_type = v->content_type ? strdup(v->content_type) : NULL;
-        e->nvariants = i + 1;
-        if ((o->variants[i].key && !v->key) || (o->variants[i].content_type && !v->content_type))
-            err = RZ_ENOMEM;
-    }
+    if (err == RZ_OK)
+        err = index_output_take(e, o->variants, o->nvariants, o->info);
     return err;
 }
 

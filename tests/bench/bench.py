@@ -2,7 +2,8 @@
 """bench.py - the measurements behind tests/bench/run (which installs, builds, then runs this).
 
 Usage: bench.py --build DIR [--runs N] [--repeat N] [--e2e-images N] [--latency-samples N]
-                [--http-seconds S] [--connections C] [--only images,e2e,http] [--out FILE]
+                [--http-seconds S] [--connections C] [--only images,e2e,http,formats]
+                [--out FILE]
 
 1. corpus   DIR/../bench-corpus: a real photograph (Kleiber_by_Lukas_Baubkus.jpg from Debian's
             lomiri-wallpapers-20.04) scaled to 12 MP and 48 MP JPEG (Q90), a 3000x3000 PNG with
@@ -17,6 +18,9 @@ Usage: bench.py --build DIR [--runs N] [--repeat N] [--e2e-images N] [--latency-
             resizer (WORKERS = nproc): a burst of N 12 MP uploads' events, then N one at a time.
 4. http     wrk on loopback against /healthz, POST /v1/uploads, POST /v1/events, and nginx
             answering a static 200 on the same machine.
+5. formats  the 12 MP JPEG's three default variants as JPEG, WebP and AVIF at the default
+            qualities: CPU of the JPEG-only path, of all three, of each variant and format
+            alone; bytes and SSIM against the unencoded resize (issue 16's targets).
 Writes --out (RESULTS.md) with every figure, and DIR/../bench-results.json with the raw data.
 Debian's /usr/bin/python3 with python3-pil and python3-botocore only."""
 
@@ -63,8 +67,12 @@ CASE_TITLE = {
     'resizer': 'resizer pipeline (image_make_variants)',
 }
 # Variables the drivers would read; the benchmark runs the service's defaults.
-SCRUB_ENV = ('VARIANTS', 'OUTPUT_FORMAT', 'JPEG_QUALITY', 'MAX_PIXELS', 'WATERMARK_TEXT',
+SCRUB_ENV = ('VARIANTS', 'OUTPUT_FORMAT', 'OUTPUT_FORMATS', 'JPEG_QUALITY', 'WEBP_QUALITY',
+             'AVIF_QUALITY', 'AVIF_EFFORT', 'BLURHASH_COMPONENTS', 'MAX_PIXELS', 'WATERMARK_TEXT',
              'WATERMARK_IMAGE')
+# Issue 16: every default variant in each web format, at the service's default qualities.
+WEB_FORMATS = ('jpeg', 'webp', 'avif')
+DEFAULT_VARIANTS = (('desktop', 1920), ('tablet', 1024), ('phone', 640))
 
 
 def log(msg):
@@ -245,6 +253,100 @@ def measure_images(build, cdir, outroot, runs, repeat):
             'bytes': sum(v['bytes'] for v in xs[-1]['variants']),
         }
     return {'summary': summary, 'baseline': baselines, 'runs': runs, 'repeat': repeat}
+
+
+# -- formats (issue 16) ---------------------------------------------------------------------------
+
+def pipeline_cpu(build, path, runs, repeat, env, ssim=False):
+    """Median warm CPU of image_make_variants over runs processes, and the last run's
+    variants (bytes, and SSIM with ssim)."""
+    argv = [os.path.join(build, 'pipeline_bench'), '-n', str(repeat)] + (['-s'] if ssim else [])
+    cpus, last = [], None
+    for _ in range(runs):
+        last, _ru = run_child(argv + [path], dict(child_env('resizer'), **env))
+        cpus.append(last.get('cpu_warm', last['cpu']))
+    return median(cpus), last['variants']
+
+
+def measure_formats(build, cdir, runs, repeat):
+    """For the 12 MP JPEG: the JPEG-only path and all three formats of the three default
+    variants (CPU of the call), each format alone, and each variant in each format alone (decode
+    included); bytes and SSIM of every file against the unencoded resize."""
+    path = os.path.join(cdir, '12mp.jpg')
+    out = {'single': {}, 'each': {}}
+    log('formats: JPEG only, all three, and each alone')
+    out['jpeg_only'], _ = pipeline_cpu(build, path, runs, repeat, {'OUTPUT_FORMATS': 'jpeg'})
+    out['all'], out['files'] = pipeline_cpu(build, path, runs, repeat,
+                                            {'OUTPUT_FORMATS': ','.join(WEB_FORMATS)}, ssim=True)
+    for fmt in WEB_FORMATS:
+        out['single'][fmt], _ = pipeline_cpu(build, path, runs, repeat, {'OUTPUT_FORMATS': fmt})
+        for name, width in DEFAULT_VARIANTS:
+            out['each']['%s|%s' % (name, fmt)], _ = pipeline_cpu(
+                build, path, runs, repeat,
+                {'OUTPUT_FORMATS': fmt, 'VARIANTS': '%s:%d' % (name, width)})
+    return out
+
+
+def formats_targets(f):
+    """(what, figure, ok) of issue 16's targets."""
+    files = {(v['name'], v['format']): v for v in f['files']}
+    total = {fmt: sum(v['bytes'] for (n, x), v in files.items() if x == fmt)
+             for fmt in WEB_FORMATS}
+    ratio = f['all'] / f['jpeg_only']
+    rows = [('all three formats of the three variants within 2.5x the CPU of the JPEG-only path',
+             '%.3f s vs %.3f s: %.2fx' % (f['all'], f['jpeg_only'], ratio), ratio <= 2.5)]
+    for fmt, limit in (('avif', 0.5), ('webp', 0.75)):
+        r = total[fmt] / total['jpeg']
+        worst = max(files[(n, 'jpeg')]['ssim'] - files[(n, fmt)]['ssim']
+                    for n, _ in DEFAULT_VARIANTS)
+        rows.append(('%s at most %d%% of JPEG\'s bytes' % (fmt.upper(), limit * 100),
+                     '%d / %d bytes: %.0f%%' % (total[fmt], total['jpeg'], r * 100), r <= limit))
+        rows.append(('%s within 0.01 SSIM of JPEG\'s, every variant' % fmt.upper(),
+                     'largest gap %.4f' % worst, worst <= 0.01))
+    return rows
+
+
+def formats_section(res):
+    f = res['formats']
+    files = {(v['name'], v['format']): v for v in f['files']}
+    out = ['', '## Formats (issue 16)', '',
+           'The 12 MP JPEG (%s), the three default variants, each format at the service\'s '
+           'default (JPEG_QUALITY 85; WEBP_QUALITY 85, effort 1; AVIF_QUALITY 64, '
+           'AVIF_EFFORT 0). CPU: image_make_variants in-process (pipeline_bench), warm, median '
+           'of %d processes; "alone" is one variant in one format, its decode included. SSIM: '
+           'luma, 11x11 Gaussian window, against the source decoded whole and resized to the '
+           'variant\'s size in one Lanczos3 step, unencoded (pipeline_bench -s).'
+           % (IMAGES[0][2], res['formats_runs']), '',
+           '| variant | format | bytes | vs JPEG | SSIM | CPU alone |', '|---|---|---|---|---|---|']
+    for name, _ in DEFAULT_VARIANTS:
+        for fmt in WEB_FORMATS:
+            v = files[(name, fmt)]
+            out.append('| %s %dx%d | %s | %d | %.0f%% | %.4f | %.3f s |'
+                       % (name, v['width'], v['height'], fmt, v['bytes'],
+                          100.0 * v['bytes'] / files[(name, 'jpeg')]['bytes'], v['ssim'],
+                          f['each']['%s|%s' % (name, fmt)]))
+    out += ['', '| path (three variants) | CPU |', '|---|---|',
+            '| JPEG only (OUTPUT_FORMATS=jpeg) | %.3f s |' % f['jpeg_only']]
+    out += ['| %s only | %.3f s |' % (fmt, f['single'][fmt]) for fmt in WEB_FORMATS[1:]]
+    out += ['| jpeg,webp,avif (one decode) | %.3f s |' % f['all'], '',
+            '| target | figure | met |', '|---|---|---|']
+    out += ['| %s | %s | %s |' % (t, fig, mark(ok)) for t, fig, ok in formats_targets(f)]
+    return out
+
+
+def splice_section(path, lines, title):
+    """Replaces the section starting at the line `title` in path (to the next "## ") with
+    lines, or appends them."""
+    text = open(path).read().split('\n') if os.path.exists(path) else []
+    try:
+        start = text.index(title)
+        end = next((i for i in range(start + 1, len(text)) if text[i].startswith('## ')),
+                   len(text))
+        text = text[:start - 1] + lines + [''] + text[end:]
+    except ValueError:
+        text = text + lines
+    with open(path, 'w') as f:
+        f.write('\n'.join(text).rstrip('\n') + '\n')
 
 
 # -- quality --------------------------------------------------------------------------------
@@ -842,6 +944,8 @@ def write_report(path, res, args):
         out += e2e_section(res)
     if res.get('http'):
         out += http_section(res)
+    if res.get('formats'):
+        out += formats_section(res)
     out += ['', '## What each case is', '',
             '- **Pillow reference**: tests/bench/pillow_resize.py `reference` — open, '
             'ImageOps.exif_transpose, then per width copy() + thumbnail((w, huge)) (bicubic, '
@@ -875,8 +979,9 @@ def main():
     ap.add_argument('--latency-samples', type=int, default=5)
     ap.add_argument('--http-seconds', type=int, default=10)
     ap.add_argument('--connections', type=int, default=16)
-    ap.add_argument('--only', default='images,e2e,http', help='a subset: RESULTS.md is then '
-                    'written only with an explicit --out')
+    ap.add_argument('--only', default='images,e2e,http,formats',
+                    help='a subset: RESULTS.md is then written only with an explicit --out; '
+                    '--only formats alone refreshes its section of RESULTS.md')
     ap.add_argument('--out', default=None)
     ap.add_argument('--cmdline', default='tests/bench/run')
     args = ap.parse_args()
@@ -900,6 +1005,9 @@ def main():
         res['e2e'] = run_e2e(args.build, cdir, args.e2e_images, args.latency_samples)
     if 'http' in parts:
         res['http'] = run_http(args.build, root, args.http_seconds, args.connections)
+    if 'formats' in parts:
+        res['formats_runs'] = args.runs
+        res['formats'] = measure_formats(args.build, cdir, args.runs, args.repeat)
     res['seconds'] = time.monotonic() - started
     res['machine']['loadavg_end'] = os.getloadavg()
     with open(os.path.join(root, 'bench-results.json'), 'w') as f:
@@ -909,6 +1017,12 @@ def main():
     if out:
         write_report(out, res, args)
         log('wrote %s in %.0f s' % (out, res['seconds']))
+    elif parts == {'formats'}:
+        splice_section(os.path.join(HERE, 'RESULTS.md'), formats_section(res),
+                       '## Formats (issue 16)')
+        for t, fig, ok in formats_targets(res['formats']):
+            log('formats: %s: %s: %s' % (t, fig, 'met' if ok else 'MISSED'))
+        log('updated the Formats section of tests/bench/RESULTS.md')
     else:
         log('partial run (--only): no report; raw data in %s/bench-results.json' % root)
     return 0

@@ -6,7 +6,7 @@
  * Does what a worker does with a downloaded object, without S3: image_init,
  * then image_make_variants over the file's bytes with the image_opts a
  * worker builds from the configuration (server/jobs.c). The configuration
- * comes from config_load, so VARIANTS, OUTPUT_FORMAT, JPEG_QUALITY and
+ * comes from config_load, so VARIANTS, OUTPUT_FORMATS, the qualities and
  * MAX_PIXELS are the service's defaults unless set in the environment; the
  * variables config_load requires but images never read get placeholders.
  * Makes the variants N times (default 1), timing each call alone (CPU of
@@ -16,6 +16,9 @@
  *   {"cpu":0.123,"wall":0.130,"cpu_warm":0.101,"wall_warm":0.104,
  *    "variants":[{"name":"desktop","format":"jpeg","width":1920,...}]}
  * With OUTDIR, writes OUTDIR/<name>.<ext> of the last call afterwards.
+ * With -s, each result gets "ssim": mean SSIM (luma, 11x11 Gaussian window)
+ * against the source decoded whole and resized to the result's size in one
+ * Lanczos3 step, unencoded: what the pipeline and the encoder lost.
  * --baseline starts libvips and exits: its peak RSS is the process's fixed
  * cost. */
 #include <stdio.h>
@@ -27,6 +30,8 @@
 
 #include "server/config.h"
 #include "server/image.h"
+
+#include <vips/vips.h>
 
 #define BENCH_MAX_FILE (1024L * 1024 * 1024)
 #define BENCH_MAX_ENV 16
@@ -54,7 +59,8 @@ static void bench_clock_now(struct bench_clock *c)
 static enum rz_err bench_config(struct config *cfg)
 {
     static const char *const image_vars[] = {
-        "VARIANTS", "OUTPUT_FORMAT", "JPEG_QUALITY", "MAX_PIXELS",
+        "VARIANTS", "OUTPUT_FORMAT", "OUTPUT_FORMATS", "JPEG_QUALITY", "WEBP_QUALITY",
+        "AVIF_QUALITY", "AVIF_EFFORT", "BLURHASH_COMPONENTS", "MAX_PIXELS",
         "WATERMARK_TEXT", "WATERMARK_IMAGE", NULL,
     };
     static char lines[BENCH_MAX_ENV][1024];
@@ -80,17 +86,6 @@ static enum rz_err bench_config(struct config *cfg)
     if (err != RZ_OK)
         fprintf(stderr, "pipeline_bench: %s\n", msg);
     return err;
-}
-
-/* Exactly what jobs_image_opts() in server/jobs.c builds. */
-static void bench_image_opts(const struct config *c, struct image_opts *o)
-{
-    *o = (struct image_opts){
-        .variants = c->variants, .nvariants = c->nvariants, .output = c->output_format,
-        .jpeg_quality = (int)c->jpeg_quality, .max_pixels = c->max_pixels,
-        .watermark_text = c->watermark_text, .watermark_png = c->watermark_png,
-        .watermark_png_len = c->watermark_png_len,
-    };
 }
 
 /* Returns the file's bytes (the caller frees them) or NULL. */
@@ -151,8 +146,138 @@ static double bench_median(double *xs, int n)
     return n % 2 ? xs[n / 2] : (xs[n / 2 - 1] + xs[n / 2]) / 2;
 }
 
+/* ---- SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, on luma) ---- */
+
+#define BENCH_MAX_TMP 64
+
+struct bench_imgs {
+    VipsImage *v[BENCH_MAX_TMP];
+    int n;
+};
+
+/* Keeps *img for bench_imgs_free when rc is 0; returns it or NULL. A
+ * pointer, read after the call that set it has run. */
+static VipsImage *bench_keep(struct bench_imgs *k, int rc, VipsImage **img)
+{
+    if (rc != 0 || !*img || k->n == BENCH_MAX_TMP)
+        return NULL;
+    k->v[k->n++] = *img;
+    return *img;
+}
+
+static void bench_imgs_free(struct bench_imgs *k)
+{
+    for (int i = 0; i < k->n; i++)
+        g_object_unref(k->v[i]);
+    k->n = 0;
+}
+
+/* 8-bit sRGB (flattened on white) -> luma as float. */
+static VipsImage *bench_luma(struct bench_imgs *k, VipsImage *in)
+{
+    VipsImage *t = NULL;
+
+    if (in && vips_image_hasalpha(in)) {
+        VipsArrayDouble *white = vips_array_double_newv(1, 255.0);
+
+        in = bench_keep(k, vips_flatten(in, &t, "background", white, NULL), &t);
+        vips_area_unref(VIPS_AREA(white));
+    }
+    if (in)
+        in = bench_keep(k, vips_colourspace(in, &t, VIPS_INTERPRETATION_B_W, NULL), &t);
+    if (in)
+        in = bench_keep(k, vips_cast(in, &t, VIPS_FORMAT_FLOAT, NULL), &t);
+    return in;
+}
+
+static VipsImage *bench_blur(struct bench_imgs *k, VipsImage *in)
+{
+    VipsImage *t = NULL;
+
+    return in ? bench_keep(k, vips_gaussblur(in, &t, 1.5, "precision", VIPS_PRECISION_FLOAT,
+                                             "min_ampl", 0.01, NULL), &t)
+              : NULL;
+}
+
+static VipsImage *bench_op(struct bench_imgs *k, char op, VipsImage *a, VipsImage *b)
+{
+    VipsImage *t = NULL;
+    int rc = -1;
+
+    if (!a || !b)
+        return NULL;
+    if (op == '*')
+        rc = vips_multiply(a, b, &t, NULL);
+    else if (op == '-')
+        rc = vips_subtract(a, b, &t, NULL);
+    else if (op == '+')
+        rc = vips_add(a, b, &t, NULL);
+    else if (op == '/')
+        rc = vips_divide(a, b, &t, NULL);
+    return bench_keep(k, rc, &t);
+}
+
+static VipsImage *bench_lin(struct bench_imgs *k, VipsImage *in, double a, double b)
+{
+    VipsImage *t = NULL;
+
+    return in ? bench_keep(k, vips_linear1(in, &t, a, b, NULL), &t) : NULL;
+}
+
+/* Mean SSIM of x against y (same size, float luma); -1 on failure. */
+static double bench_ssim_luma(struct bench_imgs *k, VipsImage *x, VipsImage *y)
+{
+    const double c1 = (0.01 * 255) * (0.01 * 255), c2 = (0.03 * 255) * (0.03 * 255);
+    VipsImage *mx = bench_blur(k, x), *my = bench_blur(k, y);
+    VipsImage *mxx = bench_op(k, '*', mx, mx), *myy = bench_op(k, '*', my, my);
+    VipsImage *mxy = bench_op(k, '*', mx, my);
+    VipsImage *sxx = bench_op(k, '-', bench_blur(k, bench_op(k, '*', x, x)), mxx);
+    VipsImage *syy = bench_op(k, '-', bench_blur(k, bench_op(k, '*', y, y)), myy);
+    VipsImage *sxy = bench_op(k, '-', bench_blur(k, bench_op(k, '*', x, y)), mxy);
+    VipsImage *num = bench_op(k, '*', bench_lin(k, mxy, 2, c1), bench_lin(k, sxy, 2, c2));
+    VipsImage *den = bench_op(k, '*', bench_lin(k, bench_op(k, '+', mxx, myy), 1, c1),
+                              bench_lin(k, bench_op(k, '+', sxx, syy), 1, c2));
+    VipsImage *map = bench_op(k, '/', num, den);
+    double avg = -1;
+
+    if (!map || vips_avg(map, &avg, NULL) != 0)
+        return -1;
+    return avg;
+}
+
+/* SSIM of a result against the source resized to the result's size with
+ * Lanczos3 in one step from the full decode: what encoding lost. */
+static double bench_ssim(const void *src, size_t len, const struct image_result *r)
+{
+    struct bench_imgs k = { {0}, 0 };
+    VipsImage *t = NULL;
+    VipsImage *ref = vips_image_new_from_buffer(src, len, "", NULL);
+    VipsImage *got = vips_image_new_from_buffer(r->data, r->len, "", NULL);
+    double ssim = -1;
+
+    ref = bench_keep(&k, 0, &ref);
+    got = bench_keep(&k, 0, &got);
+    if (ref)
+        ref = bench_keep(&k, vips_autorot(ref, &t, NULL), &t);
+    if (ref)
+        ref = bench_keep(&k, vips_resize(ref, &t, (double)r->width / ref->Xsize, "vscale",
+                                         (double)r->height / ref->Ysize, NULL), &t);
+    /* vips_resize may round a side one pixel off: compare the overlap */
+    if (ref && got && abs(ref->Xsize - got->Xsize) <= 1 && abs(ref->Ysize - got->Ysize) <= 1) {
+        int w = VIPS_MIN(ref->Xsize, got->Xsize), h = VIPS_MIN(ref->Ysize, got->Ysize);
+
+        ref = bench_keep(&k, vips_extract_area(ref, &t, 0, 0, w, h, NULL), &t);
+        got = bench_keep(&k, vips_extract_area(got, &t, 0, 0, w, h, NULL), &t);
+        ssim = ref && got ? bench_ssim_luma(&k, bench_luma(&k, ref), bench_luma(&k, got)) : -1;
+    }
+    if (ssim < 0)
+        fprintf(stderr, "pipeline_bench: no SSIM for %s: %s\n", r->name, vips_error_buffer());
+    bench_imgs_free(&k);
+    return ssim;
+}
+
 static void bench_print(double *cpu, double *wall, int n, const struct image_result *rs,
-                        size_t nres)
+                        size_t nres, const double *ssim)
 {
     printf("{\"cpu\":%.6f,\"wall\":%.6f", cpu[0], wall[0]);
     if (n > 1)
@@ -160,16 +285,19 @@ static void bench_print(double *cpu, double *wall, int n, const struct image_res
                bench_median(wall + 1, n - 1));
     printf(",\"variants\":[");
     for (size_t i = 0; i < nres; i++)
-        printf("%s{\"name\":\"%s\",\"format\":\"%s\",\"width\":%d,\"height\":%d,\"bytes\":%zu}",
+        printf("%s{\"name\":\"%s\",\"format\":\"%s\",\"width\":%d,\"height\":%d,"
+               "\"bytes\":%zu,\"ssim\":%.5f}",
                i ? "," : "", rs[i].name, image_format_name(rs[i].format), rs[i].width,
-               rs[i].height, rs[i].len);
+               rs[i].height, rs[i].len, ssim ? ssim[i] : -1.0);
     printf("]}\n");
 }
 
 /* Reads FILE, makes the variants n times, reports; 0 on success. */
-static int bench_run(const struct config *cfg, const char *file, const char *outdir, int n)
+static int bench_run(const struct config *cfg, const char *file, const char *outdir, int n,
+                     int with_ssim)
 {
-    struct image_result rs[IMAGE_MAX_VARIANTS] = {0};
+    double ssim[IMAGE_MAX_VARIANTS * IMAGE_MAX_OUTPUTS];
+    struct image_result rs[IMAGE_MAX_VARIANTS * IMAGE_MAX_OUTPUTS] = {0};
     double cpu[BENCH_MAX_REPEAT], wall[BENCH_MAX_REPEAT];
     struct image_opts opts;
     struct image_info info;
@@ -182,11 +310,11 @@ static int bench_run(const struct config *cfg, const char *file, const char *out
         fprintf(stderr, "pipeline_bench: cannot read %s\n", file);
         return 1;
     }
-    bench_image_opts(cfg, &opts);
+    config_image_opts(cfg, &opts);
     for (int i = 0; i < n; i++) {
         struct bench_clock a, b;
 
-        image_results_free(rs, opts.nvariants);
+        image_results_free(rs, image_results_max(&opts));
         bench_clock_now(&a);
         if (image_make_variants(data, len, &opts, &info, rs, msg, sizeof(msg)) != RZ_OK) {
             fprintf(stderr, "pipeline_bench: %s: %s\n", file, msg);
@@ -196,21 +324,23 @@ static int bench_run(const struct config *cfg, const char *file, const char *out
         cpu[i] = b.cpu - a.cpu;
         wall[i] = b.wall - a.wall;
     }
-    if (outdir && bench_write(outdir, rs, opts.nvariants) != 0) {
+    if (outdir && bench_write(outdir, rs, info.nresults) != 0) {
         fprintf(stderr, "pipeline_bench: cannot write into %s\n", outdir);
         goto fail;
     }
-    bench_print(cpu, wall, n, rs, opts.nvariants);
+    for (size_t i = 0; with_ssim && i < info.nresults; i++)
+        ssim[i] = bench_ssim(data, len, &rs[i]);
+    bench_print(cpu, wall, n, rs, info.nresults, with_ssim ? ssim : NULL);
     rc = 0;
 fail:
-    image_results_free(rs, opts.nvariants);
+    image_results_free(rs, image_results_max(&opts));
     free(data);
     return rc;
 }
 
 static int bench_usage(const char *argv0)
 {
-    fprintf(stderr, "usage: %s [-n N] FILE [OUTDIR] | --baseline\n", argv0);
+    fprintf(stderr, "usage: %s [-s] [-n N] FILE [OUTDIR] | --baseline\n", argv0);
     return 2;
 }
 
@@ -219,11 +349,15 @@ int main(int argc, char **argv)
     struct config cfg = {0};
     int baseline = argc == 2 && strcmp(argv[1], "--baseline") == 0;
     long n = 1;
-    int opt, rc = 1;
+    int opt, rc = 1, with_ssim = 0;
 
-    while (!baseline && (opt = getopt(argc, argv, "n:")) != -1) {
+    while (!baseline && (opt = getopt(argc, argv, "sn:")) != -1) {
         char *end = NULL;
 
+        if (opt == 's') {
+            with_ssim = 1;
+            continue;
+        }
         n = opt == 'n' ? strtol(optarg, &end, 10) : 0;
         if (!end || *end || n < 1 || n > BENCH_MAX_REPEAT)
             return bench_usage(argv[0]);
@@ -240,7 +374,8 @@ int main(int argc, char **argv)
         printf("{\"cpu\":0,\"wall\":0,\"variants\":[]}\n");
         rc = 0;
     } else {
-        rc = bench_run(&cfg, argv[optind], argc - optind == 2 ? argv[optind + 1] : NULL, (int)n);
+        rc = bench_run(&cfg, argv[optind], argc - optind == 2 ? argv[optind + 1] : NULL, (int)n,
+                       with_ssim);
     }
     image_shutdown();
 done:

@@ -13,8 +13,9 @@
 #define MAKE_MAX_INPUT (64 * 1024)
 
 static const struct image_variant_spec variants[] = {
-    {"small", 64},
-    {"tiny", 32},
+    {"small", 64, 0, IMAGE_FIT_INSIDE},
+    {"tiny", 32, 0, IMAGE_FIT_INSIDE},
+    {"box", 24, 16, IMAGE_FIT_COVER},
 };
 #define NVARIANTS (sizeof(variants) / sizeof(variants[0]))
 
@@ -33,14 +34,18 @@ static void check_info(const struct image_info *info, enum image_format sniffed,
                max_pixels);
 }
 
-/* Each variant: never upscaled, in the format the setting asks for, and
- * bytes that sniff as that format. */
+/* Each variant: never upscaled (a cover variant: exactly its box), in the
+ * format the setting asks for, and bytes that sniff as that format. */
 static void check_result(const struct image_result *r, const struct image_variant_spec *v,
                          const struct image_info *info)
 {
     FUZZ_CHECK(strcmp(r->name, v->name) == 0);
-    FUZZ_CHECK(r->width > 0 && r->width <= v->width && r->width <= info->width);
-    FUZZ_CHECK(r->height > 0 && r->height <= info->height);
+    if (v->fit == IMAGE_FIT_COVER) {
+        FUZZ_CHECK(r->width == v->width && r->height == v->height);
+    } else {
+        FUZZ_CHECK(r->width > 0 && r->width <= v->width && r->width <= info->width);
+        FUZZ_CHECK(r->height > 0 && r->height <= info->height);
+    }
     FUZZ_CHECK(r->format == image_output_format(IMAGE_OUTPUT_SAME, info->format));
     FUZZ_CHECK(r->data && r->len > 0);
     FUZZ_CHECK(image_sniff(r->data, r->len) == r->format);
@@ -49,8 +54,9 @@ static void check_result(const struct image_result *r, const struct image_varian
 static void fuzz_make(const uint8_t *data, size_t size, enum image_format sniffed)
 {
     struct image_opts opts = {
-        .variants = variants, .nvariants = NVARIANTS, .output = IMAGE_OUTPUT_SAME,
-        .jpeg_quality = 80, .max_pixels = MAKE_MAX_PIXELS,
+        .variants = variants, .nvariants = NVARIANTS, .outputs = {IMAGE_OUTPUT_SAME},
+        .noutputs = 1, .jpeg_quality = 80, .webp_quality = 80, .avif_quality = 50,
+        .avif_effort = 0, .blurhash_x = 4, .blurhash_y = 3, .max_pixels = MAKE_MAX_PIXELS,
     };
     struct image_result results[NVARIANTS];
     struct image_info info;
@@ -65,6 +71,8 @@ static void fuzz_make(const uint8_t *data, size_t size, enum image_format sniffe
         return;
     }
     check_info(&info, sniffed, MAKE_MAX_PIXELS);
+    FUZZ_CHECK(info.nresults == NVARIANTS);
+    FUZZ_CHECK(strlen(info.blurhash) == 4 + 2 * 4 * 3 && info.dominant[0] == '#');
     for (size_t i = 0; i < NVARIANTS; i++)
         check_result(&results[i], &variants[i], &info);
     image_results_free(results, NVARIANTS);

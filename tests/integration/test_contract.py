@@ -265,6 +265,11 @@ class ContractTest(unittest.TestCase):
         status, _, jpeg = http('GET', headers['location'])
         self.assertEqual((status, jpeg[:3]), (200, b'\xff\xd8\xff'))
         self.assert_error(self.get(base + '/variants/poster'), 404, 'not_found')
+        # Only a JPEG is stored (OUTPUT_FORMATS=same): a client that takes only WebP gets 406.
+        self.assert_error(self.get(base + '/variants/phone', dict(AUTH, Accept='image/webp')),
+                          406, 'not_acceptable')
+        self.assert_error(self.get(base + '/variants/phone?format=bmp'), 400,
+                          'invalid_parameter')
         self.assert_error(json_http('POST', self.svc.url(base + '/retry'), headers=AUTH),
                           409, 'not_failed')
         # The same record by key, in the list shape.

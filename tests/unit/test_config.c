@@ -106,6 +106,25 @@ static const struct bad_case bad_cases[] = {
     {"VARIANTS=a:1,", "VARIANTS"},
     {"VARIANTS=a:1,b:1,c:1,d:1,e:1,f:1,g:1,h:1,i:1", "VARIANTS"},
     {"OUTPUT_FORMAT=bmp", "OUTPUT_FORMAT"},
+    /* the new grammar: each message names the part that is wrong */
+    {"VARIANTS=a:1,thumb:256x0:cover", "VARIANTS: \"thumb:256x0:cover\": the height"},
+    {"VARIANTS=thumb:256x256:fill", "VARIANTS: \"thumb:256x256:fill\": the fit must be"},
+    {"VARIANTS=thumb:256:cover", "VARIANTS: \"thumb:256:cover\": a fit needs WIDTHxHEIGHT"},
+    {"VARIANTS=thumb:0x256", "VARIANTS: \"thumb:0x256\": the width"},
+    {"VARIANTS=thumb:256x", "VARIANTS: \"thumb:256x\": the height"},
+    {"VARIANTS=thumb:256x99999", "VARIANTS: \"thumb:256x99999\": the height"},
+    {"VARIANTS=thumb:+256", "VARIANTS: \"thumb:+256\": the width"},
+    {"VARIANTS=_status:100", "VARIANTS: \"_status:100\": the name"},
+    {"VARIANTS=images:100", "VARIANTS: \"images\": is the first segment of SRC_PREFIX"},
+    {"OUTPUT_FORMATS=jpeg,webp,jpeg", "OUTPUT_FORMATS: \"jpeg\": is listed twice"},
+    {"OUTPUT_FORMATS=jpeg,bmp", "OUTPUT_FORMATS: \"bmp\": must be"},
+    {"OUTPUT_FORMATS=jpeg,", "OUTPUT_FORMATS: \"\": must be"},
+    {"OUTPUT_FORMAT=jpeg,webp", "OUTPUT_FORMAT: takes one format"},
+    {"WEBP_QUALITY=0", "WEBP_QUALITY"},
+    {"AVIF_QUALITY=101", "AVIF_QUALITY"},
+    {"AVIF_EFFORT=10", "AVIF_EFFORT"},
+    {"BLURHASH_COMPONENTS=10x3", "BLURHASH_COMPONENTS"},
+    {"BLURHASH_COMPONENTS=4", "BLURHASH_COMPONENTS"},
     {"JPEG_QUALITY=0", "JPEG_QUALITY"},
     {"JPEG_QUALITY=101", "JPEG_QUALITY"},
     {"WATERMARK_TEXT=line\nbreak", "WATERMARK_TEXT"},
@@ -169,8 +188,11 @@ static void test_defaults(void **state)
     assert_int_equal(c.variants[1].width, 1024);
     assert_string_equal(c.variants[2].name, "phone");
     assert_int_equal(c.variants[2].width, 640);
-    assert_int_equal(c.output_format, IMAGE_OUTPUT_SAME);
+    assert_int_equal(c.noutputs, 1);
+    assert_int_equal(c.outputs[0], IMAGE_OUTPUT_SAME);
     assert_int_equal(c.jpeg_quality, 85);
+    assert_int_equal(c.blurhash_x, 4);
+    assert_int_equal(c.blurhash_y, 3);
     assert_int_equal(c.max_upload_bytes, 52428800);
     assert_int_equal(c.max_pixels, 100000000);
     assert_int_equal(c.queue_size, 1024);
@@ -229,7 +251,40 @@ static void check_variants(const struct config *c)
     assert_string_equal(c->variants[1].name, "thumb_2");
     assert_int_equal(c->variants[1].width, 150);
 }
-static void check_output(const struct config *c) { assert_int_equal(c->output_format, IMAGE_OUTPUT_WEBP); }
+static void check_output(const struct config *c)
+{
+    assert_int_equal(c->noutputs, 1);
+    assert_int_equal(c->outputs[0], IMAGE_OUTPUT_WEBP);
+}
+static void check_outputs(const struct config *c)
+{
+    assert_int_equal(c->noutputs, 3);
+    assert_int_equal(c->outputs[0], IMAGE_OUTPUT_JPEG);
+    assert_int_equal(c->outputs[1], IMAGE_OUTPUT_WEBP);
+    assert_int_equal(c->outputs[2], IMAGE_OUTPUT_AVIF);
+}
+static void check_boxes(const struct config *c)
+{
+    assert_int_equal(c->nvariants, 4);
+    assert_int_equal(c->variants[0].width, 1920);
+    assert_int_equal(c->variants[0].height, 0);
+    assert_int_equal(c->variants[1].height, 768);
+    assert_int_equal(c->variants[1].fit, IMAGE_FIT_INSIDE);
+    assert_int_equal(c->variants[2].fit, IMAGE_FIT_INSIDE);
+    assert_string_equal(c->variants[3].name, "thumb");
+    assert_int_equal(c->variants[3].width, 256);
+    assert_int_equal(c->variants[3].height, 200);
+    assert_int_equal(c->variants[3].fit, IMAGE_FIT_COVER);
+}
+static void check_web_quality(const struct config *c)
+{
+    assert_int_equal(c->webp_quality, 60);
+}
+static void check_blurhash(const struct config *c)
+{
+    assert_int_equal(c->blurhash_x, 9);
+    assert_int_equal(c->blurhash_y, 1);
+}
 static void check_quality(const struct config *c) { assert_int_equal(c->jpeg_quality, 70); }
 static void check_watermark(const struct config *c) { assert_string_equal(c->watermark_text, "(c) me"); }
 static void check_upload(const struct config *c) { assert_int_equal(c->max_upload_bytes, 1000); }
@@ -268,6 +323,11 @@ static const struct good_case good_cases[] = {
     {"EVENTS_API_KEY=old-key,new-key", check_event_keys},
     {"VARIANTS=big:3000,thumb_2:150", check_variants},
     {"OUTPUT_FORMAT=webp", check_output},
+    {"OUTPUT_FORMATS=jpeg,webp,avif", check_outputs},
+    {"VARIANTS=desktop:1920,tablet:1024x768,phone:640x640:inside,thumb:256x200:cover",
+     check_boxes},
+    {"WEBP_QUALITY=60", check_web_quality},
+    {"BLURHASH_COMPONENTS=9x1", check_blurhash},
     {"JPEG_QUALITY=70", check_quality},
     {"WATERMARK_TEXT=(c) me", check_watermark},
     {"MAX_UPLOAD_BYTES=1000", check_upload},
@@ -354,7 +414,8 @@ static void test_help_lists_every_variable(void **state)
         "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
         "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN", "S3_ENDPOINT",
         "S3_PUBLIC_ENDPOINT", "S3_FORCE_PATH_STYLE", "LISTEN_ADDR", "PORT", "VARIANTS",
-        "OUTPUT_FORMAT", "JPEG_QUALITY", "WATERMARK_TEXT", "WATERMARK_IMAGE",
+        "OUTPUT_FORMAT", "OUTPUT_FORMATS", "JPEG_QUALITY", "WEBP_QUALITY", "AVIF_QUALITY",
+        "AVIF_EFFORT", "BLURHASH_COMPONENTS", "WATERMARK_TEXT", "WATERMARK_IMAGE",
         "MAX_UPLOAD_BYTES", "MAX_PIXELS", "WORKERS", "QUEUE_SIZE", "PRESIGN_PUT_EXPIRES",
         "PRESIGN_GET_EXPIRES", "SSE", "SSE_KMS_KEY_ID", "RECONCILE_INTERVAL",
         "INDEX_MAX_ENTRIES", "LOG_LEVEL", "API_TOKENS", "EVENTS_API_KEY_HEADER",

@@ -26,9 +26,9 @@
 static char *corpus_dir;
 
 static const struct image_variant_spec default_variants[] = {
-    { "desktop", 1920 },
-    { "tablet", 1024 },
-    { "phone", 640 },
+    { "desktop", 1920, 0, IMAGE_FIT_INSIDE },
+    { "tablet", 1024, 0, IMAGE_FIT_INSIDE },
+    { "phone", 640, 0, IMAGE_FIT_INSIDE },
 };
 #define NDEFAULT (sizeof(default_variants) / sizeof(default_variants[0]))
 
@@ -52,8 +52,12 @@ static struct image_opts default_opts(enum image_output output)
     struct image_opts o = {
         .variants = default_variants,
         .nvariants = NDEFAULT,
-        .output = output,
+        .outputs = { output },
+        .noutputs = 1,
         .jpeg_quality = 85,
+        .webp_quality = 80,
+        .avif_quality = 52,
+        .avif_effort = 1,
         .max_pixels = MAX_PIXELS,
     };
     return o;
@@ -443,7 +447,7 @@ static void check_variant(const struct corpus_case *c, const struct image_varian
                           const struct image_result *r, enum image_format want_fmt,
                           enum alpha_rule alpha)
 {
-    char what[128];
+    char what[192];
     VipsImage *img;
     int want_w = spec->width < c->width ? spec->width : c->width;
     double want_h = (double)c->height * r->width / c->width;
@@ -566,7 +570,7 @@ static void test_shrink_on_load_paths(void **state)
 
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        struct image_variant_spec one[] = { { "one", cases[i].target } };
+        struct image_variant_spec one[] = { { "one", cases[i].target, 0, IMAGE_FIT_INSIDE } };
         struct image_opts o = default_opts(IMAGE_OUTPUT_PNG);
         struct image_result r[1];
         struct image_info info;
@@ -654,7 +658,7 @@ static void test_jpeg_output_flattens_alpha_on_white(void **state)
 /* An AVIF upload: read through libheif, and "same" keeps it AVIF. */
 static void check_avif_input(const struct image_result *avif)
 {
-    struct image_variant_spec one[] = { { "one", 1000 } };
+    struct image_variant_spec one[] = { { "one", 1000, 0, IMAGE_FIT_INSIDE } };
     struct image_opts o = default_opts(IMAGE_OUTPUT_SAME);
     struct image_result r[1];
     struct image_info info;
@@ -675,7 +679,7 @@ static void check_avif_input(const struct image_result *avif)
  * must stay white (premultiplied resize), not turn grey. */
 static void test_alpha_edges_have_no_dark_fringe(void **state)
 {
-    struct image_variant_spec one[] = { { "one", 100 } };
+    struct image_variant_spec one[] = { { "one", 100, 0, IMAGE_FIT_INSIDE } };
     struct image_opts o = default_opts(IMAGE_OUTPUT_PNG);
     struct image_result r[1];
     struct image_info info;
@@ -726,7 +730,7 @@ static void test_forced_outputs(void **state)
         { IMAGE_OUTPUT_PNG, IMAGE_FORMAT_PNG },
         { IMAGE_OUTPUT_AVIF, IMAGE_FORMAT_AVIF },
     };
-    const struct image_variant_spec one[] = { { "thumb", 320 } };
+    const struct image_variant_spec one[] = { { "thumb", 320, 0, IMAGE_FIT_INSIDE } };
     size_t len;
     void *data = read_corpus("photo.jpg", &len);
 
@@ -787,9 +791,9 @@ static double area_max(VipsImage *img, int x, int y, int w, int h)
  * pixels differ only in the bottom-right quarter. Returns the width of the
  * changed area of each variant in changed_w, and its width in variant_w. */
 static const struct image_variant_spec watermark_variants[] = {
-    { "large", 960 },
-    { "medium", 480 },
-    { "small", 320 },
+    { "large", 960, 0, IMAGE_FIT_INSIDE },
+    { "medium", 480, 0, IMAGE_FIT_INSIDE },
+    { "small", 320, 0, IMAGE_FIT_INSIDE },
 };
 
 static void check_watermark(const char *file, struct image_opts *with, int *changed_w,
@@ -963,7 +967,7 @@ static void test_probe_reads_header_only(void **state)
 
 static void test_invalid_opts(void **state)
 {
-    struct image_variant_spec zero[] = { { "bad", 0 } };
+    struct image_variant_spec zero[] = { { "bad", 0, 0, IMAGE_FIT_INSIDE } };
     struct image_result r[IMAGE_MAX_VARIANTS + 1];
     struct image_info info;
     size_t len;
@@ -988,6 +992,83 @@ static void test_invalid_opts(void **state)
     memset(r, 0, sizeof(r));
     image_results_free(r, IMAGE_MAX_VARIANTS);
     image_results_free(NULL, 3);
+}
+
+/* ---- boxes, several formats, placeholders ---- */
+
+/* A cover box is exact whatever the source's shape, even one smaller than
+ * the box (scaled up to fill it); inside boxes never upscale. */
+static void test_cover_boxes_are_exact(void **state)
+{
+    const struct image_variant_spec specs[] = {
+        { "thumb", 256, 256, IMAGE_FIT_COVER },
+        { "banner", 300, 50, IMAGE_FIT_COVER },
+        { "box", 200, 200, IMAGE_FIT_INSIDE },
+        { "big", 600, 600, IMAGE_FIT_COVER }, /* above small.jpg (500x375) */
+    };
+    const char *files[] = { "photo.jpg", "small.jpg", "photo_orient6.jpg", "alpha.png" };
+    struct image_result r[4];
+    struct image_info info;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        size_t len;
+        void *data = read_corpus(files[i], &len);
+        struct image_opts o = default_opts(IMAGE_OUTPUT_SAME);
+        char msg[256];
+
+        o.variants = specs;
+        o.nvariants = 4;
+        if (image_make_variants(data, len, &o, &info, r, msg, sizeof(msg)) != RZ_OK)
+            fail_msg("%s: %s", files[i], msg);
+        assert_int_equal(info.nresults, 4);
+        assert_int_equal(r[0].width, 256);
+        assert_int_equal(r[0].height, 256);
+        assert_int_equal(r[1].width, 300);
+        assert_int_equal(r[1].height, 50);
+        assert_true(r[2].width <= 200 && r[2].height <= 200);
+        assert_true(r[2].width == 200 || r[2].height == 200 || r[2].width == info.width);
+        assert_int_equal(r[3].width, 600);
+        assert_int_equal(r[3].height, 600);
+        image_results_free(r, 4);
+        g_free(data);
+    }
+}
+
+/* "same,jpeg,webp" on a JPEG is two files a variant, in that order, each
+ * sniffing as its format; placeholders are set. */
+static void test_outputs_are_distinct_formats(void **state)
+{
+    size_t len;
+    void *data = read_corpus("photo.jpg", &len);
+    struct image_opts o = default_opts(IMAGE_OUTPUT_SAME);
+    struct image_result r[3 * NDEFAULT];
+    struct image_info info;
+    char msg[256];
+
+    (void)state;
+    o.outputs[1] = IMAGE_OUTPUT_JPEG;
+    o.outputs[2] = IMAGE_OUTPUT_WEBP;
+    o.noutputs = 3;
+    o.blurhash_x = 4;
+    o.blurhash_y = 3;
+    assert_int_equal(image_results_max(&o), 3 * NDEFAULT);
+    if (image_make_variants(data, len, &o, &info, r, msg, sizeof(msg)) != RZ_OK)
+        fail_msg("%s", msg);
+    assert_int_equal(info.nresults, 2 * NDEFAULT);
+    for (size_t i = 0; i < info.nresults; i++) {
+        enum image_format want = i % 2 ? IMAGE_FORMAT_WEBP : IMAGE_FORMAT_JPEG;
+
+        assert_string_equal(r[i].name, default_variants[i / 2].name);
+        assert_int_equal(r[i].format, want);
+        assert_int_equal(image_sniff(r[i].data, r[i].len), want);
+        assert_int_equal(r[i].width, r[i - i % 2].width);
+    }
+    assert_int_equal(strlen(info.blurhash), 4 + 2 * 4 * 3);
+    assert_int_equal(strlen(info.dominant), 7);
+    assert_int_equal(info.dominant[0], '#');
+    image_results_free(r, 3 * NDEFAULT);
+    g_free(data);
 }
 
 /* ---- concurrency: workers share the module ---- */
@@ -1082,6 +1163,8 @@ int main(void)
         cmocka_unit_test(test_bad_watermark_png_is_einval),
         cmocka_unit_test(test_probe_reads_header_only),
         cmocka_unit_test(test_invalid_opts),
+        cmocka_unit_test(test_cover_boxes_are_exact),
+        cmocka_unit_test(test_outputs_are_distinct_formats),
         cmocka_unit_test(test_concurrent_workers_agree),
     };
 
