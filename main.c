@@ -25,6 +25,7 @@
 #include "server/ids.h"
 #include "server/reconcile.h"
 #include "server/status.h"
+#include "server/webhooks.h"
 #include "server/store.h"
 
 extern char **environ;
@@ -45,6 +46,7 @@ struct services {
     struct health *health;
     struct auth *auth;
     struct reconcile *reconcile;
+    struct webhooks *webhooks;
     struct http_server *http;
     struct app app;
 };
@@ -204,6 +206,32 @@ static enum rz_err start_status(struct services *s, char *msg, size_t msglen)
     return err;
 }
 
+static void notify_webhooks(void *arg, const struct index_entry *e)
+{
+    webhooks_notify(arg, e);
+}
+
+/* Completion webhooks, when WEBHOOK_URLS is set: their own threads and
+ * outbox, told of every record that ends done or failed. */
+static enum rz_err start_webhooks(struct services *s, char *msg, size_t msglen)
+{
+    const struct config *c = &s->cfg;
+    struct webhooks_opts wo = {
+        .urls = c->webhook_urls, .secrets = c->webhook_secret,
+        .timeout_ms = c->webhook_timeout * 1000, .retry_base_ms = c->webhook_retry_base_ms,
+        .max_attempts = (int)c->webhook_max_attempts,
+        .queue_size = (size_t)c->webhook_queue_size, .threads = 4, .metrics = s->metrics,
+    };
+    enum rz_err err;
+
+    if (!c->webhook_urls)
+        return RZ_OK;
+    err = webhooks_new(&wo, &s->webhooks, msg, msglen);
+    if (err == RZ_OK)
+        err = status_on_finished(s->status, notify_webhooks, s->webhooks);
+    return err;
+}
+
 static enum rz_err start_services(struct services *s, char *msg, size_t msglen)
 {
     const struct config *c = &s->cfg;
@@ -223,6 +251,8 @@ static enum rz_err start_services(struct services *s, char *msg, size_t msglen)
         err = start_s3(s, msg, msglen);
     if (err == RZ_OK)
         err = start_status(s, msg, msglen);
+    if (err == RZ_OK)
+        err = start_webhooks(s, msg, msglen);
     if (err != RZ_OK)
         return err;
     jo = (struct jobs_opts){c, s->s3, s->status, s->metrics, (size_t)(workers > 0 ? workers : 1),
@@ -270,6 +300,7 @@ static void stop_services(struct services *s)
     health_free(s->health);
     status_stop(s->status); /* its keeper feeds the queue: stopped first */
     jobs_free(s->jobs);
+    webhooks_free(s->webhooks);
     status_free(s->status);
     store_free(s->store);
     s3_free(s->s3_read);
@@ -307,6 +338,9 @@ static void drain(struct services *s, int sig)
     s3_abort(s->s3_sweep);
     s3_abort(s->s3_probe); /* /readyz says draining anyway */
     status_stop_lookups(s->status);
+    /* The last jobs' notifications get a moment to go out (the memory
+     * outbox ends with the process). */
+    webhooks_drain(s->webhooks, 2000);
     reconcile_stop(s->reconcile);
     s->reconcile = NULL;
     log_fields(LOG_INFO, "stopped", json_pack("{s:I}", "jobs_left", (json_int_t)left));

@@ -13,6 +13,7 @@
 #include <openssl/crypto.h>
 
 #include "buf.h"
+#include "webhooks.h"
 #include "variants.h"
 
 #define CONFIG_MAX_WATERMARK (4 * 1024 * 1024)
@@ -480,6 +481,22 @@ static enum rz_err parse_text(const struct config_var *v, const char *value, str
     return parse_string(v, value, c, msg, msglen);
 }
 
+static enum rz_err parse_webhook_urls(const struct config_var *v, const char *value,
+                                      struct config *c, char *msg, size_t msglen)
+{
+    enum rz_err err = webhooks_check_urls(value, msg, msglen);
+
+    return err == RZ_OK ? parse_string(v, value, c, msg, msglen) : err;
+}
+
+static enum rz_err parse_webhook_secret(const struct config_var *v, const char *value,
+                                        struct config *c, char *msg, size_t msglen)
+{
+    enum rz_err err = webhooks_check_secrets(value, msg, msglen);
+
+    return err == RZ_OK ? parse_string(v, value, c, msg, msglen) : err;
+}
+
 static const struct config_var config_vars[] = {
     {"DEST_BUCKET", NULL, "destination bucket for variants and status records (required)",
      parse_bucket, FIELD(dest_bucket), 0, 0, 0},
@@ -609,6 +626,20 @@ static const struct config_var config_vars[] = {
     {"INDEX_MAX_ENTRIES", "100000", "status records kept in memory",
      parse_long, FIELD(index_max_entries), 100, 100000000, 0},
     {"LOG_LEVEL", "info", "debug, info, warn or error", parse_log_level, 0, 0, 0, 0},
+    {"WEBHOOK_URLS", NULL, "comma-separated endpoints notified when an image is done or "
+     "failed (https, or http on loopback)", parse_webhook_urls, FIELD(webhook_urls), 0, 0, 0},
+    {"WEBHOOK_SECRET", NULL, "whsec_<base64> signing secret, or two (space- or "
+     "comma-separated) while rotating; required with WEBHOOK_URLS", parse_webhook_secret,
+     FIELD(webhook_secret), 0, 0, 1},
+    {"WEBHOOK_TIMEOUT", "5", "seconds one webhook delivery attempt may take",
+     parse_long, FIELD(webhook_timeout), 1, 60, 0},
+    {"WEBHOOK_QUEUE_SIZE", "10000", "webhook deliveries held (when full the oldest is "
+     "dropped)", parse_long, FIELD(webhook_queue_size), 1, 1000000, 0},
+    {"WEBHOOK_RETRY_BASE_MS", "5000", "unit of the retry schedule: waits of 1, 60, 360, "
+     "1440, 3600, 7200, 7200 units (5 s ... 10 h)", parse_long, FIELD(webhook_retry_base_ms),
+     1, 3600000, 0},
+    {"WEBHOOK_MAX_ATTEMPTS", "8", "attempts per delivery before it is given up",
+     parse_long, FIELD(webhook_max_attempts), 1, WEBHOOKS_MAX_ATTEMPTS, 0},
 };
 
 #define CONFIG_NVARS (sizeof(config_vars) / sizeof(config_vars[0]))
@@ -723,6 +754,11 @@ static enum rz_err config_check(struct config *c, char *msg, size_t msglen)
     if (c->watermark_text && c->watermark_image)
         return config_fail(msg, msglen, "WATERMARK_IMAGE",
                            "cannot be used together with WATERMARK_TEXT");
+    if (c->webhook_urls && !c->webhook_secret)
+        return config_fail(msg, msglen, "WEBHOOK_SECRET",
+                           "is required with WEBHOOK_URLS (deliveries are always signed)");
+    if (c->webhook_secret && !c->webhook_urls)
+        return config_fail(msg, msglen, "WEBHOOK_URLS", "is required with WEBHOOK_SECRET");
     if (c->state_store == CONFIG_STORE_DYNAMODB && !c->dynamodb_table)
         return config_fail(msg, msglen, "DYNAMODB_TABLE", "is required with STATE_STORE=dynamodb");
     /* With a shared store every claim is durable and leases recover what a
@@ -823,7 +859,8 @@ void config_cleanup(struct config *c)
     };
     char **secret[] = {
         &c->access_key, &c->secret_key, &c->session_token, &c->container_auth_token,
-        &c->events_basic_auth, &c->metrics_token,
+        &c->events_basic_auth, &c->metrics_token, &c->webhook_secret,
+        &c->webhook_urls, /* a receiver's query may carry its token */
     };
 
     for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {

@@ -116,6 +116,14 @@ struct config {
     long job_attempts;            /* runs of a job that fails transiently */
     long index_max_entries;
     enum log_level log_level;
+
+    /* Completion webhooks (off while webhook_urls is NULL). */
+    char *webhook_urls;           /* checked by webhooks_check_urls */
+    char *webhook_secret;         /* whsec_...; wiped on cleanup */
+    long webhook_timeout;         /* seconds per delivery attempt */
+    long webhook_queue_size;      /* deliveries held for sending and retrying */
+    long webhook_retry_base_ms;   /* unit of the retry schedule */
+    long webhook_max_attempts;
 };
 
 /* Reads the configuration from env, a NULL-terminated array of "NAME=VALUE"

@@ -149,6 +149,15 @@ static const struct bad_case bad_cases[] = {
     {"RECONCILE_INTERVAL=-1", "RECONCILE_INTERVAL"},
     {"INDEX_MAX_ENTRIES=10", "INDEX_MAX_ENTRIES"},
     {"LOG_LEVEL=verbose", "LOG_LEVEL"},
+    {"WEBHOOK_URLS=http://hooks.example.com/x", "WEBHOOK_URLS"},
+    /* Each alone: URLs without a secret, a secret without URLs. */
+    {"WEBHOOK_URLS=https://hooks.example.com/x", "WEBHOOK_SECRET"},
+    {"WEBHOOK_SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "WEBHOOK_URLS"},
+    {"WEBHOOK_SECRET=MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "WEBHOOK_SECRET"},
+    {"WEBHOOK_TIMEOUT=0", "WEBHOOK_TIMEOUT"},
+    {"WEBHOOK_QUEUE_SIZE=0", "WEBHOOK_QUEUE_SIZE"},
+    {"WEBHOOK_RETRY_BASE_MS=0", "WEBHOOK_RETRY_BASE_MS"},
+    {"WEBHOOK_MAX_ATTEMPTS=9", "WEBHOOK_MAX_ATTEMPTS"},
     {"HTTP_MAX_CONNECTIONS=0", "HTTP_MAX_CONNECTIONS"},
     {"HTTP_BODY_BUDGET=1000", "HTTP_BODY_BUDGET"},
     {"HTTP_REQUEST_TIMEOUT=0", "HTTP_REQUEST_TIMEOUT"},
@@ -227,6 +236,12 @@ static void test_defaults(void **state)
     assert_string_equal(c.events_api_key_header, "x-api-key");
     assert_int_equal(c.sse, CONFIG_SSE_NONE);
     assert_int_equal(c.log_level, LOG_INFO);
+    assert_null(c.webhook_urls);
+    assert_null(c.webhook_secret);
+    assert_int_equal(c.webhook_timeout, 5);
+    assert_int_equal(c.webhook_queue_size, 10000);
+    assert_int_equal(c.webhook_retry_base_ms, 5000);
+    assert_int_equal(c.webhook_max_attempts, 8);
     config_cleanup(&c);
 }
 

@@ -1,0 +1,67 @@
+/* outbox.h - where webhook deliveries wait between attempts.
+ *
+ * The delivery threads of webhooks.c talk to the outbox only through the
+ * operations below, so the store behind them can change: the memory outbox
+ * here (bounded, lost with the process) is the one of STATE_STORE=memory; a
+ * persistent one (a table of the shared store, leased with a conditional
+ * write) can take its place without touching the delivery code.
+ *
+ * A delivery is one message for one endpoint. The outbox hands out due
+ * deliveries under a lease: a leased delivery is not handed out again, and
+ * not dropped, until it is settled (delivered, given up, or rescheduled). */
+#ifndef RESIZER_OUTBOX_H
+#define RESIZER_OUTBOX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+#define OUTBOX_MSG_ID_MAX 40 /* "msg_" + 32 hex digits, and the NUL */
+
+struct outbox_delivery {
+    char msg_id[OUTBOX_MSG_ID_MAX];  /* webhook-id: the same on every attempt */
+    size_t endpoint;                 /* index into WEBHOOK_URLS */
+    char *body;                      /* the exact bytes signed and sent each time */
+    size_t body_len;
+    int attempts;                    /* attempts made so far */
+    int64_t due_ms;                  /* Unix ms of the next attempt */
+    int64_t created_ms;
+    uint64_t ref;                    /* the outbox's handle; set by add and lease */
+};
+
+struct outbox;
+
+struct outbox_ops {
+    /* Stores a copy of d. When full, the memory outbox drops its oldest
+     * delivery that is not leased to make room; *dropped_out gets how many
+     * were dropped (0 or 1). RZ_EFULL when every stored one is leased. */
+    enum rz_err (*add)(struct outbox *o, const struct outbox_delivery *d, size_t *dropped_out);
+    /* Leases the delivery due earliest, if one is due at now_ms, into *out
+     * (out->body belongs to the caller: release with outbox_delivery_cleanup),
+     * leaving out the endpoints whose bit is set in skip (those with as many
+     * attempts in flight as they may have). RZ_ENOTFOUND when none is due;
+     * *next_due_out then gets the earliest due time of the unleased ones not
+     * skipped, or INT64_MAX. */
+    enum rz_err (*lease)(struct outbox *o, int64_t now_ms, uint32_t skip,
+                         struct outbox_delivery *out, int64_t *next_due_out);
+    /* Ends the lease of d (by d->ref): removed when retry_at_ms < 0, else
+     * kept with d->attempts and due again at retry_at_ms. */
+    void (*settle)(struct outbox *o, const struct outbox_delivery *d, int64_t retry_at_ms);
+    /* Deliveries stored, leased or not. */
+    size_t (*depth)(struct outbox *o);
+    void (*free)(struct outbox *o);
+};
+
+struct outbox {
+    const struct outbox_ops *ops;
+};
+
+/* The memory outbox, holding at most capacity deliveries (>= 1), or NULL
+ * if out of memory. Thread-safe. */
+struct outbox *outbox_memory_new(size_t capacity);
+
+/* Frees d's body; safe on a zeroed delivery. */
+void outbox_delivery_cleanup(struct outbox_delivery *d);
+
+#endif
