@@ -49,14 +49,27 @@ static void check_msg(const char *msg)
         FUZZ_CHECK(*p >= 0x20 && *p <= 0x7e);
 }
 
-/* What the rest of the service relies on after a successful load. */
+/* "name:token" or a bare token: the secret part is never short. */
+static void check_tokens(char *const *tokens, size_t n)
+{
+    FUZZ_CHECK(n <= CONFIG_MAX_TOKENS);
+    for (size_t i = 0; i < n; i++) {
+        const char *colon = strchr(tokens[i], ':');
+
+        FUZZ_CHECK(strlen(colon ? colon + 1 : tokens[i]) >= 16);
+    }
+}
+
+/* What the rest of the service relies on after a successful load. A caller
+ * can be known by an API token, an admin token or a JWT: any one will do. */
 static void check_config(const struct config *c)
 {
     FUZZ_CHECK(c->dest_bucket && c->region && c->s3_endpoint && c->src_prefix);
     FUZZ_CHECK(!c->src_bucket || strcmp(c->src_bucket, c->dest_bucket) != 0);
-    FUZZ_CHECK(c->napi_tokens >= 1 && c->napi_tokens <= CONFIG_MAX_TOKENS);
-    for (size_t i = 0; i < c->napi_tokens; i++)
-        FUZZ_CHECK(strlen(c->api_tokens[i]) >= 16);
+    FUZZ_CHECK(c->napi_tokens + c->nadmin_tokens >= 1 || c->jwt_jwks_url);
+    FUZZ_CHECK(!c->jwt_jwks_url || (c->jwt_issuer && c->jwt_audience));
+    check_tokens(c->api_tokens, c->napi_tokens);
+    check_tokens(c->admin_tokens, c->nadmin_tokens);
     FUZZ_CHECK(c->nevents_api_keys || c->events_basic_auth);
     FUZZ_CHECK(c->access_key || c->container_relative_uri || c->container_full_uri);
     FUZZ_CHECK(c->nvariants >= 1 && c->nvariants <= IMAGE_MAX_VARIANTS);
