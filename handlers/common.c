@@ -34,14 +34,6 @@ const struct http_route handlers_routes[] = {
 
 const size_t handlers_nroutes = sizeof(handlers_routes) / sizeof(handlers_routes[0]);
 
-int64_t handlers_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int handlers_client_auth(struct http_request *req, void *ctx, struct http_response *res)
 {
     const struct app *app = ctx;

@@ -11,6 +11,7 @@
 #include <openssl/crypto.h>
 
 #include "server/base64.h"
+#include "server/clock.h"
 #include "server/events.h"
 
 /* "user:pass" of EVENTS_BASIC_AUTH is at most 4096 bytes (config), so a
@@ -88,7 +89,7 @@ void handlers_events_post(struct http_request *req, void *ctx, struct http_respo
     if (batch.ignored)
         metrics_add(app->metrics, "resizer_events_total", "outcome=\"ignored\"",
                     (double)batch.ignored);
-    err = jobs_submit(app->jobs, &batch, handlers_now_ms(), &r);
+    err = jobs_submit(app->jobs, &batch, clock_wall_ms(), &r);
     /* Counted here, not in jobs_submit: objects the reconcile sweep queues
      * are not events (they have their own resizer_reconcile_objects_total). */
     if (r.accepted)

@@ -57,9 +57,6 @@ int handlers_metrics_auth(struct http_request *req, void *ctx, struct http_respo
  * writing a 400 that says what is wrong. */
 json_t *handlers_json_body(struct http_request *req, struct http_response *res);
 
-/* Current Unix time in milliseconds. */
-int64_t handlers_now_ms(void);
-
 void handlers_healthz(struct http_request *req, void *ctx, struct http_response *res);
 void handlers_readyz(struct http_request *req, void *ctx, struct http_response *res);
 void handlers_metrics(struct http_request *req, void *ctx, struct http_response *res);

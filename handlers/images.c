@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "server/clock.h"
 #include "server/ids.h"
 #include "server/negotiate.h"
 
@@ -322,7 +323,7 @@ void handlers_images_retry(struct http_request *req, void *ctx, struct http_resp
     if (!images_load(req, app, res, &e))
         return;
     index_entry_cleanup(&e);
-    err = jobs_retry(app->jobs, req->params[0], handlers_now_ms());
+    err = jobs_retry(app->jobs, req->params[0], clock_wall_ms());
     if (err == RZ_OK)
         http_reply_json(res, 202, json_pack("{s:s,s:s}", "id", req->params[0], "state", "queued"));
     else if (err == RZ_ENOTFOUND)

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "server/clock.h"
 #include "server/ids.h"
 #include "server/image.h"
 #include "server/timefmt.h"
@@ -128,7 +129,7 @@ static enum rz_err uploads_record(const struct app *app, const struct http_reque
     return status_add_upload(app->status, id, app->cfg->src_bucket, key, u->filename,
                              image_format_mime(u->format), req->caller[0] ? req->caller : NULL,
                              (int64_t)expires_at * 1000,
-                             handlers_now_ms());
+                             clock_wall_ms());
 }
 
 void handlers_uploads_create(struct http_request *req, void *ctx, struct http_response *res)

@@ -24,6 +24,7 @@
 #include "base64.h"
 #include "buf.h"
 #include "log.h"
+#include "text.h"
 
 #define AUTH_MAX_TOKENS 32          /* API_TOKENS and ADMIN_TOKENS together */
 #define AUTH_NAME_MAX 64            /* of a configured name */
@@ -659,15 +660,6 @@ enum rz_err auth_check(struct auth *a, const char *credential, time_t now,
 
 /* ---- lifecycle ---- */
 
-static enum rz_err auth_copy(char **dst, const char *src)
-{
-    *dst = NULL;
-    if (!src)
-        return RZ_OK;
-    *dst = strdup(src);
-    return *dst ? RZ_OK : RZ_ENOMEM;
-}
-
 static enum rz_err auth_set_jwt(struct auth *a, const struct auth_opts *o, char *msg,
                                 size_t msglen)
 {
@@ -679,13 +671,13 @@ static enum rz_err auth_set_jwt(struct auth *a, const struct auth_opts *o, char 
         snprintf(msg, msglen, "JWT_ISSUER and JWT_AUDIENCE are required with JWT_JWKS_URL");
         return RZ_EINVAL;
     }
-    err = auth_copy(&a->jwks_url, o->jwks_url);
+    err = text_dup(o->jwks_url, &a->jwks_url);
     if (err == RZ_OK)
-        err = auth_copy(&a->issuer, o->issuer);
+        err = text_dup(o->issuer, &a->issuer);
     if (err == RZ_OK)
-        err = auth_copy(&a->audience, o->audience);
+        err = text_dup(o->audience, &a->audience);
     if (err == RZ_OK)
-        err = auth_copy(&a->admin_scope, o->admin_scope);
+        err = text_dup(o->admin_scope, &a->admin_scope);
     a->refresh_min = o->jwks_refresh_min;
     a->timeout_ms = o->fetch_timeout_ms > 0 ? o->fetch_timeout_ms : 3000;
     return err;

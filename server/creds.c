@@ -6,6 +6,7 @@
  * Every copy of a secret we own (cache, snapshots, response body, token
  * file, Authorization header) is wiped with OPENSSL_cleanse before free. */
 #include "creds.h"
+#include "unittest.h"
 #include "creds_internal.h"
 
 #include <arpa/inet.h>
@@ -22,11 +23,8 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 
-#ifdef RESIZER_UNITTEST
-#define UNITTEST
-#else
-#define UNITTEST static
-#endif
+#include "text.h"
+#include "timefmt.h"
 
 /* The ECS agent's fixed address (AWS docs, "task IAM roles"). */
 #define CREDS_ECS_BASE "http://169.254.170.2"
@@ -114,15 +112,6 @@ void creds_snapshot_cleanup(struct creds_snapshot *s)
     memset(s, 0, sizeof(*s));
 }
 
-static enum rz_err creds_dup(const char *src, char **out)
-{
-    *out = NULL;
-    if (!src)
-        return RZ_OK;
-    *out = strdup(src);
-    return *out ? RZ_OK : RZ_ENOMEM;
-}
-
 /* Deep copy; *dst is zeroed on failure. */
 static enum rz_err creds_snapshot_copy(const struct creds_snapshot *src,
                                        struct creds_snapshot *dst)
@@ -130,13 +119,13 @@ static enum rz_err creds_snapshot_copy(const struct creds_snapshot *src,
     enum rz_err err;
 
     memset(dst, 0, sizeof(*dst));
-    err = creds_dup(src->access_key, &dst->access_key);
+    err = text_dup(src->access_key, &dst->access_key);
     if (err != RZ_OK)
         goto fail;
-    err = creds_dup(src->secret_key, &dst->secret_key);
+    err = text_dup(src->secret_key, &dst->secret_key);
     if (err != RZ_OK)
         goto fail;
-    err = creds_dup(src->session_token, &dst->session_token);
+    err = text_dup(src->session_token, &dst->session_token);
     if (err != RZ_OK)
         goto fail;
     dst->expiration = src->expiration;
@@ -227,7 +216,7 @@ UNITTEST enum rz_err creds_check_full_uri(const char *uri, char **url_out, char 
                   host);
         goto fail;
     }
-    err = creds_dup(url, url_out);
+    err = text_dup(url, url_out);
 fail:
     curl_free(scheme);
     curl_free(host);
@@ -254,7 +243,7 @@ static enum rz_err creds_relative_url(const char *rel, char **url_out, char *msg
         goto bad;
     if (strcmp(host, "169.254.170.2") != 0)
         goto bad;
-    err = creds_dup(url, url_out);
+    err = text_dup(url, url_out);
     goto out;
 bad:
     creds_msg(msg, msglen,
@@ -283,64 +272,15 @@ UNITTEST enum rz_err creds_endpoint_url(const struct creds_source *src, char **u
 
 /* ---- response parsing ------------------------------------------------ */
 
-static int creds_digits(const char *s, int n, int *out)
+/* Expiration in whole seconds: a credential is refreshed minutes ahead,
+ * so the fraction does not matter. */
+static enum rz_err creds_parse_expiration(const char *s, time_t *out)
 {
-    int v = 0;
-    int i;
+    int64_t ms;
+    enum rz_err err = timefmt_parse_iso_ms(s, &ms);
 
-    for (i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return 0;
-        v = v * 10 + (s[i] - '0');
-    }
-    *out = v;
-    return 1;
-}
-
-/* After the seconds: optional fraction (ignored), then "Z" or "+00:00". */
-static int creds_time_suffix_ok(const char *p)
-{
-    int ndig = 0;
-
-    if (*p == '.') {
-        for (p++; *p >= '0' && *p <= '9'; p++)
-            ndig++;
-        if (ndig < 1 || ndig > 9)
-            return 0;
-    }
-    return strcmp(p, "Z") == 0 || strcmp(p, "+00:00") == 0;
-}
-
-UNITTEST enum rz_err creds_parse_time(const char *s, time_t *out)
-{
-    struct tm tm;
-    struct tm back;
-    int y, mo, d, h, mi, sec;
-    time_t t;
-
-    *out = 0;
-    if (!s || strlen(s) < 20 || strlen(s) > 40)
-        return RZ_EINVAL;
-    if (!creds_digits(s, 4, &y) || s[4] != '-' || !creds_digits(s + 5, 2, &mo) ||
-        s[7] != '-' || !creds_digits(s + 8, 2, &d) || s[10] != 'T' ||
-        !creds_digits(s + 11, 2, &h) || s[13] != ':' || !creds_digits(s + 14, 2, &mi) ||
-        s[16] != ':' || !creds_digits(s + 17, 2, &sec) || !creds_time_suffix_ok(s + 19))
-        return RZ_EINVAL;
-    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 59)
-        return RZ_EINVAL;
-    memset(&tm, 0, sizeof(tm));
-    tm.tm_year = y - 1900;
-    tm.tm_mon = mo - 1;
-    tm.tm_mday = d;
-    tm.tm_hour = h;
-    tm.tm_min = mi;
-    tm.tm_sec = sec;
-    t = timegm(&tm);
-    /* timegm normalises Feb 30 into March: the round trip catches it. */
-    if (t <= 0 || !gmtime_r(&t, &back) || back.tm_mday != d || back.tm_mon != mo - 1)
-        return RZ_EINVAL;
-    *out = t;
-    return RZ_OK;
+    *out = (time_t)(ms / 1000);
+    return err;
 }
 
 /* A string member: absent is RZ_OK with *out NULL only when optional. */
@@ -383,14 +323,14 @@ static enum rz_err creds_from_json(json_t *root, struct creds_snapshot *out)
     if (err == RZ_OK)
         err = creds_json_str(root, "Expiration", 1, 40, &exp);
     if (err == RZ_OK)
-        err = creds_parse_time(exp, &out->expiration);
+        err = creds_parse_expiration(exp, &out->expiration);
     if (err != RZ_OK)
         return err;
-    err = creds_dup(key, &out->access_key);
+    err = text_dup(key, &out->access_key);
     if (err == RZ_OK)
-        err = creds_dup(secret, &out->secret_key);
+        err = text_dup(secret, &out->secret_key);
     if (err == RZ_OK)
-        err = creds_dup(token, &out->session_token);
+        err = text_dup(token, &out->session_token);
     return err;
 }
 
@@ -449,7 +389,7 @@ UNITTEST enum rz_err creds_read_token_file(const char *path, char **token_out)
         start++;
     if (*start == '\0' || strlen(start) != (size_t)(buf + n - start) || !creds_header_value_ok(start))
         goto fail;
-    err = creds_dup(start, token_out);
+    err = text_dup(start, token_out);
 fail:
     if (buf) {
         OPENSSL_cleanse(buf, CREDS_MAX_TOKEN_FILE + 2);
@@ -491,7 +431,7 @@ static enum rz_err creds_build_headers(const struct creds_provider *p, struct cu
     if (err == RZ_OK && p->auth_token_file)
         err = creds_read_token_file(p->auth_token_file, &token);
     else if (err == RZ_OK)
-        err = creds_dup(p->auth_token, &token);
+        err = text_dup(p->auth_token, &token);
     if (err != RZ_OK || !token)
         goto out;
     len = strlen("Authorization: ") + strlen(token) + 1;
@@ -677,9 +617,9 @@ static enum rz_err creds_init_container(struct creds_provider *p,
         creds_msg(msg, msglen, "AWS_CONTAINER_AUTHORIZATION_TOKEN contains control characters");
         return RZ_EINVAL;
     }
-    err = creds_dup(creds_has(src->auth_token) ? src->auth_token : NULL, &p->auth_token);
+    err = text_dup(creds_has(src->auth_token) ? src->auth_token : NULL, &p->auth_token);
     if (err == RZ_OK)
-        err = creds_dup(creds_has(src->auth_token_file) ? src->auth_token_file : NULL,
+        err = text_dup(creds_has(src->auth_token_file) ? src->auth_token_file : NULL,
                         &p->auth_token_file);
     return err;
 }

@@ -34,10 +34,6 @@ enum rz_err creds_check_full_uri(const char *uri, char **url_out, char *msg, siz
 enum rz_err creds_endpoint_url(const struct creds_source *src, char **url_out, char *msg,
                                size_t msglen);
 
-/* Parses a UTC ISO-8601 time "YYYY-MM-DDTHH:MM:SS[.fff]Z" (or "+00:00").
- * RZ_EINVAL for anything else, including impossible dates. */
-enum rz_err creds_parse_time(const char *s, time_t *out);
-
 /* Parses the container endpoint's JSON body into *out (caller cleans up).
  * RZ_ETOOBIG over CREDS_MAX_RESPONSE; RZ_EINVAL for a bad shape, a
  * missing/mistyped/empty field or a bad Expiration. *out is zeroed on error. */

@@ -4,13 +4,8 @@
  * before parsing, its nesting is bounded before jansson recurses into it,
  * and every field is checked for type, size and encoding before it is
  * copied into the batch. */
-#ifdef RESIZER_UNITTEST
-#define UNITTEST
-#else
-#define UNITTEST static
-#endif
-
 #include "events.h"
+#include "unittest.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -20,6 +15,7 @@
 #include <string.h>
 
 #include "events_internal.h"
+#include "text.h"
 
 /* Optional strings (etag, sequencer, version id) are S3-issued tokens;
  * S3's own version ids are at most 1024 bytes. */
@@ -76,56 +72,6 @@ static void msg_set(char *msg, size_t msglen, const char *fmt, ...)
         if (c < 0x20 || c > 0x7e)
             msg[i] = '?';
     }
-}
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-char *events_url_decode(const char *s, int form)
-{
-    size_t i;
-    size_t n = 0;
-    char *out;
-
-    if (!s)
-        return NULL;
-    out = malloc(strlen(s) + 1);
-    if (!out)
-        return NULL;
-    for (i = 0; s[i]; i++) {
-        int hi;
-        int lo;
-
-        if (s[i] == '+' && form) {
-            out[n++] = ' ';
-            continue;
-        }
-        if (s[i] != '%') {
-            out[n++] = s[i];
-            continue;
-        }
-        hi = hex_value(s[i + 1]);
-        lo = hi < 0 ? -1 : hex_value(s[i + 2]);
-        /* %00 would cut the key short wherever it is used as a C string */
-        if (lo < 0 || (hi == 0 && lo == 0))
-            goto fail;
-        out[n++] = (char)(hi * 16 + lo);
-        i += 2;
-    }
-    out[n] = '\0';
-    return out;
-
-fail:
-    free(out);
-    return NULL;
 }
 
 /* Length of the UTF-8 sequence led by c, with the bounds its second byte
@@ -378,7 +324,7 @@ static enum rz_err take_key(json_t *root, const struct event_shape *sh, const ch
         return err;
     path_text(path, prefix, sh->key, 3);
     if (sh->key_form_encoded)
-        o->key = events_url_decode(s, 1);
+        o->key = text_url_decode(s, 1);
     else
         o->key = strdup(s);
     if (!o->key) {
@@ -406,10 +352,8 @@ static enum rz_err take_token(json_t *root, const char *const seg[3], const char
     if (err != RZ_OK || !s)
         return err;
     len = strlen(s);
-    if (strip_quotes && len >= 2 && s[0] == '"' && s[len - 1] == '"') {
-        s++;
-        len -= 2;
-    }
+    if (strip_quotes)
+        s = text_unquote(s, &len);
     if (len == 0)
         return RZ_OK;
     path_text(path, prefix, seg, 3);

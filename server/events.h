@@ -67,8 +67,4 @@ size_t events_filter(struct event_batch *b, const char *src_bucket, const char *
 /* Frees everything in b; safe on a zeroed batch. */
 void events_batch_cleanup(struct event_batch *b);
 
-/* Decodes %XX (and '+' as space when form is set) from s; caller frees.
- * NULL on a malformed escape or allocation failure. */
-char *events_url_decode(const char *s, int form);
-
 #endif

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 
 struct health {
@@ -21,14 +22,6 @@ struct health {
     int64_t last_ok_ms;         /* monotonic */
     char last_error[160];
 };
-
-static int64_t health_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Answers that prove S3 is there, even though they are not 200. */
 static int health_answered(enum rz_err err)
@@ -61,7 +54,7 @@ static void health_probe(struct health *h)
         if (h->last_ok_ms == 0 || h->last_error[0])
             log_printf(LOG_INFO, "s3_reachable", "%s",
                        h->last_ok_ms ? "S3 answers again" : "S3 answers");
-        h->last_ok_ms = health_now_ms();
+        h->last_ok_ms = clock_mono_ms();
         h->last_error[0] = '\0';
     } else {
         if (!h->last_error[0])
@@ -159,7 +152,7 @@ int health_s3_ok(struct health *h, char *why, size_t whylen)
     int ok;
 
     pthread_mutex_lock(&h->lock);
-    ok = h->last_ok_ms && health_now_ms() - h->last_ok_ms <= h->opts.window_ms;
+    ok = h->last_ok_ms && clock_mono_ms() - h->last_ok_ms <= h->opts.window_ms;
     /* S3's own text can name the account, role or bucket policy: it goes
      * to the log (s3_unreachable), the public probe says only this. */
     if (!ok)

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 
 /* How often the watchdog looks: a request is cut at most this late. */
@@ -35,14 +36,6 @@ struct http_guard {
     int started;
     pthread_t thread;
 };
-
-static int64_t http_guard_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 int http_guard_reserve(struct http_guard *g, size_t n)
 {
@@ -109,7 +102,7 @@ void http_guard_on_connection(void *cls, struct MHD_Connection *conn, void **soc
         return; /* unguarded: the idle timeout still applies */
     c->fd = info->connect_fd;
     c->in_request = 1;
-    c->started_ms = http_guard_now_ms();
+    c->started_ms = clock_mono_ms();
     pthread_mutex_lock(&g->lock);
     c->next = g->conns;
     if (g->conns)
@@ -139,7 +132,7 @@ void *http_guard_on_request_line(void *cls, const char *uri, struct MHD_Connecti
      * line gains nothing. */
     if (!c->in_request) {
         c->in_request = 1;
-        c->started_ms = http_guard_now_ms();
+        c->started_ms = clock_mono_ms();
     }
     pthread_mutex_unlock(&g->lock);
     return NULL;
@@ -161,7 +154,7 @@ void http_guard_request_answered(struct http_guard *g, struct MHD_Connection *co
  * g->lock held. Returns how many were cut. */
 static unsigned http_guard_sweep(struct http_guard *g)
 {
-    int64_t now = http_guard_now_ms();
+    int64_t now = clock_mono_ms();
     unsigned cut = 0;
 
     for (struct http_guard_conn *c = g->conns; c; c = c->next) {

@@ -34,15 +34,10 @@
 #include <vips/vips.h>
 
 #include "image.h"
+#include "unittest.h"
 #include "blurhash.h"
 #include "image_internal.h"
 #include "log.h"
-
-#ifdef RESIZER_UNITTEST
-#define UNITTEST
-#else
-#define UNITTEST static
-#endif
 
 /* PNG: libvips' default (no row filter, zlib 6) writes photos 1.7-1.9x
  * larger than Pillow. Measured on 1024x768 photos, RGB / RGBA:

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "text.h"
+
 #define INDEX_MAX_STRING 4096
 
 struct index_node {
@@ -119,15 +121,14 @@ void index_free(struct index *idx)
 
 /* ---- entries ---- */
 
+/* A record's strings are capped: one oversized field must not grow the
+ * index without bound. */
 static enum rz_err index_strdup(char **dst, const char *src)
 {
     *dst = NULL;
-    if (!src)
-        return RZ_OK;
-    if (strlen(src) > INDEX_MAX_STRING)
+    if (src && strlen(src) > INDEX_MAX_STRING)
         return RZ_EINVAL;
-    *dst = strdup(src);
-    return *dst ? RZ_OK : RZ_ENOMEM;
+    return text_dup(src, dst);
 }
 
 void index_entry_cleanup(struct index_entry *e)

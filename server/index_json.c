@@ -30,28 +30,12 @@ static json_t *index_json_time(int64_t ms)
     return json_string(out);
 }
 
+/* 0 (what a null time reads as) for anything that is not a time. */
 static int64_t index_json_parse_time(const json_t *j)
 {
-    const char *s = json_string_value(j);
-    struct tm tm;
-    const char *rest;
-    long ms = 0;
-    time_t secs;
+    int64_t ms;
 
-    if (!s)
-        return 0;
-    memset(&tm, 0, sizeof(tm));
-    rest = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (!rest)
-        return 0;
-    if (rest[0] == '.')
-        ms = strtol(rest + 1, NULL, 10);
-    secs = timegm(&tm);
-    /* We write three digits after 1970 (0 is written as null): anything
-     * else is not ours, and a huge fraction would overflow the sum. */
-    if (ms < 0 || ms > 999 || secs <= 0)
-        return 0;
-    return (int64_t)secs * 1000 + ms;
+    return timefmt_parse_iso_ms(json_string_value(j), &ms) == RZ_OK ? ms : 0;
 }
 
 static json_t *index_json_str(const char *s)

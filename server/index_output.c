@@ -7,14 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static enum rz_err index_output_dup(char **dst, const char *src)
-{
-    *dst = NULL;
-    if (!src)
-        return RZ_OK;
-    *dst = strdup(src);
-    return *dst ? RZ_OK : RZ_ENOMEM;
-}
+#include "text.h"
 
 static void index_variant_cleanup(struct index_variant *v)
 {
@@ -40,9 +33,9 @@ static enum rz_err index_variant_copy(struct index_variant *dst, const struct in
 {
     enum rz_err err;
 
-    err = index_output_dup(&dst->key, src->key);
+    err = text_dup(src->key, &dst->key);
     if (err == RZ_OK)
-        err = index_output_dup(&dst->content_type, src->content_type);
+        err = text_dup(src->content_type, &dst->content_type);
     if (err != RZ_OK || src->nfiles == 0)
         return err;
     dst->files = calloc(src->nfiles, sizeof(*dst->files));
@@ -50,7 +43,7 @@ static enum rz_err index_variant_copy(struct index_variant *dst, const struct in
         return RZ_ENOMEM;
     for (size_t k = 0; k < src->nfiles && err == RZ_OK; k++) {
         dst->files[k] = src->files[k];
-        err = index_output_dup(&dst->files[k].key, src->files[k].key);
+        err = text_dup(src->files[k].key, &dst->files[k].key);
         dst->nfiles = k + 1;
     }
     return err;
@@ -69,7 +62,7 @@ enum rz_err index_output_copy(struct index_entry *dst, const struct index_entry 
     for (size_t i = 0; i < src->nvariants && err == RZ_OK; i++)
         err = index_variant_copy(&dst->variants[i], &src->variants[i]);
     if (err == RZ_OK)
-        err = index_output_dup(&dst->blurhash, src->blurhash);
+        err = text_dup(src->blurhash, &dst->blurhash);
     return err;
 }
 
@@ -118,7 +111,7 @@ enum rz_err index_output_take(struct index_entry *e, const struct index_variant 
         err = index_variant_copy(&e->variants[i], &vars[i]);
     }
     if (err == RZ_OK && info && info->blurhash[0])
-        err = index_output_dup(&e->blurhash, info->blurhash);
+        err = text_dup(info->blurhash, &e->blurhash);
     if (info)
         snprintf(e->dominant, sizeof(e->dominant), "%s", info->dominant);
     if (err != RZ_OK)

@@ -14,10 +14,12 @@
 
 #include <uuid/uuid.h>
 
+#include "clock.h"
 #include "ids.h"
 #include "keys.h"
 #include "log.h"
 #include "status.h"
+#include "text.h"
 
 #define JOBS_CACHE_CONTROL "max-age=86400"
 #define JOBS_MAX_S3_KEY 1024
@@ -64,14 +66,6 @@ struct jobs_outcome {
 
 static const double jobs_duration_buckets[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
 
-static int64_t jobs_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 const char *jobs_failure_code(enum rz_err err)
 {
     return status_failure_code(err);
@@ -113,7 +107,7 @@ static void jobs_commit(void *arg, const char *id)
     if (!j->draining)
         jobs_push_locked(j, id);
     else
-        now = jobs_now_ms();
+        now = clock_wall_ms();
     pthread_mutex_unlock(&j->lock);
     /* Draining since the slot was taken: another replica runs it. */
     if (now)
@@ -274,7 +268,7 @@ static enum rz_err jobs_download(struct jobs_worker *w, const struct status_task
     *real_key_out = NULL;
     if (!t->try_decoded_key || (err != RZ_ENOTFOUND && err != RZ_EDENIED))
         return err;
-    decoded = events_url_decode(t->key, 1);
+    decoded = text_url_decode(t->key, 1);
     if (!decoded || strcmp(decoded, t->key) == 0) {
         free(decoded);
         return err;
@@ -446,7 +440,7 @@ static void jobs_rerun(struct jobs *j, const char *id)
     if (jobs_reserve(j))
         jobs_commit(j, id);
     else
-        status_release(j->opts.status, id, jobs_now_ms());
+        status_release(j->opts.status, id, clock_wall_ms());
 }
 
 static void jobs_run(struct jobs_worker *w, const char *id)
@@ -458,7 +452,7 @@ static void jobs_run(struct jobs_worker *w, const char *id)
     struct index_file files[IMAGE_MAX_VARIANTS * IMAGE_MAX_OUTPUTS];
     struct status_outcome view;
     struct index_entry final = {0};
-    int64_t start = jobs_now_ms();
+    int64_t start = clock_wall_ms();
     int again = 0;
     double secs;
     enum rz_err err;
@@ -467,8 +461,8 @@ static void jobs_run(struct jobs_worker *w, const char *id)
         return; /* another replica's now, or gone: nothing to do */
     jobs_process(w, &t, &o);
     jobs_outcome_view(&o, vars, files, &view);
-    err = status_finish(j->opts.status, id, &view, jobs_now_ms(), &final, &again);
-    secs = (double)(jobs_now_ms() - start) / 1000.0;
+    err = status_finish(j->opts.status, id, &view, clock_wall_ms(), &final, &again);
+    secs = (double)(clock_wall_ms() - start) / 1000.0;
     jobs_count(j, &o, secs);
     jobs_log(id, &t, &o, secs);
     if (err == RZ_OK && (final.state == INDEX_DONE || final.state == INDEX_FAILED))
@@ -634,7 +628,7 @@ static struct jobs_slot *jobs_take_queued_locked(struct jobs *j)
 static void jobs_release(struct jobs *j, struct jobs_slot *ids, size_t n)
 {
     for (size_t i = 0; ids && i < n; i++)
-        status_release(j->opts.status, ids[i].id, jobs_now_ms());
+        status_release(j->opts.status, ids[i].id, clock_wall_ms());
     free(ids);
 }
 

@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <time.h>
 
+#include "clock.h"
 #include "keys.h"
 #include "log.h"
 
@@ -26,7 +27,7 @@ struct reconcile_cursor {
 struct reconcile {
     struct reconcile_opts opts;
     struct s3_conn *conn;
-    int64_t next_list_ms;     /* rate limit: no LIST before this */
+    int64_t next_list_ms;     /* rate limit: no LIST before this (monotonic) */
     char cursor[STORE_SWEEP_CURSOR_MAX]; /* the last source key looked at */
     pthread_t thread;
     pthread_mutex_t lock;
@@ -36,29 +37,21 @@ struct reconcile {
 
 static const double reconcile_buckets[] = {0.1, 0.5, 1, 5, 10, 30, 60, 300};
 
-/* The current item, fetching the next page when this one is used up; NULL
- * at the end. RZ_* errors from S3 end the sweep. */
-static int64_t reconcile_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* At most RECONCILE_LIST_RATE LIST requests a second: a repair pass must
  * not compete with the jobs for S3's request rate. */
 static void reconcile_pace(struct reconcile *r)
 {
-    int64_t now = reconcile_now_ms();
+    int64_t now = clock_mono_ms();
     long rate = r->opts.cfg->reconcile_list_rate;
 
     if (r->next_list_ms > now)
         usleep((useconds_t)(r->next_list_ms - now) * 1000);
-    r->next_list_ms = reconcile_now_ms() + (rate > 0 ? 1000 / rate : 0);
+    r->next_list_ms = clock_mono_ms() + (rate > 0 ? 1000 / rate : 0);
     metrics_add(r->opts.metrics, "resizer_reconcile_requests_total", "op=\"list\"", 1);
 }
 
+/* The current item, fetching the next page when this one is used up; NULL
+ * at the end. RZ_* errors from S3 end the sweep. */
 static enum rz_err reconcile_peek(struct reconcile *r, struct reconcile_cursor *c,
                                   const struct s3_list_item **out)
 {
@@ -174,7 +167,7 @@ static int reconcile_room(struct reconcile *r)
  * replica that dies mid-sweep hands it on within that. */
 static enum rz_err reconcile_lease(struct reconcile *r, char *cursor_out)
 {
-    int64_t now = reconcile_now_ms();
+    int64_t now = clock_wall_ms();
     long hold = r->opts.interval_secs * 2 > 60 ? r->opts.interval_secs * 2 : 60;
 
     return status_lease_sweep(r->opts.status, now, now + hold * 1000, cursor_out);

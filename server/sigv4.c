@@ -5,13 +5,8 @@
  * canonical URI -> canonical request -> string to sign -> signing key ->
  * signature. Each step appends to a capped buf, so no input can make us
  * allocate without bound; keys are wiped with OPENSSL_cleanse. */
-#ifdef RESIZER_UNITTEST
-#define UNITTEST
-#else
-#define UNITTEST static
-#endif
-
 #include "sigv4.h"
+#include "unittest.h"
 
 #include <pthread.h>
 #include <stdio.h>

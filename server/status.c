@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "ids.h"
 #include "keys.h"
 #include "log.h"
@@ -83,14 +84,6 @@ struct status {
     struct status_neg neg[STATUS_NEG_SLOTS];
 };
 
-static int64_t status_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- the failure taxonomy ---- */
 
 const char *status_failure_code(enum rz_err err)
@@ -121,7 +114,7 @@ static enum rz_err status_seen(struct status *st, const char *phase, const char 
                                enum rz_err err)
 {
     char labels[128];
-    int64_t now = status_now_ms();
+    int64_t now = clock_wall_ms();
 
     pthread_mutex_lock(&st->lock);
     if (err == RZ_EUPSTREAM) {
@@ -200,7 +193,7 @@ static void status_cache_put(struct status *st, const struct index_entry *e)
     status_neg_clear(st, e);
     if (!st->o.cache || index_entry_copy(&c, e) != RZ_OK)
         return;
-    c.cached_ms = status_now_ms();
+    c.cached_ms = clock_wall_ms();
     index_put(st->o.cache, &c); /* a full cache only costs a later read */
     index_entry_cleanup(&c);
 }
@@ -769,7 +762,7 @@ static void *status_keeper_main(void *arg)
     if (tick < 100)
         tick = 100;
     while (!status_wait(st, tick)) {
-        int64_t now = status_now_ms();
+        int64_t now = clock_wall_ms();
 
         if (!status_store_ok(st, NULL, 0))
             status_seen(st, "ping", "ping", st->o.store->ops->ping(st->o.store));
@@ -809,7 +802,7 @@ static enum rz_err status_read_s3(struct status *st, const char *record_key,
     if (err == RZ_EINVAL || err == RZ_ETOOBIG)
         err = RZ_ENOTFOUND;
     if (err == RZ_OK) {
-        out->cached_ms = status_now_ms();
+        out->cached_ms = clock_wall_ms();
         index_put(st->o.index, out); /* a cache full of work in flight: answer from the copy */
     }
     s3_object_cleanup(&obj);
@@ -820,7 +813,7 @@ static enum rz_err status_read_s3(struct status *st, const char *record_key,
 static int status_cache_fresh(const struct index_entry *e)
 {
     return (e->state == INDEX_DONE || e->state == INDEX_FAILED) && e->cached_ms &&
-           status_now_ms() - e->cached_ms < STATUS_CACHE_MS;
+           clock_wall_ms() - e->cached_ms < STATUS_CACHE_MS;
 }
 
 enum rz_err status_peek_by_key(struct status *st, const char *bucket, const char *key,
@@ -869,7 +862,7 @@ static int status_neg_hit(struct status *st, uint64_t h)
     int hit;
 
     pthread_mutex_lock(&st->lk_lock);
-    hit = n->hash == h && n->until_ms > status_now_ms();
+    hit = n->hash == h && n->until_ms > clock_wall_ms();
     pthread_mutex_unlock(&st->lk_lock);
     return hit;
 }
@@ -946,7 +939,7 @@ void status_lookup_start(struct status_lookup *l, void (*done)(void *arg), void 
 
     l->done = done;
     l->done_arg = arg;
-    l->queued_ms = status_now_ms();
+    l->queued_ms = clock_wall_ms();
     pthread_mutex_lock(&st->lk_lock);
     if (st->lk_tail)
         st->lk_tail->next = l;
@@ -1003,7 +996,7 @@ static void status_lookup_run(struct status_lookup *l)
         l->err = RZ_ENOTFOUND;
     }
     if (l->err == RZ_ENOTFOUND)
-        status_neg_set(st, status_lookup_hash(l), status_now_ms() + STATUS_NEG_MS);
+        status_neg_set(st, status_lookup_hash(l), clock_wall_ms() + STATUS_NEG_MS);
     metrics_add(st->o.metrics, "resizer_status_lookups_total",
                 l->err == RZ_OK ? "outcome=\"found\"" : l->err == RZ_ENOTFOUND
                                                          ? "outcome=\"not_found\""
@@ -1036,7 +1029,7 @@ static void *status_lookup_main(void *arg)
          * is answered at once rather than after everyone before it. */
         if (stopping)
             l->err = RZ_ESHUTDOWN;
-        else if (status_now_ms() - l->queued_ms > STATUS_LOOKUP_WAIT_MS)
+        else if (clock_wall_ms() - l->queued_ms > STATUS_LOOKUP_WAIT_MS)
             l->err = RZ_EUPSTREAM;
         else
             status_lookup_run(l);
@@ -1063,7 +1056,7 @@ static void status_refresh_later(struct status *st, const char *id)
 
 static int status_copy_stale(const struct index_entry *e)
 {
-    return e->cached_ms && status_now_ms() - e->cached_ms >= STATUS_CACHE_MS;
+    return e->cached_ms && clock_wall_ms() - e->cached_ms >= STATUS_CACHE_MS;
 }
 
 enum rz_err status_find(struct status *st, const char *id, const char *bucket, const char *key,

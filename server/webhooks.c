@@ -5,6 +5,7 @@
  * a message and add it. One curl handle per thread keeps connections to a
  * receiver alive between messages. */
 #include "webhooks.h"
+#include "unittest.h"
 #include "webhooks_internal.h"
 
 #include <arpa/inet.h>
@@ -21,14 +22,9 @@
 
 #include "base64.h"
 #include "buf.h"
+#include "clock.h"
 #include "log.h"
 #include "timefmt.h"
-
-#ifdef RESIZER_UNITTEST
-#define UNITTEST
-#else
-#define UNITTEST static
-#endif
 
 #define WEBHOOKS_URL_MAX 2048
 #define WEBHOOKS_RESPONSE_CAP 4096  /* response body bytes read, then the answer is cut */
@@ -73,14 +69,6 @@ struct webhooks {
     int stopping;               /* also read by curl's progress callback */
     struct webhooks_thread *threads;
 };
-
-static int64_t webhooks_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static enum rz_err webhooks_fail(char *msg, size_t msglen, const char *name, const char *what)
 {
@@ -326,7 +314,7 @@ UNITTEST char *webhooks_body(const struct index_entry *e, const char **type_out)
     data = index_entry_to_json(e);
     if (!data)
         return NULL;
-    timefmt_iso_ms(e->finished_ms > 0 ? e->finished_ms : webhooks_now_ms(), ts);
+    timefmt_iso_ms(e->finished_ms > 0 ? e->finished_ms : clock_wall_ms(), ts);
     msg = json_pack("{s:s,s:s,s:o}", "type", type, "timestamp", ts, "data", data);
     text = msg ? json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(msg);
@@ -468,7 +456,7 @@ void webhooks_notify(struct webhooks *w, const struct index_entry *e)
     webhooks_msg_id(e, type, d.msg_id);
     d.body = body;
     d.body_len = strlen(body);
-    d.created_ms = d.due_ms = webhooks_now_ms();
+    d.created_ms = d.due_ms = clock_wall_ms();
     for (size_t i = 0; i < w->nendpoints; i++) {
         d.endpoint = i;
         webhooks_add(w, &d, e->id);
@@ -533,7 +521,7 @@ static CURLcode webhooks_post(struct webhooks_thread *t, const struct outbox_del
                               long *status_out)
 {
     struct webhooks *w = t->w;
-    int64_t ts = webhooks_now_ms() / 1000;
+    int64_t ts = clock_wall_ms() / 1000;
     char sig[WEBHOOKS_SIGNATURE_MAX];
     struct curl_slist *h = NULL;
     CURL *c = t->curl;
@@ -608,7 +596,7 @@ static void webhooks_settle(struct webhooks *w, struct outbox_delivery *d,
     } else {
         delay = webhooks_retry_delay_ms(w->opts.retry_base_ms, d->attempts,
                                         (double)arc4random_uniform(1000000) / 1e6);
-        o->ops->settle(o, d, webhooks_now_ms() + delay);
+        o->ops->settle(o, d, clock_wall_ms() + delay);
         webhooks_log_end(w, d, LOG_INFO, "webhook_retry", rc, status, secs);
     }
 }
@@ -616,7 +604,7 @@ static void webhooks_settle(struct webhooks *w, struct outbox_delivery *d,
 static void webhooks_attempt(struct webhooks_thread *t, struct outbox_delivery *d)
 {
     struct webhooks *w = t->w;
-    int64_t start = webhooks_now_ms();
+    int64_t start = clock_wall_ms();
     long status = 0;
     CURLcode rc;
     double secs;
@@ -627,7 +615,7 @@ static void webhooks_attempt(struct webhooks_thread *t, struct outbox_delivery *
     }
     d->attempts++;
     rc = webhooks_post(t, d, &status);
-    secs = (double)(webhooks_now_ms() - start) / 1000.0;
+    secs = (double)(clock_wall_ms() - start) / 1000.0;
     if (rc == CURLE_ABORTED_BY_CALLBACK) {
         d->attempts--; /* stopping: not the receiver's fault, and not sent */
         w->outbox->ops->settle(w->outbox, d, start);
@@ -650,7 +638,7 @@ static void webhooks_timespec_at(int64_t ms, struct timespec *ts)
 /* Called with nothing due: sleeps until next_due_ms, a notify, or stop. */
 static void webhooks_idle(struct webhooks *w, uint64_t gen, int64_t next_due_ms)
 {
-    int64_t until = webhooks_now_ms() + WEBHOOKS_IDLE_WAIT_MS;
+    int64_t until = clock_wall_ms() + WEBHOOKS_IDLE_WAIT_MS;
     struct timespec ts;
 
     if (next_due_ms < until)
@@ -729,7 +717,7 @@ static void *webhooks_thread_main(void *arg)
         skip = webhooks_full_endpoints(w);
         w->busy++;
         pthread_mutex_unlock(&w->lock);
-        if (w->outbox->ops->lease(w->outbox, webhooks_now_ms(), skip, &d, &next_due) != RZ_OK) {
+        if (w->outbox->ops->lease(w->outbox, clock_wall_ms(), skip, &d, &next_due) != RZ_OK) {
             webhooks_idle(w, gen, next_due);
             continue;
         }
@@ -828,14 +816,14 @@ size_t webhooks_drain(struct webhooks *w, long grace_ms)
 
     if (!w)
         return 0;
-    deadline = webhooks_now_ms() + grace_ms;
+    deadline = clock_wall_ms() + grace_ms;
     pthread_mutex_lock(&w->lock);
     /* Done when no thread is attempting, and the last look, taken after the
      * last notify, found nothing due before now. */
-    while (!(w->busy == 0 && w->seen_gen == w->gen && w->next_due_ms > webhooks_now_ms())) {
-        int64_t until = webhooks_now_ms() + 100;
+    while (!(w->busy == 0 && w->seen_gen == w->gen && w->next_due_ms > clock_wall_ms())) {
+        int64_t until = clock_wall_ms() + 100;
 
-        if (webhooks_now_ms() >= deadline)
+        if (clock_wall_ms() >= deadline)
             break;
         webhooks_timespec_at(until < deadline ? until : deadline, &ts);
         pthread_cond_timedwait(&w->settled, &w->lock, &ts);

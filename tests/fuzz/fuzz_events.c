@@ -1,5 +1,5 @@
 /* fuzz_events.c - POST /v1/events bodies: events_parse, events_filter and
- * events_batch_cleanup on arbitrary bytes, plus events_url_decode on the
+ * events_batch_cleanup on arbitrary bytes, plus text_url_decode on the
  * same bytes as a string. */
 #include <string.h>
 
@@ -58,7 +58,7 @@ static void fuzz_decode(const uint8_t *data, size_t size)
     char *s = strndup((const char *)data, size);
 
     for (int form = 0; s && form < 2; form++) {
-        char *d = events_url_decode(s, form);
+        char *d = text_url_decode(s, form);
 
         FUZZ_CHECK(!d || strlen(d) <= strlen(s));
         free(d);

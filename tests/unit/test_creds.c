@@ -162,56 +162,7 @@ static void test_endpoint_url_table(void **state)
     }
 }
 
-/* ---- time and JSON ------------------------------------------------------ */
-
-struct time_case {
-    const char *s;
-    time_t want; /* 0: rejected */
-};
-
-static void test_parse_time_table(void **state)
-{
-    const struct time_case cases[] = {
-        { "2026-11-26T18:00:00Z", utc(2026, 11, 26, 18, 0, 0) },
-        { "2026-11-26T18:00:00.123Z", utc(2026, 11, 26, 18, 0, 0) },
-        { "2026-11-26T18:00:00+00:00", utc(2026, 11, 26, 18, 0, 0) },
-        { "2028-02-29T23:59:59Z", utc(2028, 2, 29, 23, 59, 59) },
-        { "2026-02-29T00:00:00Z", 0 },
-        { "2026-02-30T00:00:00Z", 0 },
-        { "2026-04-31T00:00:00Z", 0 },
-        { "2026-13-01T00:00:00Z", 0 },
-        { "2026-00-10T00:00:00Z", 0 },
-        { "2026-11-26T24:00:00Z", 0 },
-        { "2026-11-26T18:60:00Z", 0 },
-        { "2026-11-26T18:00:60Z", 0 },
-        { "2026-11-26 18:00:00Z", 0 },
-        { "2026-11-26T18:00:00", 0 },
-        { "2026-11-26T18:00:00+01:00", 0 },
-        { "2026-11-26T18:00:00.Z", 0 },
-        { "2026-11-26T18:00:00ZZ", 0 },
-        { "2026-1-26T18:00:00Z", 0 },
-        { "+026-11-26T18:00:00Z", 0 },
-        { "1970-01-01T00:00:00Z", 0 }, /* would read as "never expires" */
-        { "1969-12-31T23:59:59Z", 0 },
-        { "tomorrow", 0 },
-        { "", 0 },
-    };
-    size_t i;
-
-    (void)state;
-    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        time_t t = 123;
-        enum rz_err err = creds_parse_time(cases[i].s, &t);
-
-        if (cases[i].want) {
-            if (err != RZ_OK)
-                fail_msg("expected to parse: %s", cases[i].s);
-            assert_int_equal(t, cases[i].want);
-        } else if (err != RZ_EINVAL) {
-            fail_msg("expected rejection: %s", cases[i].s);
-        }
-    }
-}
+/* ---- JSON ------------------------------------------------------------- */
 
 #define GOOD_JSON                                                                              \
     "{\"Code\":\"Success\",\"AccessKeyId\":\"ASIAEXAMPLEKEY123456\","                          \
@@ -900,7 +851,6 @@ int main(void)
         cmocka_unit_test(test_full_uri_table),
         cmocka_unit_test(test_provider_rejects_plain_http_remote),
         cmocka_unit_test(test_endpoint_url_table),
-        cmocka_unit_test(test_parse_time_table),
         cmocka_unit_test(test_parse_json_happy),
         cmocka_unit_test(test_parse_json_bad_shapes),
         cmocka_unit_test(test_parse_json_huge),

@@ -504,39 +504,6 @@ static void test_truncations_and_mutations(void **state)
     assert_int_equal(outcomes[1], 3);
 }
 
-static void test_url_decode(void **state)
-{
-    static const struct { const char *in; int form; const char *out; } cases[] = {
-        {"images/a+b%2Bc.jpg", 1, "images/a b+c.jpg"},
-        {"images/a+b%2Bc.jpg", 0, "images/a+b+c.jpg"},
-        {"images%2Fx%2f", 1, "images/x/"},
-        {"caf%C3%A9", 1, "caf\xc3\xa9"},
-        {"", 1, ""},
-        {"plain", 1, "plain"},
-        {"%", 1, NULL},
-        {"%4", 1, NULL},
-        {"a%g1", 1, NULL},
-        {"a%1g", 1, NULL},
-        {"a%00b", 1, NULL},
-        {"%%41", 1, NULL},
-    };
-    size_t i;
-
-    (void)state;
-    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        char *got = events_url_decode(cases[i].in, cases[i].form);
-
-        if (cases[i].out) {
-            assert_non_null(got);
-            assert_string_equal(got, cases[i].out);
-        } else if (got) {
-            fail_msg("\"%s\" decoded to \"%s\", want an error", cases[i].in, got);
-        }
-        free(got);
-    }
-    assert_null(events_url_decode(NULL, 1));
-}
-
 static void test_helpers(void **state)
 {
     static const struct { const char *s; int ok; } utf8[] = {
@@ -680,7 +647,6 @@ int main(void)
         cmocka_unit_test(test_key_length),
         cmocka_unit_test(test_record_count),
         cmocka_unit_test(test_truncations_and_mutations),
-        cmocka_unit_test(test_url_decode),
         cmocka_unit_test(test_helpers),
         cmocka_unit_test(test_filter_table),
         cmocka_unit_test(test_filter_raw_key),
