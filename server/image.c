@@ -499,6 +499,8 @@ fail:
     return err;
 }
 
+#ifdef RESIZER_UNITTEST
+/* Only tests read a header alone: the service always goes on to decode. */
 enum rz_err image_probe(const void *data, size_t len, uint64_t max_pixels,
                         struct image_info *info_out, char *msg, size_t msglen)
 {
@@ -508,6 +510,7 @@ enum rz_err image_probe(const void *data, size_t len, uint64_t max_pixels,
     VIPS_UNREF(img);
     return err;
 }
+#endif
 
 /* ---- pixel steps; each returns an image owned by p, or NULL ---- */
 

@@ -103,11 +103,6 @@ void image_shutdown(void);
  * none we process (SVG, PDF, HTML, text, ...). */
 enum image_format image_sniff(const void *data, size_t len);
 
-/* Reads the header only. RZ_EUNSUPPORTED, RZ_EPIXELS (over max_pixels),
- * RZ_ECORRUPT. On error, msg (if not NULL) gets a human sentence. */
-enum rz_err image_probe(const void *data, size_t len, uint64_t max_pixels,
-                        struct image_info *info_out, char *msg, size_t msglen);
-
 /* The most results one call can write: nvariants x noutputs. */
 size_t image_results_max(const struct image_opts *opts);
 

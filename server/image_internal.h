@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "err.h"
+
 /* 1 if width x height x pages is over max_pixels (no overflow). */
 int image_over_limit(uint64_t width, uint64_t height, uint64_t pages, uint64_t max_pixels);
 
@@ -21,6 +23,13 @@ void image_variant_size(int src_width, int src_height, int target_width,
 /* Removes EXIF, XMP and ICCP chunks from a WebP file in place; returns
  * the new length (len unchanged if buf is not a WebP it understands). */
 size_t image_webp_strip_chunks(unsigned char *buf, size_t len);
+
+struct image_info;
+
+/* Reads the header only. RZ_EUNSUPPORTED, RZ_EPIXELS (over max_pixels),
+ * RZ_ECORRUPT. On error, msg (if not NULL) gets a human sentence. */
+enum rz_err image_probe(const void *data, size_t len, uint64_t max_pixels,
+                        struct image_info *info_out, char *msg, size_t msglen);
 
 #endif
 #endif

@@ -400,44 +400,6 @@ enum rz_err index_update(struct index *idx, const char *id, index_update_fn fn, 
     return err;
 }
 
-/* Moves node to the by-key chain of key (which it takes); write lock held. */
-static void index_relink_key(struct index *idx, struct index_node *node, char *key)
-{
-    struct index_node **pp;
-
-    for (pp = index_key_slot(idx, node->e.bucket, node->e.key); *pp; pp = &(*pp)->key_next) {
-        if (*pp == node) {
-            *pp = node->key_next;
-            break;
-        }
-    }
-    free(node->e.key);
-    node->e.key = key;
-    pp = index_key_slot(idx, node->e.bucket, node->e.key);
-    node->key_next = *pp;
-    *pp = node;
-}
-
-enum rz_err index_rekey(struct index *idx, const char *id, const char *key)
-{
-    struct index_node *n;
-    char *copy = strdup(key);
-    enum rz_err err = RZ_ENOTFOUND;
-
-    if (!copy)
-        return RZ_ENOMEM;
-    pthread_rwlock_wrlock(&idx->lock);
-    n = index_find_id(idx, id);
-    if (n && n->e.bucket && n->e.key) {
-        index_relink_key(idx, n, copy);
-        copy = NULL;
-        err = RZ_OK;
-    }
-    pthread_rwlock_unlock(&idx->lock);
-    free(copy);
-    return err;
-}
-
 /* ---- compare-and-swap writes ---- */
 
 enum rz_err index_insert_new(struct index *idx, const struct index_entry *e)

@@ -117,12 +117,6 @@ enum rz_err index_get_by_key(struct index *idx, const char *bucket, const char *
 typedef enum rz_err (*index_update_fn)(struct index_entry *e, void *arg);
 enum rz_err index_update(struct index *idx, const char *id, index_update_fn fn, void *arg);
 
-/* Changes the key of the entry with this id (its bucket stays), so that it
- * is found by the new key from now on: a job that found its object under
- * the decoded form of an EventBridge key records the key that exists.
- * RZ_ENOTFOUND, RZ_ENOMEM. */
-enum rz_err index_rekey(struct index *idx, const char *id, const char *key);
-
 /* Inserts a copy of e only if no entry has its id or its (bucket, key):
  * RZ_ECONFLICT otherwise, RZ_EFULL when full of unfinished entries. */
 enum rz_err index_insert_new(struct index *idx, const struct index_entry *e);
@@ -181,13 +175,6 @@ size_t index_output_view(const struct image_result *results, char *const *keys, 
  * none. */
 enum rz_err index_output_take(struct index_entry *e, const struct index_variant *vars, size_t n,
                               const struct image_info *info);
-
-/* Replaces e's variants and placeholders with what a job made: results
- * (n of them, variant by variant, each variant's formats together, as
- * image_make_variants orders them), their keys (keys[i] for results[i])
- * and info's BlurHash and dominant colour. RZ_ENOMEM leaves e with none. */
-enum rz_err index_output_set(struct index_entry *e, const struct image_result *results,
-                             char *const *keys, size_t n, const struct image_info *info);
 
 /* The file of variant v in format f, or NULL. Records written before
  * files were listed have one file, the variant's own key. */

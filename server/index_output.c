@@ -119,19 +119,6 @@ enum rz_err index_output_take(struct index_entry *e, const struct index_variant 
     return err;
 }
 
-enum rz_err index_output_set(struct index_entry *e, const struct image_result *results,
-                             char *const *keys, size_t n, const struct image_info *info)
-{
-    struct index_variant vars[IMAGE_MAX_VARIANTS];
-    struct index_file files[IMAGE_MAX_VARIANTS * IMAGE_MAX_OUTPUTS];
-    size_t nv = index_output_view(results, keys, n < IMAGE_MAX_VARIANTS * IMAGE_MAX_OUTPUTS
-                                                     ? n
-                                                     : IMAGE_MAX_VARIANTS * IMAGE_MAX_OUTPUTS,
-                                  vars, files);
-
-    return index_output_take(e, vars, nv, info);
-}
-
 const struct index_file *index_variant_file(const struct index_variant *v, enum image_format f)
 {
     for (size_t k = 0; k < v->nfiles; k++) {

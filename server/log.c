@@ -36,10 +36,12 @@ int log_level_parse(const char *s)
     return -1;
 }
 
+#ifdef RESIZER_UNITTEST
 void log_set_fd(int fd)
 {
     log_fd = fd;
 }
+#endif
 
 static void log_timestamp(char out[TIMEFMT_MAX])
 {

@@ -36,7 +36,9 @@ void log_printf(enum log_level level, const char *event, const char *fmt, ...)
  * which would drop the whole line) are written as the text \xNN. */
 json_t *log_string(const char *s);
 
-/* Redirects lines to fd (default 2); for tests. */
+#ifdef RESIZER_UNITTEST
+/* Redirects lines to fd (default 2); in the unit-test core only. */
 void log_set_fd(int fd);
+#endif
 
 #endif

@@ -201,6 +201,7 @@ void metrics_observe(struct metrics *m, const char *name, const char *labels, do
     pthread_mutex_unlock(&m->lock);
 }
 
+#ifdef RESIZER_UNITTEST
 double metrics_get(struct metrics *m, const char *name, const char *labels)
 {
     struct metrics_family *f;
@@ -217,6 +218,7 @@ double metrics_get(struct metrics *m, const char *name, const char *labels)
     pthread_mutex_unlock(&m->lock);
     return v;
 }
+#endif
 
 /* name{labels} or name{labels,extra} or name{extra} or name. */
 static enum rz_err metrics_render_name(struct buf *b, const char *name, const char *suffix,

@@ -48,9 +48,11 @@ void metrics_set(struct metrics *m, const char *name, const char *labels, double
 /* Records one observation in a histogram series. */
 void metrics_observe(struct metrics *m, const char *name, const char *labels, double v);
 
-/* Returns the current value of a counter or gauge series (0 if none);
- * for tests and for readiness decisions. */
+#ifdef RESIZER_UNITTEST
+/* Returns the current value of a counter or gauge series (0 if none); in
+ * the unit-test core only (the service reads its metrics through /metrics). */
 double metrics_get(struct metrics *m, const char *name, const char *labels);
+#endif
 
 /* Renders every family as Prometheus text exposition format 0.0.4.
  * The caller frees the result; NULL if out of memory. */

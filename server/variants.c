@@ -192,11 +192,3 @@ enum rz_err variants_check_prefix(const struct image_variant_spec *v, size_t n,
     return RZ_OK;
 }
 
-const char *variants_output_name(enum image_output o)
-{
-    for (size_t k = 0; k < VARIANTS_NOUTPUTS; k++) {
-        if (variants_outputs[k].out == o)
-            return variants_outputs[k].name;
-    }
-    return "same";
-}

@@ -34,7 +34,4 @@ enum rz_err variants_parse_formats(const char *value, enum image_output *out, si
 enum rz_err variants_check_prefix(const struct image_variant_spec *v, size_t n,
                                   const char *src_prefix, char *why, size_t whylen);
 
-/* "same", "jpeg", ...; the name OUTPUT_FORMATS uses. */
-const char *variants_output_name(enum image_output o);
-
 #endif

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "server/image.h"
+#include "server/image_internal.h"
 #include "tests/fuzz/fuzz.h"
 
 #define PROBE_MAX_PIXELS (50u * 1000 * 1000)

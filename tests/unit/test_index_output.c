@@ -26,6 +26,9 @@ static void make_entry(struct index_entry *e)
                                              IMAGE_FORMAT_AVIF};
     struct image_result r[6];
     struct image_info info = {0};
+    struct index_variant vars[IMAGE_MAX_VARIANTS];
+    struct index_file files[IMAGE_MAX_VARIANTS * IMAGE_MAX_OUTPUTS];
+    size_t nv;
 
     memset(r, 0, sizeof(r));
     for (size_t i = 0; i < 6; i++) {
@@ -42,7 +45,9 @@ static void make_entry(struct index_entry *e)
     e->state = INDEX_DONE;
     e->width = 1200;
     e->height = 400;
-    assert_int_equal(index_output_set(e, r, (char *const *)keys, 6, &info), RZ_OK);
+    /* as a job records what it made: a view of its results, then a copy */
+    nv = index_output_view(r, (char *const *)keys, 6, vars, files);
+    assert_int_equal(index_output_take(e, vars, nv, &info), RZ_OK);
 }
 
 static void check_entry(const struct index_entry *e)
