@@ -19,10 +19,10 @@
 #include "server/config.h"
 #include "server/creds.h"
 #include "server/dynamodb.h"
+#include "server/healthcheck.h"
+#include "server/ids.h"
 #include "server/image.h"
 #include "server/log.h"
-#include "server/probe.h"
-#include "server/ids.h"
 #include "server/reconcile.h"
 #include "server/status.h"
 #include "server/webhooks.h"
@@ -43,7 +43,7 @@ struct services {
     struct status *status;
     char replica[IDS_UUID_LEN + 1];
     struct jobs *jobs;
-    struct health *health;
+    struct readiness *readiness;
     struct auth *auth;
     struct reconcile *reconcile;
     struct webhooks *webhooks;
@@ -237,7 +237,7 @@ static enum rz_err start_services(struct services *s, char *msg, size_t msglen)
     const struct config *c = &s->cfg;
     long workers = c->workers ? c->workers : sysconf(_SC_NPROCESSORS_ONLN);
     struct jobs_opts jo;
-    struct health_opts ho;
+    struct readiness_opts ho;
     struct http_server_opts hs;
     enum rz_err err;
 
@@ -263,15 +263,15 @@ static enum rz_err start_services(struct services *s, char *msg, size_t msglen)
 
         err = status_start(s->status, &q);
     }
-    ho = (struct health_opts){s->s3_probe, c->src_bucket, c->src_prefix, c->dest_bucket, 2000,
-                              6000, s->metrics};
+    ho = (struct readiness_opts){s->s3_probe, c->src_bucket, c->src_prefix, c->dest_bucket, 2000,
+                                 6000, s->metrics};
     if (err == RZ_OK)
-        err = health_new(&ho, &s->health);
+        err = readiness_new(&ho, &s->readiness);
     if (err == RZ_OK)
         err = start_auth(s, msg, msglen);
     if (err != RZ_OK)
         return err;
-    s->app = (struct app){c, s->metrics, s->s3, s->status, s->jobs, s->health, s->auth};
+    s->app = (struct app){c, s->metrics, s->s3, s->status, s->jobs, s->readiness, s->auth};
     /* Idle connections close after 75 s: longer than the ALB's 60 s idle
      * timeout, so the ALB never reuses a connection we just closed (502). */
     /* Browsers cache a CORS preflight 600 s (Chromium caps it at 2 h): a
@@ -297,7 +297,7 @@ static void stop_services(struct services *s)
     status_stop_lookups(s->status);
     http_server_stop(s->http);
     auth_free(s->auth);
-    health_free(s->health);
+    readiness_free(s->readiness);
     status_stop(s->status); /* its keeper feeds the queue: stopped first */
     jobs_free(s->jobs);
     webhooks_free(s->webhooks);
@@ -328,7 +328,7 @@ static void drain(struct services *s, int sig)
     log_fields(LOG_INFO, "draining",
                json_pack("{s:s,s:i}", "signal", strsignal(sig), "grace_s",
                          (int)s->cfg.shutdown_grace));
-    health_set_draining(s->health);
+    readiness_set_draining(s->readiness);
     /* Jobs get the whole grace period, even if a sweep is stuck on a
      * stalled S3: it is only asked to stop here, and cut after. */
     reconcile_halt(s->reconcile);
@@ -362,7 +362,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (argc > 2 && strcmp(argv[1], "--check-health") == 0)
-        return probe_check_health(argv[2], 3000);
+        return healthcheck_run(argv[2], 3000);
     if (argc == 2 && strcmp(argv[1], "--create-table") == 0)
         return create_table();
     if (argc > 1) {

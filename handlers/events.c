@@ -73,8 +73,8 @@ void handlers_events_post(struct http_request *req, void *ctx, struct http_respo
     char msg[256];
     enum rz_err err;
 
-    if (health_draining(app->health)) {
-        http_reply_err(res, req, RZ_ESHUTDOWN, "shutting down; deliver again later");
+    if (readiness_draining(app->readiness)) {
+        http_reply_rz_error(res, req, RZ_ESHUTDOWN, "shutting down; deliver again later");
         return;
     }
     err = events_parse(req->body.data ? req->body.data : "", req->body.len, &batch, msg,
@@ -101,9 +101,9 @@ void handlers_events_post(struct http_request *req, void *ctx, struct http_respo
     if (err == RZ_OK)
         events_reply_queued(res, &r, batch.ignored);
     else if (err == RZ_EFULL)
-        http_reply_err(res, req, RZ_EFULL, "queue is full; deliver again later");
+        http_reply_rz_error(res, req, RZ_EFULL, "queue is full; deliver again later");
     else
-        http_reply_err(res, req, err, "cannot queue the event now");
+        http_reply_rz_error(res, req, err, "cannot queue the event now");
     events_batch_cleanup(&batch);
 }
 

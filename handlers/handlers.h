@@ -10,11 +10,11 @@
 
 #include "server/auth.h"
 #include "server/config.h"
-#include "server/health.h"
 #include "server/http.h"
 #include "server/index.h"
 #include "server/jobs.h"
 #include "server/metrics.h"
+#include "server/readiness.h"
 #include "server/s3.h"
 #include "server/status.h"
 
@@ -25,7 +25,7 @@ struct app {
     struct s3 *s3;            /* presigning */
     struct status *status;    /* every record read and change */
     struct jobs *jobs;
-    struct health *health;
+    struct readiness *readiness;
     struct auth *auth;
 };
 

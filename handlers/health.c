@@ -21,10 +21,10 @@ void handlers_readyz(struct http_request *req, void *ctx, struct http_response *
     size_t cap = jobs_capacity(app->jobs);
     int ready = 1;
 
-    if (health_draining(app->health)) {
+    if (readiness_draining(app->readiness)) {
         snprintf(why, sizeof(why), "draining: the service is shutting down");
         ready = 0;
-    } else if (!health_s3_ok(app->health, why, sizeof(why))) {
+    } else if (!readiness_s3_ok(app->readiness, why, sizeof(why))) {
         ready = 0;
     } else if (!status_store_ok(app->status, why, sizeof(why))) {
         ready = 0;
@@ -47,7 +47,7 @@ void handlers_metrics(struct http_request *req, void *ctx, struct http_response 
     char *text = metrics_render(app->metrics);
 
     if (!text) {
-        http_reply_err(res, req, RZ_ENOMEM, "cannot render metrics");
+        http_reply_rz_error(res, req, RZ_ENOMEM, "cannot render metrics");
         return;
     }
     http_reply_bytes(res, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text));

@@ -61,7 +61,7 @@ static void images_reply_find_error(struct http_request *req, struct http_respon
     if (err == RZ_ENOTFOUND)
         http_reply_error(res, req, 404, "not_found", "no image with this id");
     else
-        http_reply_err(res, req, err, "cannot read the status record");
+        http_reply_rz_error(res, req, err, "cannot read the status record");
 }
 
 /* The preamble of every /v1/images/{id} route (auth is the route's): a well-formed
@@ -183,7 +183,7 @@ static void images_by_key(struct http_request *req, struct app *app, const char 
     items = json_array();
     if (err != RZ_OK && err != RZ_ENOTFOUND) {
         json_decref(items);
-        http_reply_err(res, req, err, "cannot read the status record");
+        http_reply_rz_error(res, req, err, "cannot read the status record");
         return;
     }
     if (err == RZ_OK && handlers_may_see(req, e.uploader))
@@ -229,7 +229,7 @@ void handlers_images_list(struct http_request *req, void *ctx, struct http_respo
             http_reply_error(res, req, 400, "invalid_parameter",
                              "cursor: must be a next_cursor from an earlier page");
         else
-            http_reply_err(res, req, err, "cannot list images now");
+            http_reply_rz_error(res, req, err, "cannot list images now");
         return;
     }
     items = json_array();
@@ -300,7 +300,7 @@ void handlers_images_variant(struct http_request *req, void *ctx, struct http_re
         file = images_pick_file(req, res, v);
     if (file && s3_presign_get(app->s3, app->cfg->dest_bucket, file->key,
                                app->cfg->presign_get_expires, time(NULL), &p) != RZ_OK) {
-        http_reply_err(res, req, RZ_EUPSTREAM, "cannot sign a download URL now");
+        http_reply_rz_error(res, req, RZ_EUPSTREAM, "cannot sign a download URL now");
     } else if (file) {
         http_reply_bytes(res, 302, "text/plain", "", 0);
         http_response_header(res, "Location", p.url);
@@ -331,5 +331,5 @@ void handlers_images_retry(struct http_request *req, void *ctx, struct http_resp
     else if (err == RZ_ECONFLICT)
         http_reply_error(res, req, 409, "not_failed", "only a failed image can be retried");
     else
-        http_reply_err(res, req, err, "cannot queue the retry now");
+        http_reply_rz_error(res, req, err, "cannot queue the retry now");
 }

@@ -152,9 +152,9 @@ void handlers_uploads_create(struct http_request *req, void *ctx, struct http_re
     if (err == RZ_OK)
         err = uploads_record(app, req, id, key, &u, p.expires_at);
     if (err != RZ_OK) {
-        http_reply_err(res, req, err == RZ_EFULL ? RZ_EFULL : RZ_EUPSTREAM,
-                       err == RZ_EFULL ? "status index is full of images in flight"
-                                       : "cannot sign or record an upload URL now");
+        http_reply_rz_error(res, req, err == RZ_EFULL ? RZ_EFULL : RZ_EUPSTREAM,
+                            err == RZ_EFULL ? "status index is full of images in flight"
+                                            : "cannot sign or record an upload URL now");
         goto done;
     }
     http_reply_json(res, 201, uploads_render(id, key, &u, &p));

@@ -708,8 +708,8 @@ void http_reply_error(struct http_response *res, const struct http_request *req,
                               "request_id", req->request_id));
 }
 
-void http_reply_err(struct http_response *res, const struct http_request *req, enum rz_err err,
-                    const char *message)
+void http_reply_rz_error(struct http_response *res, const struct http_request *req,
+                         enum rz_err err, const char *message)
 {
     static const struct {
         enum rz_err err;

@@ -4,7 +4,7 @@
  *
  * Handlers run on MHD's thread pool and must not block for long: they parse,
  * call one core module and render. Errors from the core are turned into
- * statuses only here (http_reply_err). */
+ * statuses only here (http_reply_rz_error). */
 #ifndef RESIZER_HTTP_H
 #define RESIZER_HTTP_H
 
@@ -134,8 +134,8 @@ void http_reply_error(struct http_response *res, const struct http_request *req,
                       const char *code, const char *message);
 
 /* Maps a core error to its status and error code, with message. */
-void http_reply_err(struct http_response *res, const struct http_request *req, enum rz_err err,
-                    const char *message);
+void http_reply_rz_error(struct http_response *res, const struct http_request *req,
+                         enum rz_err err, const char *message);
 
 /* Adds a response header (both copied). Silently drops past HTTP_MAX_HEADERS. */
 void http_response_header(struct http_response *res, const char *name, const char *value);

@@ -52,7 +52,7 @@ static struct {
     struct status *status;
     struct auth *auth;
     struct jobs *jobs;
-    struct health *health;
+    struct readiness *readiness;
     struct http_server *http;
     struct app app;
     int port;
@@ -94,8 +94,8 @@ static void start_service(void)
                              .backoff_base_ms = 1000, .owner = "fuzz"};
     struct auth_opts ao = {(const char *const *)c->api_tokens, c->napi_tokens, NULL, 0,
                            NULL, NULL, NULL, NULL, 30, 1000};
-    struct health_opts ho = {svc.s3, c->src_bucket, c->src_prefix, c->dest_bucket, 60000, 6000,
-                             NULL};
+    struct readiness_opts ho = {svc.s3, c->src_bucket, c->src_prefix, c->dest_bucket, 60000, 6000,
+                                NULL};
     struct http_server_opts hs = {
         .listen_addr = "127.0.0.1", .port = 0, .threads = 2, .connection_timeout = 5,
         .max_connections = c->http_max_connections,
@@ -121,8 +121,8 @@ static void start_service(void)
     jo.metrics = svc.metrics;
     FUZZ_CHECK(jobs_new(&jo, &svc.jobs) == RZ_OK);
     ho.metrics = svc.metrics;
-    FUZZ_CHECK(health_new(&ho, &svc.health) == RZ_OK);
-    svc.app = (struct app){c, svc.metrics, svc.s3, svc.status, svc.jobs, svc.health, svc.auth};
+    FUZZ_CHECK(readiness_new(&ho, &svc.readiness) == RZ_OK);
+    svc.app = (struct app){c, svc.metrics, svc.s3, svc.status, svc.jobs, svc.readiness, svc.auth};
     hs.metrics = svc.metrics;
     FUZZ_CHECK(http_server_start(&hs, &svc.http, msg, sizeof(msg)) == RZ_OK);
     svc.port = http_server_port(svc.http);

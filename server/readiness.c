@@ -1,5 +1,5 @@
-/* health.c - the S3 reachability probe and the draining flag. */
-#include "health.h"
+/* readiness.c - the S3 reachability probe and the draining flag. */
+#include "readiness.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -10,8 +10,8 @@
 #include "clock.h"
 #include "log.h"
 
-struct health {
-    struct health_opts opts;
+struct readiness {
+    struct readiness_opts opts;
     struct s3_conn *conn;
     pthread_t thread;
     int started;
@@ -24,12 +24,12 @@ struct health {
 };
 
 /* Answers that prove S3 is there, even though they are not 200. */
-static int health_answered(enum rz_err err)
+static int readiness_answered(enum rz_err err)
 {
     return err == RZ_OK || err == RZ_ENOTFOUND || err == RZ_EDENIED || err == RZ_EINVAL;
 }
 
-static void health_probe(struct health *h)
+static void readiness_probe(struct readiness *h)
 {
     char msg[160] = "";
     enum rz_err err;
@@ -50,7 +50,7 @@ static void health_probe(struct health *h)
             s3_head_cleanup(&head);
     }
     pthread_mutex_lock(&h->lock);
-    if (health_answered(err)) {
+    if (readiness_answered(err)) {
         if (h->last_ok_ms == 0 || h->last_error[0])
             log_printf(LOG_INFO, "s3_reachable", "%s",
                        h->last_ok_ms ? "S3 answers again" : "S3 answers");
@@ -64,9 +64,9 @@ static void health_probe(struct health *h)
     pthread_mutex_unlock(&h->lock);
 }
 
-static void *health_main(void *arg)
+static void *readiness_main(void *arg)
 {
-    struct health *h = arg;
+    struct readiness *h = arg;
     struct timespec deadline;
 
     pthread_mutex_lock(&h->lock);
@@ -82,16 +82,16 @@ static void *health_main(void *arg)
         if (h->stopping)
             break;
         pthread_mutex_unlock(&h->lock);
-        health_probe(h);
+        readiness_probe(h);
         pthread_mutex_lock(&h->lock);
     }
     pthread_mutex_unlock(&h->lock);
     return NULL;
 }
 
-enum rz_err health_new(const struct health_opts *opts, struct health **out)
+enum rz_err readiness_new(const struct readiness_opts *opts, struct readiness **out)
 {
-    struct health *h = calloc(1, sizeof(*h));
+    struct readiness *h = calloc(1, sizeof(*h));
 
     if (!h)
         return RZ_ENOMEM;
@@ -100,12 +100,12 @@ enum rz_err health_new(const struct health_opts *opts, struct health **out)
     pthread_cond_init(&h->wake, NULL);
     h->conn = s3_conn_new(opts->s3);
     if (!h->conn) {
-        health_free(h);
+        readiness_free(h);
         return RZ_ENOMEM;
     }
-    health_probe(h);
-    if (pthread_create(&h->thread, NULL, health_main, h) != 0) {
-        health_free(h);
+    readiness_probe(h);
+    if (pthread_create(&h->thread, NULL, readiness_main, h) != 0) {
+        readiness_free(h);
         return RZ_EINTERNAL;
     }
     h->started = 1;
@@ -113,7 +113,7 @@ enum rz_err health_new(const struct health_opts *opts, struct health **out)
     return RZ_OK;
 }
 
-void health_free(struct health *h)
+void readiness_free(struct readiness *h)
 {
     if (!h)
         return;
@@ -130,14 +130,14 @@ void health_free(struct health *h)
     free(h);
 }
 
-void health_set_draining(struct health *h)
+void readiness_set_draining(struct readiness *h)
 {
     pthread_mutex_lock(&h->lock);
     h->draining = 1;
     pthread_mutex_unlock(&h->lock);
 }
 
-int health_draining(struct health *h)
+int readiness_draining(struct readiness *h)
 {
     int d;
 
@@ -147,7 +147,7 @@ int health_draining(struct health *h)
     return d;
 }
 
-int health_s3_ok(struct health *h, char *why, size_t whylen)
+int readiness_s3_ok(struct readiness *h, char *why, size_t whylen)
 {
     int ok;
 

@@ -1,20 +1,20 @@
-/* health.h - what /readyz decides from: is S3 answering, are we draining.
+/* readiness.h - what /readyz decides from: is S3 answering, are we draining.
  *
  * A background thread makes one cheap S3 call every couple of seconds (a
  * one-key listing of the source prefix, which the original role already
  * allows, or a HEAD in the destination when there is no source bucket).
  * Any HTTP answer counts, 403 and 404 included: the question is whether S3
  * is reachable, not whether a key exists. */
-#ifndef RESIZER_HEALTH_H
-#define RESIZER_HEALTH_H
+#ifndef RESIZER_READINESS_H
+#define RESIZER_READINESS_H
 
 #include "err.h"
 #include "metrics.h"
 #include "s3.h"
 
-struct health;
+struct readiness;
 
-struct health_opts {
+struct readiness_opts {
     struct s3 *s3;              /* borrowed; should make one attempt per call */
     const char *src_bucket;     /* NULL: probe dest_bucket with a HEAD */
     const char *src_prefix;
@@ -25,16 +25,16 @@ struct health_opts {
 };
 
 /* Probes once (so readiness is known at start), then starts the thread. */
-enum rz_err health_new(const struct health_opts *opts, struct health **out);
+enum rz_err readiness_new(const struct readiness_opts *opts, struct readiness **out);
 
 /* Stops the thread; NULL is a no-op. */
-void health_free(struct health *h);
+void readiness_free(struct readiness *h);
 
 /* From now on /readyz answers 503. */
-void health_set_draining(struct health *h);
-int health_draining(struct health *h);
+void readiness_set_draining(struct readiness *h);
+int readiness_draining(struct readiness *h);
 
 /* 1 when S3 answered within the window; else 0 with a reason in why. */
-int health_s3_ok(struct health *h, char *why, size_t whylen);
+int readiness_s3_ok(struct readiness *h, char *why, size_t whylen);
 
 #endif

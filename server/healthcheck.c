@@ -1,19 +1,19 @@
-/* probe.c - resizer --check-health URL. */
-#include "probe.h"
+/* healthcheck.c - resizer --check-health URL. */
+#include "healthcheck.h"
 
 #include <stdio.h>
 #include <string.h>
 
 #include <curl/curl.h>
 
-static size_t probe_discard(char *data, size_t size, size_t nmemb, void *arg)
+static size_t healthcheck_discard(char *data, size_t size, size_t nmemb, void *arg)
 {
     (void)data;
     (void)arg;
     return size * nmemb;
 }
 
-int probe_check_health(const char *url, long timeout_ms)
+int healthcheck_run(const char *url, long timeout_ms)
 {
     CURL *h;
     CURLcode rc;
@@ -30,7 +30,7 @@ int probe_check_health(const char *url, long timeout_ms)
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, probe_discard);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, healthcheck_discard);
     rc = curl_easy_perform(h);
     if (rc == CURLE_OK)
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);

@@ -1,10 +1,10 @@
-/* probe.h - the container health check: one GET, no curl binary needed in
+/* healthcheck.h - the container health check: one GET, no curl binary needed in
  * the image (resizer --check-health http://127.0.0.1:8080/healthz). */
-#ifndef RESIZER_PROBE_H
-#define RESIZER_PROBE_H
+#ifndef RESIZER_HEALTHCHECK_H
+#define RESIZER_HEALTHCHECK_H
 
 /* GETs url with a timeout; returns 0 if the answer is 200, 1 otherwise,
  * and writes one line saying what it got to stderr. */
-int probe_check_health(const char *url, long timeout_ms);
+int healthcheck_run(const char *url, long timeout_ms);
 
 #endif
