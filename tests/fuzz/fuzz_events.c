@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "server/events.h"
+#include "server/text.h"
 #include "tests/fuzz/fuzz.h"
 
 /* The message goes back to the sender and into a log line. */
