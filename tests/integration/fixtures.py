@@ -85,17 +85,18 @@ def next_sequencer():
     return '%016X' % _last_sequencer
 
 
+def _s3_object(key, size, tokens):
+    """The object of an event: key, size, and those of tokens (S3's names) that are given."""
+    obj = {'key': key, 'size': size}
+    obj.update((name, value) for name, value in tokens.items() if value is not None)
+    return obj
+
+
 def eventbridge_event(*, bucket, key, size, etag=None, sequencer=None, version_id=None,
                       reason='PutObject', event_time=None):
     """The S3 "Object Created" event exactly as EventBridge delivers it; key as stored.
     etag, sequencer and version_id are left out unless given."""
-    obj = {'key': key, 'size': size}
-    if etag is not None:
-        obj['etag'] = etag
-    if version_id is not None:
-        obj['version-id'] = version_id
-    if sequencer is not None:
-        obj['sequencer'] = sequencer
+    obj = _s3_object(key, size, {'etag': etag, 'version-id': version_id, 'sequencer': sequencer})
     return {
         'version': '0', 'id': str(uuid.uuid4()), 'detail-type': 'Object Created',
         'source': 'aws.s3', 'account': '111122223333', 'time': event_time or _utc_now(),
@@ -123,13 +124,8 @@ def s3_record(*, bucket, key=None, size, etag=None, sequencer=None, version_id=N
     (server/events.h) and meet the record cap rather than the size cap."""
     if (key is None) == (wire_key is None):
         raise TypeError('s3_record needs exactly one of key= and wire_key=')
-    obj = {'key': form_encode(key) if wire_key is None else wire_key, 'size': size}
-    if etag is not None:
-        obj['eTag'] = etag
-    if version_id is not None:
-        obj['versionId'] = version_id
-    if sequencer is not None:
-        obj['sequencer'] = sequencer
+    obj = _s3_object(form_encode(key) if wire_key is None else wire_key, size,
+                     {'eTag': etag, 'versionId': version_id, 'sequencer': sequencer})
     return {
         'eventVersion': event_version, 'eventSource': event_source, 'awsRegion': 'us-east-1',
         'eventTime': time.strftime('%Y-%m-%dT%H:%M:%S.000Z', time.gmtime()),
