@@ -24,8 +24,11 @@ The event shapes (what server/events.c reads, tests/unit/test_events.c has verba
   API destination): {"version":"0", "id", "detail-type":"Object Created", "source":"aws.s3",
   "account", "time", "region", "resources":["arn:aws:s3:::<bucket>"], "detail":{"version":"0",
   "bucket":{"name"}, "object":{"key", "size", "etag", "version-id", "sequencer"},
-  "request-id", "requester", "source-ip-address", "reason":"PutObject"}}. The key is given
-  as stored. An API destination sends User-Agent Amazon/EventBridge/ApiDestinations,
+  "request-id", "requester", "source-ip-address", "reason":"PutObject"}}. reason may also be
+  "POST Object", "CopyObject" or "CompleteMultipartUpload" (whose etag ends in "-<parts>").
+  AWS does not say whether the key is percent-encoded here, and observed events disagree: the
+  service takes it as stored and, when no such object exists and the key holds "%" or "+",
+  tries the decoded key once (test_pipeline.py checks both). An API destination sends User-Agent Amazon/EventBridge/ApiDestinations,
   Content-Type application/json; charset=utf-8, Range bytes=0-1048575 (it reads only the first
   MiB of the answer), Accept-Encoding gzip,deflate, Connection: close, and the connection's
   API-key header.
@@ -36,8 +39,10 @@ The event shapes (what server/events.c reads, tests/unit/test_events.c has verba
   form-URL-encoded (a space is "+", a "+" is "%2B"). MinIO sends eventVersion "2.0",
   "s3:"-prefixed event names and a query-escaped key.
 
-  A sequencer orders events for one key: the service takes an event for a finished image as
-  a new object only when its sequencer is greater (or, without sequencers, its etag differs).
+  A sequencer orders events for one key (hex of varying length: the shorter is padded with
+  "0" on the right): the service takes an event for a finished image as a new object only
+  when its sequencer is greater, or, without sequencers, when its etag differs
+  (server/status.c).
   The builders leave etag, sequencer and version id out unless given; next_sequencer() gives
   ever greater ones, as S3 does for successive writes.
 
