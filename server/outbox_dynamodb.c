@@ -51,17 +51,7 @@ static struct outbox_ddb *od(struct outbox *o)
 
 static enum rz_err obx_do(struct outbox *o, const char *op, json_t *req, json_t **resp)
 {
-    char msg[256] = "";
-    enum rz_err err;
-
-    if (!req)
-        return RZ_ENOMEM;
-    err = ddb_call(od(o)->ddb, op, req, resp, msg, sizeof(msg));
-    json_decref(req);
-    if (err != RZ_OK && err != RZ_ECONFLICT)
-        log_fields(LOG_WARN, "outbox_error",
-                   json_pack("{s:s,s:s,s:s}", "op", op, "error", rz_err_name(err), "msg", msg));
-    return err;
+    return ddb_send(od(o)->ddb, op, req, resp, "outbox_error");
 }
 
 static void obx_pk(const struct outbox_delivery *d, char *out, size_t len)
