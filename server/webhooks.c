@@ -28,7 +28,6 @@
 
 #define WEBHOOKS_URL_MAX 2048
 #define WEBHOOKS_RESPONSE_CAP 4096  /* response body bytes read, then the answer is cut */
-#define WEBHOOKS_IDLE_WAIT_MS 60000 /* a thread with nothing due looks again at least this often */
 
 /* Waits before attempts 2..8, in units of WEBHOOK_RETRY_BASE_MS (5 s):
  * 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h, the schedule of the Standard
@@ -328,12 +327,15 @@ UNITTEST void webhooks_msg_id(const struct index_entry *e, const char *type,
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
     char attempts[16];
-    const char *parts[4] = {e->id, e->etag ? e->etag : "", type, attempts};
+    /* The error code too: an image failed by its job and, later, at intake
+     * (the variants changed) are two outcomes, not one sent twice. */
+    const char *parts[5] = {e->id, e->etag ? e->etag : "", type, attempts,
+                            e->state == INDEX_FAILED ? e->error_code : ""};
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
 
     snprintf(attempts, sizeof(attempts), "%d", e->attempts);
-    for (size_t i = 0; i < 4 && ok; i++)
+    for (size_t i = 0; i < 5 && ok; i++)
         ok = EVP_DigestUpdate(ctx, parts[i], strlen(parts[i]) + 1); /* the NUL separates */
     ok = ok && EVP_DigestFinal_ex(ctx, md, &mdlen);
     EVP_MD_CTX_free(ctx);
@@ -638,7 +640,7 @@ static void webhooks_timespec_at(int64_t ms, struct timespec *ts)
 /* Called with nothing due: sleeps until next_due_ms, a notify, or stop. */
 static void webhooks_idle(struct webhooks *w, uint64_t gen, int64_t next_due_ms)
 {
-    int64_t until = clock_wall_ms() + WEBHOOKS_IDLE_WAIT_MS;
+    int64_t until = clock_wall_ms() + w->outbox->poll_ms;
     struct timespec ts;
 
     if (next_due_ms < until)
@@ -766,15 +768,31 @@ static enum rz_err webhooks_start_threads(struct webhooks *w)
     return RZ_OK;
 }
 
+/* A shared outbox keeps deliveries by receiver, not by place in the list. */
+static enum rz_err webhooks_bind_outbox(struct webhooks *w)
+{
+    const char *urls[WEBHOOKS_MAX_URLS];
+
+    if (!w->outbox->ops->bind)
+        return RZ_OK;
+    for (size_t i = 0; i < w->nendpoints; i++)
+        urls[i] = w->endpoints[i].url;
+    return w->outbox->ops->bind(w->outbox, urls, w->nendpoints);
+}
+
 enum rz_err webhooks_new(const struct webhooks_opts *opts, struct webhooks **out, char *msg,
                          size_t msglen)
 {
     struct webhooks *w = calloc(1, sizeof(*w));
     enum rz_err err = RZ_ENOMEM;
 
-    if (!w)
+    if (!w) {
+        if (opts->outbox)
+            opts->outbox->ops->free(opts->outbox);
         return RZ_ENOMEM;
+    }
     w->opts = *opts;
+    w->outbox = opts->outbox;
     w->opts.urls = w->opts.secrets = NULL;
     if (w->opts.threads == 0)
         w->opts.threads = 1;
@@ -793,8 +811,12 @@ enum rz_err webhooks_new(const struct webhooks_opts *opts, struct webhooks **out
     if (w->nendpoints == 1)
         w->per_endpoint = w->opts.threads;
     err = RZ_ENOMEM;
-    w->outbox = outbox_memory_new(opts->queue_size);
     if (!w->outbox)
+        w->outbox = outbox_memory_new(opts->queue_size);
+    if (!w->outbox)
+        goto fail;
+    err = webhooks_bind_outbox(w);
+    if (err != RZ_OK)
         goto fail;
     err = webhooks_metrics_register(w);
     if (err == RZ_OK)
@@ -860,8 +882,9 @@ void webhooks_free(struct webhooks *w)
     free(w->threads);
     if (w->outbox) {
         left = w->outbox->ops->depth(w->outbox);
-        /* The memory outbox ends with the process: say what is lost. */
-        if (left)
+        /* The memory outbox ends with the process: say what is lost. A
+         * shared one keeps them for the other replicas. */
+        if (left && !w->outbox->shared)
             log_fields(LOG_WARN, "webhooks_lost",
                        json_pack("{s:I}", "pending", (json_int_t)left));
         w->outbox->ops->free(w->outbox);
