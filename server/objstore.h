@@ -13,7 +13,9 @@
  * RZ_ETOOBIG (over max_bytes), RZ_EINVAL (another 4xx), RZ_EUPSTREAM (5xx,
  * throttling or the network after the backend's retries), RZ_ENOMEM. msg
  * (may be NULL when msglen is 0) gets the backend's words, for the log
- * only. Presigning is not an object operation and stays on s3.h. */
+ * only, except after RZ_ETOOBIG, which gets our own ("object is larger than
+ * N bytes": a client reads it in the status record). Presigning is not an
+ * object operation and stays on s3.h. */
 #ifndef RESIZER_OBJSTORE_H
 #define RESIZER_OBJSTORE_H
 
