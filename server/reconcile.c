@@ -217,19 +217,21 @@ static enum rz_err reconcile_sweep(struct reconcile *r, struct reconcile_stats *
         if (obj->key[strlen(obj->key) - 1] == '/')
             continue;
         stats->scanned++;
-        reconcile_checkpoint(r, obj->key, stats->scanned);
         err = reconcile_has_record(r, &st, keys_relative(cfg->src_prefix, obj->key), obj, &has);
         if (err != RZ_OK)
             break;
-        if (!reconcile_wanted(r, obj, has))
-            continue;
-        err = reconcile_queue(r, obj, &queued);
-        log_fields(LOG_DEBUG, "reconcile_queue",
-                   json_pack("{s:s,s:b,s:b,s:s}", "key", obj->key, "has_record", has, "queued",
-                             queued, "result", rz_err_name(err)));
-        if (err == RZ_EFULL || err == RZ_ESHUTDOWN)
-            goto out;
-        stats->queued += (size_t)queued;
+        if (reconcile_wanted(r, obj, has)) {
+            err = reconcile_queue(r, obj, &queued);
+            log_fields(LOG_DEBUG, "reconcile_queue",
+                       json_pack("{s:s,s:b,s:b,s:s}", "key", obj->key, "has_record", has,
+                                 "queued", queued, "result", rz_err_name(err)));
+            if (err == RZ_EFULL || err == RZ_ESHUTDOWN)
+                goto out;
+            stats->queued += (size_t)queued;
+        }
+        /* Only now: a round cut short on this object (a failed listing, a
+         * full queue) must not resume past it. */
+        reconcile_checkpoint(r, obj->key, stats->scanned);
     }
     stats->complete = err == RZ_OK;
 out:
