@@ -12,15 +12,22 @@ struct fake_rule {
     int seen;
 };
 
+/* The objects and rules, shared by every view. */
 struct fake {
-    struct objstore base;
     pthread_mutex_t lock;
+    int refs;
     struct fake_object *objs;   /* sorted by bucket, then key */
     size_t n, cap;
     struct fake_rule rules[FAKE_MAX_FAULTS];
     size_t nrules;
     size_t calls[5];            /* get, put, head, list, all */
     time_t clock;
+};
+
+/* One client of the store: aborted on its own, like one S3 client. */
+struct fake_view {
+    struct objstore base;
+    struct fake *f;
     int aborted;
 };
 
@@ -28,7 +35,12 @@ static const char *const fake_ops[] = {"get", "put", "head", "list"};
 
 static struct fake *fake_of(struct objstore *os)
 {
-    return (struct fake *)os;
+    return ((struct fake_view *)os)->f;
+}
+
+static int *fake_aborted(struct objstore *os)
+{
+    return &((struct fake_view *)os)->aborted;
 }
 
 static char *fake_strdup(const char *s)
@@ -146,8 +158,11 @@ static int fake_rule_matches(struct fake_rule *r, int op, const char *key)
 
 /* Counts the call and applies the first rule that fires: its error (or
  * RZ_OK), after its delay. */
-static enum rz_err fake_enter(struct fake *f, int op, const char *key, char *msg, size_t msglen)
+static enum rz_err fake_enter(struct objstore *os, int op, const char *key, char *msg,
+                              size_t msglen)
 {
+    struct fake *f = fake_of(os);
+    int *aborted = fake_aborted(os);
     enum rz_err err = RZ_OK;
     long delay = 0;
 
@@ -162,10 +177,10 @@ static enum rz_err fake_enter(struct fake *f, int op, const char *key, char *msg
         }
     }
     pthread_mutex_unlock(&f->lock);
-    for (long waited = 0; waited < delay && !__atomic_load_n(&f->aborted, __ATOMIC_RELAXED);
+    for (long waited = 0; waited < delay && !__atomic_load_n(aborted, __ATOMIC_RELAXED);
          waited += 5)
         usleep(5000);
-    if (__atomic_load_n(&f->aborted, __ATOMIC_RELAXED))
+    if (__atomic_load_n(aborted, __ATOMIC_RELAXED))
         err = RZ_EUPSTREAM;
     if (err != RZ_OK && msglen)
         snprintf(msg, msglen, "fake %s %s: %s", fake_ops[op], key ? key : "",
@@ -194,7 +209,7 @@ static enum rz_err fake_get(struct objstore_conn *c, const char *bucket, const c
                             size_t msglen)
 {
     struct fake *f = fake_of(c->os);
-    enum rz_err err = fake_enter(f, 0, key, msg, msglen);
+    enum rz_err err = fake_enter(c->os, 0, key, msg, msglen);
     int found = 0;
     size_t i;
 
@@ -228,7 +243,7 @@ static enum rz_err fake_put(struct objstore_conn *c, const char *bucket, const c
                             char *msg, size_t msglen)
 {
     struct fake *f = fake_of(c->os);
-    enum rz_err err = fake_enter(f, 1, key, msg, msglen);
+    enum rz_err err = fake_enter(c->os, 1, key, msg, msglen);
     struct fake_object *o;
 
     if (err != RZ_OK)
@@ -250,7 +265,7 @@ static enum rz_err fake_head(struct objstore_conn *c, const char *bucket, const 
                              struct objstore_head *out, char *msg, size_t msglen)
 {
     struct fake *f = fake_of(c->os);
-    enum rz_err err = fake_enter(f, 2, key, msg, msglen);
+    enum rz_err err = fake_enter(c->os, 2, key, msg, msglen);
     int found = 0;
     size_t i;
 
@@ -285,7 +300,7 @@ static enum rz_err fake_list(struct objstore_conn *c, const char *bucket, const 
     enum rz_err err;
 
     prefix = prefix ? prefix : "";
-    err = fake_enter(f, 3, prefix, msg, msglen);
+    err = fake_enter(c->os, 3, prefix, msg, msglen);
     if (err != RZ_OK)
         return err;
     pthread_mutex_lock(&f->lock);
@@ -308,13 +323,20 @@ static enum rz_err fake_list(struct objstore_conn *c, const char *bucket, const 
 
 static void fake_abort(struct objstore *os)
 {
-    __atomic_store_n(&fake_of(os)->aborted, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(fake_aborted(os), 1, __ATOMIC_RELAXED);
 }
 
 static void fake_free(struct objstore *os)
 {
     struct fake *f = fake_of(os);
+    int last;
 
+    pthread_mutex_lock(&f->lock);
+    last = --f->refs == 0;
+    pthread_mutex_unlock(&f->lock);
+    free(os);
+    if (!last)
+        return;
     for (size_t i = 0; i < f->n; i++) {
         fake_object_clear(&f->objs[i]);
         free(f->objs[i].bucket);
@@ -339,15 +361,33 @@ static const struct objstore_ops fake_objstore_ops = {
 
 /* ---- for the tests ---- */
 
+static struct objstore *fake_view_new(struct fake *f)
+{
+    struct fake_view *v = calloc(1, sizeof(*v));
+
+    if (!v)
+        abort();
+    v->base.ops = &fake_objstore_ops;
+    v->f = f;
+    pthread_mutex_lock(&f->lock);
+    f->refs++;
+    pthread_mutex_unlock(&f->lock);
+    return &v->base;
+}
+
 struct objstore *fake_objstore_new(void)
 {
     struct fake *f = calloc(1, sizeof(*f));
 
     if (!f)
         abort();
-    f->base.ops = &fake_objstore_ops;
     pthread_mutex_init(&f->lock, NULL);
-    return &f->base;
+    return fake_view_new(f);
+}
+
+struct objstore *fake_objstore_view(struct objstore *os)
+{
+    return fake_view_new(fake_of(os));
 }
 
 void fake_objstore_add(struct objstore *os, const char *bucket, const char *key,

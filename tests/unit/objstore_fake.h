@@ -43,6 +43,10 @@ struct fake_fault {
 
 struct objstore *fake_objstore_new(void);
 
+/* Another client of the same objects and rules (as main.c gives the sweep
+ * its own S3 client): aborted and freed on its own. */
+struct objstore *fake_objstore_view(struct objstore *os);
+
 /* Stores an object as if uploaded; etag NULL: one from its bytes. */
 void fake_objstore_add(struct objstore *os, const char *bucket, const char *key,
                        const void *data, size_t len, const char *etag);
