@@ -76,14 +76,15 @@ void fix_service_start(struct fix_service *s, const struct fix_service_opts *o)
 
     memset(s, 0, sizeof(*s));
     fix_config(&s->cfg, o->env);
-    s->objects = fake_objstore_new();
+    s->objects = o->objects ? fake_objstore_view(o->objects) : fake_objstore_new();
     s->idx = index_new(1000);
     s->m = metrics_new();
     assert_non_null(s->idx);
     assert_int_equal(store_memory_new(s->idx, &s->store), RZ_OK);
     so = (struct status_opts){
         .cfg = &s->cfg, .store = s->store, .index = s->idx, .s3_read = s->objects,
-        .metrics = s->m, .owner = "unit", .lease_ms = o->lease_ms ? o->lease_ms : 60000,
+        .metrics = s->m, .owner = o->owner ? o->owner : "unit",
+        .lease_ms = o->lease_ms ? o->lease_ms : 60000,
         .max_attempts = o->max_attempts ? o->max_attempts : 2,
         .backoff_base_ms = o->backoff_base_ms ? o->backoff_base_ms : 10};
     assert_int_equal(status_new(&so, &s->status), RZ_OK);

@@ -50,6 +50,8 @@ struct fix_service_opts {
     long backoff_base_ms;     /* 0: 10 */
     size_t workers;           /* 0: 1 */
     size_t queue_size;        /* 0: 16 */
+    struct objstore *objects; /* another replica's fake, to share its objects; NULL: new */
+    const char *owner;        /* NULL: "unit" */
 };
 
 void fix_service_start(struct fix_service *s, const struct fix_service_opts *o);
