@@ -43,8 +43,8 @@ struct fake_fault {
 
 struct objstore *fake_objstore_new(void);
 
-/* Another client of the same objects and rules (as main.c gives the sweep
- * its own S3 client): aborted and freed on its own. */
+/* Another client of the same objects and fault rules (as main.c gives the
+ * sweep and the probe their own S3 clients): aborted and freed on its own. */
 struct objstore *fake_objstore_view(struct objstore *os);
 
 /* Stores an object as if uploaded; etag NULL: one from its bytes. */
