@@ -61,7 +61,7 @@ size_t fake_objstore_count(struct objstore *os, const char *bucket, const char *
 /* Adds a fault rule (counting starts now). */
 void fake_objstore_fail(struct objstore *os, const struct fake_fault *f);
 
-/* Calls made of op (NULL: all), failed ones included. */
+/* Calls made of op (NULL: all), failed ones included, through any view. */
 size_t fake_objstore_calls(struct objstore *os, const char *op);
 
 /* The clock writes are stamped with (S3's whole seconds); 0: time(NULL). */

@@ -200,6 +200,7 @@ static void test_stalled_read_cut_by_the_drain(void **state)
     struct two_replicas *r = *state;
     struct index_entry e = {0};
     struct status_lookup *l = NULL;
+    size_t gets = fake_objstore_calls(r->b.objects, "get");
     int done = 0;
     int64_t start;
 
@@ -207,7 +208,7 @@ static void test_stalled_read_cut_by_the_drain(void **state)
     assert_int_equal(status_find(r->b.status, r->id, NULL, NULL, &e, &l), RZ_OK);
     assert_non_null(l);
     status_lookup_start(l, lookup_done, &done);
-    while (fake_objstore_calls(r->b.objects, "get") == 0)
+    while (fake_objstore_calls(r->b.objects, "get") == gets)
         ;
     start = fix_now_ms();
     status_stop_lookups(r->b.status);
