@@ -285,16 +285,16 @@ static enum rz_err start_services(struct services *s, char *msg, size_t msglen)
         err = start_webhooks(s, msg, msglen);
     if (err != RZ_OK)
         return err;
-    jo = (struct jobs_opts){c, s->objects, s->status, s->metrics, (size_t)(workers > 0 ? workers : 1),
-                            (size_t)c->queue_size};
+    jo = (struct jobs_opts){c, s->objects, s->status, s->metrics,
+                            (size_t)(workers > 0 ? workers : 1), (size_t)c->queue_size};
     err = jobs_new(&jo, &s->jobs);
     if (err == RZ_OK) {
         struct status_queue q = jobs_queue(s->jobs);
 
         err = status_start(s->status, &q);
     }
-    ho = (struct health_opts){s->objects_probe, c->src_bucket, c->src_prefix, c->dest_bucket, 2000,
-                              6000, s->metrics};
+    ho = (struct health_opts){s->objects_probe, c->src_bucket, c->src_prefix, c->dest_bucket,
+                              2000, 6000, s->metrics};
     if (err == RZ_OK)
         err = health_new(&ho, &s->health);
     if (err == RZ_OK)
