@@ -152,14 +152,14 @@ static enum rz_err start_auth(struct services *s, char *msg, size_t msglen)
 /* Store calls answer events and clients waiting on the line: short
  * timeouts, few retries (the store is then "unreachable": 503). */
 static struct ddb_opts ddb_options(const struct config *c, struct creds_provider *creds,
-                                   struct metrics *m)
+                                   struct metrics *m, struct awshttp *aws)
 {
-    return (struct ddb_opts){c->dynamodb_endpoint, c->region, creds, 2000, 1000, 3, 50, m};
+    return (struct ddb_opts){c->dynamodb_endpoint, c->region, creds, 2000, 1000, 3, 50, m, aws};
 }
 
 static enum rz_err start_store(struct services *s, char *msg, size_t msglen)
 {
-    struct ddb_opts o = ddb_options(&s->cfg, s->creds, s->metrics);
+    struct ddb_opts o = ddb_options(&s->cfg, s->creds, s->metrics, s->aws);
 
     if (s->cfg.state_store == CONFIG_STORE_MEMORY)
         return store_memory_new(s->index, &s->store);
@@ -184,7 +184,7 @@ static int create_table(void)
                                 s.cfg.container_relative_uri, s.cfg.container_full_uri,
                                 s.cfg.container_auth_token, s.cfg.container_auth_token_file};
     err = creds_provider_new(&src, &s.creds, msg, sizeof(msg));
-    o = ddb_options(&s.cfg, s.creds, NULL);
+    o = ddb_options(&s.cfg, s.creds, NULL, NULL);
     o.timeout_ms = 10000;
     if (err == RZ_OK)
         err = store_dynamodb_create_table(&o, s.cfg.dynamodb_table, msg, sizeof(msg));
