@@ -163,6 +163,18 @@ enum rz_err awshttp_new(const struct awshttp_opts *o, struct awshttp **out)
     return RZ_OK;
 }
 
+enum rz_err awshttp_new_unless(struct awshttp *given, const struct awshttp_opts *o,
+                               struct awshttp **out, int *owned_out)
+{
+    *owned_out = 0;
+    if (given) {
+        *out = given;
+        return RZ_OK;
+    }
+    *owned_out = 1;
+    return awshttp_new(o, out);
+}
+
 static void awshttp_conn_free(struct awshttp_conn *c)
 {
     if (!c)

@@ -96,6 +96,12 @@ struct awshttp_opts {
 /* Builds a transport; fetches nothing yet. RZ_ENOMEM. Free with awshttp_free. */
 enum rz_err awshttp_new(const struct awshttp_opts *o, struct awshttp **out);
 
+/* given when a caller passed one (*owned_out = 0), else a new transport
+ * over o (*owned_out = 1: the caller frees it). For clients that accept
+ * an optional shared transport. RZ_ENOMEM. */
+enum rz_err awshttp_new_unless(struct awshttp *given, const struct awshttp_opts *o,
+                               struct awshttp **out, int *owned_out);
+
 /* NULL is a no-op. Every connection must be back (awshttp_conn_put) first. */
 void awshttp_free(struct awshttp *t);
 

@@ -1,5 +1,6 @@
 /* dynamodb.c - DynamoDB's JSON protocol over the AWS transport (awshttp.c,
- * which signs, sends and retries under this client's policy). Error answers are JSON with a "__type" such as
+ * which signs, sends and retries under this client's policy). Error
+ * answers are JSON with a "__type" such as
  * "com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException";
  * the part after '#' decides what the caller sees. */
 #include "dynamodb.h"
@@ -70,19 +71,6 @@ static int ddb_region_valid(const char *r)
     return strspn(r, "abcdefghijklmnopqrstuvwxyz0123456789-") == n;
 }
 
-/* The caller's transport, or one of our own over the caller's credentials. */
-static enum rz_err ddb_transport(const struct ddb_opts *o, struct ddb *d)
-{
-    struct awshttp_opts to = {o->creds, o->metrics};
-
-    if (o->transport) {
-        d->transport = o->transport;
-        return RZ_OK;
-    }
-    d->owns_transport = 1;
-    return awshttp_new(&to, &d->transport);
-}
-
 static struct awshttp_policy ddb_policy_of(const struct ddb_opts *o)
 {
     return (struct awshttp_policy){
@@ -112,7 +100,8 @@ enum rz_err ddb_new(const struct ddb_opts *o, struct ddb **out, char *msg, size_
     d->region = strdup(o->region);
     err = d->region ? ddb_endpoint(o, d, msg, msglen) : RZ_ENOMEM;
     if (err == RZ_OK)
-        err = ddb_transport(o, d);
+        err = awshttp_new_unless(o->transport, &(struct awshttp_opts){o->creds, o->metrics},
+                                 &d->transport, &d->owns_transport);
     if (err == RZ_OK)
         err = awshttp_register(d->transport, "dynamodb", "DynamoDB", ddb_latency_buckets,
                                sizeof(ddb_latency_buckets) / sizeof(ddb_latency_buckets[0]));

@@ -62,19 +62,6 @@ static struct awshttp_policy s3_policy_of(const struct s3_opts *o)
     };
 }
 
-/* The caller's transport, or one of our own over the caller's credentials. */
-static enum rz_err s3_transport(const struct s3_opts *o, struct s3 *s3)
-{
-    struct awshttp_opts to = {o->creds, o->metrics};
-
-    if (o->transport) {
-        s3->transport = o->transport;
-        return RZ_OK;
-    }
-    s3->owns_transport = 1;
-    return awshttp_new(&to, &s3->transport);
-}
-
 enum rz_err s3_new(const struct s3_opts *opts, struct s3 **out, char *msg, size_t msglen)
 {
     struct s3 *s3 = calloc(1, sizeof(*s3));
@@ -95,7 +82,9 @@ enum rz_err s3_new(const struct s3_opts *opts, struct s3 **out, char *msg, size_
     if (err == RZ_OK)
         err = s3_strdup_opt(opts->sse_kms_key_id, &s3->sse_kms_key_id);
     if (err == RZ_OK)
-        err = s3_transport(opts, s3);
+        err = awshttp_new_unless(opts->transport,
+                                 &(struct awshttp_opts){opts->creds, opts->metrics},
+                                 &s3->transport, &s3->owns_transport);
     if (err == RZ_OK)
         err = awshttp_register(s3->transport, "s3", "S3", s3_latency_buckets,
                                sizeof(s3_latency_buckets) / sizeof(s3_latency_buckets[0]));

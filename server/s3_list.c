@@ -89,7 +89,8 @@ static char *s3_url_decode(const char *s)
         if (s[i] == '%') {
             unsigned int v;
 
-            if (i + 2 >= len || !isxdigit((unsigned char)s[i + 1]) || !isxdigit((unsigned char)s[i + 2]) ||
+            if (i + 2 >= len || !isxdigit((unsigned char)s[i + 1]) ||
+                !isxdigit((unsigned char)s[i + 2]) ||
                 sscanf(s + i + 1, "%2x", &v) != 1 || v == 0) {
                 free(out);
                 return NULL;

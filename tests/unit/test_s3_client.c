@@ -2,7 +2,8 @@
  * scripted local HTTP server (libmicrohttpd): which answers are tried
  * again (throttling, 5xx, clock skew) and which are final, that a view's
  * policy and abort switch are its own, the size cap, and the shape of
- * what is sent (signature, payload hash, session token). */
+ * what is sent (signature, payload hash, session token); DynamoDB over
+ * the same transport. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +20,7 @@
 
 #include "server/awshttp.h"
 #include "server/creds.h"
+#include "server/dynamodb.h"
 #include "server/metrics.h"
 #include "server/s3.h"
 
@@ -171,7 +173,7 @@ static void client_close(struct client *c)
     creds_provider_free(c->creds);
 }
 
-#define S3ERR(code) "<?xml version=\"1.0\"?><Error><Code>" code "</Code><Message>m</Message></Error>"
+#define S3ERR(code) "<Error><Code>" code "</Code><Message>m</Message></Error>"
 
 static void test_retry_table(void **state)
 {
@@ -293,6 +295,41 @@ static void test_request_shape(void **state)
     client_close(&c);
 }
 
+/* S3 and DynamoDB over one transport: one set of credentials, one pool,
+ * one metrics registry, each service under its own policy and name. */
+static void test_shared_transport(void **state)
+{
+    struct srv *s = *state;
+    struct client c;
+    struct ddb *d = NULL;
+    struct s3_head h;
+    json_t *req = json_pack("{s:s}", "TableName", "state");
+    char endpoint[64];
+    char msg[256];
+    struct ddb_opts o = {.endpoint = endpoint, .region = "eu-west-1", .max_attempts = 2};
+
+    client_open(&c, s, NULL);
+    snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%u", s->port);
+    o.transport = c.aws;
+    assert_int_equal(ddb_new(&o, &d, msg, sizeof(msg)), RZ_OK);
+    srv_script(s, 0, 200, NULL);
+    /* The stand-in answers text, not JSON: final, not retried. */
+    assert_int_equal(ddb_call(d, "GetItem", req, NULL, msg, sizeof(msg)), RZ_EUPSTREAM);
+    assert_non_null(strstr(msg, "not a JSON object"));
+    assert_true(strstr(s->auth, "/eu-west-1/dynamodb/aws4_request") != NULL);
+    assert_int_equal(s3_head_object(c.conn, "src", "k", &h, msg, sizeof(msg)), RZ_OK);
+    assert_true(strstr(s->auth, "/eu-west-1/s3/aws4_request") != NULL);
+    assert_int_equal(s->hits, 2);
+    assert_true(metrics_get(c.metrics, "resizer_dynamodb_requests_total",
+                            "op=\"GetItem\",outcome=\"EUPSTREAM\"") == 1.0);
+    assert_true(metrics_get(c.metrics, "resizer_s3_requests_total",
+                            "op=\"HeadObject\",outcome=\"ok\"") == 1.0);
+    s3_head_cleanup(&h);
+    json_decref(req);
+    ddb_free(d);
+    client_close(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -300,6 +337,7 @@ int main(void)
         cmocka_unit_test(test_view_policy_and_abort),
         cmocka_unit_test(test_size_cap),
         cmocka_unit_test(test_request_shape),
+        cmocka_unit_test(test_shared_transport),
     };
 
     return cmocka_run_group_tests(tests, srv_setup, srv_teardown);
