@@ -556,9 +556,10 @@ static enum rz_err awshttp_retry_loop(struct awshttp *t, CURL *h,
                                       struct awshttp_response *resp, char *msg, size_t msglen)
 {
     enum rz_err err = RZ_EUPSTREAM;
+    int attempts = p->max_attempts > 0 ? p->max_attempts : 1;
     int retry = 1;
 
-    for (int attempt = 0; attempt < p->max_attempts && retry; attempt++) {
+    for (int attempt = 0; attempt < attempts && retry; attempt++) {
         double start;
 
         if (attempt > 0)

@@ -43,7 +43,7 @@ struct awshttp_endpoint {
 struct awshttp_policy {
     long timeout_ms;         /* whole attempt */
     long connect_timeout_ms;
-    int max_attempts;        /* >= 1 */
+    int max_attempts;        /* < 1 counts as 1 */
     long backoff_base_ms;    /* the first retry waits up to this, doubling ... */
     long backoff_cap_ms;     /* ... but never more than this */
 };
