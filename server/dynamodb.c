@@ -6,6 +6,7 @@
 #include "dynamodb.h"
 #include "dynamodb_internal.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -394,4 +395,29 @@ fail:
     json_decref(answer);
     free(body);
     return err;
+}
+
+json_t *ddb_s(const char *s)
+{
+    return json_pack("{s:s}", "S", s);
+}
+
+json_t *ddb_n(int64_t n)
+{
+    char buf[24];
+
+    snprintf(buf, sizeof(buf), "%" PRId64, n);
+    return json_pack("{s:s}", "N", buf);
+}
+
+const char *ddb_get_s(const json_t *item, const char *name)
+{
+    return json_string_value(json_object_get(json_object_get(item, name), "S"));
+}
+
+int64_t ddb_get_n(const json_t *item, const char *name)
+{
+    const char *v = json_string_value(json_object_get(json_object_get(item, name), "N"));
+
+    return v ? strtoll(v, NULL, 10) : 0;
 }

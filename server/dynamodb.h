@@ -13,6 +13,7 @@
 #define RESIZER_DYNAMODB_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -74,5 +75,14 @@ void ddb_free(struct ddb *d);
  * they wrote. */
 enum rz_err ddb_call(struct ddb *d, const char *op, const json_t *request, json_t **response_out,
                      char *msg, size_t msglen);
+
+/* Attribute values of DynamoDB's JSON: {"S": s} and {"N": "n"}, new
+ * references (NULL when out of memory, which json_pack then reports). */
+json_t *ddb_s(const char *s);
+json_t *ddb_n(int64_t n);
+/* The string or the number of item[name]; NULL or 0 when absent or of
+ * another type. Numbers past int64 saturate (strtoll): callers bound them. */
+const char *ddb_get_s(const json_t *item, const char *name);
+int64_t ddb_get_n(const json_t *item, const char *name);
 
 #endif

@@ -41,31 +41,6 @@ static struct store_ddb *sd(struct store *s)
     return (struct store_ddb *)s;
 }
 
-static json_t *ddb_s(const char *s)
-{
-    return json_pack("{s:s}", "S", s);
-}
-
-static json_t *ddb_n(int64_t n)
-{
-    char buf[24];
-
-    snprintf(buf, sizeof(buf), "%" PRId64, n);
-    return json_pack("{s:s}", "N", buf);
-}
-
-static const char *ddb_get_s(const json_t *item, const char *name)
-{
-    return json_string_value(json_object_get(json_object_get(item, name), "S"));
-}
-
-static int64_t ddb_get_n(const json_t *item, const char *name)
-{
-    const char *v = json_string_value(json_object_get(json_object_get(item, name), "N"));
-
-    return v ? strtoll(v, NULL, 10) : 0;
-}
-
 static enum rz_err ddb_do(struct store *s, const char *op, json_t *req, json_t **resp)
 {
     char msg[256] = "";
