@@ -14,6 +14,7 @@
 
 #include "awshttp.h"
 #include "buf.h"
+#include "log.h"
 #include "sigv4.h"
 
 #ifdef RESIZER_UNITTEST
@@ -394,6 +395,24 @@ enum rz_err ddb_call(struct ddb *d, const char *op, const json_t *request, json_
 fail:
     json_decref(answer);
     free(body);
+    return err;
+}
+
+enum rz_err ddb_send(struct ddb *d, const char *op, json_t *req, json_t **response_out,
+                     const char *event)
+{
+    char msg[256] = "";
+    enum rz_err err;
+
+    if (response_out)
+        *response_out = NULL;
+    if (!req)
+        return RZ_ENOMEM;
+    err = ddb_call(d, op, req, response_out, msg, sizeof(msg));
+    json_decref(req);
+    if (err != RZ_OK && err != RZ_ECONFLICT)
+        log_fields(LOG_WARN, event,
+                   json_pack("{s:s,s:s,s:s}", "op", op, "error", rz_err_name(err), "msg", msg));
     return err;
 }
 

@@ -76,6 +76,12 @@ void ddb_free(struct ddb *d);
 enum rz_err ddb_call(struct ddb *d, const char *op, const json_t *request, json_t **response_out,
                      char *msg, size_t msglen);
 
+/* ddb_call for callers that build a request to send once: takes req
+ * (NULL, from a failed json_pack, is RZ_ENOMEM), and logs a failure other
+ * than RZ_ECONFLICT as a warning named event, with DynamoDB's message. */
+enum rz_err ddb_send(struct ddb *d, const char *op, json_t *req, json_t **response_out,
+                     const char *event);
+
 /* Attribute values of DynamoDB's JSON: {"S": s} and {"N": "n"}, new
  * references (NULL when out of memory, which json_pack then reports). */
 json_t *ddb_s(const char *s);

@@ -43,16 +43,8 @@ static struct store_ddb *sd(struct store *s)
 
 static enum rz_err ddb_do(struct store *s, const char *op, json_t *req, json_t **resp)
 {
-    char msg[256] = "";
-    enum rz_err err;
+    enum rz_err err = ddb_send(sd(s)->ddb, op, req, resp, "store_error");
 
-    if (!req)
-        return RZ_ENOMEM;
-    err = ddb_call(sd(s)->ddb, op, req, resp, msg, sizeof(msg));
-    json_decref(req);
-    if (err != RZ_OK && err != RZ_ECONFLICT)
-        log_fields(LOG_WARN, "store_error",
-                   json_pack("{s:s,s:s,s:s}", "op", op, "error", rz_err_name(err), "msg", msg));
     /* No table (or a refused request) is the operator's to fix, and from
      * a client's side the store is just not answering. */
     if (err == RZ_ENOTFOUND || err == RZ_EINVAL || err == RZ_ETOOBIG)
