@@ -22,6 +22,7 @@
 #include "server/dynamodb.h"
 #include "server/image.h"
 #include "server/log.h"
+#include "server/objstore.h"
 #include "server/probe.h"
 #include "server/ids.h"
 #include "server/reconcile.h"
@@ -40,6 +41,10 @@ struct services {
     struct s3 *s3_probe;      /* views of s3 with their own policy and abort switch */
     struct s3 *s3_read;
     struct s3 *s3_sweep;      /* the sweep's own, so it can be cut alone */
+    struct objstore *objects; /* one object store over each client above */
+    struct objstore *objects_probe;
+    struct objstore *objects_read;
+    struct objstore *objects_sweep;
     struct index *index;
     struct store *store;
     struct status *status;
@@ -120,11 +125,26 @@ static enum rz_err start_s3(struct services *s, char *msg, size_t msglen)
     return err;
 }
 
+/* The core reads and writes objects through the object store, one over
+ * each S3 client (each with its own retry policy). */
+static enum rz_err start_objstores(struct services *s)
+{
+    enum rz_err err = objstore_s3_new(s->s3, &s->objects);
+
+    if (err == RZ_OK)
+        err = objstore_s3_new(s->s3_probe, &s->objects_probe);
+    if (err == RZ_OK)
+        err = objstore_s3_new(s->s3_read, &s->objects_read);
+    if (err == RZ_OK)
+        err = objstore_s3_new(s->s3_sweep, &s->objects_sweep);
+    return err;
+}
+
 /* The sweep needs a source bucket to list; without one it stays off. */
 static enum rz_err start_reconcile(struct services *s)
 {
     const struct config *c = &s->cfg;
-    struct reconcile_opts ro = {c, s->s3_sweep, s->index, s->status, s->jobs, s->metrics,
+    struct reconcile_opts ro = {c, s->objects_sweep, s->index, s->status, s->jobs, s->metrics,
                                 c->reconcile_interval};
 
     if (c->reconcile_interval == 0 || !c->src_bucket)
@@ -203,7 +223,7 @@ static enum rz_err start_status(struct services *s, char *msg, size_t msglen)
 {
     const struct config *c = &s->cfg;
     struct status_opts so = {
-        .cfg = c, .index = s->index, .s3_read = s->s3_read, .metrics = s->metrics,
+        .cfg = c, .index = s->index, .s3_read = s->objects_read, .metrics = s->metrics,
         .owner = s->replica, .lease_ms = c->lease_seconds * 1000,
         .max_attempts = (int)c->job_attempts, .backoff_base_ms = 1000,
     };
@@ -268,21 +288,23 @@ static enum rz_err start_services(struct services *s, char *msg, size_t msglen)
     if (err == RZ_OK)
         err = start_s3(s, msg, msglen);
     if (err == RZ_OK)
+        err = start_objstores(s);
+    if (err == RZ_OK)
         err = start_status(s, msg, msglen);
     if (err == RZ_OK)
         err = start_webhooks(s, msg, msglen);
     if (err != RZ_OK)
         return err;
-    jo = (struct jobs_opts){c, s->s3, s->status, s->metrics, (size_t)(workers > 0 ? workers : 1),
-                            (size_t)c->queue_size};
+    jo = (struct jobs_opts){c, s->objects, s->status, s->metrics,
+                            (size_t)(workers > 0 ? workers : 1), (size_t)c->queue_size};
     err = jobs_new(&jo, &s->jobs);
     if (err == RZ_OK) {
         struct status_queue q = jobs_queue(s->jobs);
 
         err = status_start(s->status, &q);
     }
-    ho = (struct health_opts){s->s3_probe, c->src_bucket, c->src_prefix, c->dest_bucket, 2000,
-                              6000, s->metrics};
+    ho = (struct health_opts){s->objects_probe, c->src_bucket, c->src_prefix, c->dest_bucket,
+                              2000, 6000, s->metrics};
     if (err == RZ_OK)
         err = health_new(&ho, &s->health);
     if (err == RZ_OK)
@@ -321,6 +343,10 @@ static void stop_services(struct services *s)
     webhooks_free(s->webhooks);
     status_free(s->status);
     store_free(s->store);
+    objstore_free(s->objects_read);
+    objstore_free(s->objects_sweep);
+    objstore_free(s->objects_probe);
+    objstore_free(s->objects);
     s3_free(s->s3_read);
     s3_free(s->s3_sweep);
     s3_free(s->s3_probe);
