@@ -16,6 +16,7 @@
 #include <curl/curl.h>
 
 #include "handlers/handlers.h"
+#include "server/awshttp.h"
 #include "server/config.h"
 #include "server/creds.h"
 #include "server/dynamodb.h"
@@ -35,8 +36,9 @@ struct services {
     struct config cfg;
     struct metrics *metrics;
     struct creds_provider *creds;
-    struct s3 *s3;
-    struct s3 *s3_probe;
+    struct awshttp *aws;      /* the one transport of every S3 and DynamoDB call */
+    struct s3 *s3;            /* jobs and uploads */
+    struct s3 *s3_probe;      /* views of s3 with their own policy and abort switch */
     struct s3 *s3_read;
     struct s3 *s3_sweep;      /* the sweep's own, so it can be cut alone */
     struct objstore *objects; /* one object store over each client above */
@@ -79,6 +81,18 @@ static void raise_fd_limit(void)
     }
 }
 
+/* Probes and status read-through answer people and load balancers
+ * waiting on the line: one short attempt, no retries. */
+static const struct awshttp_policy policy_quick = {2000, 1000, 1, 200, 5000};
+
+/* Jobs and the sweep can wait: four tries within S3_TIMEOUT each. */
+static struct awshttp_policy policy_work(const struct config *c)
+{
+    return (struct awshttp_policy){c->s3_timeout * 1000, 3000, 4, 200, 5000};
+}
+
+/* Credentials, the transport over them, and the S3 client with one view
+ * per policy. */
 static enum rz_err start_s3(struct services *s, char *msg, size_t msglen)
 {
     const struct config *c = &s->cfg;
@@ -86,32 +100,28 @@ static enum rz_err start_s3(struct services *s, char *msg, size_t msglen)
         c->access_key, c->secret_key, c->session_token, c->container_relative_uri,
         c->container_full_uri, c->container_auth_token, c->container_auth_token_file,
     };
+    struct awshttp_policy work = policy_work(c);
     struct s3_opts o = {
         .endpoint = c->s3_endpoint, .public_endpoint = c->s3_public_endpoint,
         .region = c->region, .force_path_style = c->force_path_style,
         .sse = c->sse == CONFIG_SSE_AES256 ? "AES256" : c->sse == CONFIG_SSE_KMS ? "aws:kms" : NULL,
-        .sse_kms_key_id = c->sse_kms_key_id, .timeout_ms = c->s3_timeout * 1000,
-        .connect_timeout_ms = 3000,
-        .max_attempts = 4, .backoff_base_ms = 200, .metrics = s->metrics,
+        .sse_kms_key_id = c->sse_kms_key_id, .timeout_ms = work.timeout_ms,
+        .connect_timeout_ms = work.connect_timeout_ms, .max_attempts = work.max_attempts,
+        .backoff_base_ms = work.backoff_base_ms,
     };
     enum rz_err err = creds_provider_new(&src, &s->creds, msg, msglen);
 
-    o.creds = s->creds;
+    if (err == RZ_OK)
+        err = awshttp_new(&(struct awshttp_opts){s->creds, s->metrics}, &s->aws);
+    o.transport = s->aws;
     if (err == RZ_OK)
         err = s3_new(&o, &s->s3, msg, msglen);
-    /* Probes and status read-through answer people and load balancers
-     * waiting on the line: one short attempt, no retries. */
-    o.max_attempts = 1;
-    o.timeout_ms = 2000;
-    o.connect_timeout_ms = 1000;
     if (err == RZ_OK)
-        err = s3_new(&o, &s->s3_probe, msg, msglen);
+        err = s3_view_new(s->s3, &policy_quick, &s->s3_probe);
     if (err == RZ_OK)
-        err = s3_new(&o, &s->s3_read, msg, msglen);
-    o.max_attempts = 4;
-    o.timeout_ms = c->s3_timeout * 1000;
+        err = s3_view_new(s->s3, &policy_quick, &s->s3_read);
     if (err == RZ_OK)
-        err = s3_new(&o, &s->s3_sweep, msg, msglen);
+        err = s3_view_new(s->s3, &work, &s->s3_sweep);
     return err;
 }
 
@@ -162,14 +172,14 @@ static enum rz_err start_auth(struct services *s, char *msg, size_t msglen)
 /* Store calls answer events and clients waiting on the line: short
  * timeouts, few retries (the store is then "unreachable": 503). */
 static struct ddb_opts ddb_options(const struct config *c, struct creds_provider *creds,
-                                   struct metrics *m)
+                                   struct metrics *m, struct awshttp *aws)
 {
-    return (struct ddb_opts){c->dynamodb_endpoint, c->region, creds, 2000, 1000, 3, 50, m};
+    return (struct ddb_opts){c->dynamodb_endpoint, c->region, creds, 2000, 1000, 3, 50, m, aws};
 }
 
 static enum rz_err start_store(struct services *s, char *msg, size_t msglen)
 {
-    struct ddb_opts o = ddb_options(&s->cfg, s->creds, s->metrics);
+    struct ddb_opts o = ddb_options(&s->cfg, s->creds, s->metrics, s->aws);
 
     if (s->cfg.state_store == CONFIG_STORE_MEMORY)
         return store_memory_new(s->index, &s->store);
@@ -194,7 +204,7 @@ static int create_table(void)
                                 s.cfg.container_relative_uri, s.cfg.container_full_uri,
                                 s.cfg.container_auth_token, s.cfg.container_auth_token_file};
     err = creds_provider_new(&src, &s.creds, msg, sizeof(msg));
-    o = ddb_options(&s.cfg, s.creds, NULL);
+    o = ddb_options(&s.cfg, s.creds, NULL, NULL);
     o.timeout_ms = 10000;
     if (err == RZ_OK)
         err = store_dynamodb_create_table(&o, s.cfg.dynamodb_table, msg, sizeof(msg));
@@ -242,7 +252,7 @@ static enum rz_err start_webhooks(struct services *s, char *msg, size_t msglen)
         .max_attempts = (int)c->webhook_max_attempts,
         .queue_size = (size_t)c->webhook_queue_size, .threads = 4, .metrics = s->metrics,
     };
-    struct ddb_opts o = ddb_options(c, s->creds, s->metrics);
+    struct ddb_opts o = ddb_options(c, s->creds, s->metrics, s->aws);
     enum rz_err err = RZ_OK;
 
     if (!c->webhook_urls)
@@ -341,6 +351,7 @@ static void stop_services(struct services *s)
     s3_free(s->s3_sweep);
     s3_free(s->s3_probe);
     s3_free(s->s3);
+    awshttp_free(s->aws);
     creds_provider_free(s->creds);
     index_free(s->index);
     metrics_free(s->metrics);

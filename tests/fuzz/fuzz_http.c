@@ -205,7 +205,10 @@ static int build_request(const uint8_t *data, size_t size, struct buf *req)
         head = m == 2;
         buf_printf(req, "%s ", methods[m]);
     } else {
-        head = line_end - p >= 5 && memcmp(p, "HEAD ", 5) == 0;
+        /* The method is the line's first word, and " HTTP/1.x" follows
+         * the line: a bare "HEAD" is a HEAD too. */
+        head = line_end - p >= 4 && memcmp(p, "HEAD", 4) == 0 &&
+               (line_end - p == 4 || p[4] == ' ' || p[4] == '\t');
     }
     append_field(req, p, (size_t)(line_end - p));
     buf_printf(req, " HTTP/1.%d\r\nHost: fuzz\r\nConnection: close\r\n", data[0] & 16 ? 0 : 1);
