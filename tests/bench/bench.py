@@ -672,6 +672,7 @@ def run_http(build, root, seconds, conns):
     # backoff: the one worker sleeps, and the events figure is intake (auth, parse, filter,
     # dedup, index, queue), not processing. Big queue and index: the caps are not measured.
     fake = harness.S3Server.__new__(harness.S3Server)
+    fake.owned, fake.dir = True, None  # private: nothing to register, nothing to stop
     fake._env = {'S3_ENDPOINT': 'http://127.0.0.1:%d' % harness.free_port(),
                  'S3_FORCE_PATH_STYLE': 'true', 'AWS_REGION': 'us-east-1',
                  'AWS_ACCESS_KEY_ID': 'bench', 'AWS_SECRET_ACCESS_KEY': 'bench-secret'}
