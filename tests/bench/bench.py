@@ -704,6 +704,140 @@ def run_http(build, root, seconds, conns):
     return results
 
 
+# -- soak: memory over time ---------------------------------------------------------------------
+
+SOAK_KINDS = (  # name, file, what
+    ('jpeg', 'soak.jpg', '1600x900 JPEG Q90'),
+    ('png-alpha', 'soak-alpha.png', '800x800 RGBA PNG (the alpha cut-out, smaller)'),
+    ('webp', 'soak.webp', '1600x900 WebP Q90'),
+    ('cmyk', 'soak-cmyk.jpg', '1200x675 CMYK JPEG Q90 (no profile: the built-in one applies)'),
+    ('tiff16', 'soak-16.tif', '1200x675 16-bit RGB TIFF, deflate'),
+)
+SOAK_RECIPE = 'v1'
+
+
+def make_soak_corpus(cdir):
+    p = lambda name: os.path.join(cdir, name)
+    stamp = p('.soak-recipe')
+    if os.path.exists(stamp) and open(stamp).read() == SOAK_RECIPE:
+        return
+    log('soak: making the mixed corpus in %s' % cdir)
+    sh(['vips', 'thumbnail', p('12mp.jpg'), p('soak.jpg') + '[Q=90]', '1600'])
+    sh(['vips', 'thumbnail', p('3000-alpha.png'), p('soak-alpha.png'), '800'])
+    sh(['vips', 'copy', p('soak.jpg'), p('soak.webp') + '[Q=90]'])
+    with tempfile.TemporaryDirectory() as t:
+        small = os.path.join(t, 'small.v')
+        wide = os.path.join(t, 'wide.v')
+        u16 = os.path.join(t, 'u16.v')
+        sh(['vips', 'thumbnail', p('soak.jpg'), small, '1200'])
+        sh(['vips', 'icc_export', small, p('soak-cmyk.jpg') + '[Q=90]', '--output-profile', 'cmyk'])
+        sh(['vips', 'linear', small, wide, '257', '0'])
+        sh(['vips', 'cast', wide, u16, 'ushort'])
+        sh(['vips', 'copy', u16, p('soak-16.tif') + '[compression=deflate]',
+            '--interpretation', 'rgb16'])
+    with open(stamp, 'w') as f:
+        f.write(SOAK_RECIPE)
+
+
+def run_soak(build, cdir, n, env_extra=None, label='as built'):
+    """n mixed images (the five SOAK_KINDS in turn) through the local S3 and the service with
+    WORKERS=2; the service's RSS sampled every 0.25 s while they run and for 10 s after."""
+    import harness
+    import threading
+    make_soak_corpus(cdir)
+    os.environ['RESIZER_BIN'] = os.path.join(build, 'resizer')
+    s3 = harness.S3Server(private=True)
+    env = {'WORKERS': 2, 'LOG_LEVEL': 'warn', 'QUEUE_SIZE': n + 10,
+           'INDEX_MAX_ENTRIES': n * 2 + 100}
+    env.update(env_extra or {})
+    svc = harness.Resizer(s3, env=env)
+    client = s3.client()
+    evkey = {'x-api-key': harness.EVENTS_API_KEY}
+    kinds = []
+    for kind, fname, _ in SOAK_KINDS:
+        with open(os.path.join(cdir, fname), 'rb') as f:
+            data = f.read()
+        kinds.append((kind, data))
+    # One object per kind, copied server-side: the S3 server's time is not what is measured.
+    srcs = []
+    for kind, data in kinds:
+        key = 'images/soak/src-%s' % kind
+        etag = client.put_object(Bucket=svc.src_bucket, Key=key, Body=data)['ETag'].strip('"')
+        srcs.append((kind, key, len(data), etag))
+    pid = svc.proc.pid
+    time.sleep(1)
+    idle = proc_status(pid)['VmRSS']
+    samples = []  # (seconds since start, images done, RSS kB)
+    stop = threading.Event()
+
+    def done_count():
+        try:
+            return int(metric(svc, 'resizer_jobs_total', 'outcome="done"'))
+        except Exception:  # a scrape that fails is retried at the next sample
+            return None
+
+    def sampler():
+        last = 0
+        while not stop.is_set():
+            d = done_count()
+            last = d if d is not None else last
+            samples.append((time.monotonic() - t0, last, proc_status(pid)['VmRSS']))
+            stop.wait(0.25)
+
+    t0 = time.monotonic()
+    cpu0 = proc_cpu(pid)
+    th = threading.Thread(target=sampler, daemon=True)
+    th.start()
+    log('soak (%s): %d images, WORKERS=2' % (label, n))
+    posted = 0
+    try:
+        while posted < n:
+            # Keep at most 16 waiting: a steady load, not one burst into the queue.
+            if posted - (samples[-1][1] if samples else 0) >= 16:
+                time.sleep(0.05)
+                continue
+            kind, src, size, etag = srcs[posted % len(srcs)]
+            key = 'images/soak/%05d-%s' % (posted, kind)
+            r = client.copy_object(Bucket=svc.src_bucket, Key=key,
+                                   CopySource={'Bucket': svc.src_bucket, 'Key': src})
+            etag = r['CopyObjectResult']['ETag'].strip('"')
+            code, _, body = harness.json_http('POST', svc.url('/v1/events'),
+                                              eventbridge_event(svc.src_bucket, key, size, etag),
+                                              headers=evkey)
+            if code != 202:
+                raise RuntimeError('soak: event for %s: %d %r' % (key, code, body))
+            posted += 1
+        harness.wait_until(lambda: (done_count() or 0) + failed_count(svc) >= n,
+                           timeout=60 + n, interval=0.25, what='%d soak images' % n)
+        t_done = time.monotonic() - t0
+        cpu = proc_cpu(pid) - cpu0
+        time.sleep(10)
+    finally:
+        stop.set()
+        th.join()
+        vmhwm = proc_status(pid)['VmHWM']
+        failed = failed_count(svc)
+        svc.close()
+        s3.close()
+    during = [s for s in samples if s[0] <= t_done]
+    tail = during[len(during) * 2 // 3:]
+    return {
+        'label': label, 'env': {k: str(v) for k, v in (env_extra or {}).items()}, 'n': n,
+        'failed': failed, 'seconds': t_done, 'images_per_s': n / t_done,
+        'cpu_per_image': cpu / n, 'rss_idle_kb': idle, 'vmhwm_kb': vmhwm,
+        'rss_plateau_kb': median([s[2] for s in tail]) if tail else 0,
+        'rss_after_kb': samples[-1][2] if samples else 0,
+        'samples': [(round(a, 2), b, c) for a, b, c in samples],
+    }
+
+
+def failed_count(svc):
+    import harness
+    _, _, body = harness.http('GET', svc.url('/metrics'))
+    return int(sum(float(m) for m in re.findall(
+        r'^resizer_jobs_total\{outcome="(?!done)[^"]*"\} ([\d.e+]+)$', body.decode(), re.M)))
+
+
 # -- report -------------------------------------------------------------------------------------
 
 def fmt_ratio(x):
