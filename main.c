@@ -223,11 +223,19 @@ static enum rz_err start_webhooks(struct services *s, char *msg, size_t msglen)
         .max_attempts = (int)c->webhook_max_attempts,
         .queue_size = (size_t)c->webhook_queue_size, .threads = 4, .metrics = s->metrics,
     };
-    enum rz_err err;
+    struct ddb_opts o = ddb_options(c, s->creds, s->metrics);
+    enum rz_err err = RZ_OK;
 
     if (!c->webhook_urls)
         return RZ_OK;
-    err = webhooks_new(&wo, &s->webhooks, msg, msglen);
+    /* With the shared store, deliveries wait in its table: a replica that
+     * dies leaves them to the others once its lease on them ends (longer
+     * than one attempt can take). */
+    if (c->state_store == CONFIG_STORE_DYNAMODB)
+        err = outbox_dynamodb_new(&o, c->dynamodb_table, c->webhook_timeout * 2000 + 10000,
+                                  &wo.outbox, msg, msglen);
+    if (err == RZ_OK)
+        err = webhooks_new(&wo, &s->webhooks, msg, msglen);
     if (err == RZ_OK)
         err = status_on_finished(s->status, notify_webhooks, s->webhooks);
     return err;

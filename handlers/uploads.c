@@ -1,24 +1,19 @@
 /* uploads.c - POST /v1/uploads: the "API Gateway" role. The client gets a
  * presigned PUT (or a POST form) for images/<uuid>.<ext> and uploads
- * straight into the source bucket, without credentials. */
+ * straight into the source bucket, without credentials. The grant itself
+ * (id, key, URL, pending record) is server/uploads.c's; this file parses
+ * the request and renders the answer. */
 #include "handlers.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "server/ids.h"
 #include "server/image.h"
 #include "server/timefmt.h"
+#include "server/uploads.h"
 
 #define UPLOADS_MAX_FILENAME 255
-
-struct uploads_request {
-    const char *filename;       /* NULL when not given */
-    const char *content_type;
-    enum image_format format;
-    int post;                   /* method POST (form) instead of PUT */
-};
 
 /* Printable UTF-8 only: the name is shown back to clients and logged, so
  * control characters (newlines, escapes) are refused. */
@@ -51,10 +46,10 @@ static int uploads_parse(struct http_request *req, json_t *body, struct uploads_
                          struct http_response *res)
 {
     int bad_filename = 0, bad_type = 0, bad_method = 0;
-    const char *method;
+    const char *method, *content_type;
 
     out->filename = uploads_string(body, "filename", &bad_filename);
-    out->content_type = uploads_string(body, "content_type", &bad_type);
+    content_type = uploads_string(body, "content_type", &bad_type);
     method = uploads_string(body, "method", &bad_method);
     if (bad_filename || (out->filename && !uploads_filename_ok(out->filename))) {
         http_reply_error(res, req, 400, "invalid_field",
@@ -62,12 +57,12 @@ static int uploads_parse(struct http_request *req, json_t *body, struct uploads_
                          "characters");
         return 0;
     }
-    if (bad_type || !out->content_type) {
+    if (bad_type || !content_type) {
         http_reply_error(res, req, 400, "invalid_field",
                          "content_type: required, e.g. \"image/jpeg\"");
         return 0;
     }
-    out->format = image_format_from_mime(out->content_type);
+    out->format = image_format_from_mime(content_type);
     if (out->format == IMAGE_FORMAT_UNKNOWN || !image_format_loadable(out->format)) {
         http_reply_error(res, req, 400, "unsupported_content_type",
                          "content_type: must be an image type this service processes "
@@ -91,75 +86,47 @@ static json_t *uploads_time(time_t t)
     return json_string(s);
 }
 
-static json_t *uploads_render(const char *id, const char *key, const struct uploads_request *u,
-                              const struct s3_presigned *p)
+static json_t *uploads_render(const struct uploads_grant *g, int post)
 {
+    const struct s3_presigned *p = &g->form;
     json_t *fields = json_object();
     json_t *upload;
     char status_url[64];
 
     for (size_t i = 0; i < p->nfields; i++)
         json_object_set_new(fields, p->fields[i].name, json_string(p->fields[i].value));
-    upload = json_pack("{s:s,s:s,s:o,s:o}", "method", u->post ? "POST" : "PUT", "url", p->url,
-                       u->post ? "fields" : "headers", fields, "expires_at",
+    upload = json_pack("{s:s,s:s,s:o,s:o}", "method", post ? "POST" : "PUT", "url", p->url,
+                       post ? "fields" : "headers", fields, "expires_at",
                        uploads_time(p->expires_at));
-    snprintf(status_url, sizeof(status_url), "/v1/images/%s", id);
-    return json_pack("{s:s,s:s,s:o,s:s}", "id", id, "key", key, "upload", upload, "status_url",
-                     status_url);
-}
-
-static enum rz_err uploads_presign(const struct app *app, const char *key,
-                                   const struct uploads_request *u, time_t now,
-                                   struct s3_presigned *p)
-{
-    const struct config *cfg = app->cfg;
-
-    if (u->post)
-        return s3_presign_post(app->s3, cfg->src_bucket, key, image_format_mime(u->format),
-                               cfg->max_upload_bytes, cfg->presign_put_expires, now, p);
-    return s3_presign_put(app->s3, cfg->src_bucket, key, image_format_mime(u->format),
-                          cfg->presign_put_expires, now, p);
-}
-
-static enum rz_err uploads_record(const struct app *app, const struct http_request *req,
-                                  const char *id, const char *key,
-                                  const struct uploads_request *u, time_t expires_at)
-{
-    return status_add_upload(app->status, id, app->cfg->src_bucket, key, u->filename,
-                             image_format_mime(u->format), req->caller[0] ? req->caller : NULL,
-                             (int64_t)expires_at * 1000,
-                             handlers_now_ms());
+    snprintf(status_url, sizeof(status_url), "/v1/images/%s", g->id);
+    return json_pack("{s:s,s:s,s:o,s:s}", "id", g->id, "key", g->key, "upload", upload,
+                     "status_url", status_url);
 }
 
 void handlers_uploads_create(struct http_request *req, void *ctx, struct http_response *res)
 {
     struct app *app = ctx;
     struct uploads_request u;
-    struct s3_presigned p = {0};
+    struct uploads_grant g = {0};
     json_t *body = NULL;
-    char id[INDEX_ID_LEN + 1];
-    char key[1024];
     char location[64];
     enum rz_err err;
 
     body = handlers_json_body(req, res);
     if (!body || !uploads_parse(req, body, &u, res))
         goto done;
-    ids_new_uuid(id);
-    snprintf(key, sizeof(key), "%s%s.%s", app->cfg->src_prefix, id, image_format_ext(u.format));
-    err = uploads_presign(app, key, &u, time(NULL), &p);
-    if (err == RZ_OK)
-        err = uploads_record(app, req, id, key, &u, p.expires_at);
+    u.uploader = req->caller[0] ? req->caller : NULL;
+    err = uploads_grant(app->cfg, app->s3, app->status, &u, handlers_now_ms(), &g);
     if (err != RZ_OK) {
         http_reply_err(res, req, err == RZ_EFULL ? RZ_EFULL : RZ_EUPSTREAM,
                        err == RZ_EFULL ? "status index is full of images in flight"
                                        : "cannot sign or record an upload URL now");
         goto done;
     }
-    http_reply_json(res, 201, uploads_render(id, key, &u, &p));
-    snprintf(location, sizeof(location), "/v1/images/%s", id);
+    http_reply_json(res, 201, uploads_render(&g, u.post));
+    snprintf(location, sizeof(location), "/v1/images/%s", g.id);
     http_response_header(res, "Location", location);
 done:
-    s3_presigned_cleanup(&p);
+    uploads_grant_cleanup(&g);
     json_decref(body);
 }

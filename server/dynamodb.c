@@ -8,6 +8,7 @@
 #include "dynamodb.h"
 #include "dynamodb_internal.h"
 
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 
 #include "awshttp.h"
 #include "buf.h"
+#include "log.h"
 #include "sigv4.h"
 
 #ifdef RESIZER_UNITTEST
@@ -571,4 +573,47 @@ fail:
     json_decref(answer);
     free(body);
     return err;
+}
+
+enum rz_err ddb_send(struct ddb *d, const char *op, json_t *req, json_t **response_out,
+                     const char *event)
+{
+    char msg[256] = "";
+    enum rz_err err;
+
+    if (response_out)
+        *response_out = NULL;
+    if (!req)
+        return RZ_ENOMEM;
+    err = ddb_call(d, op, req, response_out, msg, sizeof(msg));
+    json_decref(req);
+    if (err != RZ_OK && err != RZ_ECONFLICT)
+        log_fields(LOG_WARN, event,
+                   json_pack("{s:s,s:s,s:s}", "op", op, "error", rz_err_name(err), "msg", msg));
+    return err;
+}
+
+json_t *ddb_s(const char *s)
+{
+    return json_pack("{s:s}", "S", s);
+}
+
+json_t *ddb_n(int64_t n)
+{
+    char buf[24];
+
+    snprintf(buf, sizeof(buf), "%" PRId64, n);
+    return json_pack("{s:s}", "N", buf);
+}
+
+const char *ddb_get_s(const json_t *item, const char *name)
+{
+    return json_string_value(json_object_get(json_object_get(item, name), "S"));
+}
+
+int64_t ddb_get_n(const json_t *item, const char *name)
+{
+    const char *v = json_string_value(json_object_get(json_object_get(item, name), "N"));
+
+    return v ? strtoll(v, NULL, 10) : 0;
 }

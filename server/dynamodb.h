@@ -14,6 +14,7 @@
 #define RESIZER_DYNAMODB_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -71,5 +72,20 @@ void ddb_free(struct ddb *d);
  * they wrote. */
 enum rz_err ddb_call(struct ddb *d, const char *op, const json_t *request, json_t **response_out,
                      char *msg, size_t msglen);
+
+/* ddb_call for callers that build a request to send once: takes req
+ * (NULL, from a failed json_pack, is RZ_ENOMEM), and logs a failure other
+ * than RZ_ECONFLICT as a warning named event, with DynamoDB's message. */
+enum rz_err ddb_send(struct ddb *d, const char *op, json_t *req, json_t **response_out,
+                     const char *event);
+
+/* Attribute values of DynamoDB's JSON: {"S": s} and {"N": "n"}, new
+ * references (NULL when out of memory, which json_pack then reports). */
+json_t *ddb_s(const char *s);
+json_t *ddb_n(int64_t n);
+/* The string or the number of item[name]; NULL or 0 when absent or of
+ * another type. Numbers past int64 saturate (strtoll): callers bound them. */
+const char *ddb_get_s(const json_t *item, const char *name);
+int64_t ddb_get_n(const json_t *item, const char *name);
 
 #endif

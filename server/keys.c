@@ -60,6 +60,17 @@ char *keys_variant(const char *prefix, const char *key, const char *variant,
     return keys_join(dir, rel, stem, ext);
 }
 
+char *keys_upload(const char *prefix, const char *id, enum image_format format)
+{
+    const char *ext = image_format_ext(format);
+    size_t n = strlen(prefix) + strlen(id) + (ext ? strlen(ext) : 3) + 2;
+    char *out = malloc(n);
+
+    if (out)
+        snprintf(out, n, "%s%s.%s", prefix, id, ext ? ext : "bin");
+    return out;
+}
+
 char *keys_status_by_key(const char *prefix, const char *key)
 {
     const char *rel = keys_relative(prefix, key);

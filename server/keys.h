@@ -23,6 +23,10 @@ const char *keys_relative(const char *prefix, const char *key);
 char *keys_variant(const char *prefix, const char *key, const char *variant,
                    enum image_format format);
 
+/* "<prefix><id>.<ext>": where an upload URL lets a client put its file
+ * (images/<uuid>.jpg). Caller frees; NULL if out of memory. */
+char *keys_upload(const char *prefix, const char *id, enum image_format format);
+
 /* "_status/keys/<relative key>". Caller frees. */
 char *keys_status_by_key(const char *prefix, const char *key);
 

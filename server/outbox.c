@@ -209,6 +209,7 @@ struct outbox *outbox_memory_new(size_t capacity)
         return NULL;
     }
     m->base.ops = &outbox_memory_ops;
+    m->base.poll_ms = 60000;
     m->capacity = capacity;
     pthread_mutex_init(&m->lock, NULL);
     return &m->base;

@@ -2,9 +2,10 @@
  *
  * The delivery threads of webhooks.c talk to the outbox only through the
  * operations below, so the store behind them can change: the memory outbox
- * here (bounded, lost with the process) is the one of STATE_STORE=memory; a
- * persistent one (a table of the shared store, leased with a conditional
- * write) can take its place without touching the delivery code.
+ * (outbox.c: bounded, lost with the process) is the one of
+ * STATE_STORE=memory; the DynamoDB one (outbox_dynamodb.c: items of the
+ * state table, leased with a conditional write) is the one of
+ * STATE_STORE=dynamodb, and survives the replica.
  *
  * A delivery is one message for one endpoint. The outbox hands out due
  * deliveries under a lease: a leased delivery is not handed out again, and
@@ -55,11 +56,22 @@ struct outbox_ops {
 
 struct outbox {
     const struct outbox_ops *ops;
+    long poll_ms;  /* an idle thread looks again at least this often */
+    int shared;    /* other replicas see these deliveries, and take them over */
 };
 
 /* The memory outbox, holding at most capacity deliveries (>= 1), or NULL
  * if out of memory. Thread-safe. */
 struct outbox *outbox_memory_new(size_t capacity);
+
+struct ddb_opts;
+
+/* The DynamoDB outbox: deliveries as items of the state table, shared by
+ * every replica; a delivery held by a replica is due again lease_ms after
+ * it was taken, so one that dies mid-attempt delays it, never loses it.
+ * Sends nothing yet. See outbox_dynamodb.c for the items. */
+enum rz_err outbox_dynamodb_new(const struct ddb_opts *opts, const char *table, long lease_ms,
+                                struct outbox **out, char *msg, size_t msglen);
 
 /* Frees d's body; safe on a zeroed delivery. */
 void outbox_delivery_cleanup(struct outbox_delivery *d);

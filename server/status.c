@@ -242,6 +242,14 @@ static enum rz_err status_change(struct status *st, const char *phase, const cha
     return err;
 }
 
+/* Tells the finished hooks (webhooks) of a record that ended done or
+ * failed, after the write that made it so. */
+static void status_run_hooks(struct status *st, const struct index_entry *e)
+{
+    for (size_t i = 0; i < st->nhooks; i++)
+        st->hooks[i].fn(st->hooks[i].arg, e);
+}
+
 /* ---- claiming events ---- */
 
 /* S3 sequencers are hex strings of varying length; the shorter is padded
@@ -407,6 +415,10 @@ static enum rz_err status_create_for(struct status *st, const struct status_even
     err = status_seen(st, "claim", "create", st->o.store->ops->create(st->o.store, &e));
     if (err == RZ_OK)
         status_cache_put(st, &e);
+    /* Failed at intake (a key too long for its variants, ...): as final as
+     * a job's failure, and notified the same way. */
+    if (err == RZ_OK && *claim_out == STATUS_CLAIM_FAILED)
+        status_run_hooks(st, &e);
     return err;
 }
 
@@ -422,8 +434,13 @@ enum rz_err status_claim_event(struct status *st, const struct status_event *ev,
     for (int i = 0; i < STATUS_CAS_TRIES && err == RZ_ECONFLICT; i++) {
         err = status_seen(st, "claim", "find_key", s->ops->find_key(s, ev->bucket, ev->key, id));
         if (err == RZ_OK) {
-            err = status_change(st, "claim", id, status_claim_fn, &a, NULL);
+            struct index_entry e = {0};
+
+            err = status_change(st, "claim", id, status_claim_fn, &a, &e);
             *claim_out = a.claim;
+            if (err == RZ_OK && a.claim == STATUS_CLAIM_FAILED)
+                status_run_hooks(st, &e);
+            index_entry_cleanup(&e);
             if (err == RZ_ENOTFOUND)
                 err = RZ_ECONFLICT; /* its record went away: look again */
         } else if (err == RZ_ENOTFOUND && !room && !ev->permanent_code) {
@@ -601,12 +618,6 @@ static enum rz_err status_finish_fn(struct index_entry *e, void *arg, int *write
         return RZ_OK;
     }
     return status_set_done(e, o);
-}
-
-static void status_run_hooks(struct status *st, const struct index_entry *e)
-{
-    for (size_t i = 0; i < st->nhooks; i++)
-        st->hooks[i].fn(st->hooks[i].arg, e);
 }
 
 enum rz_err status_finish(struct status *st, const char *id, const struct status_outcome *o,

@@ -92,7 +92,8 @@ struct status_outcome {
     size_t nvariants;
 };
 
-/* Called after a record ends done or failed (the place for webhooks). */
+/* Called after a record ends done or failed, by its job or at intake (a
+ * key whose variants could not be stored): the place for webhooks. */
 typedef void (*status_finished_fn)(void *arg, const struct index_entry *e);
 
 enum rz_err status_new(const struct status_opts *opts, struct status **out);

@@ -41,43 +41,10 @@ static struct store_ddb *sd(struct store *s)
     return (struct store_ddb *)s;
 }
 
-static json_t *ddb_s(const char *s)
-{
-    return json_pack("{s:s}", "S", s);
-}
-
-static json_t *ddb_n(int64_t n)
-{
-    char buf[24];
-
-    snprintf(buf, sizeof(buf), "%" PRId64, n);
-    return json_pack("{s:s}", "N", buf);
-}
-
-static const char *ddb_get_s(const json_t *item, const char *name)
-{
-    return json_string_value(json_object_get(json_object_get(item, name), "S"));
-}
-
-static int64_t ddb_get_n(const json_t *item, const char *name)
-{
-    const char *v = json_string_value(json_object_get(json_object_get(item, name), "N"));
-
-    return v ? strtoll(v, NULL, 10) : 0;
-}
-
 static enum rz_err ddb_do(struct store *s, const char *op, json_t *req, json_t **resp)
 {
-    char msg[256] = "";
-    enum rz_err err;
+    enum rz_err err = ddb_send(sd(s)->ddb, op, req, resp, "store_error");
 
-    if (!req)
-        return RZ_ENOMEM;
-    err = ddb_call(sd(s)->ddb, op, req, resp, msg, sizeof(msg));
-    json_decref(req);
-    if (err != RZ_OK && err != RZ_ECONFLICT)
-        log_fields(LOG_WARN, "store_error",
-                   json_pack("{s:s,s:s,s:s}", "op", op, "error", rz_err_name(err), "msg", msg));
     /* No table (or a refused request) is the operator's to fix, and from
      * a client's side the store is just not answering. */
     if (err == RZ_ENOTFOUND || err == RZ_EINVAL || err == RZ_ETOOBIG)

@@ -32,7 +32,6 @@
 
 #define WEBHOOKS_URL_MAX 2048
 #define WEBHOOKS_RESPONSE_CAP 4096  /* response body bytes read, then the answer is cut */
-#define WEBHOOKS_IDLE_WAIT_MS 60000 /* a thread with nothing due looks again at least this often */
 
 /* Waits before attempts 2..8, in units of WEBHOOK_RETRY_BASE_MS (5 s):
  * 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h, the schedule of the Standard
@@ -650,7 +649,7 @@ static void webhooks_timespec_at(int64_t ms, struct timespec *ts)
 /* Called with nothing due: sleeps until next_due_ms, a notify, or stop. */
 static void webhooks_idle(struct webhooks *w, uint64_t gen, int64_t next_due_ms)
 {
-    int64_t until = webhooks_now_ms() + WEBHOOKS_IDLE_WAIT_MS;
+    int64_t until = webhooks_now_ms() + w->outbox->poll_ms;
     struct timespec ts;
 
     if (next_due_ms < until)
@@ -784,9 +783,13 @@ enum rz_err webhooks_new(const struct webhooks_opts *opts, struct webhooks **out
     struct webhooks *w = calloc(1, sizeof(*w));
     enum rz_err err = RZ_ENOMEM;
 
-    if (!w)
+    if (!w) {
+        if (opts->outbox)
+            opts->outbox->ops->free(opts->outbox);
         return RZ_ENOMEM;
+    }
     w->opts = *opts;
+    w->outbox = opts->outbox;
     w->opts.urls = w->opts.secrets = NULL;
     if (w->opts.threads == 0)
         w->opts.threads = 1;
@@ -805,7 +808,8 @@ enum rz_err webhooks_new(const struct webhooks_opts *opts, struct webhooks **out
     if (w->nendpoints == 1)
         w->per_endpoint = w->opts.threads;
     err = RZ_ENOMEM;
-    w->outbox = outbox_memory_new(opts->queue_size);
+    if (!w->outbox)
+        w->outbox = outbox_memory_new(opts->queue_size);
     if (!w->outbox)
         goto fail;
     err = webhooks_metrics_register(w);
@@ -872,8 +876,9 @@ void webhooks_free(struct webhooks *w)
     free(w->threads);
     if (w->outbox) {
         left = w->outbox->ops->depth(w->outbox);
-        /* The memory outbox ends with the process: say what is lost. */
-        if (left)
+        /* The memory outbox ends with the process: say what is lost. A
+         * shared one keeps them for the other replicas. */
+        if (left && !w->outbox->shared)
             log_fields(LOG_WARN, "webhooks_lost",
                        json_pack("{s:I}", "pending", (json_int_t)left));
         w->outbox->ops->free(w->outbox);

@@ -6,7 +6,8 @@
  * with the webhook-id, webhook-timestamp and webhook-signature headers of
  * standardwebhooks.com, and retry on the schedule below. Nothing here ever
  * waits on a receiver in the caller's thread: notify costs a JSON render
- * and a mutex.
+ * and a mutex, plus, with the shared outbox, one conditional PutItem per
+ * endpoint (bounded by the DynamoDB client's timeouts).
  *
  * Outcomes: 2xx delivered; 4xx other than 408 and 429 final (rejected; a
  * 410 is logged as gone); anything else (3xx: redirects are not followed,
@@ -36,6 +37,8 @@ struct webhooks_opts {
     long retry_base_ms;        /* the schedule's unit (5000 in production) */
     int max_attempts;          /* 1..WEBHOOKS_MAX_ATTEMPTS */
     size_t queue_size;         /* deliveries held by the memory outbox */
+    struct outbox *outbox;     /* NULL: a memory outbox of queue_size; else taken
+                                * over (freed by webhooks_free, or on failure) */
     size_t threads;            /* delivery threads, >= 1 */
     struct metrics *metrics;
 };
@@ -51,19 +54,21 @@ enum rz_err webhooks_check_urls(const char *value, char *msg, size_t msglen);
  * 64 bytes. msg never holds the secret. */
 enum rz_err webhooks_check_secrets(const char *value, char *msg, size_t msglen);
 
-/* Builds the module on a memory outbox and starts its threads, or RZ_EINVAL
- * with msg for bad urls or secrets. */
+/* Builds the module on opts->outbox (or a memory outbox) and starts its
+ * threads, or RZ_EINVAL with msg for bad urls or secrets. */
 enum rz_err webhooks_new(const struct webhooks_opts *opts, struct webhooks **out, char *msg,
                          size_t msglen);
 
 /* Queues image.done or image.failed for e (any other state is ignored) to
- * every endpoint. Never blocks on the network; a full outbox drops its
- * oldest delivery (counted as dropped). NULL w is a no-op. */
+ * every endpoint. Never waits on a receiver; a full memory outbox drops its
+ * oldest delivery, a shared one that cannot be written drops this one
+ * (both counted as dropped, and logged). NULL w is a no-op. */
 void webhooks_notify(struct webhooks *w, const struct index_entry *e);
 
 /* Lets the threads send what is due now, for up to grace_ms, so the
  * notifications of the last jobs of a draining replica go out. Returns the
- * deliveries still stored (lost at exit with the memory outbox). */
+ * deliveries still stored (lost at exit with the memory outbox; with the
+ * shared one, every replica's, and kept for them). */
 size_t webhooks_drain(struct webhooks *w, long grace_ms);
 
 /* Stops the threads (cutting attempts in flight) and frees everything;

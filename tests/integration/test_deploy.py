@@ -290,6 +290,27 @@ class TaskDefinition(unittest.TestCase):
         self.assertEqual(attrs['idle_timeout.timeout_seconds'], '60')
 
 
+    def test_webhooks_wired_with_their_secret_and_alarm(self):
+        secret = EVENTS_SECRET.replace('events', 'webhook')
+        r = Resolved(load_template(), {'WebhookUrls': 'https://hooks.example.com/resizer',
+                                       'WebhookSecretArn': secret})
+        env, secrets = task_env(r)
+        self.assertEqual(env['WEBHOOK_URLS'], 'https://hooks.example.com/resizer')
+        self.assertEqual(secrets, SECRET_VARS | {'WEBHOOK_SECRET'})
+        froms = {s['Name']: s['ValueFrom'] for s in container(r)['Secrets']}
+        self.assertEqual(froms['WEBHOOK_SECRET'], secret)
+        (role,) = [v for k, v in r.of_type('AWS::IAM::Role').items() if k == 'ExecutionRole']
+        (st,) = role['Properties']['Policies'][0]['PolicyDocument']['Statement']
+        self.assertIn(secret, st['Resource'])
+        pattern = r.doc['Resources']['WebhookFailuresMetricFilter']['Properties']['FilterPattern']
+        with open(os.path.join(SOURCE_DIR, 'server', 'webhooks.c'), encoding='utf-8') as f:
+            source = f.read()
+        for event in ('webhook_expired', 'webhook_rejected', 'webhook_gone', 'webhook_dropped'):
+            self.assertIn('"%s"' % event, pattern)
+            self.assertIn('"%s"' % event, source)
+        self.start_and_stop(dict(env, WEBHOOK_SECRET='whsec_' + 'QUJD' * 8))
+
+
 class Events(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -584,6 +605,16 @@ class Rules(unittest.TestCase):
             self.assertTrue(parameter_refused(self.doc, 'ApiDomainName', bad), bad)
         self.assertIsNone(parameter_refused(self.doc, 'ApiDomainName', 'images.example.com'))
 
+    def test_webhooks_need_a_secret_and_https(self):
+        urls = 'https://a.example.com/hook,https://b.example.com/hook?token=x'
+        self.assertTrue(rule_violations(self.doc, {'WebhookUrls': urls}))
+        self.assertFalse(rule_violations(self.doc, {
+            'WebhookUrls': urls, 'WebhookSecretArn': EVENTS_SECRET.replace('events', 'hooks')}))
+        self.assertIsNone(parameter_refused(self.doc, 'WebhookUrls', urls))
+        for bad in ('http://a.example.com/hook', 'https://a.example.com/x y',
+                    ','.join(['https://a.example.com/%d' % i for i in range(9)])):
+            self.assertTrue(parameter_refused(self.doc, 'WebhookUrls', bad), bad)
+
     def test_header_names_the_alb_passes(self):
         # The ALB drops header names other than letters, digits and '-'
         # (routing.http.drop_invalid_header_fields, set on the load balancer).
@@ -696,8 +727,9 @@ class Alarms(unittest.TestCase):
             self.assertIn(want, metrics)
         for a in alarms:
             self.assertEqual(a['Properties']['AlarmActions'], [topic])
-        (mf,) = r.of_type('AWS::Logs::MetricFilter').values()
-        pattern = mf['Properties']['FilterPattern']
+        self.assertEqual(r.doc['Resources']['WebhookFailuresAlarm'].get('Condition'),
+                         'HasWebhooks', 'no webhooks, no alarm')
+        pattern = r.doc['Resources']['ServiceErrorsMetricFilter']['Properties']['FilterPattern']
         # The service's log events for a failed sweep and a failed status write (server/).
         for event in ('reconcile_list_failed', 'status_write_failed'):
             self.assertIn('"%s"' % event, pattern)

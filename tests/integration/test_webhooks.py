@@ -9,8 +9,14 @@ the service's code) against the secrets it was given.
 - a 410 is final (no retry); a redirect is not followed (and is retried); a receiver that hangs
   is cut by WEBHOOK_TIMEOUT and retried, then given up, while the images themselves are done
   at once; /metrics counts it all; SIGTERM does not wait on the hanging receiver;
+- an image that fails at intake (a key too long for its variants: no job ever runs) is
+  notified as image.failed like one whose job failed;
+- with the shared store (STATE_STORE=dynamodb), deliveries wait in its table: a replica killed
+  with -9 while its receiver was down leaves them to a replica started afterwards, which
+  delivers them with the same webhook-id; two replicas sharing the outbox send each message
+  once, not once each;
 - bad WEBHOOK_URLS / WEBHOOK_SECRET stop the start with a clear message.
-Real S3 (Swift), real binary; images made with the vips CLI."""
+Real S3 (Swift), real dynalite, real binary; images made with the vips CLI."""
 
 import base64
 import calendar
@@ -30,7 +36,8 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import contract
-from harness import SOURCE_DIR, Resizer, S3Server, json_http, scaled, wait_until
+from harness import (SOURCE_DIR, DynamoServer, Resizer, S3Server, http, json_http, scaled,
+                     start_replicas, wait_until)
 from jobs_util import AUTH, announce, metric, metrics_text, upload, wait_terminal
 
 # Two secrets, as while rotating: the old one and the new one (32 random bytes each).
@@ -39,12 +46,14 @@ SECRET_NEW = 'whsec_' + base64.b64encode(b'new-secret-0123456789abcdefghijk').de
 REPLAY_WINDOW = 300  # seconds, what receivers usually accept (standardwebhooks libraries)
 
 S3 = None
+DDB = None
 JPEG = None
 
 
 def setUpModule():
-    global S3, JPEG
+    global S3, DDB, JPEG
     S3 = S3Server()
+    DDB = DynamoServer()
     with tempfile.TemporaryDirectory(prefix='resizer-webhooks-') as tmp:
         path = os.path.join(tmp, 'noise.jpg')
         subprocess.run(['vips', 'gaussnoise', path, '320', '240'], check=True, timeout=60)
@@ -53,6 +62,8 @@ def setUpModule():
 
 
 def tearDownModule():
+    if DDB is not None:
+        DDB.close()
     if S3 is not None:
         S3.close()
 
@@ -86,9 +97,11 @@ def expected_signature(secret, msg_id, timestamp, body):
 class Receiver:
     """An HTTP endpoint on 127.0.0.1 recording every POST. What it answers depends on the
     path: /ok 204; /flaky 500 the first time it sees a webhook-id, then 200; /gone 410;
-    /moved 302 to /elsewhere; /hang holds the request until close()."""
+    /moved 302 to /elsewhere; /hang holds the request until close(); /down 503 while .down
+    is set, else 200."""
 
     def __init__(self):
+        self.down = True
         self.lock = threading.Lock()
         self.requests = []
         self.hanging = 0
@@ -134,6 +147,8 @@ class Receiver:
             with self.lock:
                 first = self.seen('/flaky', h.headers.get('webhook-id')) == 1
             status = 500 if first else 200
+        elif h.path == '/down':
+            status = 503 if self.down else 200
         else:
             status = {'/ok': 204, '/gone': 410, '/moved': 302}.get(h.path, 404)
         h.send_response(status)
@@ -378,6 +393,105 @@ class WebhooksTest(unittest.TestCase):
                         % (last_ok - first_hang))
         early = [r for r in self.receiver.on('/hang') if r['at'] < first_hang + timeout - 0.2]
         self.assertLessEqual(len(early), 2, 'attempts to the hanging receiver at once')
+
+    def test_failed_at_intake_notified(self):
+        svc = self.service(['/ok'], SECRET_NEW)
+        key = 'images/' + 'k' * 1010 + '.jpg'
+        status, _, body = announce(svc, key, 1)
+        self.assertEqual((status, body['accepted']), (202, 1), body)
+        wait_until(lambda: self.receiver.on('/ok'), timeout=scaled(10),
+                   what='the intake failure notified')
+        (req,) = self.receiver.on('/ok')
+        self.check_signed(req, [SECRET_NEW])
+        msg = json.loads(req['body'])
+        self.assert_contract(req, msg)
+        self.assertEqual((msg['type'], msg['data']['source']['key'], msg['data']['error']['code']),
+                         ('image.failed', key, 'key_too_long'))
+        # Redelivered by EventBridge, it fails again: the same message, not a new one.
+        self.assertEqual(announce(svc, key, 1)[0], 202)
+        time.sleep(0.5)
+        self.assertEqual(set(messages(self.receiver.on('/ok'))), {req['headers']['webhook-id']})
+
+    def replicas(self, n, paths, **env):
+        env = dict({'WEBHOOK_URLS': ','.join(self.receiver.url(p) for p in paths),
+                    'WEBHOOK_SECRET': SECRET_NEW, 'WORKERS': '1'}, **env)
+        group = start_replicas(n, S3, DDB, env=env)
+        self.addCleanup(group.close)
+        return group
+
+    def test_shared_outbox_survives_kill9(self):
+        # Retries 2 s (+-20%) apart: the receiver is down for the first attempts, the replica
+        # dies before it comes back, and a replica started afterwards has never seen the images.
+        group = self.replicas(1, ['/down'], WEBHOOK_RETRY_BASE_MS='2000')
+        a = group[0]
+        keys = [self.submit(a, JPEG), self.submit(a, b'not an image')]
+        for key in keys:
+            wait_terminal(a, key, scaled(30))
+        wait_until(lambda: len(messages(self.receiver.on('/down'))) == 2, timeout=scaled(10),
+                   what='both first attempts refused')
+        a.kill9()
+        first = messages(self.receiver.on('/down'))
+        self.receiver.down = False
+        (b,) = start_replicas(1, S3, DDB, table=group.table, src_bucket=a.src_bucket,
+                              dest_bucket=a.dest_bucket,
+                              env={'WEBHOOK_URLS': self.receiver.url('/down'),
+                                   'WEBHOOK_SECRET': SECRET_NEW})
+        self.addCleanup(b.close)
+        wait_until(lambda: all(len(v) >= 2 for v in messages(
+            self.receiver.on('/down')).values()), timeout=scaled(20),
+            what='the dead replica\'s deliveries sent by the new one')
+        after = messages(self.receiver.on('/down'))
+        self.assertEqual(sorted(after), sorted(first), 'the same webhook-ids, no new message')
+        for msg_id, reqs in after.items():
+            self.assertEqual(reqs[0]['body'], reqs[-1]['body'])
+            self.check_signed(reqs[-1], [SECRET_NEW])
+        self.assertEqual(sorted(json.loads(r[0]['body'])['type'] for r in after.values()),
+                         ['image.done', 'image.failed'])
+        wait_until(lambda: metric(metrics_text(b), 'resizer_webhook_deliveries_total',
+                                  'outcome="delivered"') == 2, timeout=scaled(5),
+                   what='both counted as delivered by the new replica')
+        wait_until(lambda: metric(metrics_text(b), 'resizer_webhook_queue_depth') == 0,
+                   timeout=scaled(10), what='the shared outbox empty')
+        time.sleep(1)
+        self.assertEqual({k: len(v) for k, v in messages(self.receiver.on('/down')).items()},
+                         {k: len(v) for k, v in after.items()}, 'nothing sent twice once 2xx')
+
+    def test_two_replicas_send_each_message_once(self):
+        group = self.replicas(2, ['/ok'])
+        keys = [self.submit(group[i % 2], JPEG) for i in range(4)]
+        for key in keys:
+            wait_terminal(group[0], key, scaled(30))
+        wait_until(lambda: len(self.receiver.on('/ok')) >= 4, timeout=scaled(15),
+                   what='four deliveries')
+        time.sleep(scaled(6))  # past a poll of the other replica's threads
+        got = messages(self.receiver.on('/ok'))
+        self.assertEqual(len(got), 4, got)
+        self.assertEqual([len(v) for v in got.values()], [1] * 4, 'a message sent twice')
+        self.assertEqual({json.loads(v[0]['body'])['data']['source']['key'] for v in got.values()},
+                         set(keys))
+
+    def test_shared_outbox_discards_items_it_did_not_write(self):
+        # Items of the outbox's shape written by someone else (the table is shared): more of
+        # them than one look reads, due first. They are dropped, and real deliveries go out.
+        group = self.replicas(1, ['/ok'])
+        ddb = DDB.client()
+        bogus = ['o#../../etc#1', 'o#msg_x#99', 'o#', 'x#msg_0#0'] + [
+            'o#msg_%032x#0' % i for i in range(30)]  # the last 30: no body
+        for i, pk in enumerate(bogus):
+            item = {'pk': {'S': pk}, 'fl': {'S': 'o'}, 'lease': {'N': str(i)}}
+            if i < 4:
+                item['b'] = {'S': '{}'}
+            ddb.put_item(TableName=group.table, Item=item)
+        key = self.submit(group[0], JPEG)
+        wait_terminal(group[0], key, scaled(30))
+        wait_until(lambda: len(self.receiver.on('/ok')) == 1, timeout=scaled(15),
+                   what='the real delivery past the foreign items')
+        left = ddb.query(TableName=group.table, IndexName='in_flight',
+                         KeyConditionExpression='fl = :o',
+                         ExpressionAttributeValues={':o': {'S': 'o'}})['Items']
+        self.assertEqual(left, [], 'foreign items left in the outbox')
+        self.assertIn('"outbox_bad_item"', group[0].log_text())
+        self.assertEqual(http('GET', group[0].url('/healthz'))[0], 200)
 
     def test_readme_example_fits_the_contract(self):
         msg = json.loads(readme_block('json'))

@@ -132,6 +132,28 @@ static void test_relative(void **state)
     assert_string_equal(keys_relative("images/", "images/"), "");
 }
 
+/* The key an upload URL grants: the prefix, the id, the format's usual
+ * extension; and its variants follow from it like any other source's. */
+static void test_upload_key(void **state)
+{
+    const char *id = "5f0c2f53-0a5e-4d8e-9a55-1c1a3f2b7d10";
+    char *key, *variant;
+
+    (void)state;
+    key = keys_upload("images/", id, IMAGE_FORMAT_JPEG);
+    assert_string_equal(key, "images/5f0c2f53-0a5e-4d8e-9a55-1c1a3f2b7d10.jpg");
+    variant = keys_variant("images/", key, "phone", IMAGE_FORMAT_WEBP);
+    assert_string_equal(variant, "phone/5f0c2f53-0a5e-4d8e-9a55-1c1a3f2b7d10.webp");
+    free(variant);
+    free(key);
+    key = keys_upload("uploads/2026/", id, IMAGE_FORMAT_PNG);
+    assert_string_equal(key, "uploads/2026/5f0c2f53-0a5e-4d8e-9a55-1c1a3f2b7d10.png");
+    free(key);
+    key = keys_upload("", id, IMAGE_FORMAT_HEIF);
+    assert_string_equal(key, "5f0c2f53-0a5e-4d8e-9a55-1c1a3f2b7d10.heic");
+    free(key);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -139,6 +161,7 @@ int main(void)
         cmocka_unit_test(test_variant_long_key),
         cmocka_unit_test(test_status_keys),
         cmocka_unit_test(test_relative),
+        cmocka_unit_test(test_upload_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
