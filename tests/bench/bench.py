@@ -132,6 +132,7 @@ def versions(build):
     dirty = subprocess.run(['git', '-C', REPO, 'diff', '--quiet', 'HEAD'],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
     return {
+        'git': git,
         'resizer': '%s (git %s%s)' % (first_line([os.path.join(build, 'resizer'), '--version']),
                                       git, ', with uncommitted changes' if dirty else ''),
         'libvips': first_line(['pkg-config', '--modversion', 'vips']) + ' (Debian %s)'
@@ -734,10 +735,6 @@ SOAK_KINDS = (  # name, file, what
 SOAK_RECIPE = 'v1'
 
 
-def git_describe(repo):
-    return first_line(['git', '-C', repo, 'rev-parse', '--short', 'HEAD'])
-
-
 def baseline_label(args):
     return args.baseline_label
 
@@ -998,7 +995,7 @@ def header_section(res, args):
                                               ' — **the machine was busy: figures are noisy**'
                                               if busy else ''),
            '', '## Versions', '']
-    out += ['- %s: %s' % (k, val) for k, val in v.items()]
+    out += ['- %s: %s' % (k, val) for k, val in v.items() if k != 'git']
     out += ['', '## Targets', '', '| target | figure | |', '|---|---|---|']
     out += ['| %s | %s | %s |' % (t, fig, mark(ok)) for t, fig, ok in targets(res)]
     return out
@@ -1254,7 +1251,7 @@ def main():
             res['soak'].append(run_soak(os.path.abspath(args.baseline_build), cdir,
                                         args.soak_images, label=baseline_label(args)))
         res['soak'].append(run_soak(args.build, cdir, args.soak_images,
-                                    label='this build (%s)' % git_describe(REPO)))
+                                    label='this build (%s)' % res['versions']['git']))
     if 'formats' in parts:
         res['formats_runs'] = args.runs
         res['formats'] = measure_formats(args.build, cdir, args.runs, args.repeat)
