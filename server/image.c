@@ -31,7 +31,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include <vips/vips.h>
 
@@ -394,28 +393,23 @@ static void image_tune_allocator(void)
 #endif
 }
 
+/* Image calls running now: the arenas are trimmed when the last one ends. */
+static int image_busy;
+
 /* What jobs' small allocations leave free in the arenas goes back to the
  * kernel (glibc's malloc_trim releases free pages inside the heaps too,
- * not only at their tops), so an idle worker holds about what it held
- * before its jobs. At most once per IMAGE_TRIM_INTERVAL: after every job
- * it cost 15-30% more CPU on 1-2 MP images (the next job faults the pages
- * in again), once a second it is lost in the noise. */
-#define IMAGE_TRIM_INTERVAL_MS 1000
-
+ * not only at their tops) when no image is being made, so an idle worker
+ * holds about what it held before its jobs. Not after every job: then
+ * the next one faults its pages in again, 8-10% more CPU per image in
+ * the soak; under steady load the workers overlap and trims are rare,
+ * and the fixed mmap threshold already returns the large buffers. */
 static void image_release_memory(void)
 {
 #ifdef __GLIBC__
-    static int64_t last_ms;
-    struct timespec now;
-    int64_t ms, prev;
-
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-    prev = __atomic_load_n(&last_ms, __ATOMIC_RELAXED);
-    if (ms - prev < IMAGE_TRIM_INTERVAL_MS ||
-        !__atomic_compare_exchange_n(&last_ms, &prev, ms, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-        return; /* trimmed recently, or another worker is trimming now */
-    malloc_trim(0);
+    if (__atomic_sub_fetch(&image_busy, 1, __ATOMIC_ACQ_REL) == 0)
+        malloc_trim(0);
+#else
+    __atomic_sub_fetch(&image_busy, 1, __ATOMIC_ACQ_REL);
 #endif
 }
 
@@ -1355,6 +1349,7 @@ enum rz_err image_make_variants(const void *data, size_t len, const struct image
         return RZ_EINVAL;
     }
     memset(results_out, 0, image_results_max(opts) * sizeof(*results_out));
+    __atomic_add_fetch(&image_busy, 1, __ATOMIC_ACQ_REL);
     pipe_init(&p);
     err = open_checked(data, len, opts->max_pixels, info_out, &header, msg, msglen);
     if (err != RZ_OK)
