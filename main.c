@@ -16,11 +16,13 @@
 #include <curl/curl.h>
 
 #include "handlers/handlers.h"
+#include "server/awshttp.h"
 #include "server/config.h"
 #include "server/creds.h"
 #include "server/dynamodb.h"
 #include "server/image.h"
 #include "server/log.h"
+#include "server/objstore.h"
 #include "server/probe.h"
 #include "server/ids.h"
 #include "server/reconcile.h"
@@ -35,10 +37,15 @@ struct services {
     struct config cfg;
     struct metrics *metrics;
     struct creds_provider *creds;
-    struct s3 *s3;
-    struct s3 *s3_probe;
+    struct awshttp *aws;      /* the one transport of every S3 and DynamoDB call */
+    struct s3 *s3;            /* jobs and uploads */
+    struct s3 *s3_probe;      /* views of s3 with their own policy and abort switch */
     struct s3 *s3_read;
     struct s3 *s3_sweep;      /* the sweep's own, so it can be cut alone */
+    struct objstore *objects; /* one object store over each client above */
+    struct objstore *objects_probe;
+    struct objstore *objects_read;
+    struct objstore *objects_sweep;
     struct index *index;
     struct store *store;
     struct status *status;
@@ -75,6 +82,18 @@ static void raise_fd_limit(void)
     }
 }
 
+/* Probes and status read-through answer people and load balancers
+ * waiting on the line: one short attempt, no retries. */
+static const struct awshttp_policy policy_quick = {2000, 1000, 1, 200, 5000};
+
+/* Jobs and the sweep can wait: four tries within S3_TIMEOUT each. */
+static struct awshttp_policy policy_work(const struct config *c)
+{
+    return (struct awshttp_policy){c->s3_timeout * 1000, 3000, 4, 200, 5000};
+}
+
+/* Credentials, the transport over them, and the S3 client with one view
+ * per policy. */
 static enum rz_err start_s3(struct services *s, char *msg, size_t msglen)
 {
     const struct config *c = &s->cfg;
@@ -82,32 +101,43 @@ static enum rz_err start_s3(struct services *s, char *msg, size_t msglen)
         c->access_key, c->secret_key, c->session_token, c->container_relative_uri,
         c->container_full_uri, c->container_auth_token, c->container_auth_token_file,
     };
+    struct awshttp_policy work = policy_work(c);
     struct s3_opts o = {
         .endpoint = c->s3_endpoint, .public_endpoint = c->s3_public_endpoint,
         .region = c->region, .force_path_style = c->force_path_style,
         .sse = c->sse == CONFIG_SSE_AES256 ? "AES256" : c->sse == CONFIG_SSE_KMS ? "aws:kms" : NULL,
-        .sse_kms_key_id = c->sse_kms_key_id, .timeout_ms = c->s3_timeout * 1000,
-        .connect_timeout_ms = 3000,
-        .max_attempts = 4, .backoff_base_ms = 200, .metrics = s->metrics,
+        .sse_kms_key_id = c->sse_kms_key_id, .timeout_ms = work.timeout_ms,
+        .connect_timeout_ms = work.connect_timeout_ms, .max_attempts = work.max_attempts,
+        .backoff_base_ms = work.backoff_base_ms,
     };
     enum rz_err err = creds_provider_new(&src, &s->creds, msg, msglen);
 
-    o.creds = s->creds;
+    if (err == RZ_OK)
+        err = awshttp_new(&(struct awshttp_opts){s->creds, s->metrics}, &s->aws);
+    o.transport = s->aws;
     if (err == RZ_OK)
         err = s3_new(&o, &s->s3, msg, msglen);
-    /* Probes and status read-through answer people and load balancers
-     * waiting on the line: one short attempt, no retries. */
-    o.max_attempts = 1;
-    o.timeout_ms = 2000;
-    o.connect_timeout_ms = 1000;
     if (err == RZ_OK)
-        err = s3_new(&o, &s->s3_probe, msg, msglen);
+        err = s3_view_new(s->s3, &policy_quick, &s->s3_probe);
     if (err == RZ_OK)
-        err = s3_new(&o, &s->s3_read, msg, msglen);
-    o.max_attempts = 4;
-    o.timeout_ms = c->s3_timeout * 1000;
+        err = s3_view_new(s->s3, &policy_quick, &s->s3_read);
     if (err == RZ_OK)
-        err = s3_new(&o, &s->s3_sweep, msg, msglen);
+        err = s3_view_new(s->s3, &work, &s->s3_sweep);
+    return err;
+}
+
+/* The core reads and writes objects through the object store, one over
+ * each S3 client (each with its own retry policy). */
+static enum rz_err start_objstores(struct services *s)
+{
+    enum rz_err err = objstore_s3_new(s->s3, &s->objects);
+
+    if (err == RZ_OK)
+        err = objstore_s3_new(s->s3_probe, &s->objects_probe);
+    if (err == RZ_OK)
+        err = objstore_s3_new(s->s3_read, &s->objects_read);
+    if (err == RZ_OK)
+        err = objstore_s3_new(s->s3_sweep, &s->objects_sweep);
     return err;
 }
 
@@ -115,7 +145,7 @@ static enum rz_err start_s3(struct services *s, char *msg, size_t msglen)
 static enum rz_err start_reconcile(struct services *s)
 {
     const struct config *c = &s->cfg;
-    struct reconcile_opts ro = {c, s->s3_sweep, s->index, s->status, s->jobs, s->metrics,
+    struct reconcile_opts ro = {c, s->objects_sweep, s->index, s->status, s->jobs, s->metrics,
                                 c->reconcile_interval};
 
     if (c->reconcile_interval == 0 || !c->src_bucket)
@@ -143,14 +173,14 @@ static enum rz_err start_auth(struct services *s, char *msg, size_t msglen)
 /* Store calls answer events and clients waiting on the line: short
  * timeouts, few retries (the store is then "unreachable": 503). */
 static struct ddb_opts ddb_options(const struct config *c, struct creds_provider *creds,
-                                   struct metrics *m)
+                                   struct metrics *m, struct awshttp *aws)
 {
-    return (struct ddb_opts){c->dynamodb_endpoint, c->region, creds, 2000, 1000, 3, 50, m};
+    return (struct ddb_opts){c->dynamodb_endpoint, c->region, creds, 2000, 1000, 3, 50, m, aws};
 }
 
 static enum rz_err start_store(struct services *s, char *msg, size_t msglen)
 {
-    struct ddb_opts o = ddb_options(&s->cfg, s->creds, s->metrics);
+    struct ddb_opts o = ddb_options(&s->cfg, s->creds, s->metrics, s->aws);
 
     if (s->cfg.state_store == CONFIG_STORE_MEMORY)
         return store_memory_new(s->index, &s->store);
@@ -175,7 +205,7 @@ static int create_table(void)
                                 s.cfg.container_relative_uri, s.cfg.container_full_uri,
                                 s.cfg.container_auth_token, s.cfg.container_auth_token_file};
     err = creds_provider_new(&src, &s.creds, msg, sizeof(msg));
-    o = ddb_options(&s.cfg, s.creds, NULL);
+    o = ddb_options(&s.cfg, s.creds, NULL, NULL);
     o.timeout_ms = 10000;
     if (err == RZ_OK)
         err = store_dynamodb_create_table(&o, s.cfg.dynamodb_table, msg, sizeof(msg));
@@ -194,7 +224,7 @@ static enum rz_err start_status(struct services *s, char *msg, size_t msglen)
 {
     const struct config *c = &s->cfg;
     struct status_opts so = {
-        .cfg = c, .index = s->index, .s3_read = s->s3_read, .metrics = s->metrics,
+        .cfg = c, .index = s->index, .s3_read = s->objects_read, .metrics = s->metrics,
         .owner = s->replica, .lease_ms = c->lease_seconds * 1000,
         .max_attempts = (int)c->job_attempts, .backoff_base_ms = 1000,
     };
@@ -223,7 +253,7 @@ static enum rz_err start_webhooks(struct services *s, char *msg, size_t msglen)
         .max_attempts = (int)c->webhook_max_attempts,
         .queue_size = (size_t)c->webhook_queue_size, .threads = 4, .metrics = s->metrics,
     };
-    struct ddb_opts o = ddb_options(c, s->creds, s->metrics);
+    struct ddb_opts o = ddb_options(c, s->creds, s->metrics, s->aws);
     enum rz_err err = RZ_OK;
 
     if (!c->webhook_urls)
@@ -259,21 +289,23 @@ static enum rz_err start_services(struct services *s, char *msg, size_t msglen)
     if (err == RZ_OK)
         err = start_s3(s, msg, msglen);
     if (err == RZ_OK)
+        err = start_objstores(s);
+    if (err == RZ_OK)
         err = start_status(s, msg, msglen);
     if (err == RZ_OK)
         err = start_webhooks(s, msg, msglen);
     if (err != RZ_OK)
         return err;
-    jo = (struct jobs_opts){c, s->s3, s->status, s->metrics, (size_t)(workers > 0 ? workers : 1),
-                            (size_t)c->queue_size};
+    jo = (struct jobs_opts){c, s->objects, s->status, s->metrics,
+                            (size_t)(workers > 0 ? workers : 1), (size_t)c->queue_size};
     err = jobs_new(&jo, &s->jobs);
     if (err == RZ_OK) {
         struct status_queue q = jobs_queue(s->jobs);
 
         err = status_start(s->status, &q);
     }
-    ho = (struct health_opts){s->s3_probe, c->src_bucket, c->src_prefix, c->dest_bucket, 2000,
-                              6000, s->metrics};
+    ho = (struct health_opts){s->objects_probe, c->src_bucket, c->src_prefix, c->dest_bucket,
+                              2000, 6000, s->metrics};
     if (err == RZ_OK)
         err = health_new(&ho, &s->health);
     if (err == RZ_OK)
@@ -312,10 +344,15 @@ static void stop_services(struct services *s)
     webhooks_free(s->webhooks);
     status_free(s->status);
     store_free(s->store);
+    objstore_free(s->objects_read);
+    objstore_free(s->objects_sweep);
+    objstore_free(s->objects_probe);
+    objstore_free(s->objects);
     s3_free(s->s3_read);
     s3_free(s->s3_sweep);
     s3_free(s->s3_probe);
     s3_free(s->s3);
+    awshttp_free(s->aws);
     creds_provider_free(s->creds);
     sigv4_key_cache_clear(); /* the signing keys derived from them */
     index_free(s->index);

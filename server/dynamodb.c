@@ -1,21 +1,16 @@
-/* dynamodb.c - DynamoDB over libcurl: sign, POST, classify, retry.
- *
- * Each attempt takes fresh credentials (they may rotate between retries),
- * signs the exact bytes it sends, and reads the answer into a capped
- * buffer. Error answers are JSON with a "__type" such as
+/* dynamodb.c - DynamoDB's JSON protocol over the AWS transport (awshttp.c,
+ * which signs, sends and retries under this client's policy). Error
+ * answers are JSON with a "__type" such as
  * "com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException";
  * the part after '#' decides what the caller sees. */
 #include "dynamodb.h"
 #include "dynamodb_internal.h"
 
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#include <curl/curl.h>
 
 #include "awshttp.h"
 #include "buf.h"
@@ -28,7 +23,6 @@
 #define UNITTEST static
 #endif
 
-#define DDB_POOL 8                /* idle curl handles kept for reuse */
 #define DDB_BACKOFF_CAP_MS 2000   /* a store call sits on a request path */
 #define DDB_MAX_OP 64
 #define DDB_TARGET_PREFIX "DynamoDB_20120810."
@@ -37,43 +31,15 @@ struct ddb {
     struct awshttp_endpoint ep;
     char *url;
     char *region;
-    struct creds_provider *creds;
-    long timeout_ms;
-    long connect_timeout_ms;
-    int max_attempts;
-    long backoff_base_ms;
-    struct metrics *metrics;
-    pthread_mutex_t lock;  /* guards idle[] */
-    CURL *idle[DDB_POOL];
-    size_t nidle;
-};
-
-/* One attempt's answer. */
-struct ddb_answer {
-    struct buf body;
-    int too_big;
+    struct awshttp *transport;
+    int owns_transport;           /* made by ddb_new when the caller gave none */
+    struct awshttp_policy policy;
 };
 
 static const double ddb_latency_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                              0.25, 0.5, 1, 2.5, 5, 10};
 
 /* ---- client lifecycle ---- */
-
-static enum rz_err ddb_metrics_register(struct metrics *m)
-{
-    enum rz_err err;
-
-    if (!m)
-        return RZ_OK;
-    err = metrics_register(m, "resizer_dynamodb_requests_total", METRICS_COUNTER,
-                           "DynamoDB requests by operation and outcome", NULL, 0);
-    if (err == RZ_OK || err == RZ_ECONFLICT)
-        err = metrics_register(m, "resizer_dynamodb_request_duration_seconds",
-                               METRICS_HISTOGRAM, "DynamoDB request latency by operation",
-                               ddb_latency_buckets,
-                               sizeof(ddb_latency_buckets) / sizeof(ddb_latency_buckets[0]));
-    return err == RZ_ECONFLICT ? RZ_OK : err;
-}
 
 static enum rz_err ddb_endpoint(const struct ddb_opts *o, struct ddb *d, char *msg,
                                 size_t msglen)
@@ -107,6 +73,17 @@ static int ddb_region_valid(const char *r)
     return strspn(r, "abcdefghijklmnopqrstuvwxyz0123456789-") == n;
 }
 
+static struct awshttp_policy ddb_policy_of(const struct ddb_opts *o)
+{
+    return (struct awshttp_policy){
+        .timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 10000,
+        .connect_timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 2000,
+        .max_attempts = o->max_attempts > 0 ? o->max_attempts : 4,
+        .backoff_base_ms = o->backoff_base_ms > 0 ? o->backoff_base_ms : 50,
+        .backoff_cap_ms = DDB_BACKOFF_CAP_MS,
+    };
+}
+
 enum rz_err ddb_new(const struct ddb_opts *o, struct ddb **out, char *msg, size_t msglen)
 {
     struct ddb *d = calloc(1, sizeof(*d));
@@ -116,11 +93,7 @@ enum rz_err ddb_new(const struct ddb_opts *o, struct ddb **out, char *msg, size_
     snprintf(msg, msglen, "out of memory");
     if (!d)
         return RZ_ENOMEM;
-    if (pthread_mutex_init(&d->lock, NULL) != 0) {
-        free(d);
-        return RZ_ENOMEM;
-    }
-    if (!ddb_region_valid(o->region) || !o->creds) {
+    if (!ddb_region_valid(o->region) || (!o->creds && !o->transport)) {
         snprintf(msg, msglen, "DynamoDB needs a region (lowercase letters, digits, '-') and "
                               "credentials");
         err = RZ_EINVAL;
@@ -129,15 +102,14 @@ enum rz_err ddb_new(const struct ddb_opts *o, struct ddb **out, char *msg, size_
     d->region = strdup(o->region);
     err = d->region ? ddb_endpoint(o, d, msg, msglen) : RZ_ENOMEM;
     if (err == RZ_OK)
-        err = ddb_metrics_register(o->metrics);
+        err = awshttp_new_unless(o->transport, &(struct awshttp_opts){o->creds, o->metrics},
+                                 &d->transport, &d->owns_transport);
+    if (err == RZ_OK)
+        err = awshttp_register(d->transport, "dynamodb", "DynamoDB", ddb_latency_buckets,
+                               sizeof(ddb_latency_buckets) / sizeof(ddb_latency_buckets[0]));
     if (err != RZ_OK)
         goto fail;
-    d->creds = o->creds;
-    d->metrics = o->metrics;
-    d->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 10000;
-    d->connect_timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 2000;
-    d->max_attempts = o->max_attempts > 0 ? o->max_attempts : 4;
-    d->backoff_base_ms = o->backoff_base_ms > 0 ? o->backoff_base_ms : 50;
+    d->policy = ddb_policy_of(o);
     *out = d;
     snprintf(msg, msglen, "%s", "");
     return RZ_OK;
@@ -150,9 +122,8 @@ void ddb_free(struct ddb *d)
 {
     if (!d)
         return;
-    for (size_t i = 0; i < d->nidle; i++)
-        curl_easy_cleanup(d->idle[i]);
-    pthread_mutex_destroy(&d->lock);
+    if (d->owns_transport)
+        awshttp_free(d->transport);
     awshttp_endpoint_cleanup(&d->ep);
     free(d->url);
     free(d->region);
@@ -162,33 +133,6 @@ void ddb_free(struct ddb *d)
 UNITTEST const char *ddb_url(const struct ddb *d)
 {
     return d->url;
-}
-
-/* A handle from the pool, or a new one; NULL if out of memory. */
-static CURL *ddb_handle_get(struct ddb *d)
-{
-    CURL *h = NULL;
-
-    pthread_mutex_lock(&d->lock);
-    if (d->nidle > 0)
-        h = d->idle[--d->nidle];
-    pthread_mutex_unlock(&d->lock);
-    return h ? h : curl_easy_init();
-}
-
-/* Back to the pool, keeping its connection, unless the pool is full. */
-static void ddb_handle_put(struct ddb *d, CURL *h)
-{
-    if (!h)
-        return;
-    pthread_mutex_lock(&d->lock);
-    if (d->nidle < DDB_POOL) {
-        d->idle[d->nidle++] = h;
-        h = NULL;
-    }
-    pthread_mutex_unlock(&d->lock);
-    if (h)
-        curl_easy_cleanup(h);
 }
 
 /* ---- building and signing ---- */
@@ -202,27 +146,23 @@ UNITTEST int ddb_op_valid(const char *op)
     return strspn(op, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") == n;
 }
 
-static struct curl_slist *ddb_header_add(struct curl_slist *list, const char *name,
-                                         const char *value, int *ok)
+/* The request of one operation; target is the caller's, at least
+ * sizeof(DDB_TARGET_PREFIX) + DDB_MAX_OP bytes. The headers are botocore's
+ * names (the signer lowercases them either way). */
+static struct awshttp_request ddb_request(const struct ddb *d, const char *op, char *target,
+                                          struct sigv4_pair *headers, const char *body,
+                                          size_t len)
 {
-    struct curl_slist *next;
-    struct buf line;
-
-    if (!*ok)
-        return list;
-    buf_init(&line, 16384);
-    if (buf_printf(&line, "%s: %s", name, value) != RZ_OK) {
-        *ok = 0;
-        buf_cleanup(&line);
-        return list;
-    }
-    next = curl_slist_append(list, line.data);
-    buf_cleanup(&line);
-    if (!next) {
-        *ok = 0;
-        return list;
-    }
-    return next;
+    snprintf(target, sizeof(DDB_TARGET_PREFIX) + DDB_MAX_OP, DDB_TARGET_PREFIX "%s", op);
+    headers[0] = (struct sigv4_pair){"Content-Type", "application/x-amz-json-1.0"};
+    headers[1] = (struct sigv4_pair){"X-Amz-Target", target};
+    return (struct awshttp_request){
+        .service = "dynamodb", .label = "DynamoDB", .metric = "dynamodb", .op = op,
+        .region = d->region, .method = "POST", .scheme = d->ep.scheme, .host = d->ep.host,
+        .path = "/", .headers = headers, .nheaders = 2, .body = body, .body_len = len,
+        .max_response = DDB_MAX_RESPONSE, .max_error = DDB_MAX_RESPONSE,
+        .body_name = "DynamoDB answer",
+    };
 }
 
 UNITTEST struct curl_slist *ddb_sign(const struct ddb *d, const char *op, const char *body,
@@ -230,41 +170,10 @@ UNITTEST struct curl_slist *ddb_sign(const struct ddb *d, const char *op, const 
                                      enum rz_err *err_out)
 {
     char target[sizeof(DDB_TARGET_PREFIX) + DDB_MAX_OP];
-    char sha[65];
     struct sigv4_pair headers[2];
-    struct sigv4_signed sig = {0};
-    struct sigv4_request req;
-    struct curl_slist *list = NULL;
-    int ok = 1;
+    struct awshttp_request req = ddb_request(d, op, target, headers, body, len);
 
-    snprintf(target, sizeof(target), DDB_TARGET_PREFIX "%s", op);
-    /* botocore names them so; the signer lowercases them either way. */
-    headers[0] = (struct sigv4_pair){"Content-Type", "application/x-amz-json-1.0"};
-    headers[1] = (struct sigv4_pair){"X-Amz-Target", target};
-    sigv4_sha256_hex(body, len, sha);
-    req = (struct sigv4_request){
-        .method = "POST", .scheme = d->ep.scheme, .host = d->ep.host, .path = "/",
-        .headers = headers, .nheaders = 2, .payload_hash = sha, .region = d->region,
-        .service = "dynamodb",
-    };
-    *err_out = sigv4_sign_headers(&req, creds, now, &sig);
-    if (*err_out != RZ_OK)
-        return NULL;
-    for (size_t i = 0; i < 2; i++)
-        list = ddb_header_add(list, headers[i].name, headers[i].value, &ok);
-    list = ddb_header_add(list, "x-amz-date", sig.amz_date, &ok);
-    if (creds->session_token)
-        list = ddb_header_add(list, "x-amz-security-token", creds->session_token, &ok);
-    list = ddb_header_add(list, "Authorization", sig.authorization, &ok);
-    /* A 100-continue round trip buys nothing for bodies this small. */
-    list = ddb_header_add(list, "Expect", "", &ok);
-    sigv4_signed_cleanup(&sig);
-    if (!ok) {
-        curl_slist_free_all(list);
-        *err_out = RZ_ENOMEM;
-        return NULL;
-    }
-    return list;
+    return awshttp_sign(&req, creds, now, err_out);
 }
 
 /* ---- classifying an answer ---- */
@@ -421,117 +330,31 @@ done:
     return err;
 }
 
-/* ---- one request ---- */
+/* ---- one call ---- */
 
-static size_t ddb_on_body(char *data, size_t size, size_t nmemb, void *arg)
+/* The transport's classify callback: arg is where the body goes. */
+static enum rz_err ddb_classify_answer(const struct awshttp_response *r, void *arg, int *retry,
+                                       char *msg, size_t msglen)
 {
-    struct ddb_answer *a = arg;
-    size_t n = size * nmemb;
-
-    if (buf_append(&a->body, data, n) != RZ_OK) {
-        a->too_big = 1;
-        return 0; /* aborts the transfer */
-    }
-    return n;
-}
-
-static void ddb_curl_setup(const struct ddb *d, CURL *h, const char *body, size_t len,
-                           struct curl_slist *headers, struct ddb_answer *a)
-{
-    curl_easy_reset(h);
-    curl_easy_setopt(h, CURLOPT_URL, ddb_url(d));
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, d->timeout_ms);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, d->connect_timeout_ms);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, ddb_on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, a);
-    curl_easy_setopt(h, CURLOPT_USERAGENT, "resizer/" RESIZER_VERSION);
-}
-
-/* One attempt: sign with fresh credentials, POST, classify. */
-static enum rz_err ddb_attempt(struct ddb *d, CURL *h, const char *op, const char *body,
-                               size_t len, int *retry, json_t **body_out, char *msg,
-                               size_t msglen)
-{
-    struct creds_snapshot creds = {0};
-    struct curl_slist *headers = NULL;
-    struct ddb_answer a = {.too_big = 0};
-    time_t now = time(NULL);
-    long status = 0;
-    enum rz_err err;
-    CURLcode rc;
-
-    *retry = 0;
-    buf_init(&a.body, DDB_MAX_RESPONSE);
-    err = creds_get(d->creds, now, &creds);
-    if (err == RZ_OK)
-        headers = ddb_sign(d, op, body, len,
-                           &(struct sigv4_creds){creds.access_key, creds.secret_key,
-                                                 creds.session_token},
-                           now, &err);
-    creds_snapshot_cleanup(&creds);
-    if (err != RZ_OK) {
-        snprintf(msg, msglen, "cannot sign the DynamoDB request: %s", rz_err_name(err));
-        *retry = err == RZ_EUPSTREAM;
-        goto done;
-    }
-    ddb_curl_setup(d, h, body, len, headers, &a);
-    rc = curl_easy_perform(h);
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    if (a.too_big) {
-        snprintf(msg, msglen, "DynamoDB answer larger than %d bytes", DDB_MAX_RESPONSE);
-        err = RZ_EUPSTREAM;
-    } else if (rc != CURLE_OK) {
-        snprintf(msg, msglen, "DynamoDB unreachable: %s", curl_easy_strerror(rc));
-        *retry = 1;
-        err = RZ_EUPSTREAM;
-    } else {
-        err = ddb_classify(status, a.body.data ? a.body.data : "", a.body.len, retry, body_out,
-                           msg, msglen);
-    }
-done:
-    curl_slist_free_all(headers);
-    buf_cleanup(&a.body);
-    return err;
-}
-
-static void ddb_count(struct ddb *d, const char *op, enum rz_err err, double secs)
-{
-    char labels[160];
-
-    if (!d->metrics)
-        return;
-    snprintf(labels, sizeof(labels), "op=\"%s\",outcome=\"%s\"", op,
-             err == RZ_OK ? "ok" : rz_err_name(err));
-    metrics_add(d->metrics, "resizer_dynamodb_requests_total", labels, 1);
-    snprintf(labels, sizeof(labels), "op=\"%s\"", op);
-    metrics_observe(d->metrics, "resizer_dynamodb_request_duration_seconds", labels, secs);
+    return ddb_classify(r->status, r->body.data ? r->body.data : "", r->body.len, retry, arg,
+                        msg, msglen);
 }
 
 static enum rz_err ddb_perform(struct ddb *d, const char *op, const char *body, size_t len,
                                json_t **body_out, char *msg, size_t msglen)
 {
-    CURL *h = ddb_handle_get(d);
-    enum rz_err err = RZ_ENOMEM;
-    int retry = 1;
+    char target[sizeof(DDB_TARGET_PREFIX) + DDB_MAX_OP];
+    struct sigv4_pair headers[2];
+    struct awshttp_request req = ddb_request(d, op, target, headers, body, len);
+    struct awshttp_response r;
+    enum rz_err err;
 
-    snprintf(msg, msglen, "out of memory");
-    for (int attempt = 0; h && attempt < d->max_attempts && retry; attempt++) {
-        double start;
-
-        if (attempt > 0)
-            awshttp_sleep_ms(awshttp_backoff_ms(d->backoff_base_ms, DDB_BACKOFF_CAP_MS, attempt));
-        start = awshttp_now_secs();
-        err = ddb_attempt(d, h, op, body, len, &retry, body_out, msg, msglen);
-        ddb_count(d, op, err, awshttp_now_secs() - start);
-    }
-    ddb_handle_put(d, h);
-    return err;
+    req.classify = ddb_classify_answer;
+    req.classify_arg = body_out;
+    err = awshttp_call(d->transport, NULL, &req, &d->policy, &r, msg, msglen);
+    awshttp_response_cleanup(&r);
+    /* An answer too big to read is DynamoDB misbehaving, not the caller. */
+    return err == RZ_ETOOBIG ? RZ_EUPSTREAM : err;
 }
 
 enum rz_err ddb_call(struct ddb *d, const char *op, const json_t *request, json_t **response_out,

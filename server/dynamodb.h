@@ -1,4 +1,4 @@
-/* dynamodb.h - the DynamoDB JSON protocol over libcurl, signed with SigV4.
+/* dynamodb.h - the DynamoDB JSON protocol over the AWS transport (awshttp.h).
  *
  * One call is one operation: POST / with X-Amz-Target
  * DynamoDB_20120810.<Op> and the request as application/x-amz-json-1.0,
@@ -8,8 +8,7 @@
  * untrusted: capped in size, parsed as JSON, required to be objects.
  *
  * struct ddb is thread-safe: workers and HTTP threads call ddb_call
- * concurrently; idle curl handles are kept in a small pool so connections
- * are reused. */
+ * concurrently; the transport keeps idle connections for reuse. */
 #ifndef RESIZER_DYNAMODB_H
 #define RESIZER_DYNAMODB_H
 
@@ -23,16 +22,20 @@
 #include "metrics.h"
 
 struct ddb;
+struct awshttp;
 
 struct ddb_opts {
     const char *endpoint;          /* NULL or "": https://dynamodb.<region>.amazonaws.com */
     const char *region;            /* required, e.g. "eu-west-1" */
-    struct creds_provider *creds;  /* borrowed, must outlive the client */
+    struct creds_provider *creds;  /* borrowed, must outlive the client; unused with a
+                                      transport */
     long timeout_ms;               /* whole request, per attempt; <= 0: 10000 */
     long connect_timeout_ms;       /* <= 0: 2000 */
     int max_attempts;              /* <= 0: 4 */
     long backoff_base_ms;          /* first retry waits up to this, doubling; <= 0: 50 */
-    struct metrics *metrics;       /* borrowed; NULL for none */
+    struct metrics *metrics;       /* borrowed; NULL for none; unused with a transport */
+    struct awshttp *transport;     /* borrowed, shared with the S3 client; NULL: ddb_new
+                                      makes one of its own from creds and metrics */
 };
 
 /* Largest answer accepted (DynamoDB's own are at most a few MB: a Query

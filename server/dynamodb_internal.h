@@ -21,7 +21,8 @@ int ddb_op_valid(const char *op);
  * X-Amz-Target, x-amz-date, x-amz-security-token (when creds carry one),
  * Authorization, then an empty Expect (not signed: no 100-continue). The
  * list is curl's ("Name: value" lines); the caller frees it with
- * curl_slist_free_all. NULL with *err_out set on failure. */
+ * awshttp_headers_free, which wipes the signature and token. NULL with
+ * *err_out set on failure. */
 struct curl_slist *ddb_sign(const struct ddb *d, const char *op, const char *body, size_t len,
                             const struct sigv4_creds *creds, time_t now, enum rz_err *err_out);
 

@@ -11,7 +11,7 @@
 
 struct health {
     struct health_opts opts;
-    struct s3_conn *conn;
+    struct objstore_conn *conn;
     pthread_t thread;
     int started;
     pthread_mutex_t lock;
@@ -42,19 +42,19 @@ static void health_probe(struct health *h)
     enum rz_err err;
 
     if (h->opts.src_bucket) {
-        struct s3_list list;
+        struct objstore_list list;
 
-        err = s3_list_objects(h->conn, h->opts.src_bucket, h->opts.src_prefix, NULL, NULL, 1,
-                              &list, msg, sizeof(msg));
+        err = objstore_list(h->conn, h->opts.src_bucket, h->opts.src_prefix, NULL, NULL, 1,
+                            &list, msg, sizeof(msg));
         if (err == RZ_OK)
-            s3_list_cleanup(&list);
+            objstore_list_cleanup(&list);
     } else {
-        struct s3_head head;
+        struct objstore_head head;
 
-        err = s3_head_object(h->conn, h->opts.dest_bucket, "_status/probe", &head, msg,
-                             sizeof(msg));
+        err = objstore_head(h->conn, h->opts.dest_bucket, "_status/probe", &head, msg,
+                            sizeof(msg));
         if (err == RZ_OK)
-            s3_head_cleanup(&head);
+            objstore_head_cleanup(&head);
     }
     pthread_mutex_lock(&h->lock);
     if (health_answered(err)) {
@@ -105,7 +105,7 @@ enum rz_err health_new(const struct health_opts *opts, struct health **out)
     h->opts = *opts;
     pthread_mutex_init(&h->lock, NULL);
     pthread_cond_init(&h->wake, NULL);
-    h->conn = s3_conn_new(opts->s3);
+    h->conn = objstore_conn_new(opts->objects);
     if (!h->conn) {
         health_free(h);
         return RZ_ENOMEM;
@@ -131,7 +131,7 @@ void health_free(struct health *h)
         pthread_mutex_unlock(&h->lock);
         pthread_join(h->thread, NULL);
     }
-    s3_conn_free(h->conn);
+    objstore_conn_free(h->conn);
     pthread_cond_destroy(&h->wake);
     pthread_mutex_destroy(&h->lock);
     free(h);

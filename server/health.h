@@ -10,12 +10,12 @@
 
 #include "err.h"
 #include "metrics.h"
-#include "s3.h"
+#include "objstore.h"
 
 struct health;
 
 struct health_opts {
-    struct s3 *s3;              /* borrowed; should make one attempt per call */
+    struct objstore *objects;   /* borrowed; should make one attempt per call */
     const char *src_bucket;     /* NULL: probe dest_bucket with a HEAD */
     const char *src_prefix;
     const char *dest_bucket;

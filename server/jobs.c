@@ -28,7 +28,7 @@ struct jobs_slot {
 
 struct jobs_worker {
     struct jobs *jobs;
-    struct s3_conn *conn;
+    struct objstore_conn *conn;
     pthread_t thread;
     int started;
 };
@@ -263,12 +263,12 @@ size_t jobs_capacity(struct jobs *j)
  * which form it sends). 403 counts as "not there": without s3:ListBucket S3
  * answers a missing key with 403. */
 static enum rz_err jobs_download(struct jobs_worker *w, const struct status_task *t,
-                                 struct s3_object *obj, char **real_key_out, char *msg,
+                                 struct objstore_object *obj, char **real_key_out, char *msg,
                                  size_t msglen)
 {
     const struct config *cfg = w->jobs->opts.cfg;
-    enum rz_err err = s3_get_object(w->conn, t->bucket, t->key, cfg->max_upload_bytes, obj, msg,
-                                    msglen);
+    enum rz_err err = objstore_get(w->conn, t->bucket, t->key, cfg->max_upload_bytes, obj, msg,
+                                   msglen);
     char *decoded;
 
     *real_key_out = NULL;
@@ -279,7 +279,7 @@ static enum rz_err jobs_download(struct jobs_worker *w, const struct status_task
         free(decoded);
         return err;
     }
-    err = s3_get_object(w->conn, t->bucket, decoded, cfg->max_upload_bytes, obj, msg, msglen);
+    err = objstore_get(w->conn, t->bucket, decoded, cfg->max_upload_bytes, obj, msg, msglen);
     if (err == RZ_OK)
         *real_key_out = decoded;
     else
@@ -291,7 +291,7 @@ static enum rz_err jobs_put_variants(struct jobs_worker *w, const struct status_
                                      const char *key, struct jobs_outcome *o)
 {
     const struct config *cfg = w->jobs->opts.cfg;
-    struct s3_field meta[1] = {{"source-etag", t->etag ? t->etag : ""}};
+    struct objstore_meta meta[1] = {{"source-etag", t->etag ? t->etag : ""}};
     enum rz_err err = RZ_OK;
 
     o->keys = calloc(o->n, sizeof(*o->keys));
@@ -299,13 +299,14 @@ static enum rz_err jobs_put_variants(struct jobs_worker *w, const struct status_
         return RZ_ENOMEM;
     for (size_t i = 0; i < o->n && err == RZ_OK; i++) {
         const struct image_result *r = &o->results[i];
+        struct objstore_put p = {image_format_mime(r->format), JOBS_CACHE_CONTROL, meta,
+                                 t->etag ? 1 : 0};
 
         o->keys[i] = keys_variant(cfg->src_prefix, key, r->name, r->format);
         if (!o->keys[i])
             return RZ_ENOMEM;
-        err = s3_put_object(w->conn, cfg->dest_bucket, o->keys[i], r->data, r->len,
-                            image_format_mime(r->format), JOBS_CACHE_CONTROL, meta,
-                            t->etag ? 1 : 0, o->msg, sizeof(o->msg));
+        err = objstore_put(w->conn, cfg->dest_bucket, o->keys[i], r->data, r->len, &p, o->msg,
+                           sizeof(o->msg));
     }
     return err;
 }
@@ -313,7 +314,7 @@ static enum rz_err jobs_put_variants(struct jobs_worker *w, const struct status_
 static void jobs_process(struct jobs_worker *w, const struct status_task *t, struct jobs_outcome *o)
 {
     struct jobs *j = w->jobs;
-    struct s3_object obj = {0};
+    struct objstore_object obj = {0};
     char *real_key = NULL;
 
     o->err = jobs_download(w, t, &obj, &real_key, o->msg, sizeof(o->msg));
@@ -327,7 +328,7 @@ static void jobs_process(struct jobs_worker *w, const struct status_task *t, str
                             : RZ_ENOMEM;
         o->n = o->info.nresults; /* every variant in each distinct format */
     }
-    s3_object_cleanup(&obj);
+    objstore_object_cleanup(&obj);
     if (o->err == RZ_OK)
         o->err = jobs_put_variants(w, t, real_key ? real_key : t->key, o);
     o->real_key = real_key;
@@ -383,6 +384,7 @@ static void jobs_write_status(struct jobs_worker *w, const char *id, const struc
     char *text = NULL;
     char *keys[2] = {NULL, NULL};
     char msg[256] = "";
+    struct objstore_put p = {"application/json", "no-cache", NULL, 0};
     enum rz_err err;
 
     j = index_entry_to_json(e);
@@ -393,8 +395,8 @@ static void jobs_write_status(struct jobs_worker *w, const char *id, const struc
         keys[1] = keys_status_by_key(cfg->src_prefix, e->key);
     err = text && keys[0] ? RZ_OK : RZ_ENOMEM;
     for (size_t i = 0; i < 2 && keys[i] && err == RZ_OK; i++)
-        err = s3_put_object(w->conn, cfg->dest_bucket, keys[i], text, strlen(text),
-                            "application/json", "no-cache", NULL, 0, msg, sizeof(msg));
+        err = objstore_put(w->conn, cfg->dest_bucket, keys[i], text, strlen(text), &p, msg,
+                           sizeof(msg));
     if (err != RZ_OK)
         log_fields(LOG_WARN, "status_write_failed",
                    json_pack("{s:s,s:s,s:s}", "id", id, "error", rz_err_name(err), "msg", msg));
@@ -566,7 +568,7 @@ static enum rz_err jobs_start_workers(struct jobs *j)
         struct jobs_worker *w = &j->workers[i];
 
         w->jobs = j;
-        w->conn = s3_conn_new(j->opts.s3);
+        w->conn = objstore_conn_new(j->opts.objects);
         if (!w->conn)
             return RZ_ENOMEM;
         if (pthread_create(&w->thread, NULL, jobs_worker_main, w) != 0)
@@ -661,7 +663,7 @@ size_t jobs_drain(struct jobs *j, long grace_secs)
     nqueued = j->count;
     queued = jobs_take_queued_locked(j);
     if (j->busy)
-        s3_abort(j->opts.s3);
+        objstore_abort(j->opts.objects);
     pthread_mutex_unlock(&j->lock);
     jobs_release(j, queued, nqueued);
     jobs_stop_workers(j);
@@ -674,7 +676,7 @@ void jobs_free(struct jobs *j)
         return;
     jobs_stop_workers(j);
     for (size_t i = 0; j->workers && i < j->opts.workers; i++)
-        s3_conn_free(j->workers[i].conn);
+        objstore_conn_free(j->workers[i].conn);
     free(j->workers);
     free(j->ring);
     pthread_cond_destroy(&j->work);

@@ -1,8 +1,8 @@
 /* jobs.h - the bounded work queue and the workers that turn an uploaded
  * object into its variants.
  *
- * A job is a record id; the status module holds its state. Workers each own one S3
- * connection and run: download (capped) -> image_make_variants -> put each
+ * A job is a record id; the status module holds its state. Workers each own one
+ * object-store connection and run: download (capped) -> image_make_variants -> put each
  * variant -> write the status record -> mark done or failed with a code. */
 #ifndef RESIZER_JOBS_H
 #define RESIZER_JOBS_H
@@ -15,14 +15,14 @@
 #include "events.h"
 #include "index.h"
 #include "metrics.h"
-#include "s3.h"
+#include "objstore.h"
 #include "status.h"
 
 struct jobs;
 
 struct jobs_opts {
     const struct config *cfg;  /* borrowed, outlives jobs */
-    struct s3 *s3;
+    struct objstore *objects;  /* borrowed; jobs_drain aborts it */
     struct status *status;     /* owns every state change */
     struct metrics *metrics;
     size_t workers;            /* >= 1 */

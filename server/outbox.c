@@ -197,7 +197,7 @@ static void outbox_memory_free(struct outbox *o)
 
 static const struct outbox_ops outbox_memory_ops = {
     outbox_memory_add, outbox_memory_lease, outbox_memory_settle, outbox_memory_depth,
-    outbox_memory_free,
+    outbox_memory_free,   NULL, /* indexes are enough: nothing outlives the process */
 };
 
 struct outbox *outbox_memory_new(size_t capacity)

@@ -52,6 +52,10 @@ struct outbox_ops {
     /* Deliveries stored, leased or not. */
     size_t (*depth)(struct outbox *o);
     void (*free)(struct outbox *o);
+    /* Tells the outbox which receiver each endpoint index stands for (the
+     * URLs of WEBHOOK_URLS, in order), before the first add; NULL when it
+     * keeps nothing past the process and indexes are enough. */
+    enum rz_err (*bind)(struct outbox *o, const char *const *urls, size_t n);
 };
 
 struct outbox {

@@ -17,7 +17,7 @@ struct reconcile_cursor {
     const char *bucket;
     const char *prefix;
     const char *start_after;  /* resume after this key (NULL: from the start) */
-    struct s3_list page;
+    struct objstore_list page;
     size_t pos;
     int started;
     int done;
@@ -25,7 +25,7 @@ struct reconcile_cursor {
 
 struct reconcile {
     struct reconcile_opts opts;
-    struct s3_conn *conn;
+    struct objstore_conn *conn;
     int64_t next_list_ms;     /* rate limit: no LIST before this */
     char cursor[STORE_SWEEP_CURSOR_MAX]; /* the last source key looked at */
     pthread_t thread;
@@ -60,7 +60,7 @@ static void reconcile_pace(struct reconcile *r)
 }
 
 static enum rz_err reconcile_peek(struct reconcile *r, struct reconcile_cursor *c,
-                                  const struct s3_list_item **out)
+                                  const struct objstore_item **out)
 {
     char msg[256];
     char *token;
@@ -74,10 +74,10 @@ static enum rz_err reconcile_peek(struct reconcile *r, struct reconcile_cursor *
         }
         token = c->page.next_token;
         c->page.next_token = NULL;
-        s3_list_cleanup(&c->page);
+        objstore_list_cleanup(&c->page);
         reconcile_pace(r);
-        err = s3_list_objects(r->conn, c->bucket, c->prefix, token ? NULL : c->start_after, token,
-                              RECONCILE_PAGE, &c->page, msg, sizeof(msg));
+        err = objstore_list(r->conn, c->bucket, c->prefix, token ? NULL : c->start_after, token,
+                            RECONCILE_PAGE, &c->page, msg, sizeof(msg));
         free(token);
         if (err != RZ_OK) {
             log_printf(LOG_WARN, "reconcile_list_failed", "%s/%s: %s", c->bucket, c->prefix, msg);
@@ -93,7 +93,7 @@ static enum rz_err reconcile_peek(struct reconcile *r, struct reconcile_cursor *
 
 /* Whether the object needs a job, from what this replica knows of it and
  * from its status record (present and at least as new as the object). */
-static int reconcile_wanted(struct reconcile *r, const struct s3_list_item *obj,
+static int reconcile_wanted(struct reconcile *r, const struct objstore_item *obj,
                             int has_record)
 {
     struct index_entry e = {0};
@@ -127,7 +127,7 @@ static int reconcile_wanted(struct reconcile *r, const struct s3_list_item *obj,
 
 /* Queues the object; *queued_out is 1 only when that made a new job (the
  * claim may find it a duplicate after all). */
-static enum rz_err reconcile_queue(struct reconcile *r, const struct s3_list_item *obj,
+static enum rz_err reconcile_queue(struct reconcile *r, const struct objstore_item *obj,
                                    int *queued_out)
 {
     struct event_object o = {
@@ -144,10 +144,10 @@ static enum rz_err reconcile_queue(struct reconcile *r, const struct s3_list_ite
 /* Advances the status cursor up to rel; 1 if a record for rel exists and
  * is at least as new as the object. */
 static enum rz_err reconcile_has_record(struct reconcile *r, struct reconcile_cursor *st,
-                                        const char *rel, const struct s3_list_item *obj,
+                                        const char *rel, const struct objstore_item *obj,
                                         int *has)
 {
-    const struct s3_list_item *rec;
+    const struct objstore_item *rec;
     enum rz_err err;
     int cmp = -1;
 
@@ -195,7 +195,7 @@ static enum rz_err reconcile_sweep(struct reconcile *r, struct reconcile_stats *
     struct reconcile_cursor src = {.bucket = cfg->src_bucket, .prefix = cfg->src_prefix};
     struct reconcile_cursor st = {.bucket = cfg->dest_bucket, .prefix = KEYS_STATUS_BY_KEY};
     char *status_after = NULL;
-    const struct s3_list_item *obj;
+    const struct objstore_item *obj;
     enum rz_err err;
     int has;
     int queued;
@@ -217,19 +217,21 @@ static enum rz_err reconcile_sweep(struct reconcile *r, struct reconcile_stats *
         if (obj->key[strlen(obj->key) - 1] == '/')
             continue;
         stats->scanned++;
-        reconcile_checkpoint(r, obj->key, stats->scanned);
         err = reconcile_has_record(r, &st, keys_relative(cfg->src_prefix, obj->key), obj, &has);
         if (err != RZ_OK)
             break;
-        if (!reconcile_wanted(r, obj, has))
-            continue;
-        err = reconcile_queue(r, obj, &queued);
-        log_fields(LOG_DEBUG, "reconcile_queue",
-                   json_pack("{s:s,s:b,s:b,s:s}", "key", obj->key, "has_record", has, "queued",
-                             queued, "result", rz_err_name(err)));
-        if (err == RZ_EFULL || err == RZ_ESHUTDOWN)
-            goto out;
-        stats->queued += (size_t)queued;
+        if (reconcile_wanted(r, obj, has)) {
+            err = reconcile_queue(r, obj, &queued);
+            log_fields(LOG_DEBUG, "reconcile_queue",
+                       json_pack("{s:s,s:b,s:b,s:s}", "key", obj->key, "has_record", has,
+                                 "queued", queued, "result", rz_err_name(err)));
+            if (err == RZ_EFULL || err == RZ_ESHUTDOWN)
+                goto out;
+            stats->queued += (size_t)queued;
+        }
+        /* Only now: a round cut short on this object (a failed listing, a
+         * full queue) must not resume past it. */
+        reconcile_checkpoint(r, obj->key, stats->scanned);
     }
     stats->complete = err == RZ_OK;
 out:
@@ -237,8 +239,8 @@ out:
         r->cursor[0] = '\0';
     if (reconcile_lease(r, NULL) == RZ_OK)
         status_save_sweep_cursor(r->opts.status, r->cursor);
-    s3_list_cleanup(&src.page);
-    s3_list_cleanup(&st.page);
+    objstore_list_cleanup(&src.page);
+    objstore_list_cleanup(&st.page);
     free(status_after);
     return err;
 }
@@ -325,9 +327,9 @@ enum rz_err reconcile_start(const struct reconcile_opts *opts, struct reconcile 
     r->opts = *opts;
     pthread_mutex_init(&r->lock, NULL);
     pthread_cond_init(&r->wake, NULL);
-    r->conn = s3_conn_new(opts->s3);
+    r->conn = objstore_conn_new(opts->objects);
     if (!r->conn || pthread_create(&r->thread, NULL, reconcile_main, r) != 0) {
-        s3_conn_free(r->conn);
+        objstore_conn_free(r->conn);
         pthread_cond_destroy(&r->wake);
         pthread_mutex_destroy(&r->lock);
         free(r);
@@ -353,9 +355,9 @@ void reconcile_stop(struct reconcile *r)
         return;
     reconcile_halt(r);
     /* A sweep stuck on a stalled S3 is cut rather than waited for. */
-    s3_abort(r->opts.s3);
+    objstore_abort(r->opts.objects);
     pthread_join(r->thread, NULL);
-    s3_conn_free(r->conn);
+    objstore_conn_free(r->conn);
     pthread_cond_destroy(&r->wake);
     pthread_mutex_destroy(&r->lock);
     free(r);

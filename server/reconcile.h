@@ -24,14 +24,14 @@
 #include "index.h"
 #include "jobs.h"
 #include "metrics.h"
-#include "s3.h"
+#include "objstore.h"
 #include "status.h"
 
 struct reconcile;
 
 struct reconcile_opts {
     const struct config *cfg;  /* SRC_BUCKET must be set */
-    struct s3 *s3;
+    struct objstore *objects;  /* the sweep's own: reconcile_stop aborts it */
     struct index *index;
     struct status *status;     /* what is known of an object, without S3 */
     struct jobs *jobs;
@@ -52,8 +52,8 @@ enum rz_err reconcile_start(const struct reconcile_opts *opts, struct reconcile 
  * (the drain: jobs get the grace period, not a stalled sweep). NULL: no-op. */
 void reconcile_halt(struct reconcile *r);
 
-/* Stops the thread, cutting its S3 calls (opts.s3 must be the sweep's own
- * client), and frees; NULL is a no-op. */
+/* Stops the thread, cutting its S3 calls (opts.objects must be the sweep's
+ * own), and frees; NULL is a no-op. */
 void reconcile_stop(struct reconcile *r);
 
 #endif

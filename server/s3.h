@@ -1,10 +1,13 @@
-/* s3.h - the S3 calls the service makes, over libcurl, signed with SigV4.
+/* s3.h - the S3 calls the service makes, signed with SigV4.
  *
- * struct s3 is shared and thread-safe (configuration and credentials);
- * struct s3_conn is one curl handle, used by one thread at a time, kept
- * alive between calls. Transient failures (5xx, 429, timeouts, connection
- * errors) are retried with exponential backoff and full jitter, a bounded
- * number of times; other 4xx are not retried. */
+ * struct s3 is shared and thread-safe (addressing, SSE, a retry policy);
+ * struct s3_conn is one connection, used by one thread at a time, kept
+ * alive between calls. Calls go through the AWS transport (awshttp.h):
+ * transient failures (5xx, 429, SlowDown, RequestTimeout, clock skew,
+ * timeouts, connection errors) are retried with exponential backoff and
+ * full jitter, a bounded number of times; other 4xx are not retried.
+ * Addressing is s3_addr.h, the listing parser s3_list.h, presigned URLs
+ * s3_presign.c. */
 #ifndef RESIZER_S3_H
 #define RESIZER_S3_H
 
@@ -21,6 +24,8 @@
 
 struct s3;
 struct s3_conn;
+struct awshttp;
+struct awshttp_policy;
 
 struct s3_opts {
     const char *endpoint;         /* "https://s3.us-east-1.amazonaws.com", "http://127.0.0.1:8090" */
@@ -29,12 +34,17 @@ struct s3_opts {
     int force_path_style;
     const char *sse;              /* NULL, "AES256" or "aws:kms" */
     const char *sse_kms_key_id;   /* NULL: the bucket's default key */
-    long timeout_ms;              /* whole request, per attempt */
-    long connect_timeout_ms;
-    int max_attempts;             /* >= 1 */
-    long backoff_base_ms;         /* first retry waits up to this, doubling */
-    struct creds_provider *creds; /* borrowed */
-    struct metrics *metrics;      /* borrowed; NULL for none */
+    /* The client's retry policy (s3_view_new: another one over the same
+     * client); waits between attempts are capped at 5 s. */
+    long timeout_ms;              /* whole request, per attempt; <= 0: 30000 */
+    long connect_timeout_ms;      /* <= 0: 3000 */
+    int max_attempts;             /* <= 0: 4 */
+    long backoff_base_ms;         /* first retry waits up to this, doubling; <= 0: 100 */
+    struct creds_provider *creds; /* borrowed; unused with a transport */
+    struct metrics *metrics;      /* borrowed; NULL for none; unused with a transport */
+    struct awshttp *transport;    /* borrowed, shared with other clients (its credentials
+                                     and metrics); NULL: s3_new makes one of its own from
+                                     creds and metrics */
 };
 
 /* A name/value pair owned by the struct that holds it. */
@@ -84,10 +94,17 @@ struct s3_list {
  * Frees with s3_free. */
 enum rz_err s3_new(const struct s3_opts *opts, struct s3 **out, char *msg, size_t msglen);
 
-/* NULL is a no-op. All connections must be freed first. */
+/* A client over base's endpoints, SSE and transport whose calls follow
+ * policy instead (probes: one short attempt; the sweep: its own abort
+ * switch). base must outlive it. RZ_ENOMEM. Free with s3_free. */
+enum rz_err s3_view_new(const struct s3 *base, const struct awshttp_policy *policy,
+                        struct s3 **out);
+
+/* NULL is a no-op. All connections, and views of it, must be freed first. */
 void s3_free(struct s3 *s3);
 
-/* From now on every call made with this client fails at once with
+/* From now on every call made with this client (not its base or other
+ * views) fails at once with
  * RZ_EUPSTREAM, and transfers in flight are cut within about a second:
  * the end of the drain's grace period, so that a stalled S3 cannot hold
  * the process past its stop timeout. Thread-safe. */

@@ -1,19 +1,31 @@
-/* s3_internal.h - the ListObjectsV2 parser of s3.c, for unit tests. */
+/* s3_internal.h - the S3 client as its own files share it (s3.c: client
+ * and object calls, s3_presign.c: presigned URLs). Not for other modules:
+ * they hold a struct s3 * and call s3.h. */
 #ifndef RESIZER_S3_INTERNAL_H
 #define RESIZER_S3_INTERNAL_H
 
+#include "awshttp.h"
 #include "s3.h"
+#include "s3_addr.h"
+#include "sigv4.h"
 
-#ifdef RESIZER_UNITTEST
+#define S3_MAX_KEY 1024
 
-/* Parses one ListObjectsV2 page (encoding-type=url) of len bytes into *out
- * (zeroed by the caller; s3_list_cleanup frees it, also after an error).
- * Items with an empty key are skipped. RZ_EINVAL for a malformed item, or
- * a truncated page whose NextContinuationToken is missing, empty or equal
- * to prev_token (the token that asked for this page, may be NULL). */
-enum rz_err s3_list_parse(const char *xml, size_t len, const char *prev_token,
-                          struct s3_list *out);
+struct s3 {
+    struct s3_addr addr;          /* where calls go */
+    struct s3_addr public_addr;   /* where presigned URLs point */
+    char *region;
+    char *sse;
+    char *sse_kms_key_id;
+    struct awshttp *transport;
+    int owns_transport;           /* made by s3_new for the old s3_opts form */
+    const struct s3 *base;        /* a view (s3_view_new): the strings above are base's */
+    struct awshttp_policy policy; /* how hard each call of this client tries */
+    int aborted;                  /* set once by s3_abort; read atomically */
+};
 
-#endif
+/* The SSE headers every write carries (and presigned PUTs sign), into h
+ * (room for 2); returns how many. */
+size_t s3_sse_headers(const struct s3 *s3, struct sigv4_pair *h);
 
 #endif

@@ -800,16 +800,16 @@ static void *status_keeper_main(void *arg)
 static enum rz_err status_read_s3(struct status *st, const char *record_key,
                                   struct index_entry *out)
 {
-    struct s3_conn *conn = st->o.s3_read ? s3_conn_new(st->o.s3_read) : NULL;
-    struct s3_object obj = {0};
+    struct objstore_conn *conn = st->o.s3_read ? objstore_conn_new(st->o.s3_read) : NULL;
+    struct objstore_object obj = {0};
     enum rz_err err;
 
     if (!record_key || !conn) {
-        s3_conn_free(conn);
+        objstore_conn_free(conn);
         return st->o.s3_read ? RZ_ENOMEM : RZ_ENOTFOUND;
     }
-    err = s3_get_object(conn, st->o.cfg->dest_bucket, record_key, STATUS_MAX_RECORD, &obj, NULL,
-                        0);
+    err = objstore_get(conn, st->o.cfg->dest_bucket, record_key, STATUS_MAX_RECORD, &obj, NULL,
+                       0);
     if (err == RZ_EDENIED)
         err = RZ_ENOTFOUND; /* without s3:ListBucket a missing key is a 403 */
     if (err == RZ_OK)
@@ -823,8 +823,8 @@ static enum rz_err status_read_s3(struct status *st, const char *record_key,
         out->cached_ms = status_now_ms();
         index_put(st->o.index, out); /* a cache full of work in flight: answer from the copy */
     }
-    s3_object_cleanup(&obj);
-    s3_conn_free(conn);
+    objstore_object_cleanup(&obj);
+    objstore_conn_free(conn);
     return err;
 }
 
@@ -1132,7 +1132,7 @@ void status_stop_lookups(struct status *st)
     pthread_mutex_unlock(&st->lk_lock);
     /* A look-up stuck on a stalled S3 is cut, not waited for. */
     if (st->o.s3_read)
-        s3_abort(st->o.s3_read);
+        objstore_abort(st->o.s3_read);
     for (size_t i = 0; i < st->lk_threads; i++)
         pthread_join(st->lk_thread[i], NULL);
     st->lk_threads = 0;

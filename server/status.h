@@ -27,7 +27,7 @@
 #include "image.h"
 #include "index.h"
 #include "metrics.h"
-#include "s3.h"
+#include "objstore.h"
 #include "store.h"
 
 struct status;
@@ -45,7 +45,7 @@ struct status_opts {
     struct store *store;       /* borrowed */
     struct index *cache;       /* with a shared store; NULL when the store is the index */
     struct index *index;       /* the index (the memory store's, or the cache) */
-    struct s3 *s3_read;        /* status records in S3 (memory store): one short attempt */
+    struct objstore *s3_read;  /* status records in S3 (memory store): one short attempt */
     struct metrics *metrics;
     const char *owner;         /* this replica's id */
     long lease_ms;             /* > 0 */

@@ -339,12 +339,15 @@ UNITTEST void webhooks_msg_id(const struct index_entry *e, const char *type,
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
     char attempts[16];
-    const char *parts[4] = {e->id, e->etag ? e->etag : "", type, attempts};
+    /* The error code too: an image failed by its job and, later, at intake
+     * (the variants changed) are two outcomes, not one sent twice. */
+    const char *parts[5] = {e->id, e->etag ? e->etag : "", type, attempts,
+                            e->state == INDEX_FAILED ? e->error_code : ""};
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
 
     snprintf(attempts, sizeof(attempts), "%d", e->attempts);
-    for (size_t i = 0; i < 4 && ok; i++)
+    for (size_t i = 0; i < 5 && ok; i++)
         ok = EVP_DigestUpdate(ctx, parts[i], strlen(parts[i]) + 1); /* the NUL separates */
     ok = ok && EVP_DigestFinal_ex(ctx, md, &mdlen);
     EVP_MD_CTX_free(ctx);
@@ -777,6 +780,18 @@ static enum rz_err webhooks_start_threads(struct webhooks *w)
     return RZ_OK;
 }
 
+/* A shared outbox keeps deliveries by receiver, not by place in the list. */
+static enum rz_err webhooks_bind_outbox(struct webhooks *w)
+{
+    const char *urls[WEBHOOKS_MAX_URLS];
+
+    if (!w->outbox->ops->bind)
+        return RZ_OK;
+    for (size_t i = 0; i < w->nendpoints; i++)
+        urls[i] = w->endpoints[i].url;
+    return w->outbox->ops->bind(w->outbox, urls, w->nendpoints);
+}
+
 enum rz_err webhooks_new(const struct webhooks_opts *opts, struct webhooks **out, char *msg,
                          size_t msglen)
 {
@@ -811,6 +826,9 @@ enum rz_err webhooks_new(const struct webhooks_opts *opts, struct webhooks **out
     if (!w->outbox)
         w->outbox = outbox_memory_new(opts->queue_size);
     if (!w->outbox)
+        goto fail;
+    err = webhooks_bind_outbox(w);
+    if (err != RZ_OK)
         goto fail;
     err = webhooks_metrics_register(w);
     if (err == RZ_OK)

@@ -26,9 +26,9 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'integration'))
-from harness import (DynamoServer, Resizer, S3Server, json_http, http, start_replicas,  # noqa: E402
-                     wait_until)
-from jobs_util import AUTH, EVENT_AUTH, eventbridge_event, status_by_key  # noqa: E402
+from harness import (DynamoServer, Resizer, S3Server, json_http, http,  # noqa: E402
+                     start_replicas)
+from fixtures import AUTH, EVENT_AUTH, eventbridge_event, get_record, wait_for  # noqa: E402
 
 # US East (N. Virginia), on-demand, standard table class: $ per million request units.
 PRICE_WRU = 0.625
@@ -64,13 +64,14 @@ def deliver(svc, keys):
     for key in keys:
         start = time.monotonic()
         st, _, body = json_http('POST', svc.url('/v1/events'),
-                                eventbridge_event(svc.src_bucket, key, 1), headers=EVENT_AUTH)
+                                eventbridge_event(bucket=svc.src_bucket, key=key, size=1),
+                                headers=EVENT_AUTH)
         lat.append((time.monotonic() - start) * 1000)
         if st != 202:
             raise AssertionError((st, body))
     for key in keys:
-        wait_until(lambda: (status_by_key(svc, key) or {}).get('state') == 'done', timeout=60,
-                   interval=0.1, what=key)
+        wait_for(lambda: (get_record(svc, key=key) or {}).get('state') == 'done', timeout=60,
+                 interval=0.1, what=key)
     return lat
 
 

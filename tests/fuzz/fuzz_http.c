@@ -39,6 +39,7 @@
 #include "server/buf.h"
 #include "server/creds.h"
 #include "server/log.h"
+#include "server/objstore.h"
 
 #define FUZZ_MAX_REPLY (1024 * 1024)
 
@@ -47,6 +48,7 @@ static struct {
     struct metrics *metrics;
     struct creds_provider *creds;
     struct s3 *s3;
+    struct objstore *objects;
     struct index *index;
     struct store *store;
     struct status *status;
@@ -84,17 +86,18 @@ static void start_s3(void)
     FUZZ_CHECK(creds_provider_new(&src, &svc.creds, msg, sizeof(msg)) == RZ_OK);
     o.creds = svc.creds;
     FUZZ_CHECK(s3_new(&o, &svc.s3, msg, sizeof(msg)) == RZ_OK);
+    FUZZ_CHECK(objstore_s3_new(svc.s3, &svc.objects) == RZ_OK);
 }
 
 static void start_service(void)
 {
     const struct config *c = &svc.cfg;
-    struct jobs_opts jo = {c, svc.s3, NULL, NULL, 1, (size_t)c->queue_size};
+    struct jobs_opts jo = {c, NULL, NULL, NULL, 1, (size_t)c->queue_size};
     struct status_opts so = {.cfg = c, .lease_ms = 60000, .max_attempts = 3,
                              .backoff_base_ms = 1000, .owner = "fuzz"};
     struct auth_opts ao = {(const char *const *)c->api_tokens, c->napi_tokens, NULL, 0,
                            NULL, NULL, NULL, NULL, 30, 1000};
-    struct health_opts ho = {svc.s3, c->src_bucket, c->src_prefix, c->dest_bucket, 60000, 6000,
+    struct health_opts ho = {NULL, c->src_bucket, c->src_prefix, c->dest_bucket, 60000, 6000,
                              NULL};
     struct http_server_opts hs = {
         .listen_addr = "127.0.0.1", .port = 0, .threads = 2, .connection_timeout = 5,
@@ -109,11 +112,11 @@ static void start_service(void)
     FUZZ_CHECK(svc.metrics && svc.index);
     FUZZ_CHECK(index_metrics_register(svc.index, svc.metrics) == RZ_OK);
     start_s3();
-    jo.s3 = ho.s3 = svc.s3;
+    jo.objects = ho.objects = svc.objects;
     FUZZ_CHECK(store_memory_new(svc.index, &svc.store) == RZ_OK);
     so.index = svc.index;
     so.store = svc.store;
-    so.s3_read = svc.s3;
+    so.s3_read = svc.objects;
     so.metrics = svc.metrics;
     FUZZ_CHECK(status_new(&so, &svc.status) == RZ_OK);
     FUZZ_CHECK(auth_new(&ao, time(NULL), &svc.auth, msg, sizeof(msg)) == RZ_OK);

@@ -154,7 +154,7 @@ class Contract:
         self._lock = threading.Lock()
         self.checked = 0
         self.seen = set()  # (METHOD, template, status) that passed
-        self.violations = []  # every failure, also those a caller caught (wait_until)
+        self.violations = []  # every failure, also those a caller caught (fixtures.wait_for)
 
     # -- lookup ---------------------------------------------------------------------------
 
@@ -316,7 +316,7 @@ def shared():
 
 def report(stream=sys.stderr):
     """Writes how many responses were checked, and every violation, to stream. Returns
-    the number of violations (some may have been caught by the test, e.g. in wait_until)."""
+    the number of violations (some may have been caught by the test, e.g. in fixtures.wait_for)."""
     if _shared is None:
         return 0
     stream.write('contract: %d responses checked against %s (%d method/route/status '

@@ -17,22 +17,19 @@ origin (listed in CORS_ALLOWED_ORIGINS) uploads through the API and S3 and shows
 the same copy from an origin not listed is refused by the browser (no grant on the preflight),
 and the service creates nothing for it."""
 
-import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 import unittest
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import (API_TOKEN, EVENTS_API_KEY, Resizer, S3Server, free_port, http,  # noqa: E402
-                     json_http, scaled, wait_until)
+from harness import API_TOKEN, Resizer, S3Server, free_port, http, json_http, scaled  # noqa: E402
+from fixtures import AUTH, announce, wait_for  # noqa: E402
 
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.options import Options  # noqa: E402
@@ -40,7 +37,6 @@ from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 
 CORPUS = os.path.join(harness.SOURCE_DIR, 'tests', 'corpus', 'make_corpus.sh')
-AUTH = {'Authorization': 'Bearer ' + API_TOKEN}
 VARIANTS = {'desktop': (1920, 1440), 'tablet': (1024, 768), 'phone': (640, 480)}  # photo.jpg
 
 
@@ -49,20 +45,6 @@ def artifacts_dir():
         os.path.dirname(os.path.abspath(os.environ['RESIZER_BIN'])), 'artifacts')
     os.makedirs(d, exist_ok=True)
     return d
-
-
-def eventbridge(bucket, key, size, etag):
-    """The S3 "Object Created" event as an EventBridge API destination delivers it."""
-    return {
-        'version': '0', 'id': str(uuid.uuid4()), 'detail-type': 'Object Created',
-        'source': 'aws.s3', 'account': '000000000000',
-        'time': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()), 'region': 'us-east-1',
-        'resources': ['arn:aws:s3:::' + bucket],
-        'detail': {'version': '0', 'bucket': {'name': bucket},
-                   'object': {'key': key, 'size': size, 'etag': etag,
-                              'sequencer': '00617F08299329D189'},
-                   'reason': 'PutObject'},
-    }
 
 
 class Site:
@@ -137,8 +119,8 @@ class BrowserTest(unittest.TestCase):
     def js(self, script, *args):
         return self.driver.execute_script(script, *args)
 
-    def wait(self, fn, timeout=20, what=None):
-        return wait_until(fn, timeout=scaled(timeout), interval=0.05, what=what)
+    def wait(self, fn, timeout=20, *, what):
+        return wait_for(fn, timeout, what=what, interval=0.05)
 
     def open_page(self, url):
         self.driver.get(url)
@@ -167,19 +149,14 @@ class BrowserTest(unittest.TestCase):
 
     def wait_state(self, li, states, timeout=30):
         return self.wait(lambda: self.state_of(li) if self.state_of(li) in states else None,
-                         timeout, 'state in %s (now %s)' % (states, self.state_of(li)))
+                         timeout, what='the upload item in state %s' % (states,))
 
     def deliver_event(self, li):
         """Once the page has put the file into S3: the event, as EventBridge posts it."""
         self.wait_state(li, ('pending', 'queued', 'processing', 'done', 'failed'))
         key = li.get_attribute('data-key')
         head = self.client.head_object(Bucket=self.svc.src_bucket, Key=key)
-        status, _, body = json_http(
-            'POST', self.svc.url('/v1/events'),
-            eventbridge(self.svc.src_bucket, key, head['ContentLength'],
-                        head['ETag'].strip('"')),
-            headers={'x-api-key': EVENTS_API_KEY,
-                     'User-Agent': 'Amazon/EventBridge/ApiDestinations'})
+        status, _, body = announce(self.svc, key)
         self.assertEqual((status, body['accepted']), (202, 1), body)
         return key, head
 
@@ -374,8 +351,16 @@ class BrowserTest(unittest.TestCase):
                     for li in self.driver.find_elements(By.CSS_SELECTOR, '#recent li')]
         self.wait(lambda: names()[:1] == ['page-5.jpg'], what='the newest image first')
         self.driver.find_element(By.CSS_SELECTOR, '#recent-limit option[value="5"]').click()
-        self.wait(lambda: names() == ['page-%d.jpg' % i for i in (5, 4, 3, 2, 1)],
-                  what='a page of 5, newest first (now %r)' % names())
+        want = ['page-%d.jpg' % i for i in (5, 4, 3, 2, 1)]
+
+        def page_of_five():
+            # The list as seen goes into wait_for's failure message as the last error. (Read
+            # once before the wait, as it was, it could meet items the page was replacing.)
+            got = names()
+            if got != want:
+                raise AssertionError('listed %r' % got)
+            return True
+        self.wait(page_of_five, what='a page of 5, newest first')
         self.driver.find_element(By.ID, 'recent-next').click()
         self.wait(lambda: names()[:1] == ['page-0.jpg'], what='the next page')
         self.assertTrue(self.driver.find_element(By.ID, 'recent-first').is_enabled())

@@ -25,14 +25,13 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import (API_TOKEN, EVENTS_API_KEY, Resizer, S3Server, free_port, http,  # noqa: E402
-                     json_http, scaled, wait_until)
+from harness import Resizer, S3Server, free_port, http, json_http, scaled  # noqa: E402
+from fixtures import (AUTH, announce, assert_error, eventbridge_event, post_event,  # noqa: E402
+                      put_source, records_event, s3_record, wait_for, wait_record)
 import contract  # noqa: E402
 
 harness.CONTRACT = True  # this program checks every response, whatever RESIZER_CONTRACT says
 
-AUTH = {'Authorization': 'Bearer ' + API_TOKEN}
-EVENTS = {'x-api-key': EVENTS_API_KEY}
 BASIC_AUTH = 'hook:hook-secret-0123'
 ORIGINS = ('https://app.example.com', 'http://127.0.0.1:3000')
 FOREIGN = 'https://evil.example.com'
@@ -46,29 +45,6 @@ CORPUS = os.path.join(harness.SOURCE_DIR, 'tests', 'corpus', 'make_corpus.sh')
 UNREACHABLE = {
     ('GET', '/metrics', 503): 'only when rendering the metrics runs out of memory',
 }
-
-
-def eventbridge(bucket, key, size=1, etag=None):
-    return {
-        'version': '0', 'id': str(uuid.uuid4()), 'detail-type': 'Object Created',
-        'source': 'aws.s3', 'account': '000000000000', 'time': '2025-01-01T12:00:00Z',
-        'region': 'us-east-1', 'resources': ['arn:aws:s3:::' + bucket],
-        'detail': {'version': '0', 'bucket': {'name': bucket},
-                   'object': {'key': key, 'size': size, 'etag': etag or uuid.uuid4().hex,
-                              'sequencer': '00617F08299329D189'},
-                   'reason': 'PutObject'},
-    }
-
-
-def record(bucket, key, source='aws:s3', version='2.1', size=1, etag=None):
-    return {'eventVersion': version, 'eventSource': source, 'awsRegion': 'us-east-1',
-            'eventTime': '2025-01-01T12:00:00.000Z', 'eventName': 'ObjectCreated:Put',
-            's3': {'s3SchemaVersion': '1.0', 'bucket': {'name': bucket},
-                   'object': {'key': key, 'size': size, 'eTag': etag or uuid.uuid4().hex}}}
-
-
-def post_event(svc, body, headers=EVENTS):
-    return json_http('POST', svc.url('/v1/events'), body, headers=headers)
 
 
 class BlackHole:
@@ -106,28 +82,9 @@ class ContractTest(unittest.TestCase):
     def get(self, path, headers=AUTH):
         return json_http('GET', self.svc.url(path), headers=headers)
 
-    def assert_error(self, resp, status, code):
-        got, _, body = resp
-        self.assertEqual(got, status, body)
-        self.assertEqual(body['error']['code'], code, body)
-
     def corpus_bytes(self, name):
         with open(os.path.join(self.corpus, name), 'rb') as f:
             return f.read()
-
-    def put_source(self, key, data):
-        """Puts data at key in the source bucket; returns its ETag."""
-        r = self.client.put_object(Bucket=self.svc.src_bucket, Key=key, Body=data,
-                                   ContentType='image/jpeg')
-        return r['ETag'].strip('"')
-
-    def wait_state(self, image_id, states=('done', 'failed'), svc=None):
-        svc = svc or self.svc
-
-        def state():
-            status, _, body = json_http('GET', svc.url('/v1/images/' + image_id), headers=AUTH)
-            return body if status == 200 and body['state'] in states else None
-        return wait_until(state, timeout=scaled(30), what='image %s in %s' % (image_id, states))
 
     def upload_and_process(self, data, content_type='image/jpeg'):
         """The client's flow: POST /v1/uploads, the presigned PUT, the event. Returns the
@@ -140,19 +97,17 @@ class ContractTest(unittest.TestCase):
         status, _, body = http('PUT', up['upload']['url'], headers=up['upload']['headers'],
                                body=data)
         self.assertEqual(status, 200, body)
-        head = self.client.head_object(Bucket=self.svc.src_bucket, Key=up['key'])
-        status, _, res = post_event(self.svc, eventbridge(self.svc.src_bucket, up['key'],
-                                                          len(data), head['ETag'].strip('"')))
+        status, _, res = announce(self.svc, up['key'])
         self.assertEqual((status, res['accepted']), (202, 1), res)
-        return self.wait_state(up['id'])
+        return wait_record(self.svc, image_id=up['id'], timeout=30)
 
     # -- operations -----------------------------------------------------------------------
 
     def test_operations_routes(self):
         self.assertEqual(self.get('/healthz', {})[2], {'status': 'ok'})
         self.assertEqual(http('HEAD', self.svc.url('/healthz'))[0], 200)
-        status, _, body = wait_until(lambda: (lambda r: r if r[0] == 200 else None)(
-            self.get('/readyz', {})), timeout=scaled(15), what='/readyz 200')
+        status, _, body = wait_for(lambda: (lambda r: r if r[0] == 200 else None)(
+          self.get('/readyz', {})), 15, what='/readyz 200')
         self.assertEqual(body['status'], 'ready')
         status, headers, text = http('GET', self.svc.url('/metrics'))
         self.assertEqual(status, 200)
@@ -168,7 +123,7 @@ class ContractTest(unittest.TestCase):
     def test_unrouted_paths_and_methods(self):
         for path in ('/index.html', '/nope', '/v1/images/%s/variants' % uuid.uuid4(),
                      '/v1/uploads/x'):
-            self.assert_error(self.get(path), 404, 'not_found')
+            assert_error(self.get(path), 404, 'not_found')
         some_id = str(uuid.uuid4())
         for method, path, allow in (('GET', '/v1/uploads', 'POST, OPTIONS'),
                                     ('PUT', '/v1/events', 'POST, HEAD'),
@@ -313,27 +268,27 @@ class ContractTest(unittest.TestCase):
             (b'{"content_type":"text/plain"}', 'unsupported_content_type'),
         ]
         for raw, code in cases:
-            self.assert_error(json_http('POST', url, body=raw, headers=AUTH), 400, code)
+            assert_error(json_http('POST', url, body=raw, headers=AUTH), 400, code)
         status, headers, body = json_http('POST', url, {'content_type': 'image/jpeg'})
         self.assertEqual((status, headers['www-authenticate']), (401, 'Bearer'), body)
-        self.assert_error(json_http('POST', url, {'content_type': 'image/jpeg'},
+        assert_error(json_http('POST', url, {'content_type': 'image/jpeg'},
                                     headers={'Authorization': 'Bearer wrong-token-0123456789'}),
                           401, 'unauthorized')
         big = json.dumps({'content_type': 'image/jpeg', 'filename': 'a' * 20000})
-        self.assert_error(json_http('POST', url, body=big, headers=AUTH), 413, 'too_large')
+        assert_error(json_http('POST', url, body=big, headers=AUTH), 413, 'too_large')
 
     # -- events ---------------------------------------------------------------------------
 
     def test_event_shapes_each_answered(self):
         bucket = self.svc.src_bucket
         key = 'images/shape-%s.jpg' % uuid.uuid4().hex
-        status, _, body = post_event(self.svc, eventbridge(bucket, key))
+        status, _, body = post_event(self.svc, eventbridge_event(bucket=bucket, key=key, size=1))
         self.assertEqual((status, body['accepted']), (202, 1), body)
-        status, _, body = post_event(self.svc, eventbridge(bucket, key))
+        status, _, body = post_event(self.svc, eventbridge_event(bucket=bucket, key=key, size=1))
         self.assertEqual((status, body['duplicates']), (202, 1), body)
-        status, _, body = post_event(self.svc, {'Records': [record(bucket, 'images/r%s.jpg'
-                                                                  % uuid.uuid4().hex),
-                                                            record('other-bucket', 'images/x.jpg')]})
+        status, _, body = post_event(self.svc, records_event([
+            s3_record(bucket=bucket, key='images/r%s.jpg' % uuid.uuid4().hex, size=1),
+            s3_record(bucket='other-bucket', key='images/x.jpg', size=1)]))
         self.assertEqual(body, {'accepted': 1, 'duplicates': 0, 'ignored': 1})
         test_event = {'Service': 'Amazon S3', 'Event': 's3:TestEvent', 'Bucket': bucket,
                       'Time': '2025-01-01T12:00:00.000Z', 'RequestId': '5582815E1AEA5ADF',
@@ -342,31 +297,34 @@ class ContractTest(unittest.TestCase):
                          {'accepted': 0, 'duplicates': 0, 'ignored': 1})
         minio_key = 'images/minio-%s.jpg' % uuid.uuid4().hex
         minio = {'EventName': 's3:ObjectCreated:Put', 'Key': bucket + '/' + minio_key,
-                 'Records': [dict(record(bucket, minio_key, source='minio:s3', version='2.0'),
-                                  eventName='s3:ObjectCreated:Put')]}
+                 'Records': [s3_record(bucket=bucket, key=minio_key, size=1,
+                                       event_source='minio:s3', event_version='2.0',
+                                       event_name='s3:ObjectCreated:Put')]}
         self.assertEqual(post_event(self.svc, minio)[2]['accepted'], 1)
         basic = 'Basic ' + base64.b64encode(BASIC_AUTH.encode()).decode()
-        self.assertEqual(post_event(self.svc, test_event, {'Authorization': basic})[0], 202)
+        self.assertEqual(post_event(self.svc, test_event,
+                                    {'x-api-key': None, 'Authorization': basic})[0], 202)
         self.assertEqual(http('HEAD', self.svc.url('/v1/events'))[0], 200)
 
     def test_event_refusals(self):
         bucket = self.svc.src_bucket
-        self.assert_error(post_event(self.svc, eventbridge(bucket, 'images/a.jpg'), {}),
-                          401, 'unauthorized')
-        self.assert_error(post_event(self.svc, eventbridge(bucket, 'images/a.jpg'),
-                                     {'x-api-key': 'wrong'}), 401, 'unauthorized')
-        self.assert_error(post_event(self.svc, eventbridge(bucket, 'images/a.jpg'),
-                                     {'Authorization': 'Basic aG9vazp3cm9uZw=='}),
-                          401, 'unauthorized')
-        self.assert_error(json_http('POST', self.svc.url('/v1/events'), body=b'{"Records":',
-                                    headers=EVENTS), 400, 'invalid_event')
-        self.assert_error(post_event(self.svc, {'Records': [{'eventVersion': '2.1'}]}),
-                          400, 'invalid_event')
-        many = {'Records': [record(bucket, 'images/%d.jpg' % i) for i in range(1001)]}
-        self.assert_error(post_event(self.svc, many), 413, 'too_large')
+        event = eventbridge_event(bucket=bucket, key='images/a.jpg', size=1)
+        assert_error(post_event(self.svc, event, {'x-api-key': None}), 401, 'unauthorized')
+        assert_error(post_event(self.svc, event, {'x-api-key': 'wrong'}), 401, 'unauthorized')
+        assert_error(post_event(self.svc, event, {'x-api-key': None,
+                                                  'Authorization': 'Basic aG9vazp3cm9uZw=='}),
+                     401, 'unauthorized')
+        assert_error(post_event(self.svc, b'{"Records":'), 400, 'invalid_event')
+        assert_error(post_event(self.svc, {'Records': [{'eventVersion': '2.1'}]}),
+                     400, 'invalid_event')
+        # One record over the cap, each short enough that the batch stays under the body cap
+        # (the count is checked before any bucket filter): the record cap must say no.
+        many = records_event(s3_record(bucket='b', key='images/%d.jpg' % i, size=1)
+                             for i in range(1001))
+        err = assert_error(post_event(self.svc, many), 413, 'too_large')
+        self.assertIn('1001 records', err['message'])
         huge = b'{"pad":"' + b'x' * (300 * 1024) + b'"}'
-        self.assert_error(json_http('POST', self.svc.url('/v1/events'), body=huge,
-                                    headers=EVENTS), 413, 'too_large')
+        assert_error(post_event(self.svc, huge), 413, 'too_large')
 
     # -- images ---------------------------------------------------------------------------
 
@@ -380,13 +338,13 @@ class ContractTest(unittest.TestCase):
         self.assertEqual(status, 302)
         status, _, jpeg = http('GET', headers['location'])
         self.assertEqual((status, jpeg[:3]), (200, b'\xff\xd8\xff'))
-        self.assert_error(self.get(base + '/variants/poster'), 404, 'not_found')
+        assert_error(self.get(base + '/variants/poster'), 404, 'not_found')
         # Only a JPEG is stored (OUTPUT_FORMATS=same): a client that takes only WebP gets 406.
-        self.assert_error(self.get(base + '/variants/phone', dict(AUTH, Accept='image/webp')),
+        assert_error(self.get(base + '/variants/phone', dict(AUTH, Accept='image/webp')),
                           406, 'not_acceptable')
-        self.assert_error(self.get(base + '/variants/phone?format=bmp'), 400,
+        assert_error(self.get(base + '/variants/phone?format=bmp'), 400,
                           'invalid_parameter')
-        self.assert_error(json_http('POST', self.svc.url(base + '/retry'), headers=AUTH),
+        assert_error(json_http('POST', self.svc.url(base + '/retry'), headers=AUTH),
                           409, 'not_failed')
         # The same record by key, in the list shape.
         status, _, page = self.get('/v1/images?key=' + done['source']['key'])
@@ -394,23 +352,20 @@ class ContractTest(unittest.TestCase):
 
     def test_failed_image_listed_and_retried(self):
         key = 'images/broken-%s.jpg' % uuid.uuid4().hex
-        etag = self.put_source(key, self.corpus_bytes('text.jpg'))
-        status, _, res = post_event(self.svc, {'Records': [record(self.svc.src_bucket, key,
-                                                                  etag=etag)]})
+        size, etag = put_source(self.svc, key, self.corpus_bytes('text.jpg'))
+        status, _, res = post_event(self.svc, records_event([
+            s3_record(bucket=self.svc.src_bucket, key=key, size=size, etag=etag)]))
         self.assertEqual(res['accepted'], 1, res)
-        page = wait_until(lambda: (lambda p: p if p['items'] and p['items'][0]['state']
-                                   == 'failed' else None)(self.get('/v1/images?key=' + key)[2]),
-                          timeout=scaled(30), what='a failed record for ' + key)
-        failed = page['items'][0]
+        failed = wait_record(self.svc, key=key, states=('failed',), timeout=30)
         self.assertEqual(failed['error']['code'], 'unsupported_format')
         status, _, listed = self.get('/v1/images?state=failed&limit=200')
         self.assertIn(failed['id'], [i['id'] for i in listed['items']])
         base = '/v1/images/%s' % failed['id']
-        self.assert_error(json_http('POST', self.svc.url(base + '/retry'), body=b'{}',
-                                    headers=AUTH), 413, 'too_large')
+        assert_error(json_http('POST', self.svc.url(base + '/retry'), body=b'{}', headers=AUTH),
+                     413, 'too_large')
         status, _, body = json_http('POST', self.svc.url(base + '/retry'), headers=AUTH)
         self.assertEqual((status, body), (202, {'id': failed['id'], 'state': 'queued'}))
-        again = self.wait_state(failed['id'], ('failed',))
+        again = wait_record(self.svc, image_id=failed['id'], states=('failed',), timeout=30)
         self.assertEqual(again['attempts'], 2, again)
 
     def test_pending_image_and_pages(self):
@@ -421,7 +376,7 @@ class ContractTest(unittest.TestCase):
             ids.append(up['id'])
         status, _, rec = self.get('/v1/images/' + ids[0])
         self.assertEqual((status, rec['state']), (200, 'pending'))
-        self.assert_error(self.get('/v1/images/%s/variants/phone' % ids[0]), 404, 'not_found')
+        assert_error(self.get('/v1/images/%s/variants/phone' % ids[0]), 404, 'not_found')
         status, _, page = self.get('/v1/images?state=pending&limit=2')
         self.assertEqual(len(page['items']), 2)
         self.assertTrue(page['next_cursor'])
@@ -433,18 +388,18 @@ class ContractTest(unittest.TestCase):
     def test_images_refusals(self):
         missing = str(uuid.uuid4())
         for path in ('/v1/images/' + missing, '/v1/images/%s/variants/phone' % missing):
-            self.assert_error(self.get(path), 404, 'not_found')
-            self.assert_error(self.get(path, {}), 401, 'unauthorized')
-            self.assert_error(self.get(path.replace(missing, 'NOT-A-UUID')), 400, 'invalid_id')
+            assert_error(self.get(path), 404, 'not_found')
+            assert_error(self.get(path, {}), 401, 'unauthorized')
+            assert_error(self.get(path.replace(missing, 'NOT-A-UUID')), 400, 'invalid_id')
         retry = self.svc.url('/v1/images/%s/retry' % missing)
-        self.assert_error(json_http('POST', retry, headers=AUTH), 404, 'not_found')
-        self.assert_error(json_http('POST', retry), 401, 'unauthorized')
-        self.assert_error(json_http('POST', retry.replace(missing, missing.upper()),
+        assert_error(json_http('POST', retry, headers=AUTH), 404, 'not_found')
+        assert_error(json_http('POST', retry), 401, 'unauthorized')
+        assert_error(json_http('POST', retry.replace(missing, missing.upper()),
                                     headers=AUTH), 400, 'invalid_id')
-        self.assert_error(self.get('/v1/images', {}), 401, 'unauthorized')
+        assert_error(self.get('/v1/images', {}), 401, 'unauthorized')
         for query in ('state=bogus', 'limit=0', 'limit=201', 'limit=x', 'cursor=zz',
                       'cursor=c', 'key=', 'key=' + 'k' * 1025):
-            self.assert_error(self.get('/v1/images?' + query), 400, 'invalid_parameter')
+            assert_error(self.get('/v1/images?' + query), 400, 'invalid_parameter')
 
     def test_unusable_status_record_is_404(self):
         # A record in the destination bucket that is not one of ours (not JSON, not a
@@ -456,9 +411,9 @@ class ContractTest(unittest.TestCase):
         self.client.put_object(Bucket=self.svc.dest_bucket, Key='_status/keys/garbled.jpg',
                                Body=b'[]')
         base = '/v1/images/' + image_id
-        self.assert_error(self.get(base), 404, 'not_found')
-        self.assert_error(self.get(base + '/variants/phone'), 404, 'not_found')
-        self.assert_error(json_http('POST', self.svc.url(base + '/retry'), headers=AUTH),
+        assert_error(self.get(base), 404, 'not_found')
+        assert_error(self.get(base + '/variants/phone'), 404, 'not_found')
+        assert_error(json_http('POST', self.svc.url(base + '/retry'), headers=AUTH),
                           404, 'not_found')
         status, _, body = self.get('/v1/images?key=images/garbled.jpg')
         self.assertEqual((status, body), (200, {'items': [], 'next_cursor': None}))
@@ -466,9 +421,9 @@ class ContractTest(unittest.TestCase):
 
     def test_metrics_token(self):
         with Resizer(self.s3, env={'METRICS_TOKEN': 'metrics-token-0123456789'}) as svc:
-            status, headers, body = json_http('GET', svc.url('/metrics'))
-            self.assertEqual((status, body['error']['code']), (401, 'unauthorized'))
-            self.assertEqual(headers['www-authenticate'], 'Bearer realm="metrics"')
+            refused = json_http('GET', svc.url('/metrics'))
+            assert_error(refused, 401, 'unauthorized')
+            self.assertEqual(refused[1]['www-authenticate'], 'Bearer realm="metrics"')
             status, _, _ = http('GET', svc.url('/metrics'),
                                 headers={'Authorization': 'Bearer metrics-token-0123456789'})
             self.assertEqual(status, 200)
@@ -490,14 +445,16 @@ class FullIndexTest(unittest.TestCase):
                                             {'content_type': 'image/jpeg'}, headers=AUTH)
                 self.assertEqual(status, 201, (i, body))
             for i in range(100):
-                status, _, body = post_event(svc, eventbridge(svc.src_bucket, 'images/e%d.jpg' % i))
+                status, _, body = post_event(svc, eventbridge_event(
+                    bucket=svc.src_bucket, key='images/e%d.jpg' % i, size=1))
                 self.assertEqual((status, body['accepted']), (202, 1), (i, body))
-            status, headers, body = json_http('POST', svc.url('/v1/uploads'),
-                                              {'content_type': 'image/jpeg'}, headers=AUTH)
-            self.assertEqual((status, body['error']['code']), (429, 'busy'))
-            self.assertEqual(headers['retry-after'], '1')
-            status, _, body = post_event(svc, eventbridge(svc.src_bucket, 'images/more.jpg'))
-            self.assertEqual((status, body['error']['code']), (429, 'busy'))
+            refused = json_http('POST', svc.url('/v1/uploads'), {'content_type': 'image/jpeg'},
+                                headers=AUTH)
+            assert_error(refused, 429, 'busy')
+            self.assertEqual(refused[1]['retry-after'], '1')
+            assert_error(post_event(svc, eventbridge_event(bucket=svc.src_bucket,
+                                                           key='images/more.jpg', size=1)),
+                         429, 'busy')
 
 
 class CredentialsDownTest(unittest.TestCase):
@@ -508,11 +465,10 @@ class CredentialsDownTest(unittest.TestCase):
         env = {'AWS_ACCESS_KEY_ID': None, 'AWS_SECRET_ACCESS_KEY': None,
                'AWS_CONTAINER_CREDENTIALS_FULL_URI': dead}
         with Resizer(s3, env=env) as svc:
-            status, headers, body = json_http('POST', svc.url('/v1/uploads'),
-                                              {'content_type': 'image/jpeg'}, headers=AUTH)
-            self.assertEqual(status, 503, body)
-            self.assertEqual(body['error']['code'], 'upstream_unavailable')
-            self.assertTrue(int(headers['retry-after']) >= 1)
+            refused = json_http('POST', svc.url('/v1/uploads'), {'content_type': 'image/jpeg'},
+                                headers=AUTH)
+            assert_error(refused, 503, 'upstream_unavailable')
+            self.assertTrue(int(refused[1]['retry-after']) >= 1)
 
 
 class LookupFloodTest(unittest.TestCase):
@@ -573,38 +529,35 @@ class StuckS3Test(unittest.TestCase):
             return json_http('GET', svc.url(path), headers=AUTH)
 
         def event(key):
-            return post_event(svc, eventbridge(bucket, key))
+            return post_event(svc, eventbridge_event(bucket=bucket, key=key, size=1))
 
         # Read-through to the hanging S3 gives up after its short timeout.
         some_id = str(uuid.uuid4())
         for path in ('/v1/images/' + some_id, '/v1/images/%s/variants/phone' % some_id,
                      '/v1/images?key=images/unknown.jpg'):
-            status, headers, body = get(path)
-            self.assertEqual((status, body['error']['code']), (503, 'upstream_unavailable'))
-            self.assertIn('retry-after', headers)
-        status, _, body = json_http('POST', svc.url('/v1/images/%s/retry' % some_id),
-                                    headers=AUTH)
-        self.assertEqual(status, 503, body)
+            refused = get(path)
+            assert_error(refused, 503, 'upstream_unavailable')
+            self.assertIn('retry-after', refused[1])
+        assert_error(json_http('POST', svc.url('/v1/images/%s/retry' % some_id), headers=AUTH),
+                     503, 'upstream_unavailable')
         # The first job occupies the worker, the second fills the queue, the third is refused.
         self.assertEqual(event('images/a.jpg')[2]['accepted'], 1)
-        first = wait_until(lambda: (lambda p: p['items'][0] if p['items'] and p['items'][0][
-            'state'] == 'processing' else None)(get('/v1/images?key=images/a.jpg')[2]),
-            timeout=scaled(10), what='the first job processing')
+        first = wait_record(svc, key='images/a.jpg', states=('processing',), timeout=10,
+                            interval=0.1)
         self.assertEqual(event('images/b.jpg')[2]['accepted'], 1)
-        status, headers, body = event('images/c.jpg')
-        self.assertEqual((status, body['error']['code']), (429, 'busy'))
-        self.assertEqual(headers['retry-after'], '1')
+        refused = event('images/c.jpg')
+        assert_error(refused, 429, 'busy')
+        self.assertEqual(refused[1]['retry-after'], '1')
         retry = svc.url('/v1/images/%s/retry' % first['id'])
-        self.assertEqual(json_http('POST', retry, headers=AUTH)[0], 429)
+        assert_error(json_http('POST', retry, headers=AUTH), 429, 'busy')
         status, _, body = json_http('GET', svc.url('/readyz'))
         self.assertEqual((status, body['status']), (503, 'not_ready'))
         # SIGTERM: the stuck job keeps the process draining for SHUTDOWN_GRACE.
         svc.proc.send_signal(signal.SIGTERM)
-        status, headers, body = wait_until(
-            lambda: (lambda r: r if r[0] == 503 else None)(event('images/d.jpg')),
-            timeout=scaled(10), what='events refused while draining')
-        self.assertEqual(body['error']['code'], 'draining')
-        self.assertEqual(json_http('POST', retry, headers=AUTH)[2]['error']['code'], 'draining')
+        refused = wait_for(lambda: (lambda r: r if r[0] == 503 else None)(event('images/d.jpg')),
+                           10, what='events refused while draining')
+        assert_error(refused, 503, 'draining')
+        assert_error(json_http('POST', retry, headers=AUTH), 503, 'draining')
         status, _, body = json_http('GET', svc.url('/readyz'))
         self.assertIn('draining', body['reason'])
 

@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""test_deploy.py - the deploy files agree with the service and with PRODUCT.md.
+"""test_deploy.py - the deploy files agree with the service and with the reference deployment
+(README.md, "The reference deployment").
 
 deploy/cloudformation.yaml passes AWS's cfn-lint and yamllint (deploy/.yamllint); its task
 definition sets only variables `resizer --help` lists, with values the binary accepts at start
@@ -32,6 +33,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fixtures  # noqa: E402
 import harness  # noqa: E402
 from cfn import (Resolved, all_env_names, as_list, container, load_template,  # noqa: E402
                  normalize_statement, policy_statements, task_env)
@@ -41,8 +43,9 @@ TEMPLATE = os.path.join(SOURCE_DIR, 'deploy', 'cloudformation.yaml')
 YAMLLINT_CONF = os.path.join(SOURCE_DIR, 'deploy', '.yamllint')
 DOCKERFILE = os.path.join(SOURCE_DIR, 'Dockerfile')
 
-# PRODUCT.md's reference deployment and its least-privilege role, plus the listing of the
-# destination's _status/ records the reconcile sweep needs (iam_coverage.py found it denied),
+# The reference deployment's buckets and its least-privilege role with what presigning adds
+# (README.md, "The reference deployment"), plus the listing of the destination's _status/
+# records the reconcile sweep needs (iam_coverage.py found it denied),
 # written out here on purpose (not derived from the template): the template must produce
 # exactly this.
 SRC_NAME, DEST_NAME = 'manara-image-resize-uploader', 'manara-image-resize-reciever'
@@ -246,8 +249,7 @@ class TaskDefinition(unittest.TestCase):
                 if proc.poll() is not None:
                     return 'exited'
                 return harness.http('GET', 'http://127.0.0.1:%d/healthz' % port)[0] == 200
-            if harness.wait_until(up_or_exited, timeout=harness.scaled(15),
-                                  what='/healthz') == 'exited':
+            if fixtures.wait_for(up_or_exited, 15, what='/healthz') == 'exited':
                 self.fail('resizer exited %d with the task environment: %s'
                           % (proc.returncode, proc.stderr.read().strip()))
             proc.send_signal(signal.SIGTERM)

@@ -21,6 +21,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fixtures  # noqa: E402
 import harness  # noqa: E402
 
 CLI = os.environ.get('DDB_CLI')
@@ -79,8 +80,8 @@ def schema(table):
 
 def create_active(c, table):
     expect(c.call('CreateTable', schema(table)), 'OK', 'CreateTable')
-    harness.wait_until(lambda: c.call('DescribeTable', {'TableName': table})['response']
-                       ['Table']['TableStatus'] == 'ACTIVE', timeout=10, what='table ACTIVE')
+    fixtures.wait_for(lambda: c.call('DescribeTable', {'TableName': table})['response']
+                      ['Table']['TableStatus'] == 'ACTIVE', 10, what='table ACTIVE')
 
 
 def item(pk, state, seq):

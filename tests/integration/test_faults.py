@@ -25,9 +25,9 @@ import time
 import unittest
 import uuid
 
-from harness import S3Server, Resizer, SOURCE_DIR, json_http, scaled, wait_until
-from jobs_util import (AUTH, announce, metric, metrics_text, status_by_key, upload,
-                       wait_terminal)
+from fixtures import (AUTH, announce, assert_error, get_record, metric, metrics_text,
+                      put_source, wait_for, wait_record)
+from harness import S3Server, Resizer, SOURCE_DIR, json_http, scaled
 
 VARIANT_DIRS = ('desktop/', 'tablet/', 'phone/')
 _photo = None
@@ -150,7 +150,7 @@ class S3OutageTest(unittest.TestCase):
             keys = {svc: ['images/out%d.jpg' % i for i in range(6)] for svc in (by_api, by_sweep)}
             for svc in (by_api, by_sweep):
                 for key in keys[svc]:
-                    upload(svc, key, photo())
+                    put_source(svc, key, photo())
             # Queue work, then pull S3 away while it runs.
             for svc in (by_api, by_sweep):
                 for key in keys[svc][:4]:
@@ -161,14 +161,14 @@ class S3OutageTest(unittest.TestCase):
                     self.assertEqual(announce(svc, key, len(photo()))[0], 202)
             failed = {}
             for svc in (by_api, by_sweep):
-                recs = [wait_terminal(svc, k, scaled(60)) for k in keys[svc]]
+                recs = [wait_record(svc, key=k, timeout=60) for k in keys[svc]]
                 failed[svc] = [r for r in recs if r['state'] == 'failed']
                 self.assertGreaterEqual(len(failed[svc]), 2, recs)
                 for r in failed[svc]:
                     self.assertEqual(r['error']['code'], 'upstream_error', r)
                 self.assertEqual(json_http('GET', svc.url('/healthz'))[0], 200)
-                wait_until(lambda: json_http('GET', svc.url('/readyz'))[0] == 503,
-                           timeout=scaled(15), what='/readyz 503 while S3 is down')
+                wait_for(lambda: json_http('GET', svc.url('/readyz'))[0] == 503, 15,
+                         what='/readyz 503 while S3 is down')
                 # Every failed job tried its S3 call max_attempts (4) times before giving up.
                 text = metrics_text(svc)
                 errors = sum(metric(text, 'resizer_s3_requests_total',
@@ -177,15 +177,15 @@ class S3OutageTest(unittest.TestCase):
                 self.assertGreaterEqual(errors, 4 * len(failed[svc]), text)
             s3.start()
             for svc in (by_api, by_sweep):
-                wait_until(lambda: json_http('GET', svc.url('/readyz'))[0] == 200,
-                           timeout=scaled(20), what='/readyz 200 once S3 is back')
+                wait_for(lambda: json_http('GET', svc.url('/readyz'))[0] == 200, 20,
+                         what='/readyz 200 once S3 is back')
             for r in failed[by_api]:
                 status, _, body = json_http('POST', by_api.url('/v1/images/%s/retry' % r['id']),
                                             headers=AUTH)
                 self.assertEqual(status, 202, body)
             for svc in (by_api, by_sweep):
                 for key in keys[svc]:
-                    rec = wait_terminal(svc, key, scaled(60))
+                    rec = wait_record(svc, key=key, timeout=60)
                     self.assertEqual(rec['state'], 'done', rec)
                     self.assertEqual(len(rec['variants']), 3)
                 self.assertEqual(variant_keys(s3, svc.dest_bucket),
@@ -216,11 +216,11 @@ class SlowS3Test(unittest.TestCase):
     def run_one(self, key, mode):
         """Uploads key (straight to S3), sets the proxy mode, announces; returns the terminal
         record and the seconds it took."""
-        upload(self.svc, key, photo())
+        put_source(self.svc, key, photo())
         self.proxy.mode = mode
         start = time.monotonic()
         self.assertEqual(announce(self.svc, key, len(photo()))[0], 202)
-        rec = wait_terminal(self.svc, key, scaled(60))
+        rec = wait_record(self.svc, key=key, timeout=60)
         return rec, time.monotonic() - start
 
     def test_timeouts_and_cut_connections_fail_in_bounded_time(self):
@@ -234,8 +234,8 @@ class SlowS3Test(unittest.TestCase):
         # Wait out the cut job's status write (it retries too) so the timing below is the
         # stalled job's own.
         self.proxy.mode = 'pass'
-        wait_until(lambda: metric(metrics_text(self.svc), 'resizer_jobs_in_flight') == 0,
-                   timeout=scaled(30), what='the worker to be free')
+        wait_for(lambda: metric(metrics_text(self.svc), 'resizer_jobs_in_flight') == 0, 30,
+                 what='the worker to be free')
         rec, secs = self.run_one('images/stall.jpg', 'stall')
         self.assertEqual((rec['state'], rec['error']['code']), ('failed', 'upstream_error'), rec)
         # Four attempts, each cut off by S3_TIMEOUT, plus at most 0.2+0.4+0.8 s of backoff.
@@ -250,11 +250,11 @@ class SlowS3Test(unittest.TestCase):
         rec, _ = self.run_one('images/after.jpg', 'pass')
         self.assertEqual(rec['state'], 'done', rec)
         for key in ('images/cut.jpg', 'images/stall.jpg'):
-            failed = status_by_key(self.svc, key)
+            failed = get_record(self.svc, key=key)
             status, _, body = json_http('POST', self.svc.url('/v1/images/%s/retry' % failed['id']),
                                         headers=AUTH)
             self.assertEqual(status, 202, body)
-            self.assertEqual(wait_terminal(self.svc, key, scaled(60))['state'], 'done')
+            self.assertEqual(wait_record(self.svc, key=key, timeout=60)['state'], 'done')
 
 
 class StalledShutdownTest(unittest.TestCase):
@@ -269,11 +269,11 @@ class StalledShutdownTest(unittest.TestCase):
                                'S3_TIMEOUT': '30',
                                'S3_ENDPOINT': 'http://127.0.0.1:%d' % proxy.port})
         try:
-            upload(svc, 'images/stuck.jpg', photo())
+            put_source(svc, 'images/stuck.jpg', photo())
             proxy.mode = 'stall'
             self.assertEqual(announce(svc, 'images/stuck.jpg', len(photo()))[0], 202)
-            wait_until(lambda: metric(metrics_text(svc), 'resizer_jobs_in_flight') == 1,
-                       timeout=scaled(20), what='the job to start')
+            wait_for(lambda: metric(metrics_text(svc), 'resizer_jobs_in_flight') == 1, 20,
+                     what='the job to start')
             start = time.monotonic()
             svc.proc.send_signal(signal.SIGTERM)
             code = svc.wait_exit(timeout=self.GRACE + 20)
@@ -288,7 +288,7 @@ class StalledShutdownTest(unittest.TestCase):
             proxy.mode = 'pass'
             svc.env['RECONCILE_INTERVAL'] = '2'
             svc.start()
-            rec = wait_terminal(svc, 'images/stuck.jpg', scaled(60))
+            rec = wait_record(svc, key='images/stuck.jpg', timeout=60)
             self.assertEqual(rec['state'], 'done', rec)
         finally:
             svc.close()
@@ -310,14 +310,13 @@ class StalledSweepShutdownTest(unittest.TestCase):
                                'S3_ENDPOINT': 'http://127.0.0.1:%d' % proxy.port})
         lookup = []
         try:
-            wait_until(lambda: metric(metrics_text(svc), 'resizer_reconcile_requests_total',
-                                      'op="list"') >= 1, timeout=scaled(10),
-                       what='a first sweep')
+            wait_for(lambda: metric(metrics_text(svc), 'resizer_reconcile_requests_total',
+                                    'op="list"') >= 1, 10, what='a first sweep')
             proxy.mode = 'stall'
-            upload(svc, 'images/stuck2.jpg', photo())  # straight to S3, not through the proxy
+            put_source(svc, 'images/stuck2.jpg', photo())  # straight to S3, not through the proxy
             self.assertEqual(announce(svc, 'images/stuck2.jpg', len(photo()))[0], 202)
-            wait_until(lambda: metric(metrics_text(svc), 'resizer_jobs_in_flight') == 1,
-                       timeout=scaled(20), what='the job to start')
+            wait_for(lambda: metric(metrics_text(svc), 'resizer_jobs_in_flight') == 1, 20,
+                     what='the job to start')
             time.sleep(1.5)  # the next sweep's LIST is stalled too by now
             t = threading.Thread(target=lambda: lookup.append(json_http(
                 'GET', svc.url('/v1/images/' + str(uuid.uuid4())), headers=AUTH,
@@ -360,22 +359,22 @@ class SigtermUnderLoadTest(unittest.TestCase):
     def run_drain(self, s3, proxy, svc):
         keys = ['images/q%02d.jpg' % i for i in range(10)]
         for key in keys + ['images/late.jpg']:
-            upload(svc, key, photo())
+            put_source(svc, key, photo())
         proxy.delay, proxy.mode = self.S3_DELAY, 'delay'
         for key in keys:
             self.assertEqual(announce(svc, key, len(photo()))[0], 202)
-        running = wait_until(lambda: [k for k in keys
-                                      if status_by_key(svc, k)['state'] == 'processing'],
-                             timeout=scaled(20), what='a job to start')[0]
+        running = wait_for(lambda: [k for k in keys
+                                    if get_record(svc, key=k)['state'] == 'processing'], 20,
+                           what='a job to start')[0]
         start = time.monotonic()
         svc.proc.send_signal(signal.SIGTERM)
         # While draining: events are refused with a redelivery hint, readiness is off,
         # liveness is on.
-        status, headers, body = wait_until(
+        refused = wait_for(
             lambda: (lambda r: r if r[0] == 503 else None)(announce(svc, 'images/late.jpg', 1)),
-            timeout=5, interval=0.05, what='503 for an event while draining')
-        self.assertEqual(body['error']['code'], 'draining', body)
-        self.assertTrue(int(headers['retry-after']) > 0, headers)
+            5, what='503 for an event while draining', interval=0.05)
+        assert_error(refused, 503, 'draining')
+        self.assertTrue(int(refused[1]['retry-after']) > 0, refused[1])
         status, _, body = json_http('GET', svc.url('/readyz'))
         self.assertEqual(status, 503, body)
         self.assertIn('draining', body['reason'])
@@ -403,11 +402,10 @@ class SigtermUnderLoadTest(unittest.TestCase):
         self.assertEqual(announce(svc, 'images/late.jpg', len(photo()))[0], 202)
         all_keys = keys + ['images/late.jpg']
         for key in all_keys:
-            wait_until(lambda: (status_by_key(svc, key) or {}).get('state') == 'done' or
-                       ('desktop/' + key[len('images/'):]) in done_first,
-                       timeout=scaled(60), what='%s done' % key)
-        wait_until(lambda: variant_keys(s3, svc.dest_bucket) == expected_variants(all_keys),
-                   timeout=scaled(30), what='every variant in S3')
+            wait_for(lambda: (get_record(svc, key=key) or {}).get('state') == 'done' or
+                     ('desktop/' + key[len('images/'):]) in done_first, 60, what='%s done' % key)
+        wait_for(lambda: variant_keys(s3, svc.dest_bucket) == expected_variants(all_keys), 30,
+                 what='every variant in S3')
         # A job whose record was written is never redone; one the grace cut between its
         # variants and its record is (its variants are overwritten with the same bytes).
         redone = metric(metrics_text(svc), 'resizer_jobs_total', 'outcome="done"')

@@ -21,13 +21,12 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import unittest
 import zlib
 
-from harness import S3Server, Resizer, SOURCE_DIR, scaled
-from jobs_util import (announce, metric, metrics_text, proc_status_kb, sanitized, timed_healthz,
-                       upload, wait_terminal)
+from fixtures import (announce, metric, metrics_text, proc_status_kb, put_source, sanitized,
+                      timed_healthz, wait_record)
+from harness import S3Server, Resizer, SOURCE_DIR
 
 sys.path.insert(0, os.path.join(SOURCE_DIR, 'tests', 'corpus'))
 import make_corpus as corpus  # noqa: E402  (its helpers write JPEG/PNG/GIF structures by hand)
@@ -178,11 +177,11 @@ class HostileInputTest(unittest.TestCase):
         cls.records = {}
         try:
             for name, (data, _) in cls.cases.items():
-                upload(cls.svc, 'images/' + name, data)
+                put_source(cls.svc, 'images/' + name, data)
             for name, (data, _) in cls.cases.items():
                 cls.announced[name] = announce(cls.svc, 'images/' + name, len(data))[0]
             for name in cls.cases:
-                cls.records[name] = wait_terminal(cls.svc, 'images/' + name, scaled(60))
+                cls.records[name] = wait_record(cls.svc, key='images/' + name, timeout=60)
         finally:
             cls.watch.stop()
         cls.hwm_kb = proc_status_kb(cls.svc.proc.pid, 'VmHWM')

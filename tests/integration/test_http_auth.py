@@ -7,6 +7,7 @@ import base64
 import socket
 import unittest
 
+from fixtures import post_event
 from harness import API_TOKEN, EVENTS_API_KEY, Resizer, S3Server, http
 
 BASIC = 'evuser:evpass-0123456789'
@@ -75,9 +76,8 @@ class HttpAuthTest(unittest.TestCase):
 
     def test_both_event_keys_accepted_while_rotating(self):
         for key, want in ((EVENTS_API_KEY, 202), ('next-events-key', 202), ('other-key', 401)):
-            status, _, _ = http('POST', self.svc.url('/v1/events'), body=b'{}',
-                                headers={'x-api-key': key, 'Content-Type': 'application/json'})
-            self.assertEqual(status, want, key)
+            status, _, body = post_event(self.svc, b'{}', {'x-api-key': key})
+            self.assertEqual(status, want, (key, body))
 
     def test_401_before_the_body(self):
         """A 1 MiB body announced without credentials: the answer comes from the headers

@@ -14,7 +14,6 @@
   record in S3; invalid UTF-8 in a path reaches the log escaped."""
 
 import json
-import os
 import random
 import re
 import socket
@@ -24,8 +23,9 @@ import time
 import unittest
 import uuid
 
-from harness import API_TOKEN, EVENTS_API_KEY, Resizer, S3Server, http, scaled, wait_until
-from jobs_util import eventbridge_event, sanitized
+from fixtures import (AUTH, assert_error, eventbridge_event, get_record, post_event,
+                      sanitized, wait_for, wait_record)
+from harness import API_TOKEN, EVENTS_API_KEY, Resizer, S3Server, http, json_http, scaled
 
 BUDGET = 4 * 1024 * 1024
 CONN_MEMORY = 32768
@@ -154,8 +154,8 @@ class LimitsTest(unittest.TestCase):
     def wait_budget_free(self):
         # Requests an earlier test left incomplete hold their bodies' share until the
         # deadline cuts them.
-        wait_until(lambda: metric(self.svc, 'resizer_http_body_bytes_buffered') == 0,
-                   timeout=DEADLINE + scaled(3), what='the body budget to be free')
+        wait_for(lambda: metric(self.svc, 'resizer_http_body_bytes_buffered') == 0,
+                 DEADLINE + 3, what='the body budget to be free')
 
     def assert_serving(self):
         self.assertTrue(self.svc.running(), 'resizer died')
@@ -182,7 +182,8 @@ class LimitsTest(unittest.TestCase):
                 pass  # answered 503 and closed while we were still sending
             socks.append(s)
         # Let the server take in what was sent before measuring.
-        wait_until(lambda: metric(self.svc, 'resizer_http_body_bytes_buffered') > 0, timeout=5)
+        wait_for(lambda: metric(self.svc, 'resizer_http_body_bytes_buffered') > 0, 5,
+                 what='the stalled bodies to be buffered')
         time.sleep(0.5)
         during = rss_kib(pid)
         buffered = metric(self.svc, 'resizer_http_body_bytes_buffered')
@@ -213,12 +214,12 @@ class LimitsTest(unittest.TestCase):
         for s in stalled:
             self.assertTrue(closed_by_peer(s, DEADLINE + scaled(3) - (time.monotonic() - t_flood)),
                             'a stalled body outlived HTTP_REQUEST_TIMEOUT')
-        wait_until(lambda: metric(self.svc, 'resizer_http_body_bytes_buffered') == 0, timeout=5,
-                   what='the budget to be given back')
+        wait_for(lambda: metric(self.svc, 'resizer_http_body_bytes_buffered') == 0, 5,
+                 what='the budget to be given back')
         self.assertGreaterEqual(metric(self.svc, 'resizer_http_request_deadline_cuts_total'),
                                 len(stalled))
-        event = json.dumps(eventbridge_event(self.svc.src_bucket, 'images/after-flood.jpg',
-                                             10)).encode()
+        event = json.dumps(eventbridge_event(bucket=self.svc.src_bucket,
+                                             key='images/after-flood.jpg', size=10)).encode()
         s = self.connect()
         s.sendall(self.event_head(len(event)) + event)
         self.assertEqual(status_of(read_reply(s, 5)), 202)
@@ -231,8 +232,8 @@ class LimitsTest(unittest.TestCase):
             s = self.connect()
             s.sendall(self.event_head(FLOOD_CL) + b' ' * 1000)
             held.append(s)
-        wait_until(lambda: metric(self.svc, 'resizer_http_body_bytes_buffered')
-                   >= (BUDGET // FLOOD_CL) * FLOOD_CL, timeout=5)
+        wait_for(lambda: metric(self.svc, 'resizer_http_body_bytes_buffered')
+                 >= (BUDGET // FLOOD_CL) * FLOOD_CL, 5, what='the whole budget in use')
         s = self.connect()
         s.sendall(self.event_head(FLOOD_CL))
         reply = read_reply(s, 3)
@@ -248,7 +249,8 @@ class LimitsTest(unittest.TestCase):
         self.assertEqual(status_of(reply), 503, reply[:300])
         for h in held:
             h.close()
-        wait_until(lambda: metric(self.svc, 'resizer_http_body_bytes_buffered') == 0, timeout=5)
+        wait_for(lambda: metric(self.svc, 'resizer_http_body_bytes_buffered') == 0, 5,
+                 what='the budget to be given back')
         self.assert_serving()
 
     def test_slow_headers_and_slow_body_are_cut_at_the_deadline(self):
@@ -299,7 +301,8 @@ class LimitsTest(unittest.TestCase):
 
     def test_mutated_requests(self):
         rng = random.Random(SEED)
-        event = json.dumps(eventbridge_event(self.svc.src_bucket, 'images/m.jpg', 10))
+        event = json.dumps(eventbridge_event(bucket=self.svc.src_bucket, key='images/m.jpg',
+                                             size=10))
         auth = 'Authorization: Bearer %s\r\n' % API_TOKEN
         templates = [
             'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n',
@@ -427,8 +430,8 @@ class LimitsTest(unittest.TestCase):
         s = self.connect()
         s.sendall(b'GET /v1/\xff\xfe%C3/caf\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n')
         self.assertEqual(status_of(read_reply(s, 2)), 404)
-        wait_until(lambda: '/v1/\\\\xff\\\\xfe\\\\xc3/caf\u00e9' in self.svc.log_text(),
-                   timeout=5, what='the request line with its path escaped')
+        wait_for(lambda: '/v1/\\\\xff\\\\xfe\\\\xc3/caf\u00e9' in self.svc.log_text(), 5,
+                 what='the request line with its path escaped')
 
 
 class EventsAndRecordsTest(unittest.TestCase):
@@ -451,32 +454,21 @@ class EventsAndRecordsTest(unittest.TestCase):
     def test_foreign_bucket_event_is_ignored(self):
         foreign = self.s3.create_bucket(prefix='foreign')
         self.s3.client().put_object(Bucket=foreign, Key='images/x.jpg', Body=b'\xff\xd8\xff')
-        event = json.dumps(eventbridge_event(foreign, 'images/x.jpg', 3)).encode()
-        status, _, body = http('POST', self.svc.url('/v1/events'), body=event,
-                               headers={'x-api-key': EVENTS_API_KEY,
-                                        'Content-Type': 'application/json'})
+        status, _, body = post_event(self.svc, eventbridge_event(bucket=foreign,
+                                                                 key='images/x.jpg', size=3))
         self.assertEqual(status, 202, body)
-        self.assertEqual(json.loads(body), {'accepted': 0, 'duplicates': 0, 'ignored': 1})
-        status, _, body = http('GET', self.svc.url('/v1/images?key=images/x.jpg'),
-                               headers={'Authorization': 'Bearer ' + API_TOKEN})
-        self.assertEqual(json.loads(body)['items'], [])
+        self.assertEqual(body, {'accepted': 0, 'duplicates': 0, 'ignored': 1})
+        self.assertIsNone(get_record(self.svc, key='images/x.jpg'))
         listed = self.s3.client().list_objects_v2(Bucket=self.svc.dest_bucket)
         self.assertEqual(listed.get('KeyCount', 0), 0, 'nothing was written for it')
 
     def test_s3_error_text_never_reaches_the_client(self):
         key = 'images/never-uploaded-%s.jpg' % uuid.uuid4().hex[:8]
-        event = json.dumps(eventbridge_event(self.svc.src_bucket, key, 10)).encode()
-        status, _, body = http('POST', self.svc.url('/v1/events'), body=event,
-                               headers={'x-api-key': EVENTS_API_KEY,
-                                        'Content-Type': 'application/json'})
+        status, _, body = post_event(self.svc, eventbridge_event(bucket=self.svc.src_bucket,
+                                                                 key=key, size=10))
         self.assertEqual(status, 202, body)
-
-        def failed():
-            _, _, b = http('GET', self.svc.url('/v1/images?key=' + key),
-                           headers={'Authorization': 'Bearer ' + API_TOKEN})
-            items = json.loads(b)['items']
-            return items[0] if items and items[0]['state'] == 'failed' else None
-        rec = wait_until(failed, timeout=scaled(20), what='the job to fail')
+        rec = wait_record(self.svc, key=key, timeout=20)
+        self.assertEqual(rec['state'], 'failed', rec)
         self.assertEqual(rec['error']['code'], 'source_missing')
         # Our words, whatever S3 answered (its <Code> and <Message> go to the log only).
         self.assertEqual(rec['error']['message'], 'the uploaded object is not in the source bucket')
@@ -505,9 +497,9 @@ class EventsAndRecordsTest(unittest.TestCase):
                 record = dict(record, id=rid if record['id'] == good_id else record['id'])
             data = b'{"id": ' if record is None else json.dumps(record).encode()
             c.put_object(Bucket=self.svc.dest_bucket, Key='_status/ids/' + rid, Body=data)
-            status, _, body = http('GET', self.svc.url('/v1/images/' + rid),
-                                   headers={'Authorization': 'Bearer ' + API_TOKEN})
-            self.assertEqual(status, 404, '%s: %r' % (what, body))
+            with self.subTest(what):
+                assert_error(json_http('GET', self.svc.url('/v1/images/' + rid), headers=AUTH),
+                             404, 'not_found')
         self.assertTrue(self.svc.running())
         self.assertGreaterEqual(self.svc.log_text().count('"status_record_rejected"'),
                                 len(forged))

@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cfn  # noqa: E402
+import fixtures  # noqa: E402
 import harness  # noqa: E402
 import iam  # noqa: E402
 
@@ -152,7 +153,7 @@ class AccessLog(unittest.TestCase):
 
         def mine():
             return [e for e in iam.s3_log_entries(log, since) if e[1].split('/')[1] == bucket]
-        entries = harness.wait_until(lambda: len(mine()) >= 5 and mine(), what='log lines')
+        entries = fixtures.wait_for(lambda: len(mine()) >= 5 and mine(), 10, what='log lines')
         got = [iam.s3_request(m, p, q) for m, p, q, _, _ in entries]
         obj = 'arn:aws:s3:::%s/%s' % (bucket, key)
         self.assertEqual([(r.action, r.resource, r.context) for r in got], [

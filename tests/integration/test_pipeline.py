@@ -18,26 +18,16 @@ import time
 import unittest
 import uuid
 from base64 import b64encode
-from urllib.parse import quote
 
-from harness import (API_TOKEN, EVENTS_API_KEY, SOURCE_DIR, Resizer, S3Server, http,
-                     json_http, scaled, wait_until)
+from fixtures import (AUTH, assert_error, eventbridge_event, get_record, next_sequencer,
+                      post_event, put_source, records_event, s3_record, wait_for, wait_record)
+from harness import EVENTS_API_KEY, SOURCE_DIR, Resizer, S3Server, http, json_http, scaled
 
 VARIANTS = (('desktop', 1920), ('tablet', 1024), ('phone', 640))  # the service's default
 EXT = {'jpeg': 'jpg', 'png': 'png', 'webp': 'webp', 'gif': 'gif'}
 MIME = {'jpeg': 'image/jpeg', 'png': 'image/png', 'webp': 'image/webp', 'gif': 'image/gif'}
 LOADER_FORMAT = {'jpegload': 'jpeg', 'pngload': 'png', 'webpload': 'webp', 'gifload': 'gif',
                  'tiffload': 'tiff'}
-AUTH = {'Authorization': 'Bearer ' + API_TOKEN}
-# What an EventBridge API destination sends (notes/aws-facts.md), with the connection's key.
-EVENTBRIDGE_HEADERS = {
-    'User-Agent': 'Amazon/EventBridge/ApiDestinations',
-    'Content-Type': 'application/json; charset=utf-8',
-    'Range': 'bytes=0-1048575',
-    'Accept-Encoding': 'gzip,deflate',
-    'Connection': 'close',
-    'x-api-key': EVENTS_API_KEY,
-}
 
 # corpus name -> (upload Content-Type, variant format under OUTPUT_FORMAT=same, alpha kept)
 CORPUS_VALID = {
@@ -78,64 +68,7 @@ def corpus(name):
         return f.read()
 
 
-# -- events, shaped as their senders shape them ---------------------------------------------
-
-def eventbridge_event(bucket, key, size, etag, sequencer='617f08299329d189'):
-    """The S3 "Object Created" event exactly as EventBridge delivers it (the key as given)."""
-    return {
-        'version': '0', 'id': str(uuid.uuid4()), 'detail-type': 'Object Created',
-        'source': 'aws.s3', 'account': '111122223333', 'time': '2021-11-12T00:00:00Z',
-        'region': 'us-east-1', 'resources': ['arn:aws:s3:::' + bucket],
-        'detail': {
-            'version': '0', 'bucket': {'name': bucket},
-            'object': {'key': key, 'size': size, 'etag': etag,
-                       'version-id': 'IYV3p45BT0ac8hjHg1houSdS1a.Mro8e', 'sequencer': sequencer},
-            'request-id': 'N4N7GDK58NMKJ12R', 'requester': '123456789012',
-            'source-ip-address': '1.2.3.4', 'reason': 'PutObject'}}
-
-
-def s3_record(bucket, encoded_key, size, etag, sequencer='0055AED6DCD90281E5'):
-    """One classic S3 notification record; encoded_key is already form-URL-encoded."""
-    return {
-        'eventVersion': '2.1', 'eventSource': 'aws:s3', 'awsRegion': 'us-east-1',
-        'eventTime': '2021-11-12T00:00:00.000Z', 'eventName': 'ObjectCreated:Put',
-        'userIdentity': {'principalId': 'AWS:AIDAEXAMPLE'},
-        'requestParameters': {'sourceIPAddress': '1.2.3.4'},
-        'responseElements': {'x-amz-request-id': 'C3D13FE58DE4C810',
-                             'x-amz-id-2': 'FMyUVURIY8/IgAtTv8xRjskZQpcIZ9KG4V5Wp6S7S/JRWeUWer'},
-        's3': {'s3SchemaVersion': '1.0', 'configurationId': 'resize',
-               'bucket': {'name': bucket, 'ownerIdentity': {'principalId': 'A3NL1KOZZKExample'},
-                          'arn': 'arn:aws:s3:::' + bucket},
-               'object': {'key': encoded_key, 'size': size, 'eTag': etag,
-                          'sequencer': sequencer}}}
-
-
-def form_encode(key):
-    """A key as S3 puts it into a Records notification: space -> '+', '+' -> '%2B'."""
-    return quote(key, safe='/').replace('%20', '+')
-
-
-def post_event(svc, event, headers=None):
-    """POSTs event (a dict, or bytes sent as they are) with EventBridge's headers (headers
-    are merged over them; None values remove one). Returns (status, headers, JSON or None)."""
-    hdrs = dict(EVENTBRIDGE_HEADERS)
-    for k, v in (headers or {}).items():
-        if v is None:
-            hdrs.pop(k, None)
-        else:
-            hdrs[k] = v
-    body = event if isinstance(event, bytes) else json.dumps(event).encode()
-    status, rhdrs, data = http('POST', svc.url('/v1/events'), headers=hdrs, body=body)
-    return status, rhdrs, (json.loads(data) if data.strip() else None)
-
-
 # -- S3 and the service -----------------------------------------------------------------------
-
-def put_direct(svc, key, data, content_type='image/jpeg'):
-    """Puts an object straight into the source bucket (botocore, as a migration would)."""
-    S3.client().put_object(Bucket=svc.src_bucket, Key=key, Body=data, ContentType=content_type)
-    return source_object(svc, key)
-
 
 def source_object(svc, key):
     """(size, etag without quotes) of a source object."""
@@ -160,36 +93,6 @@ def upload_presigned(svc, name, content_type):
     if res.stdout != '200':
         raise AssertionError('presigned PUT of %s -> %s %s' % (name, res.stdout, res.stderr))
     return up['id'], up['key']
-
-
-def get_image(svc, image_id):
-    status, _, body = json_http('GET', svc.url('/v1/images/' + image_id), headers=AUTH)
-    if status != 200:
-        raise AssertionError('GET /v1/images/%s -> %d %r' % (image_id, status, body))
-    return body
-
-
-def find_by_key(svc, key):
-    """The status record of key via GET /v1/images?key=, or None."""
-    status, _, body = json_http('GET', svc.url('/v1/images?key=' + quote(key, safe='')),
-                                headers=AUTH)
-    if status != 200:
-        raise AssertionError('GET /v1/images?key=%s -> %d %r' % (key, status, body))
-    return body['items'][0] if body['items'] else None
-
-
-def finished(record):
-    return record if record and record['state'] in ('done', 'failed') else None
-
-
-def wait_image(svc, image_id, timeout=60):
-    return wait_until(lambda: finished(get_image(svc, image_id)), timeout=scaled(timeout),
-                      interval=0.2, what='image %s done or failed' % image_id)
-
-
-def wait_key(svc, key, timeout=60):
-    return wait_until(lambda: finished(find_by_key(svc, key)), timeout=scaled(timeout),
-                      interval=0.2, what='%s done or failed' % key)
 
 
 def stop_clean(svc):
@@ -419,7 +322,11 @@ class CorpusTest(unittest.TestCase, VariantChecks):
         for name, (ctype, _, _) in CORPUS_VALID.items():
             image_id, key = upload_presigned(cls.svc, name, ctype)
             size, etag = source_object(cls.svc, key)
-            answer = post_event(cls.svc, eventbridge_event(cls.svc.src_bucket, key, size, etag))
+            # Every field S3 fills in for a versioned bucket.
+            event = eventbridge_event(bucket=cls.svc.src_bucket, key=key, size=size, etag=etag,
+                                      sequencer=next_sequencer(),
+                                      version_id='IYV3p45BT0ac8hjHg1houSdS1a.Mro8e')
+            answer = post_event(cls.svc, event)
             cls.uploads[name] = (image_id, key, answer)
         cls.done = {}
 
@@ -435,7 +342,7 @@ class CorpusTest(unittest.TestCase, VariantChecks):
         image_id, key, (status, headers, body) = self.uploads[name]
         self.assertEqual(status, 202, body)
         self.assertEqual(body, {'accepted': 1, 'duplicates': 0, 'ignored': 0})
-        record = wait_image(self.svc, image_id)
+        record = wait_record(self.svc, image_id=image_id)
         imgs = self.check_done(self.svc, record, key, corpus(name), fmt, alpha, image_id)
         self.check_status_records(self.svc, record, key[len('images/'):])
         self.done[name] = imgs
@@ -519,24 +426,25 @@ class DirectUploadTest(unittest.TestCase, VariantChecks):
         odd, plain = 'images/a b+c.jpg', 'images/plain.jpg'
         records = []
         for key, name in ((odd, 'photo.jpg'), (plain, 'small.jpg')):
-            size, etag = put_direct(self.svc, key, corpus(name))
-            records.append(s3_record(self.svc.src_bucket, form_encode(key), size, etag))
+            size, etag = put_source(self.svc, key, corpus(name))
+            records.append(s3_record(bucket=self.svc.src_bucket, key=key, size=size, etag=etag))
         self.assertEqual(records[0]['s3']['object']['key'], 'images/a+b%2Bc.jpg')
-        status, _, body = post_event(self.svc, {'Records': records})
+        status, _, body = post_event(self.svc, records_event(records))
         self.assertEqual((status, body), (202, {'accepted': 2, 'duplicates': 0, 'ignored': 0}))
         for key, name, stem in ((odd, 'photo.jpg', 'a b+c'), (plain, 'small.jpg', 'plain')):
-            record = wait_key(self.svc, key)
+            record = wait_record(self.svc, key=key)
             self.check_done(self.svc, record, key, corpus(name), 'jpeg', False, stem)
             self.check_status_records(self.svc, record, key[len('images/'):])
         self.assertEqual(record['variants'][0]['key'], 'desktop/plain.jpg')
 
     def test_eventbridge_percent_encoded_key_falls_back_to_decoded(self):
         key = 'images/sp ace.jpg'
-        size, etag = put_direct(self.svc, key, corpus('small.jpg'))
+        size, etag = put_source(self.svc, key, corpus('small.jpg'))
         status, _, body = post_event(
-            self.svc, eventbridge_event(self.svc.src_bucket, 'images/sp%20ace.jpg', size, etag))
+            self.svc, eventbridge_event(bucket=self.svc.src_bucket, key='images/sp%20ace.jpg',
+                                        size=size, etag=etag))
         self.assertEqual((status, body), (202, {'accepted': 1, 'duplicates': 0, 'ignored': 0}))
-        record = wait_key(self.svc, key)
+        record = wait_record(self.svc, key=key)
         self.check_done(self.svc, record, key, corpus('small.jpg'), 'jpeg', False, 'sp ace')
         self.check_status_records(self.svc, record, 'sp ace.jpg')
 
@@ -555,47 +463,43 @@ class EventIntakeTest(unittest.TestCase):
         stop_clean(cls.svc)
 
     def put_small(self, key):
-        return put_direct(self.svc, key, corpus('small.jpg'))
-
-    def assert_error(self, status, body, want_status, code):
-        self.assertEqual(status, want_status, body)
-        self.assertEqual(body['error']['code'], code, body)
-        self.assertTrue(body['error']['message'])
+        return put_source(self.svc, key, corpus('small.jpg'))
 
     def test_same_event_twice_runs_one_job(self):
         key = 'images/dup.jpg'
         size, etag = self.put_small(key)
-        event = eventbridge_event(self.svc.src_bucket, key, size, etag)
+        event = eventbridge_event(bucket=self.svc.src_bucket, key=key, size=size, etag=etag)
         before = jobs_total(self.svc)
         self.assertEqual(post_event(self.svc, event)[2],
                          {'accepted': 1, 'duplicates': 0, 'ignored': 0})
         self.assertEqual(post_event(self.svc, event)[2],
                          {'accepted': 0, 'duplicates': 1, 'ignored': 0})
-        record = wait_key(self.svc, key)
+        record = wait_record(self.svc, key=key)
         self.assertEqual(record['state'], 'done', record)
         # Delivered again after it is done (EventBridge retries): still nothing new to do.
         self.assertEqual(post_event(self.svc, event)[2],
                          {'accepted': 0, 'duplicates': 1, 'ignored': 0})
-        wait_until(lambda: jobs_total(self.svc) >= before + 1, timeout=scaled(10),
-                   what='resizer_jobs_total to count the job')
+        wait_for(lambda: jobs_total(self.svc) >= before + 1, 10,
+                 what='resizer_jobs_total to count the job')
         time.sleep(scaled(1))
         self.assertEqual(jobs_total(self.svc), before + 1)
-        self.assertEqual(find_by_key(self.svc, key)['attempts'], 1)
+        self.assertEqual(get_record(self.svc, key=key)['attempts'], 1)
 
     def test_event_for_another_bucket_is_ignored(self):
         size, etag = self.put_small('images/other-bucket.jpg')
-        event = eventbridge_event('someone-elses-bucket', 'images/other-bucket.jpg', size, etag)
+        event = eventbridge_event(bucket='someone-elses-bucket', key='images/other-bucket.jpg',
+                                  size=size, etag=etag)
         status, _, body = post_event(self.svc, event)
         self.assertEqual((status, body), (202, {'accepted': 0, 'duplicates': 0, 'ignored': 1}))
 
     def test_key_outside_the_prefix_is_ignored(self):
         size, etag = self.put_small('uploads/outside.jpg')
         for key in ('uploads/outside.jpg', 'imagesX/outside.jpg', 'desktop/outside.jpg'):
-            event = eventbridge_event(self.svc.src_bucket, key, size, etag)
+            event = eventbridge_event(bucket=self.svc.src_bucket, key=key, size=size, etag=etag)
             status, _, body = post_event(self.svc, event)
             self.assertEqual((status, body), (202, {'accepted': 0, 'duplicates': 0, 'ignored': 1}),
                              key)
-        self.assertIsNone(find_by_key(self.svc, 'uploads/outside.jpg'))
+        self.assertIsNone(get_record(self.svc, key='uploads/outside.jpg'))
 
     def test_s3_test_event_is_accepted_and_ignored(self):
         event = {'Service': 'Amazon S3', 'Event': 's3:TestEvent', 'Time': '2021-11-12T00:00:00Z',
@@ -605,12 +509,12 @@ class EventIntakeTest(unittest.TestCase):
         self.assertEqual((status, body), (202, {'accepted': 0, 'duplicates': 0, 'ignored': 1}))
 
     def test_wrong_or_missing_api_key_is_401(self):
-        event = eventbridge_event(self.svc.src_bucket, 'images/x.jpg', 1, 'abc')
-        status, _, body = post_event(self.svc, event, {'x-api-key': EVENTS_API_KEY + 'x'})
-        self.assert_error(status, body, 401, 'unauthorized')
-        status, _, body = post_event(self.svc, event, {'x-api-key': None})
-        self.assert_error(status, body, 401, 'unauthorized')
-        self.assertIsNone(find_by_key(self.svc, 'images/x.jpg'))
+        event = eventbridge_event(bucket=self.svc.src_bucket, key='images/x.jpg', size=1,
+                                  etag='abc')
+        assert_error(post_event(self.svc, event, {'x-api-key': EVENTS_API_KEY + 'x'}), 401,
+                     'unauthorized')
+        assert_error(post_event(self.svc, event, {'x-api-key': None}), 401, 'unauthorized')
+        self.assertIsNone(get_record(self.svc, key='images/x.jpg'))
 
     def test_basic_auth_when_configured(self):
         event = {'Service': 'Amazon S3', 'Event': 's3:TestEvent'}
@@ -618,20 +522,19 @@ class EventIntakeTest(unittest.TestCase):
         bad = 'Basic ' + b64encode(b'eb-user:wrong').decode()
         status, _, body = post_event(self.svc, event, {'x-api-key': None, 'Authorization': good})
         self.assertEqual(status, 202, body)
-        status, _, body = post_event(self.svc, event, {'x-api-key': None, 'Authorization': bad})
-        self.assert_error(status, body, 401, 'unauthorized')
+        assert_error(post_event(self.svc, event, {'x-api-key': None, 'Authorization': bad}), 401,
+                     'unauthorized')
 
     def test_malformed_json_is_400(self):
         for raw in (b'{"detail": {"bucket":', b'not json', b'{"Records": [{"eventVersion": "2.1",'
                     b' "eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "b"}}}]}'):
-            status, _, body = post_event(self.svc, raw)
-            self.assert_error(status, body, 400, 'invalid_event')
+            assert_error(post_event(self.svc, raw), 400, 'invalid_event')
 
     def test_body_over_256_kib_is_413(self):
-        event = eventbridge_event(self.svc.src_bucket, 'images/big.jpg', 1, 'abc')
+        event = eventbridge_event(bucket=self.svc.src_bucket, key='images/big.jpg', size=1,
+                                  etag='abc')
         event['padding'] = 'x' * (256 * 1024)
-        status, _, body = post_event(self.svc, event)
-        self.assert_error(status, body, 413, 'too_large')
+        assert_error(post_event(self.svc, event), 413, 'too_large')
 
     def test_head_is_200(self):
         status, _, body = http('HEAD', self.svc.url('/v1/events'))
@@ -648,26 +551,26 @@ class BackPressureTest(unittest.TestCase):
         keys = ['images/busy%d.jpg' % i for i in range(4)]
         records = []
         for key in keys:
-            size, etag = put_direct(svc, key, corpus('photo.jpg'))
-            records.append(s3_record(svc.src_bucket, form_encode(key), size, etag))
-        batch = {'Records': records}
+            size, etag = put_source(svc, key, corpus('photo.jpg'))
+            records.append(s3_record(bucket=svc.src_bucket, key=key, size=size, etag=etag))
+        batch = records_event(records)
         before = jobs_total(svc)
-        status, headers, body = post_event(svc, batch)
-        self.assertEqual(status, 429, body)
-        self.assertEqual(body['error']['code'], 'busy', body)
-        self.assertGreaterEqual(int(headers['retry-after']), 1)
-        deadline = time.monotonic() + scaled(90)
-        while status == 429 and time.monotonic() < deadline:
-            time.sleep(int(headers['retry-after']))
-            status, headers, body = post_event(svc, batch)
+        refused = post_event(svc, batch)
+        assert_error(refused, 429, 'busy')
+        retry_after = int(refused[1]['retry-after'])
+        self.assertGreaterEqual(retry_after, 1)
+        # Redelivered as EventBridge does: after Retry-After, until taken.
+        status, headers, body = wait_for(
+            lambda: (lambda r: r if r[0] != 429 else None)(post_event(svc, batch)), 90,
+            what='the batch taken after 429s', interval=retry_after)
         self.assertEqual(status, 202, body)
         self.assertEqual(body['accepted'] + body['duplicates'], len(keys), body)
         self.assertGreaterEqual(body['duplicates'], 1, body)
         for key in keys:
-            record = wait_key(svc, key)
+            record = wait_record(svc, key=key)
             self.assertEqual((record['state'], record['attempts']), ('done', 1), record)
-        wait_until(lambda: jobs_total(svc) >= before + len(keys), timeout=scaled(10),
-                   what='resizer_jobs_total to count every job')
+        wait_for(lambda: jobs_total(svc) >= before + len(keys), 10,
+                 what='resizer_jobs_total to count every job')
         time.sleep(scaled(1))
         self.assertEqual(jobs_total(svc), before + len(keys))
         status, _, body = post_event(svc, batch)
@@ -699,7 +602,7 @@ class FailureTest(unittest.TestCase):
         stop_clean(cls.svc)
 
     def assert_failed(self, key, codes):
-        record = wait_key(self.svc, key)
+        record = wait_record(self.svc, key=key)
         self.assertEqual(record['state'], 'failed', record)
         self.assertIn(record['error']['code'], codes, record)
         self.assertTrue(record['error']['message'], record)
@@ -713,9 +616,10 @@ class FailureTest(unittest.TestCase):
     def test_hostile_files_fail_with_their_code(self):
         for name, ctype, _ in self.CASES:
             key = 'images/bad-' + name
-            size, etag = put_direct(self.svc, key, corpus(name), ctype)
+            size, etag = put_source(self.svc, key, corpus(name), ctype)
             status, _, body = post_event(self.svc,
-                                         eventbridge_event(self.svc.src_bucket, key, size, etag))
+                                         eventbridge_event(bucket=self.svc.src_bucket, key=key,
+                                                           size=size, etag=etag))
             self.assertEqual(status, 202, body)
         for name, _, code in self.CASES:
             with self.subTest(name):
@@ -728,7 +632,8 @@ class FailureTest(unittest.TestCase):
 
     def test_event_for_a_missing_object(self):
         key = 'images/never-uploaded.jpg'
-        event = eventbridge_event(self.svc.src_bucket, key, 1234, uuid.uuid4().hex)
+        event = eventbridge_event(bucket=self.svc.src_bucket, key=key, size=1234,
+                                  etag=uuid.uuid4().hex)
         status, _, body = post_event(self.svc, event)
         self.assertEqual((status, body), (202, {'accepted': 1, 'duplicates': 0, 'ignored': 0}))
         self.assert_failed(key, ('source_missing', 'access_denied'))
@@ -739,9 +644,10 @@ class FailureTest(unittest.TestCase):
         self.assertEqual(http('GET', self.svc.url('/healthz'))[0], 200)
         self.assertEqual(http('GET', self.svc.url('/readyz'))[0], 200)
         key = 'images/after-%s.jpg' % uuid.uuid4().hex[:8]
-        size, etag = put_direct(self.svc, key, corpus('small.jpg'))
-        post_event(self.svc, eventbridge_event(self.svc.src_bucket, key, size, etag))
-        self.assertEqual(wait_key(self.svc, key)['state'], 'done')
+        size, etag = put_source(self.svc, key, corpus('small.jpg'))
+        post_event(self.svc, eventbridge_event(bucket=self.svc.src_bucket, key=key, size=size,
+                                               etag=etag))
+        self.assertEqual(wait_record(self.svc, key=key)['state'], 'done')
 
 
 # -- 6. OUTPUT_FORMAT=webp ---------------------------------------------------------------------
@@ -753,11 +659,12 @@ class WebpOutputTest(unittest.TestCase, VariantChecks):
         cases = (('images/photo.jpg', 'photo.jpg', 'image/jpeg', False),
                  ('images/alpha.png', 'alpha.png', 'image/png', True))
         for key, name, ctype, _ in cases:
-            size, etag = put_direct(svc, key, corpus(name), ctype)
-            status, _, body = post_event(svc, eventbridge_event(svc.src_bucket, key, size, etag))
+            size, etag = put_source(svc, key, corpus(name), ctype)
+            status, _, body = post_event(svc, eventbridge_event(bucket=svc.src_bucket, key=key,
+                                                                size=size, etag=etag))
             self.assertEqual(status, 202, body)
         for key, name, _, alpha in cases:
-            record = wait_key(svc, key)
+            record = wait_record(svc, key=key)
             stem = key[len('images/'):].rsplit('.', 1)[0]
             self.check_done(svc, record, key, corpus(name), 'webp', alpha, stem)
             self.assertEqual(record['variants'][0]['key'], 'desktop/%s.webp' % stem)

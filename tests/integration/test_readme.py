@@ -13,18 +13,17 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import API_TOKEN, EVENTS_API_KEY, Resizer, S3Server, json_http, scaled, wait_until  # noqa: E402,E501
+from harness import API_TOKEN, EVENTS_API_KEY, Resizer, S3Server, scaled  # noqa: E402
+from fixtures import get_record, wait_for, wait_record  # noqa: E402
 
 README = os.path.join(harness.SOURCE_DIR, 'README.md')
 RELAY = os.path.join(harness.SOURCE_DIR, 'deploy', 'local', 'event-relay')
 CORPUS = os.path.join(harness.SOURCE_DIR, 'tests', 'corpus', 'make_corpus.sh')
-AUTH = {'Authorization': 'Bearer ' + API_TOKEN}
 MARK = '@@readme-command %d@@'
 
 
@@ -95,11 +94,6 @@ class ReadmeTest(unittest.TestCase):
         return subprocess.Popen([RELAY], env=env, stdin=subprocess.DEVNULL,
                                 stdout=cls.relay_log, stderr=subprocess.STDOUT)
 
-    def by_key(self, key):
-        status, _, body = json_http('GET', self.svc.url('/v1/images?key=' + key), headers=AUTH)
-        self.assertEqual(status, 200, body)
-        return body['items'][0] if body['items'] else None
-
     def direct_upload(self, stem, data, states):
         """Puts images/<stem>-<n>.jpg straight into the source bucket until the relay has
         delivered one and it reached one of states (an object the relay saw in its first
@@ -109,11 +103,10 @@ class ReadmeTest(unittest.TestCase):
             self.client.put_object(Bucket=self.svc.src_bucket, Key=key, Body=data,
                                    ContentType='image/jpeg')
             try:  # the relay lists every second: a record appears within a few
-                wait_until(lambda: self.by_key(key), timeout=scaled(4), what='%s seen' % key)
+                wait_for(lambda: get_record(self.svc, key=key), 4, what='%s seen' % key)
             except AssertionError:
                 continue
-            return wait_until(lambda: (lambda r: r if r['state'] in states else None)(
-                self.by_key(key)), timeout=scaled(30), what='%s in %s' % (key, states))
+            return wait_record(self.svc, key=key, states=states, timeout=30)
         raise AssertionError('the relay delivered none of 5 direct uploads; its log:\n'
                              + open(os.path.join(self.work, 'relay.log')).read()[-2000:])
 
@@ -201,9 +194,8 @@ class ReadmeTest(unittest.TestCase):
                          'id': failed['id']}, capture_output=True, text=True, timeout=60)
                 self.assertEqual(json.loads(retry.stdout), {'id': failed['id'],
                                                             'state': 'queued'}, retry.stderr)
-                again = wait_until(lambda: (lambda r: r if r['state'] == 'failed' else None)(
-                    self.by_key(failed['source']['key'])), timeout=scaled(30),
-                    what='the retried image failed again')
+                again = wait_record(self.svc, key=failed['source']['key'], states=('failed',),
+                                    timeout=30)
                 self.assertEqual(again['attempts'], 2, again)
                 checked.add('retry')
             else:

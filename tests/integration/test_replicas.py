@@ -25,9 +25,9 @@ import tempfile
 import time
 import unittest
 
+from fixtures import AUTH, eventbridge_event, get_record, post_event, put_source, wait_for
 from harness import (DynamoServer, Resizer, S3Server, create_table, json_http, http, scaled,
-                     start_replicas, unique_table, wait_until)
-from jobs_util import AUTH, EVENT_AUTH, eventbridge_event, quote_key, status_by_key
+                     start_replicas, unique_table)
 
 S3 = None
 DDB = None
@@ -57,28 +57,19 @@ def image(name, width, height):
         return f.read()
 
 
-def put(svc, key, data):
-    svc.s3.client().put_object(Bucket=svc.src_bucket, Key=key, Body=data,
-                               ContentType='image/jpeg')
-
-
 def post(svc, keys, size=1):
     """One EventBridge delivery per key, all to svc; returns [(status, headers, body)]."""
-    out = []
-    for key in keys:
-        out.append(json_http('POST', svc.url('/v1/events'),
-                             eventbridge_event(svc.src_bucket, key, size), headers=EVENT_AUTH))
-    return out
+    return [post_event(svc, eventbridge_event(bucket=svc.src_bucket, key=key, size=size))
+            for key in keys]
 
 
 def states(svc, keys):
-    return {k: (status_by_key(svc, k) or {}).get('state') for k in keys}
+    return {k: (get_record(svc, key=k) or {}).get('state') for k in keys}
 
 
 def wait_all(svc, keys, state, timeout):
-    return wait_until(lambda: all(s == state for s in states(svc, keys).values()),
-                      timeout=scaled(timeout), interval=0.3,
-                      what='%s %s on %r' % (keys, state, svc))
+    return wait_for(lambda: all(s == state for s in states(svc, keys).values()), timeout,
+                    what='%s %s on %r' % (keys, state, svc), interval=0.3)
 
 
 class Replicas(unittest.TestCase):
@@ -87,8 +78,8 @@ class Replicas(unittest.TestCase):
         """Semantics 1 and 4: the same event at both replicas is one job; done and failed
         images look the same from either replica, by id, by key and listed by state."""
         with start_replicas(2, S3, DDB, env={'LEASE_SECONDS': str(LEASE)}) as (a, b):
-            put(a, 'images/one.jpg', image('small.jpg', 400, 300))
-            put(a, 'images/bad.jpg', b'not an image at all')
+            put_source(a, 'images/one.jpg', image('small.jpg', 400, 300))
+            put_source(a, 'images/bad.jpg', b'not an image at all')
             ra = post(a, ['images/one.jpg'])[0]
             rb = post(b, ['images/one.jpg'])[0]
             self.assertEqual((ra[0], rb[0]), (202, 202), (ra, rb))
@@ -97,7 +88,7 @@ class Replicas(unittest.TestCase):
             self.assertEqual(post(b, ['images/bad.jpg'])[0][0], 202)
             wait_all(a, ['images/one.jpg'], 'done', 20)
             wait_all(a, ['images/bad.jpg'], 'failed', 20)
-            ra, rb = status_by_key(a, 'images/one.jpg'), status_by_key(b, 'images/one.jpg')
+            ra, rb = get_record(a, key='images/one.jpg'), get_record(b, key='images/one.jpg')
             self.assertEqual(ra['attempts'], 1, ra)
             for rec in (ra, rb):
                 for v in rec['variants']:
@@ -121,21 +112,20 @@ class Replicas(unittest.TestCase):
         key = 'images/again.jpg'
         with start_replicas(2, S3, DDB, env={'LEASE_SECONDS': str(LEASE), 'WORKERS': '1'}) \
                 as (a, b):
-            put(a, key, image('huge.jpg', 4000, 3000))
-            first = eventbridge_event(a.src_bucket, key, 1, sequencer='0A')
-            self.assertEqual(json_http('POST', a.url('/v1/events'), first,
-                                       headers=EVENT_AUTH)[2]['accepted'], 1)
-            wait_until(lambda: states(b, [key])[key] == 'processing', timeout=scaled(10),
-                       interval=0.05, what='the first run processing')
-            put(a, key, image('small.jpg', 400, 300))
+            put_source(a, key, image('huge.jpg', 4000, 3000))
+            first = eventbridge_event(bucket=a.src_bucket, key=key, size=1, sequencer='0A')
+            self.assertEqual(post_event(a, first)[2]['accepted'], 1)
+            wait_for(lambda: states(b, [key])[key] == 'processing', 10,
+                     what='the first run processing', interval=0.05)
+            put_source(a, key, image('small.jpg', 400, 300))
             etag = a.s3.client().head_object(Bucket=a.src_bucket, Key=key)['ETag']
-            newer = eventbridge_event(a.src_bucket, key, 1, etag=etag.strip('"'), sequencer='0B')
-            st, _, body = json_http('POST', b.url('/v1/events'), newer, headers=EVENT_AUTH)
+            newer = eventbridge_event(bucket=a.src_bucket, key=key, size=1, etag=etag.strip('"'),
+                                      sequencer='0B')
+            st, _, body = post_event(b, newer)
             self.assertEqual((st, body['accepted'], body['duplicates']), (202, 0, 1), body)
-            wait_until(lambda: (status_by_key(b, key) or {}).get('attempts') == 2 and
-                       states(b, [key])[key] == 'done', timeout=scaled(30), interval=0.3,
-                       what='the second run done')
-            rec = status_by_key(a, key)
+            wait_for(lambda: (get_record(b, key=key) or {}).get('attempts') == 2 and
+                     states(b, [key])[key] == 'done', 30, what='the second run done', interval=0.3)
+            rec = get_record(a, key=key)
             self.assertEqual((rec['source']['width'], rec['variants'][0]['width']), (400, 400))
             self.assertEqual(rec['source']['etag'].strip('"'), etag.strip('"'))
 
@@ -146,7 +136,7 @@ class Replicas(unittest.TestCase):
         with start_replicas(2, S3, DDB, env={'LEASE_SECONDS': str(LEASE), 'WORKERS': '1'}) as (a, b):
             data = image('big.jpg', 3000, 2250)
             for k in keys:
-                put(a, k, data)
+                put_source(a, k, data)
             self.assertTrue(all(r[0] == 202 and r[2]['accepted'] == 1 for r in post(a, keys)))
             a.kill9()
             killed = time.monotonic()
@@ -168,10 +158,10 @@ class Replicas(unittest.TestCase):
         env = {'LEASE_SECONDS': str(LEASE), 'RECONCILE_INTERVAL': '1'}
         with start_replicas(2, S3, DDB, env=env) as (a, b):
             for k in keys:
-                put(a, k, image('small.jpg', 400, 300))
+                put_source(a, k, image('small.jpg', 400, 300))
             wait_all(a, keys, 'done', 30)
             time.sleep(2)
-            self.assertEqual([status_by_key(b, k)['attempts'] for k in keys], [1, 1, 1])
+            self.assertEqual([get_record(b, key=k)['attempts'] for k in keys], [1, 1, 1])
             ok = [metric_sum(svc, 'resizer_reconcile_sweeps_total{outcome="ok"}')
                   for svc in (a, b)]
             skipped = [metric_sum(svc, 'resizer_reconcile_sweeps_total{outcome="skipped"}')
@@ -188,27 +178,27 @@ class Replicas(unittest.TestCase):
         ddb = DynamoServer(private=True)
         try:
             with start_replicas(1, S3, ddb, env={'LEASE_SECONDS': str(LEASE)}) as (a,):
-                put(a, 'images/o1.jpg', image('small.jpg', 400, 300))
-                put(a, 'images/o2.jpg', image('small.jpg', 400, 300))
+                put_source(a, 'images/o1.jpg', image('small.jpg', 400, 300))
+                put_source(a, 'images/o2.jpg', image('small.jpg', 400, 300))
                 self.assertEqual(post(a, ['images/o1.jpg'])[0][0], 202)
                 wait_all(a, ['images/o1.jpg'], 'done', 20)
                 ddb.stop()
                 st, headers, _ = post(a, ['images/o2.jpg'])[0]
                 self.assertEqual(st, 503)
                 self.assertIn('retry-after', {k.lower() for k in headers})
-                wait_until(lambda: http('GET', a.url('/readyz'))[0] == 503,
-                           timeout=scaled(10), what='/readyz 503 with the store down')
+                wait_for(lambda: http('GET', a.url('/readyz'))[0] == 503, 10,
+                         what='/readyz 503 with the store down')
                 up, _, _ = json_http('POST', a.url('/v1/uploads'),
                                      {'filename': 'x.jpg', 'content_type': 'image/jpeg'},
                                      headers=AUTH)
                 self.assertEqual(up, 503)
                 ddb.start()
-                wait_until(lambda: http('GET', a.url('/readyz'))[0] == 200,
-                           timeout=scaled(20), what='/readyz 200 with the store back')
+                wait_for(lambda: http('GET', a.url('/readyz'))[0] == 200, 20,
+                         what='/readyz 200 with the store back')
                 self.assertEqual(post(a, ['images/o2.jpg'])[0][0], 202)
                 wait_all(a, ['images/o1.jpg', 'images/o2.jpg'], 'done', 20)
-                self.assertEqual(status_by_key(a, 'images/o2.jpg')['attempts'], 1)
-                self.assertEqual(status_by_key(a, 'images/o1.jpg')['attempts'], 1)
+                self.assertEqual(get_record(a, key='images/o2.jpg')['attempts'], 1)
+                self.assertEqual(get_record(a, key='images/o1.jpg')['attempts'], 1)
         finally:
             ddb.close()
 
@@ -246,7 +236,7 @@ class MemoryStore(unittest.TestCase):
                                         headers=AUTH)
                 self.assertEqual(st, 201, body)
                 last = body['id']
-            put(svc, 'images/direct.jpg', image('small.jpg', 400, 300))
+            put_source(svc, 'images/direct.jpg', image('small.jpg', 400, 300))
             st, _, body = post(svc, ['images/direct.jpg'])[0]
             self.assertEqual((st, body['accepted']), (202, 1), body)
             st, _, body = json_http('GET', svc.url('/v1/images/' + last), headers=AUTH)
@@ -257,7 +247,7 @@ class MemoryStore(unittest.TestCase):
             long_key = 'images/' + 'k' * 1010 + '.jpg'
             st, _, body = post(svc, [long_key])[0]
             self.assertEqual((st, body['accepted']), (202, 1), body)
-            rec = status_by_key(svc, long_key)
+            rec = get_record(svc, key=long_key)
             self.assertEqual((rec['state'], rec['error']['code'], rec['attempts']),
                              ('failed', 'key_too_long', 0), rec)
 

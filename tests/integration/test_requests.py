@@ -11,8 +11,9 @@ import threading
 import time
 import unittest
 
-from harness import API_TOKEN, EVENTS_API_KEY, Resizer, S3Server, http, json_http
-from jobs_util import eventbridge_event, percentile, sanitized, timed_healthz
+from fixtures import (AUTH, assert_error, eventbridge_event, percentile, post_event, sanitized,
+                      timed_healthz)
+from harness import Resizer, S3Server, http, json_http
 
 # /healthz latency bounds while something hostile goes on: the Release build must answer in
 # 100 ms at the 99th percentile; ASan makes everything several times slower.
@@ -45,30 +46,26 @@ class BadBodiesTest(unittest.TestCase):
         cls.s3.close()
 
     def post(self, path, body):
-        auth = ({'x-api-key': EVENTS_API_KEY} if path == '/v1/events'
-                else {'Authorization': 'Bearer ' + API_TOKEN})
-        headers = dict(auth, **{'Content-Type': 'application/json'})
-        return json_http('POST', self.svc.url(path), body=body, headers=headers)
+        if path == '/v1/events':
+            return post_event(self.svc, body)
+        return json_http('POST', self.svc.url(path), body=body, headers=AUTH)
 
     def event_with_size(self, size_literal):
-        ev = eventbridge_event(self.svc.src_bucket, 'images/n.jpg', 1)
+        ev = eventbridge_event(bucket=self.svc.src_bucket, key='images/n.jpg', size=1)
         return json.dumps(ev).replace('"size": 1', '"size": ' + size_literal).encode()
 
     def assert_400(self, path, body, code):
-        status, headers, reply = self.post(path, body)
-        self.assertEqual(status, 400, reply)
-        self.assertEqual(reply['error']['code'], code, reply)
-        self.assertTrue(reply['error']['message'])
-        # The message goes back to the client and into logs: printable ASCII only.
-        self.assertTrue(all(32 <= ord(c) < 127 for c in reply['error']['message']), reply)
-        self.assertEqual(reply['error']['request_id'], headers['x-request-id'])
+        # assert_error also holds the message to printable ASCII: it goes back to the client
+        # and into logs.
+        assert_error(self.post(path, body), 400, code)
 
     def test_invalid_utf8_is_400(self):
         self.assert_400('/v1/uploads', b'{"filename":"a\xff.jpg","content_type":"image/jpeg"}',
                         'invalid_json')
         self.assert_400('/v1/uploads', b'{"filename":"\xed\xa0\x80.jpg",'
                                        b'"content_type":"image/jpeg"}', 'invalid_json')
-        ev = json.dumps(eventbridge_event(self.svc.src_bucket, 'images/KEY.jpg', 1)).encode()
+        ev = json.dumps(eventbridge_event(bucket=self.svc.src_bucket, key='images/KEY.jpg',
+                                           size=1)).encode()
         self.assert_400('/v1/events', ev.replace(b'KEY', b'\xc3\x28'), 'invalid_event')
         self.assert_400('/v1/events', ev.replace(b'KEY', b'\xf8\x88\x80\x80\x80'),
                         'invalid_event')
@@ -82,7 +79,8 @@ class BadBodiesTest(unittest.TestCase):
     def test_duplicate_keys_are_400(self):
         self.assert_400('/v1/uploads', b'{"filename":"a.jpg","content_type":"image/jpeg",'
                                        b'"content_type":"image/png"}', 'invalid_json')
-        ev = json.dumps(eventbridge_event(self.svc.src_bucket, 'images/a.jpg', 1)).encode()
+        ev = json.dumps(eventbridge_event(bucket=self.svc.src_bucket, key='images/a.jpg',
+                                           size=1)).encode()
         self.assert_400('/v1/events', ev.replace(b'"source": "aws.s3"',
                                                  b'"source": "aws.s3", "source": "x"'),
                         'invalid_event')

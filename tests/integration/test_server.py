@@ -11,7 +11,8 @@ import time
 import unittest
 import uuid
 
-from harness import (API_TOKEN, Resizer, S3Server, http, json_http, scaled, wait_until)
+from fixtures import AUTH, assert_error, wait_for
+from harness import API_TOKEN, Resizer, S3Server, http, json_http, scaled
 
 
 class ServerTest(unittest.TestCase):
@@ -25,12 +26,6 @@ class ServerTest(unittest.TestCase):
         cls.svc.close()
         cls.s3.close()
 
-    def assert_error(self, body, status_code, code):
-        self.assertIn('error', body, body)
-        self.assertEqual(body['error']['code'], code)
-        self.assertTrue(body['error']['message'])
-        self.assertTrue(body['error']['request_id'])
-
     def test_healthz(self):
         status, headers, body = json_http('GET', self.svc.url('/healthz'))
         self.assertEqual(status, 200)
@@ -43,26 +38,20 @@ class ServerTest(unittest.TestCase):
         self.assertEqual(body, b'')
 
     def test_unknown_route_is_404_json(self):
-        status, headers, body = json_http('GET', self.svc.url('/nope'))
-        self.assertEqual(status, 404)
-        self.assert_error(body, status, 'not_found')
-        self.assertEqual(body['error']['request_id'], headers['x-request-id'])
+        assert_error(json_http('GET', self.svc.url('/nope')), 404, 'not_found')
 
     def test_wrong_method_is_405_with_allow(self):
-        status, headers, body = json_http('DELETE', self.svc.url('/v1/uploads'))
-        self.assertEqual(status, 405)
-        self.assertEqual(headers['allow'], 'POST, OPTIONS')
-        self.assert_error(body, status, 'method_not_allowed')
+        refused = json_http('DELETE', self.svc.url('/v1/uploads'))
+        assert_error(refused, 405, 'method_not_allowed')
+        self.assertEqual(refused[1]['allow'], 'POST, OPTIONS')
         status, headers, _ = json_http('PUT', self.svc.url('/v1/events'))
         self.assertEqual(status, 405)
         self.assertEqual(headers['allow'], 'POST, HEAD')
 
     def test_oversized_body_refused_from_content_length(self):
         big = b'{"filename":"' + b'a' * (20 * 1024) + b'"}'
-        status, _, body = json_http('POST', self.svc.url('/v1/uploads'), body=big,
-                                    headers={'Authorization': 'Bearer ' + API_TOKEN})
-        self.assertEqual(status, 413)
-        self.assert_error(body, status, 'too_large')
+        assert_error(json_http('POST', self.svc.url('/v1/uploads'), body=big, headers=AUTH), 413,
+                     'too_large')
 
     def test_oversized_chunked_body_refused(self):
         # No Content-Length: the cap is enforced while reading.
@@ -130,16 +119,16 @@ class ReadinessTest(unittest.TestCase):
             status, _, body = json_http('GET', svc.url('/readyz'))
             self.assertEqual(status, 200, body)
             s3.stop()
-            wait_until(lambda: json_http('GET', svc.url('/readyz'))[0] == 503, timeout=20,
-                       what='/readyz 503 after S3 stopped')
+            wait_for(lambda: json_http('GET', svc.url('/readyz'))[0] == 503, 20,
+                     what='/readyz 503 after S3 stopped')
             status, _, body = json_http('GET', svc.url('/readyz'))
             # Our words only: S3's error text (which can name the account) stays in the log.
             self.assertEqual(body['reason'], 's3 unreachable')
             # Liveness does not depend on S3.
             self.assertEqual(json_http('GET', svc.url('/healthz'))[0], 200)
             s3.start()
-            wait_until(lambda: json_http('GET', svc.url('/readyz'))[0] == 200, timeout=30,
-                       what='/readyz 200 after S3 came back')
+            wait_for(lambda: json_http('GET', svc.url('/readyz'))[0] == 200, 30,
+                     what='/readyz 200 after S3 came back')
 
 
 class LifecycleTest(unittest.TestCase):

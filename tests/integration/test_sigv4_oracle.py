@@ -13,7 +13,10 @@ SIGV4_CLI), and compares:
   - Authorization headers from S3SigV4Auth (x-amz-content-sha256 included);
   - Authorization headers from SigV4Auth for a generic service, where the
     path is double-encoded and normalised;
-  - POST policy signatures from generate_presigned_post.
+  - POST policy signatures from generate_presigned_post;
+  - the golden files of tests/unit/test_s3_presign.c (tests/vectors/s3_presign:
+    the S3 client's presigned URLs and POST forms, byte for byte): each URL
+    is botocore's, each form's fields, policy conditions and signature too.
 On the first mismatch it prints both canonical requests; it fails on any.
 Run by ctest with Debian's /usr/bin/python3 (python3-botocore)."""
 
@@ -395,6 +398,98 @@ def report(c, theirs, ours, why):
     print('--- our string to sign ---\n%s' % ours.get('sts', '(none)'))
 
 
+# -- the presigning golden files ------------------------------------------------
+
+GOLDEN_PUT_PARAMS = [('content_type', 'ContentType', 'Content-Type'),
+                     ('sse', 'ServerSideEncryption', 'x-amz-server-side-encryption'),
+                     ('sse_kms_key_id', 'SSEKMSKeyId',
+                      'x-amz-server-side-encryption-aws-kms-key-id')]
+
+
+def golden_dir():
+    src = os.environ.get('RESIZER_SOURCE_DIR') or os.path.join(os.path.dirname(__file__), '..', '..')
+    return os.path.join(src, 'tests', 'vectors', 's3_presign')
+
+
+def golden_client(c):
+    return botocore.session.get_session().create_client(
+        's3', region_name=c['region'], endpoint_url=c.get('public_endpoint') or c['endpoint'],
+        aws_access_key_id=c['access_key'], aws_secret_access_key=c['secret_key'],
+        aws_session_token=c.get('session_token'),
+        config=Config(signature_version='s3v4', s3={'addressing_style': c['style']}))
+
+
+def parse_fields(text):
+    return [tuple(line.split(': ', 1)) for line in text.splitlines()]
+
+
+def golden_url(c, url, fields):
+    params = {'Bucket': c['bucket'], 'Key': c['key']}
+    want = []
+    if c['op'] == 'put':
+        for key, param, header in GOLDEN_PUT_PARAMS:
+            if c.get(key):
+                params[param] = c[key]
+                want.append((header, c[key]))
+    op = 'get_object' if c['op'] == 'get' else 'put_object'
+    theirs = golden_client(c).generate_presigned_url(op, Params=params, ExpiresIn=c['expires'])
+    why = compare_presign(theirs, url)
+    if why not in ('exact', 'reordered'):
+        return '%s (botocore: %s)' % (why, theirs)
+    return why if fields == want else 'fields %r, not %r' % (fields, want)
+
+
+def golden_post(c, url, fields):
+    f = dict(fields)
+    extra = {'Content-Type': c['content_type']}
+    if c.get('sse'):
+        extra['x-amz-server-side-encryption'] = c['sse']
+    theirs = golden_client(c).generate_presigned_post(
+        c['bucket'], c['key'], Fields=extra,
+        Conditions=[{k: v} for k, v in extra.items()] +
+                   [['content-length-range', 1, c['max_bytes']]],
+        ExpiresIn=c['expires'])
+    if theirs['url'] != url:
+        return 'url %s, botocore %s' % (url, theirs['url'])
+    for k, v in theirs['fields'].items():
+        if k not in ('policy', 'x-amz-signature') and f.get(k) != v:
+            return 'field %s is %r, botocore %r' % (k, f.get(k), v)
+    ours_p = json.loads(base64.b64decode(f['policy']))
+    theirs_p = json.loads(base64.b64decode(theirs['fields']['policy']))
+    conds = lambda p: sorted(json.dumps(x, sort_keys=True) for x in p['conditions'])
+    if ours_p['expiration'] != theirs_p['expiration'] or conds(ours_p) != conds(theirs_p):
+        return 'policy %r, botocore %r' % (ours_p, theirs_p)
+    req = AWSRequest(method='POST', url=url)
+    req.context['timestamp'] = f['x-amz-date']
+    signer = botocore.auth.SigV4Auth(creds_of(c), 's3', c['region'])
+    if signer.signature(f['policy'], req) != f['x-amz-signature']:
+        return 'signature of our policy differs from botocore\'s'
+    return 'exact'
+
+
+def check_golden():
+    """Mismatches between the golden files and botocore (0 when all agree)."""
+    d = golden_dir()
+    names = sorted(n[:-5] for n in os.listdir(d) if n.endswith('.json'))
+    bad = 0
+    for name in names:
+        with open(os.path.join(d, name + '.json'), encoding='utf-8') as fh:
+            c = json.load(fh)
+        with open(os.path.join(d, name + '.url'), encoding='utf-8') as fh:
+            url = fh.read()
+        with open(os.path.join(d, name + '.fields'), encoding='utf-8') as fh:
+            fields = parse_fields(fh.read())
+        set_clock(c['now'])
+        why = golden_post(c, url, fields) if c['op'] == 'post' else golden_url(c, url, fields)
+        print('golden   %-30s %s' % (name, why))
+        if why not in ('exact', 'reordered'):
+            bad += 1
+    if len(names) < 8:
+        print('golden: only %d cases in %s' % (len(names), d))
+        bad += 1
+    return bad
+
+
 def main():
     cases = generate()
     for c in cases:
@@ -418,6 +513,7 @@ def main():
     for (op, why), n in sorted(tally.items()):
         print('%-8s %-30s %d' % (op, why, n))
     print('%d cases, %d mismatches' % (len(cases), bad))
+    bad += check_golden()
     return 1 if bad else 0
 
 

@@ -5,22 +5,19 @@ listing pages, retry of a failure, a second replica answering from the status re
 and the reconcile sweep finishing the work a kill -9 left queued, without any new event."""
 
 import os
-import re
 import shutil
 import subprocess
 import tempfile
-import time
 import unittest
 import uuid
 
-from harness import (API_TOKEN, EVENTS_API_KEY, Resizer, S3Server, http, json_http, scaled,
-                     wait_until)
+from fixtures import (AUTH, TERMINAL, announce, assert_error, get_record, metric,
+                      metrics_text, next_sequencer, post_event, put_source,
+                      records_event, s3_record, wait_for, wait_record)
+from harness import API_TOKEN, SOURCE_DIR, Resizer, S3Server, http, json_http
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCE_DIR = os.environ.get('RESIZER_SOURCE_DIR') or os.path.dirname(os.path.dirname(HERE))
 VARIANTS = {'desktop': 1920, 'tablet': 1024, 'phone': 640}
 STATES = ['pending', 'queued', 'processing', 'done']
-AUTH = {'Authorization': 'Bearer ' + API_TOKEN}
 
 s3 = None
 corpus = None
@@ -50,99 +47,29 @@ def api(svc, method, path, headers=AUTH, obj=None):
     return json_http(method, svc.url(path), obj=obj, headers=headers)
 
 
-def status(svc, image_id):
-    code, _, body = api(svc, 'GET', '/v1/images/' + image_id)
-    if code != 200:
-        raise AssertionError('GET /v1/images/%s -> %d %r' % (image_id, code, body))
-    return body
-
-
-def by_key(svc, key):
-    """The status record for a source key, or None (GET /v1/images?key=)."""
-    code, _, body = api(svc, 'GET', '/v1/images?key=' + key)
-    if code != 200:
-        raise AssertionError('GET ?key=%s -> %d %r' % (key, code, body))
-    return body['items'][0] if body['items'] else None
-
-
-def wait_state(svc, image_id, want, timeout=60):
-    def check():
-        rec = status(svc, image_id)
-        return rec if rec['state'] in want else None
-    return wait_until(check, timeout=scaled(timeout), interval=0.1,
-                      what='image %s to reach %s' % (image_id, want))
-
-
-def wait_key_state(svc, key, want, timeout=60):
-    def check():
-        rec = by_key(svc, key)
-        return rec if rec and rec['state'] in want else None
-    return wait_until(check, timeout=scaled(timeout), interval=0.1,
-                      what='key %s to reach %s' % (key, want))
-
-
-def put_source(svc, key, name):
-    """A direct upload into the source bucket (not through the API); returns its ETag."""
-    resp = s3.client().put_object(Bucket=svc.src_bucket, Key=key, Body=image_bytes(name),
-                                  ContentType='image/jpeg')
-    return resp['ETag'].strip('"')
-
-
-def records_event(bucket, objs):
-    """An S3 notification with one record per (key, etag, size)."""
-    records = []
-    for i, (key, etag, size) in enumerate(objs):
-        records.append({
-            'eventVersion': '2.1', 'eventSource': 'aws:s3', 'awsRegion': 'us-east-1',
-            'eventTime': '2024-01-01T00:00:00.000Z', 'eventName': 'ObjectCreated:Put',
-            's3': {'s3SchemaVersion': '1.0', 'configurationId': 'c',
-                   'bucket': {'name': bucket, 'arn': 'arn:aws:s3:::' + bucket},
-                   'object': {'key': key, 'size': size, 'eTag': etag,
-                              'sequencer': '%016X' % (int(time.time() * 1e6) + i)}}})
-    return {'Records': records}
-
-
-def eventbridge_event(bucket, key, etag, size):
-    return {'version': '0', 'id': str(uuid.uuid4()), 'detail-type': 'Object Created',
-            'source': 'aws.s3', 'account': '111122223333', 'time': '2024-01-01T00:00:00Z',
-            'region': 'us-east-1', 'resources': ['arn:aws:s3:::' + bucket],
-            'detail': {'version': '0', 'bucket': {'name': bucket},
-                       'object': {'key': key, 'size': size, 'etag': etag,
-                                  'sequencer': '%016X' % int(time.time() * 1e6)},
-                       'request-id': 'R', 'requester': '111122223333', 'reason': 'PutObject'}}
-
-
-def head_etag(svc, key):
-    return s3.client().head_object(Bucket=svc.src_bucket, Key=key)['ETag'].strip('"')
+def put_image(svc, key, name):
+    """A direct upload of corpus file name into the source bucket (not through the API);
+    returns (size, etag)."""
+    return put_source(svc, key, image_bytes(name))
 
 
 def send_event(svc, event):
-    code, _, body = json_http('POST', svc.url('/v1/events'), obj=event,
-                              headers={'x-api-key': EVENTS_API_KEY})
+    """post_event(), which must be taken (202); returns the answer's body."""
+    code, _, body = post_event(svc, event)
     if code != 202:
         raise AssertionError('POST /v1/events -> %d %r' % (code, body))
     return body
 
 
+def direct_records(svc, objs):
+    """One Records notification for objs [(key, (size, etag))], in order."""
+    return records_event(s3_record(bucket=svc.src_bucket, key=k, size=size, etag=etag,
+                                   sequencer=next_sequencer()) for k, (size, etag) in objs)
+
+
 def upload_direct(svc, keys, name):
     """Direct uploads of corpus file name under each key, then one Records event for all."""
-    size = len(image_bytes(name))
-    objs = [(k, put_source(svc, k, name), size) for k in keys]
-    return send_event(svc, records_event(svc.src_bucket, objs))
-
-
-def metrics(svc):
-    code, _, body = http('GET', svc.url('/metrics'))
-    assert code == 200, code
-    return body.decode()
-
-
-def metric_value(text, name, labels=''):
-    """The value of one sample (labels: the exact text between the braces), or None."""
-    pattern = re.escape(name) + (r'\{' + re.escape(labels) + r'\}' if labels else '') + \
-        r' ([0-9.eE+-]+)$'
-    m = re.search(pattern, text, re.M)
-    return float(m.group(1)) if m else None
+    return send_event(svc, direct_records(svc, [(k, put_image(svc, k, name)) for k in keys]))
 
 
 # -- downloads, with curl as a client would ---------------------------------------------------
@@ -209,24 +136,21 @@ class StatusWalkTest(Downloads, unittest.TestCase):
         svc = self.svc
         up = self.new_upload()
         image_id = up['id']
-        seen = [status(svc, image_id)['state']]
+        seen = [get_record(svc, image_id=image_id)['state']]
         self.assertEqual(seen, ['pending'])
         # Keep the one worker busy so the upload is seen waiting, then working.
         upload_direct(svc, ['images/walk-blocker-%d.jpg' % i for i in range(3)], 'photo.jpg')
         code, _, data = http('PUT', up['upload']['url'], headers=up['upload']['headers'],
                              body=image_bytes('photo.jpg'))
         self.assertEqual(code, 200, data)
-        send_event(svc, eventbridge_event(svc.src_bucket, up['key'], head_etag(svc, up['key']),
-                                          len(image_bytes('photo.jpg'))))
-        deadline = time.monotonic() + scaled(90)
-        rec = None
-        while time.monotonic() < deadline:
-            rec = status(svc, image_id)
+        self.assertEqual(announce(svc, up['key'])[0], 202)
+
+        def walked():
+            rec = get_record(svc, image_id=image_id)
             if rec['state'] != seen[-1]:
                 seen.append(rec['state'])
-            if rec['state'] in ('done', 'failed'):
-                break
-            time.sleep(0.01)
+            return rec if rec['state'] in TERMINAL else None
+        rec = wait_for(walked, 90, what='the upload to finish', interval=0.01)
         # An ordered walk: never back, never skipping to the end unseen.
         self.assertEqual(seen[-1], 'done', (seen, rec))
         self.assertEqual(seen, [s for s in STATES if s in seen], seen)
@@ -253,52 +177,46 @@ class StatusWalkTest(Downloads, unittest.TestCase):
         self.assertEqual(code, 302)
         self.assertIn('X-Amz-Signature=', headers['location'])
 
-        code, _, body = api(svc, 'GET', '/v1/images/%s/variants/poster' % image_id)
-        self.assertEqual(code, 404, body)
-        self.assertEqual(body['error']['code'], 'not_found')
+        assert_error(api(svc, 'GET', '/v1/images/%s/variants/poster' % image_id), 404,
+                     'not_found')
 
     def test_variant_of_unfinished_image_is_404(self):
         up = self.new_upload()
-        code, _, body = api(self.svc, 'GET', '/v1/images/%s/variants/phone' % up['id'])
-        self.assertEqual(code, 404, body)
-        self.assertEqual(body['error']['code'], 'not_found')
-        self.assertEqual(status(self.svc, up['id'])['variants'], [])
+        assert_error(api(self.svc, 'GET', '/v1/images/%s/variants/phone' % up['id']), 404,
+                     'not_found')
+        self.assertEqual(get_record(self.svc, image_id=up['id'])['variants'], [])
 
     def test_failure_then_retry_after_fixing_the_object(self):
         svc = self.svc
         key = 'images/retry-%s.jpg' % uuid.uuid4().hex[:8]
         upload_direct(svc, [key], 'truncated.jpg')
-        rec = wait_key_state(svc, key, ('done', 'failed'), timeout=90)
+        rec = wait_record(svc, key=key, timeout=90)
         self.assertEqual(rec['state'], 'failed', rec)
         self.assertEqual(rec['error']['code'], 'corrupt_image', rec)
         self.assertTrue(rec['error']['message'])
         self.assertEqual(rec['variants'], [])
         image_id = rec['id']
-        self.assertEqual(status(svc, image_id)['state'], 'failed')
-        code, _, _ = api(svc, 'GET', '/v1/images/%s/variants/phone' % image_id)
-        self.assertEqual(code, 404)
+        self.assertEqual(get_record(svc, image_id=image_id)['state'], 'failed')
+        assert_error(api(svc, 'GET', '/v1/images/%s/variants/phone' % image_id), 404,
+                     'not_found')
 
         # The operator replaces the object and retries; no new event is sent.
-        put_source(svc, key, 'small.jpg')
+        put_image(svc, key, 'small.jpg')
         code, _, body = api(svc, 'POST', '/v1/images/%s/retry' % image_id)
         self.assertEqual(code, 202, body)
         self.assertEqual(body, {'id': image_id, 'state': 'queued'})
-        rec = wait_state(svc, image_id, ('done', 'failed'), timeout=90)
+        rec = wait_record(svc, image_id=image_id, timeout=90)
         self.assertEqual(rec['state'], 'done', rec)
         self.assertIsNone(rec['error'])
         self.assertEqual(rec['attempts'], 2)
         self.assertEqual((rec['source']['width'], rec['source']['height']), (500, 375))
         self.assert_variants_download(rec, 500)
 
-        code, _, body = api(svc, 'POST', '/v1/images/%s/retry' % image_id)
-        self.assertEqual(code, 409, body)
-        self.assertEqual(body['error']['code'], 'not_failed')
-        code, _, body = api(svc, 'POST', '/v1/images/%s/retry' % uuid.uuid4())
-        self.assertEqual(code, 404, body)
-        code, _, body = api(svc, 'POST', '/v1/images/not-an-id/retry')
-        self.assertEqual(code, 400, body)
-        code, _, body = api(svc, 'POST', '/v1/images/%s/retry' % image_id, headers={})
-        self.assertEqual(code, 401, body)
+        assert_error(api(svc, 'POST', '/v1/images/%s/retry' % image_id), 409, 'not_failed')
+        assert_error(api(svc, 'POST', '/v1/images/%s/retry' % uuid.uuid4()), 404, 'not_found')
+        assert_error(api(svc, 'POST', '/v1/images/not-an-id/retry'), 400, 'invalid_id')
+        assert_error(api(svc, 'POST', '/v1/images/%s/retry' % image_id, headers={}), 401,
+                     'unauthorized')
 
 
 # -- 2: listing --------------------------------------------------------------------------------
@@ -314,20 +232,19 @@ class ListingTest(unittest.TestCase):
         # In one order, in three batches: done and failed images interleaved.
         cls.keys = ['images/list/%02d.jpg' % i for i in range(cls.N_DONE + cls.N_FAILED)]
         cls.failed_keys = set(cls.keys[3::6])
-        size = len(image_bytes('small.jpg'))
         objs = []
         for k in cls.keys:
             name = 'text.jpg' if k in cls.failed_keys else 'small.jpg'
-            objs.append((k, put_source(svc, k, name), size))
+            objs.append((k, put_image(svc, k, name)))
         for i in range(0, len(objs), 10):
-            body = send_event(svc, records_event(svc.src_bucket, objs[i:i + 10]))
+            body = send_event(svc, direct_records(svc, objs[i:i + 10]))
             assert body['accepted'] == len(objs[i:i + 10]), body
 
         def all_finished():
             code, _, body = api(svc, 'GET', '/v1/images?limit=200')
             return len(body['items']) == len(cls.keys) and all(
                 it['state'] in ('done', 'failed') for it in body['items'])
-        wait_until(all_finished, timeout=scaled(90), interval=0.2, what='30 images finished')
+        wait_for(all_finished, 90, what='30 images finished', interval=0.2)
 
     @classmethod
     def tearDownClass(cls):
@@ -378,36 +295,33 @@ class ListingTest(unittest.TestCase):
     def test_bad_parameters_are_400(self):
         for query in ('limit=0', 'limit=201', 'limit=-1', 'limit=abc', 'limit=', 'state=bogus',
                       'state=DONE', 'cursor=zzz', 'cursor=', 'cursor=c' + 'f' * 40):
-            code, _, body = api(self.svc, 'GET', '/v1/images?' + query)
-            self.assertEqual(code, 400, (query, body))
-            self.assertEqual(body['error']['code'], 'invalid_parameter', query)
+            with self.subTest(query):
+                assert_error(api(self.svc, 'GET', '/v1/images?' + query), 400,
+                             'invalid_parameter')
         for query in ('limit=1', 'limit=200'):
             code, _, body = api(self.svc, 'GET', '/v1/images?' + query)
             self.assertEqual(code, 200, (query, body))
 
     def test_ids_and_auth(self):
-        code, _, body = api(self.svc, 'GET', '/v1/images/%s' % uuid.uuid4())
-        self.assertEqual(code, 404, body)
-        self.assertEqual(body['error']['code'], 'not_found')
+        assert_error(api(self.svc, 'GET', '/v1/images/%s' % uuid.uuid4()), 404, 'not_found')
         for bad in ('123', 'ZZZZZZZZ-d9cb-469f-a165-70867728950e',
                     '0F8FAD5B-D9CB-469F-A165-70867728950E', '0f8fad5b-d9cb-469f-a165-70867728950e0',
                     '0f8fad5b_d9cb_469f_a165_70867728950e', '%2e%2e'):
-            code, _, body = api(self.svc, 'GET', '/v1/images/' + bad)
-            self.assertEqual(code, 400, (bad, body))
-            self.assertEqual(body['error']['code'], 'invalid_id')
+            with self.subTest(bad):
+                assert_error(api(self.svc, 'GET', '/v1/images/' + bad), 400, 'invalid_id')
         for path in ('/v1/images', '/v1/images/%s' % uuid.uuid4(), '/v1/images?state=done'):
             for headers in ({}, {'Authorization': 'Bearer wrong-token-0123456789'},
                             {'Authorization': API_TOKEN}):
-                code, rh, body = api(self.svc, 'GET', path, headers=headers)
-                self.assertEqual(code, 401, (path, headers, body))
-                self.assertIn('www-authenticate', rh)
+                refused = api(self.svc, 'GET', path, headers=headers)
+                assert_error(refused, 401, 'unauthorized')
+                self.assertIn('www-authenticate', refused[1])
 
     def test_by_key(self):
         key = self.keys[0]
-        rec = by_key(self.svc, key)
+        rec = get_record(self.svc, key=key)
         self.assertEqual(rec['source']['key'], key)
         self.assertEqual(rec['state'], 'done')
-        self.assertIsNone(by_key(self.svc, 'images/list/nope.jpg'))
+        self.assertIsNone(get_record(self.svc, key='images/list/nope.jpg'))
 
 
 # -- 4: another replica ------------------------------------------------------------------------
@@ -425,24 +339,22 @@ class ReplicaTest(Downloads, unittest.TestCase):
             code, _, _ = http('PUT', up['upload']['url'], headers=up['upload']['headers'],
                               body=image_bytes('small.jpg'))
             self.assertEqual(code, 200)
-            send_event(first, eventbridge_event(first.src_bucket, up['key'],
-                                                head_etag(first, up['key']),
-                                                len(image_bytes('small.jpg'))))
-            done = wait_state(first, up['id'], ('done', 'failed'))
+            self.assertEqual(announce(first, up['key'])[0], 202)
+            done = wait_record(first, image_id=up['id'])
             self.assertEqual(done['state'], 'done', done)
             failed_key = 'images/replica-bad.jpg'
             upload_direct(first, [failed_key], 'text.jpg')
-            failed = wait_key_state(first, failed_key, ('done', 'failed'))
+            failed = wait_record(first, key=failed_key)
 
             # The second replica never saw these events.
-            rec = status(second, up['id'])
+            rec = get_record(second, image_id=up['id'])
             self.assertEqual(rec['state'], 'done')
             for field in ('id', 'source', 'attempts', 'created_at', 'finished_at'):
                 self.assertEqual(rec[field], done[field], field)
             self.assertEqual([(v['name'], v['key'], v['width']) for v in rec['variants']],
                              [(v['name'], v['key'], v['width']) for v in done['variants']])
             self.assert_variants_download(rec, 500)
-            rec = by_key(second, up['key'])
+            rec = get_record(second, key=up['key'])
             self.assertEqual(rec['id'], up['id'])
             self.assert_variants_download(rec, 500)
             out = os.path.join(self.tmp, 'r.jpg')
@@ -451,14 +363,13 @@ class ReplicaTest(Downloads, unittest.TestCase):
             self.assertEqual(code, 200)
             self.assertEqual(image_size(out), (500, 375))
 
-            rec = by_key(second, failed_key)
+            rec = get_record(second, key=failed_key)
             self.assertEqual(rec['id'], failed['id'])
             self.assertEqual(rec['state'], 'failed')
             self.assertEqual(rec['error'], failed['error'])
             # Unknown on both: still a 404 from the second, not an error.
-            code, _, body = api(second, 'GET', '/v1/images/%s' % uuid.uuid4())
-            self.assertEqual(code, 404, body)
-            self.assertIsNone(by_key(second, 'images/never.jpg'))
+            assert_error(api(second, 'GET', '/v1/images/%s' % uuid.uuid4()), 404, 'not_found')
+            self.assertIsNone(get_record(second, key='images/never.jpg'))
         finally:
             second.close()
             first.close()
@@ -472,18 +383,17 @@ class ReplicaRefreshTest(unittest.TestCase):
         try:
             key = 'images/refresh.jpg'
             upload_direct(first, [key], 'text.jpg')
-            failed = wait_key_state(first, key, ('done', 'failed'))
+            failed = wait_record(first, key=key)
             self.assertEqual(failed['state'], 'failed')
-            self.assertEqual(status(second, failed['id'])['state'], 'failed')  # now cached
-            put_source(first, key, 'small.jpg')
+            # now cached
+            self.assertEqual(get_record(second, image_id=failed['id'])['state'], 'failed')
+            put_image(first, key, 'small.jpg')
             code, _, body = api(first, 'POST', '/v1/images/%s/retry' % failed['id'])
             self.assertEqual(code, 202, body)
-            self.assertEqual(wait_state(first, failed['id'], ('done', 'failed'))['state'], 'done')
+            self.assertEqual(wait_record(first, image_id=failed['id'])['state'], 'done')
             # The second replica's copy is re-read once it is 10 s old.
-            rec = wait_until(lambda: status(second, failed['id'])['state'] == 'done' or None,
-                             timeout=scaled(20), interval=0.5,
-                             what='the second replica to see the retry')
-            self.assertTrue(rec)
+            wait_for(lambda: get_record(second, image_id=failed['id'])['state'] == 'done', 20,
+                     what='the second replica to see the retry', interval=0.5)
         finally:
             second.close()
             first.close()
@@ -507,10 +417,8 @@ class StatusUrlSurvivesTest(unittest.TestCase):
             # The event arrives at a replica that never saw the upload.
             other = Resizer(s3, env={'WORKERS': '1'}, src_bucket=first.src_bucket,
                             dest_bucket=first.dest_bucket)
-            send_event(other, eventbridge_event(other.src_bucket, up['key'],
-                                                head_etag(other, up['key']),
-                                                len(image_bytes('small.jpg'))))
-            rec = wait_state(other, up['id'], ('done', 'failed'))
+            self.assertEqual(announce(other, up['key'])[0], 202)
+            rec = wait_record(other, image_id=up['id'])
             self.assertEqual(rec['state'], 'done', rec)
             self.assertEqual(rec['source']['key'], up['key'])
             # And the restarted first replica answers the same status_url from S3.
@@ -533,9 +441,8 @@ class CrashReconcileTest(unittest.TestCase):
         svc = Resizer(s3, env={'WORKERS': '1', 'RECONCILE_INTERVAL': '0'})
         try:
             keys = ['images/crash/%02d.jpg' % i for i in range(self.N)]
-            size = len(image_bytes('photo.jpg'))
-            objs = [(k, put_source(svc, k, 'photo.jpg'), size) for k in keys]
-            body = send_event(svc, records_event(svc.src_bucket, objs))
+            objs = [(k, put_image(svc, k, 'photo.jpg')) for k in keys]
+            body = send_event(svc, direct_records(svc, objs))
             svc.kill9()
             self.assertEqual(body['accepted'], self.N, body)
             done_before = self.finished(svc, keys)
@@ -544,36 +451,36 @@ class CrashReconcileTest(unittest.TestCase):
 
             svc.env['RECONCILE_INTERVAL'] = '2'
             svc.start()
-            wait_until(lambda: len(self.finished(svc, keys)) == self.N,
-                       timeout=scaled(120), interval=0.5, what='all %d variants sets' % self.N)
+            wait_for(lambda: len(self.finished(svc, keys)) == self.N, 120,
+                     what='all %d variants sets' % self.N, interval=0.5)
             for k in keys:
-                rec = wait_key_state(svc, k, ('done', 'failed'), timeout=30)
+                rec = wait_record(svc, key=k, timeout=30)
                 self.assertEqual(rec['state'], 'done', rec)
                 self.assertEqual(len(rec['variants']), 3)
 
             # 6: the sweep shows in /metrics; no event reached this process.
-            text = metrics(svc)
+            text = metrics_text(svc)
             self.assertGreaterEqual(
-                metric_value(text, 'resizer_reconcile_sweeps_total', 'outcome="ok"') or 0, 1)
+                metric(text, 'resizer_reconcile_sweeps_total', 'outcome="ok"'), 1)
             self.assertGreaterEqual(
-                metric_value(text, 'resizer_reconcile_objects_total', 'kind="scanned"') or 0,
+                metric(text, 'resizer_reconcile_objects_total', 'kind="scanned"'),
                 self.N)
             self.assertGreaterEqual(
-                metric_value(text, 'resizer_reconcile_objects_total', 'kind="queued"') or 0,
+                metric(text, 'resizer_reconcile_objects_total', 'kind="queued"'),
                 self.N - len(done_before))
             self.assertGreaterEqual(
-                metric_value(text, 'resizer_reconcile_duration_seconds_count') or 0, 1)
+                metric(text, 'resizer_reconcile_duration_seconds_count'), 1)
             self.assertIn('# TYPE resizer_reconcile_sweeps_total counter', text)
             self.assertIn('# TYPE resizer_reconcile_duration_seconds histogram', text)
             self.assertEqual(
-                metric_value(text, 'resizer_events_total', 'outcome="accepted"') or 0, 0)
+                metric(text, 'resizer_events_total', 'outcome="accepted"'), 0)
             # Later sweeps find nothing left to do: no second round of work.
-            before = metric_value(text, 'resizer_reconcile_objects_total', 'kind="queued"')
-            wait_until(lambda: (metric_value(metrics(svc), 'resizer_reconcile_sweeps_total',
-                                             'outcome="ok"') or 0) >= 2 +
-                       metric_value(text, 'resizer_reconcile_sweeps_total', 'outcome="ok"'),
-                       timeout=scaled(30), interval=0.5, what='two more sweeps')
-            after = metric_value(metrics(svc), 'resizer_reconcile_objects_total', 'kind="queued"')
+            before = metric(text, 'resizer_reconcile_objects_total', 'kind="queued"')
+            wait_for(lambda: metric(metrics_text(svc), 'resizer_reconcile_sweeps_total',
+                                    'outcome="ok"') >= 2 +
+                     metric(text, 'resizer_reconcile_sweeps_total', 'outcome="ok"'), 30,
+                     what='two more sweeps', interval=0.5)
+            after = metric(metrics_text(svc), 'resizer_reconcile_objects_total', 'kind="queued"')
             self.assertEqual(after, before)
         finally:
             svc.close()
@@ -586,17 +493,17 @@ class CrashReconcileTest(unittest.TestCase):
             keys = ['images/quick/%02d.jpg' % i for i in range(6)]
             upload_direct(svc, keys, 'small.jpg')
             for k in keys:
-                self.assertEqual(wait_key_state(svc, k, ('done', 'failed'))['state'], 'done')
-            text = metrics(svc)
-            sweeps = metric_value(text, 'resizer_reconcile_sweeps_total', 'outcome="ok"') or 0
-            wait_until(lambda: (metric_value(metrics(svc), 'resizer_reconcile_sweeps_total',
-                                             'outcome="ok"') or 0) >= sweeps + 3,
-                       timeout=scaled(30), interval=0.3, what='three more sweeps')
-            text = metrics(svc)
-            self.assertEqual(metric_value(text, 'resizer_jobs_total', 'outcome="done"'),
+                self.assertEqual(wait_record(svc, key=k)['state'], 'done')
+            text = metrics_text(svc)
+            sweeps = metric(text, 'resizer_reconcile_sweeps_total', 'outcome="ok"')
+            wait_for(lambda: metric(metrics_text(svc), 'resizer_reconcile_sweeps_total',
+                                    'outcome="ok"') >= sweeps + 3, 30,
+                     what='three more sweeps', interval=0.3)
+            text = metrics_text(svc)
+            self.assertEqual(metric(text, 'resizer_jobs_total', 'outcome="done"'),
                              len(keys))
             self.assertEqual(
-                metric_value(text, 'resizer_reconcile_objects_total', 'kind="queued"') or 0, 0)
+                metric(text, 'resizer_reconcile_objects_total', 'kind="queued"'), 0)
         finally:
             svc.close()
 

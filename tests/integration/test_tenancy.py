@@ -33,8 +33,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from harness import (EVENTS_API_KEY, Resizer, S3Server, http, json_http, scaled,
-                     wait_until)
+from fixtures import announce, assert_error, put_source, wait_record
+from harness import Resizer, S3Server, http, json_http
 
 ISSUER = 'https://idp.test/realms/apps'
 AUDIENCE = 'resizer-api'
@@ -160,19 +160,9 @@ def upload(svc, cred):
     up = body['upload']
     code, _, data = http('PUT', up['url'], headers=up['headers'], body=JPEG)
     assert code == 200, (code, data)
-    announce(svc, body['key'])
+    code, _, reply = announce(svc, body['key'])
+    assert code == 202, (code, reply)
     return body['id'], body['key']
-
-
-def announce(svc, key):
-    event = {'version': '0', 'id': str(uuid.uuid4()), 'detail-type': 'Object Created',
-             'source': 'aws.s3', 'account': '111122223333', 'time': '2024-01-01T00:00:00Z',
-             'region': 'us-east-1', 'resources': ['arn:aws:s3:::' + svc.src_bucket],
-             'detail': {'version': '0', 'bucket': {'name': svc.src_bucket},
-                        'object': {'key': key, 'size': len(JPEG)}, 'reason': 'PutObject'}}
-    code, _, body = json_http('POST', svc.url('/v1/events'), event,
-                              headers={'x-api-key': EVENTS_API_KEY})
-    assert code == 202, (code, body)
 
 
 class Tenancy(unittest.TestCase):
@@ -191,19 +181,13 @@ class Tenancy(unittest.TestCase):
         for name, cred in cls.creds.items():
             cls.images[name] = upload(cls.svc, cred)
         key = 'images/direct-%s.jpg' % uuid.uuid4()
-        S3.client().put_object(Bucket=cls.svc.src_bucket, Key=key, Body=JPEG,
-                               ContentType='image/jpeg')
-        announce(cls.svc, key)
-
-        def direct_done():
-            code, _, body = json_http('GET', cls.svc.url('/v1/images?key=' + key),
-                                      headers=bearer(ADMIN))
-            return code == 200 and body['items'] and body['items'][0]['state'] == 'done' and \
-                body['items'][0]['id']
-        cls.images[None] = (wait_until(direct_done, timeout=scaled(60)), key)
+        put_source(cls.svc, key, JPEG)
+        code, _, reply = announce(cls.svc, key)
+        assert code == 202, (code, reply)
+        direct = wait_record(cls.svc, key=key, states=('done',), headers=bearer(ADMIN))
+        cls.images[None] = (direct['id'], key)
         for name, (image_id, _) in cls.images.items():
-            wait_until(lambda: cls.get(ADMIN, image_id)[1].get('state') == 'done',
-                       timeout=scaled(60), what='%s to be done' % image_id)
+            wait_record(cls.svc, image_id=image_id, states=('done',), headers=bearer(ADMIN))
 
     @classmethod
     def tearDownClass(cls):
@@ -232,10 +216,6 @@ class Tenancy(unittest.TestCase):
         self.assertEqual(code, 200, body)
         return [item['id'] for item in body['items']]
 
-    def assert_not_found(self, code, body, what):
-        self.assertEqual(code, 404, what)
-        self.assertEqual(body['error']['code'], 'not_found', what)
-
     def test_each_caller_sees_only_its_own_on_every_route(self):
         all_ids = {image_id for image_id, _ in self.images.values()}
         for name, cred in self.creds.items():
@@ -254,8 +234,9 @@ class Tenancy(unittest.TestCase):
                 what = '%s looking at the image of %s' % (name, other)
                 for suffix, method in (('', 'GET'), ('/variants/phone', 'GET'),
                                        ('/variants/nope', 'GET'), ('/retry', 'POST')):
-                    code, body, _ = self.get(cred, other_id, suffix, method)
-                    self.assert_not_found(code, body, what + suffix)
+                    code, body, hdrs = self.get(cred, other_id, suffix, method)
+                    with self.subTest(what + suffix):
+                        assert_error((code, hdrs, body), 404, 'not_found')
                 self.assertEqual(self.by_key(cred, other_key), [], what)
         # A foreign id answers exactly like an id nobody has.
         missing = self.get(TOKENS['alice'], str(uuid.uuid4()))
@@ -301,11 +282,12 @@ class Tenancy(unittest.TestCase):
         presented = [c for c in cases.values() if c] + [none_token]
         for reason, cred in list(cases.items()) + [('alg', none_token)]:
             for path, method in (('/v1/images', 'GET'), ('/v1/uploads', 'POST')):
-                code, hdrs, body = json_http(method, self.svc.url(path),
-                                             headers=bearer(cred) if cred else {})
-                self.assertEqual(code, 401, (reason, path, body))
-                self.assertEqual(body['error']['message'], 'token is not valid', reason)
-                self.assertEqual(hdrs.get('www-authenticate'), 'Bearer')
+                refused = json_http(method, self.svc.url(path),
+                                    headers=bearer(cred) if cred else {})
+                with self.subTest(reason=reason, path=path):
+                    err = assert_error(refused, 401, 'unauthorized')
+                    self.assertEqual(err['message'], 'token is not valid')
+                    self.assertEqual(refused[1].get('www-authenticate'), 'Bearer')
         log = self.svc.log_text()
         reasons = set()
         for line in log.splitlines():

@@ -16,7 +16,6 @@ credentials and the upload API), against the local Swift S3, which verifies sign
 
 import base64
 import calendar
-import datetime
 import hashlib
 import hmac
 import json
@@ -36,10 +35,9 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from harness import (API_TOKEN, EVENTS_API_KEY, SOURCE_DIR, Resizer, S3Server,
-                     json_http, scaled, wait_until)
+from fixtures import AUTH, announce, assert_error, wait_record
+from harness import API_TOKEN, SOURCE_DIR, Resizer, S3Server, json_http, scaled
 
-AUTH = {'Authorization': 'Bearer ' + API_TOKEN}
 CORPUS = None  # dir made by tests/corpus/make_corpus.sh in setUpModule
 S3 = None
 # The default variants (VARIANTS unset) for the 2000x1500 corpus photo.
@@ -124,44 +122,23 @@ def create_upload(svc, content_type='image/jpeg', method='PUT', filename='cat.jp
     return reply
 
 
-def eventbridge_event(bucket, key, size, etag):
-    """An S3 "Object Created" event exactly as EventBridge delivers it (notes/aws-facts.md)."""
-    now = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
-    return {
-        'version': '0', 'id': str(uuid.uuid4()), 'detail-type': 'Object Created',
-        'source': 'aws.s3', 'account': '111122223333', 'time': now, 'region': 'us-east-1',
-        'resources': ['arn:aws:s3:::' + bucket],
-        'detail': {'version': '0', 'bucket': {'name': bucket},
-                   'object': {'key': key, 'size': size, 'etag': etag,
-                              'sequencer': '%016X' % time.time_ns()},
-                   'request-id': 'N4N7GDK58NMKJ12R', 'requester': '123456789012',
-                   'source-ip-address': '127.0.0.1', 'reason': 'PutObject'}}
-
-
 def deliver_event(svc, key):
-    """What EventBridge does once the object is in: POST /v1/events with the API key."""
-    head = svc.s3.client().head_object(Bucket=svc.src_bucket, Key=key)
-    event = eventbridge_event(svc.src_bucket, key, head['ContentLength'],
-                              head['ETag'].strip('"'))
-    status, _, body = json_http('POST', svc.url('/v1/events'), event, headers={
-        'x-api-key': EVENTS_API_KEY, 'User-Agent': 'Amazon/EventBridge/ApiDestinations',
-        'Content-Type': 'application/json; charset=utf-8'})
+    """What EventBridge does once the object is in: the event, which must be taken."""
+    status, _, body = announce(svc, key)
     if status != 202 or body.get('accepted') != 1:
         raise AssertionError('POST /v1/events -> %d %r' % (status, body))
 
 
 def wait_done(svc, image_id, timeout=40):
-    def done():
-        status, _, body = json_http('GET', svc.url('/v1/images/' + image_id), headers=AUTH)
-        if status == 200 and body['state'] == 'failed':
-            raise AssertionError('image failed: %r\nservice log tail:\n%s'
-                                 % (body, svc.log_text()[-3000:]))
-        return body if status == 200 and body['state'] == 'done' else None
+    """wait_record(), which must end done; failures quote the service's log."""
     try:
-        return wait_until(done, timeout=scaled(timeout), interval=0.2,
-                          what='image %s done' % image_id)
+        rec = wait_record(svc, image_id=image_id, timeout=timeout)
     except AssertionError as e:
         raise AssertionError('%s\nservice log tail:\n%s' % (e, svc.log_text()[-3000:]))
+    if rec['state'] != 'done':
+        raise AssertionError('image failed: %r\nservice log tail:\n%s'
+                             % (rec, svc.log_text()[-3000:]))
+    return rec
 
 
 def sigv4_signing_key(secret, date, region, service):
@@ -174,14 +151,6 @@ def sigv4_signing_key(secret, date, region, service):
 
 class Check:
     """Assertions the test classes share."""
-
-    def assert_error(self, status, body, want_status, code, field=None):
-        self.assertEqual(status, want_status, body)
-        self.assertIsInstance(body, dict, body)
-        self.assertEqual(body['error']['code'], code, body)
-        self.assertTrue(body['error']['request_id'], body)
-        if field:
-            self.assertIn(field, body['error']['message'], body)
 
     def assert_photo_processed(self, svc, reply, photo):
         """After the upload: the event, then done, then every variant's presigned url gives
@@ -320,16 +289,17 @@ class PutUploadTest(unittest.TestCase, Check):
         for name, ok in (('a' * 251 + '.jpg', True), ('a' * 252 + '.jpg', False),
                          ('é' * 125 + 'a.jpg', True), ('é' * 126 + '.jpg', False)):
             with self.subTest(bytes=len(name.encode())):
-                status, _, body = json_http('POST', self.svc.url('/v1/uploads'),
-                                            {'filename': name, 'content_type': 'image/jpeg'},
-                                            headers=AUTH)
+                resp = json_http('POST', self.svc.url('/v1/uploads'),
+                                 {'filename': name, 'content_type': 'image/jpeg'}, headers=AUTH)
+                status, _, body = resp
                 if ok:
                     self.assertEqual(status, 201, body)
                     status, _, rec = json_http('GET', self.svc.url(body['status_url']),
                                                headers=AUTH)
                     self.assertEqual(rec['source']['filename'], name)
                 else:
-                    self.assert_error(status, body, 400, 'invalid_field', 'filename')
+                    err = assert_error(resp, 400, 'invalid_field')
+                    self.assertIn('filename', err['message'])
 
     def test_bad_input_named_in_the_error(self):
         cases = [
@@ -368,24 +338,25 @@ class PutUploadTest(unittest.TestCase, Check):
         for what, body, want, code, field in cases:
             with self.subTest(what):
                 raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-                status, headers, reply = json_http('POST', self.svc.url('/v1/uploads'),
-                                                   body=raw, headers=AUTH)
-                self.assert_error(status, reply, want, code, field)
-                self.assertNotIn('location', headers)
+                resp = json_http('POST', self.svc.url('/v1/uploads'), body=raw, headers=AUTH)
+                err = assert_error(resp, want, code)
+                if field:
+                    self.assertIn(field, err['message'])
+                self.assertNotIn('location', resp[1])
 
     def test_auth_required(self):
         body = {'content_type': 'image/jpeg'}
-        status, headers, reply = json_http('POST', self.svc.url('/v1/uploads'), body)
+        resp = json_http('POST', self.svc.url('/v1/uploads'), body)
         # No token gets the same word as a wrong one: nothing about why (issue 13).
-        self.assert_error(status, reply, 401, 'unauthorized', 'token is not valid')
-        self.assertEqual(headers.get('www-authenticate'), 'Bearer')
+        self.assertIn('token is not valid', assert_error(resp, 401, 'unauthorized')['message'])
+        self.assertEqual(resp[1].get('www-authenticate'), 'Bearer')
         for value in ('Bearer wrong-token-0123456789', 'Bearer ' + API_TOKEN + 'x',
                       'Basic ' + base64.b64encode(API_TOKEN.encode()).decode(), API_TOKEN):
             with self.subTest(value=value[:12]):
-                status, headers, reply = json_http('POST', self.svc.url('/v1/uploads'), body,
-                                                   headers={'Authorization': value})
-                self.assert_error(status, reply, 401, 'unauthorized')
-                self.assertEqual(headers.get('www-authenticate'), 'Bearer')
+                resp = json_http('POST', self.svc.url('/v1/uploads'), body,
+                                 headers={'Authorization': value})
+                assert_error(resp, 401, 'unauthorized')
+                self.assertEqual(resp[1].get('www-authenticate'), 'Bearer')
         self.assertNotIn(API_TOKEN, self.svc.log_text())
 
     def test_readme_walkthrough_with_curl(self):
@@ -759,10 +730,10 @@ class ContainerCredentialsOutageTest(unittest.TestCase, Check):
         self.assertEqual(iso_time(reply['upload']['expires_at']), last)
         # Cached credentials gone, endpoint still down: an error, not a dead URL.
         time.sleep(max(0.0, last + 1.5 - time.time()))
-        status, headers, body = json_http('POST', svc.url('/v1/uploads'),
-                                          {'content_type': 'image/jpeg'}, headers=AUTH)
-        self.assert_error(status, body, 503, 'upstream_unavailable')
-        self.assertTrue(headers.get('retry-after'))
+        resp = json_http('POST', svc.url('/v1/uploads'), {'content_type': 'image/jpeg'},
+                         headers=AUTH)
+        assert_error(resp, 503, 'upstream_unavailable')
+        self.assertTrue(resp[1].get('retry-after'))
         # Back: the next request fetches again.
         endpoint.failing = False
         reply = create_upload(svc)

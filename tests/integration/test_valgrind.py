@@ -19,7 +19,7 @@ import tempfile
 import unittest
 
 from harness import (API_TOKEN, Resizer, S3Server, SOURCE_DIR, http, json_http)
-from jobs_util import AUTH, announce, sanitized, wait_terminal
+from fixtures import AUTH, announce, sanitized, wait_record
 
 VALGRIND = shutil.which('valgrind')
 # Under memcheck the service runs 10-50x slower: generous fixed timeouts.
@@ -70,7 +70,7 @@ class ValgrindTest(unittest.TestCase):
                                body=photo, timeout=60)
         self.assertEqual(status, 200, body)
         self.assertEqual(announce(svc, up['key'], len(photo), timeout=60)[0], 202)
-        rec = wait_terminal(svc, up['key'], JOB_TIMEOUT)
+        rec = wait_record(svc, key=up['key'], timeout=JOB_TIMEOUT)
         self.assertEqual(rec['state'], 'done', rec)
         status, _, rec = json_http('GET', svc.url('/v1/images/' + up['id']), headers=AUTH,
                                    timeout=60)

@@ -16,12 +16,9 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import (API_TOKEN, EVENTS_API_KEY, SOURCE_DIR, Resizer, S3Server, http,
-                     json_http, scaled)
-import test_pipeline
-from test_pipeline import eventbridge_event, post_event, put_direct, wait_key
+from fixtures import AUTH, assert_error, eventbridge_event, post_event, put_source, wait_record
+from harness import API_TOKEN, EVENTS_API_KEY, SOURCE_DIR, Resizer, S3Server, http, scaled
 
-AUTH = {'Authorization': 'Bearer ' + API_TOKEN}
 VARIANTS = 'desktop:1920,tablet:1024,phone:640,thumb:256x256:cover'
 FORMATS = ('jpeg', 'webp', 'avif')
 EXT = {'jpeg': 'jpg', 'webp': 'webp', 'avif': 'avif'}
@@ -131,7 +128,6 @@ def setUpModule():
     global WORK, S3
     WORK = tempfile.mkdtemp(prefix='resizer-web-')
     S3 = S3Server()
-    test_pipeline.S3 = S3  # its helpers (put_direct) use the module's server
 
 
 def tearDownModule():
@@ -155,12 +151,12 @@ class WebVariantsTest(unittest.TestCase):
                                          lambda x, y: (x % 256, y % 256, 128), alpha=True)
         for name, data in sources.items():
             key = 'images/' + name
-            size, etag = put_direct(cls.svc, key, data, 'image/png')
-            status, _, _ = post_event(cls.svc, eventbridge_event(cls.svc.src_bucket, key, size,
-                                                                 etag))
-            assert status == 202, status
+            size, etag = put_source(cls.svc, key, data, 'image/png')
+            status, _, body = post_event(cls.svc, eventbridge_event(bucket=cls.svc.src_bucket,
+                                                                    key=key, size=size, etag=etag))
+            assert status == 202, (status, body)
         for name in sources:
-            cls.records[name] = wait_key(cls.svc, 'images/' + name)
+            cls.records[name] = wait_record(cls.svc, key='images/' + name)
 
     @classmethod
     def tearDownClass(cls):
@@ -303,16 +299,13 @@ class WebVariantsTest(unittest.TestCase):
     def test_format_parameter_overrides_accept(self):
         self.assert_sent('image/avif,*/*', 'webp', '?format=webp')
         self.assert_sent('image/avif,*/*', 'jpeg', '?format=jpeg')
-        status, hdrs, body = self.redirect(None, '?format=bmp')
-        self.assertEqual(status, 400)
-        status, hdrs, body = self.redirect(None, '?format=png')
-        self.assertEqual(status, 404)
+        assert_error(self.redirect(None, '?format=bmp'), 400, 'invalid_parameter')
+        assert_error(self.redirect(None, '?format=png'), 404, 'not_found')
 
     def test_406_when_nothing_acceptable(self):
-        status, hdrs, body = self.redirect('image/png,text/html')
-        self.assertEqual(status, 406)
-        self.assertIn('Accept', vary_tokens(hdrs))
-        self.assertEqual(json.loads(body)['error']['code'], 'not_acceptable')
+        refused = self.redirect('image/png,text/html')
+        assert_error(refused, 406, 'not_acceptable')
+        self.assertIn('Accept', vary_tokens(refused[1]))
         status, _, _ = self.redirect('image/jpeg;q=0,image/*')
         self.assertEqual(status, 406)
 

@@ -27,9 +27,9 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), 'integration'))
 
-from harness import EVENTS_API_KEY, Resizer, S3Server, scaled, wait_until  # noqa: E402
-from jobs_util import (metric, metrics_text, proc_status_kb, sanitized,  # noqa: E402
-                       status_by_key)
+from harness import EVENTS_API_KEY, Resizer, S3Server, scaled  # noqa: E402
+from fixtures import (get_record, metric, metrics_text, proc_status_kb, sanitized,  # noqa: E402
+                      wait_for)
 
 RATE = float(os.environ.get('LOAD_RATE', '200'))
 SECONDS = float(os.environ.get('LOAD_SECONDS', '5'))
@@ -98,15 +98,15 @@ class LoadTest(unittest.TestCase):
         self.assertEqual(report['accepted'], len(keys))
         self.assertEqual(report['accepted'] + report['duplicates'], report['deliveries'])
 
-        wait_until(lambda: metric(metrics_text(svc), 'resizer_jobs_total', 'outcome="done"')
-                   >= len(keys), timeout=scaled(180), interval=0.5, what='every job done')
+        wait_for(lambda: metric(metrics_text(svc), 'resizer_jobs_total', 'outcome="done"')
+                 >= len(keys), 180, what='every job done', interval=0.5)
         drained = time.monotonic() - start
         text = metrics_text(svc)
         self.assertEqual(metric(text, 'resizer_jobs_total', 'outcome="done"'), len(keys))
         self.assertEqual(metric(text, 'resizer_queue_depth'), 0)
         hwm_mb = proc_status_kb(svc.proc.pid, 'VmHWM') / 1024.0
         for key in keys:
-            rec = status_by_key(svc, key)
+            rec = get_record(svc, key=key)
             self.assertEqual((rec['state'], rec['attempts']), ('done', 1), rec)
         self.assert_each_variant_written_once(s3, svc, keys)
         sys.stderr.write('load: %d events/s for %.0f s, %d keys, queue %d, %d workers: '
@@ -134,7 +134,7 @@ class LoadTest(unittest.TestCase):
         def puts():
             with open(s3.log_path(), errors='replace') as f:
                 return sum(1 for line in f if put.search(line))
-        wait_until(lambda: puts() >= len(names), timeout=10, what='the S3 log to catch up')
+        wait_for(lambda: puts() >= len(names), 10, what='the S3 log to catch up')
         self.assertEqual(puts(), len(names))
 
 

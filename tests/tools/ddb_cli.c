@@ -66,7 +66,7 @@ static enum rz_err sign_case(json_t *in, json_t *out)
     if (err == RZ_OK)
         json_object_set_new(out, "url", json_string(ddb_url(d)));
     json_object_set_new(out, "headers", lines);
-    curl_slist_free_all(l);
+    awshttp_headers_free(l);
     ddb_free(d);
     creds_provider_free(p);
     return err;

@@ -228,7 +228,7 @@ static void test_sign_headers(void **state)
     assert_non_null(strstr(auth, "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20130524/us-east-1/"
                                  "dynamodb/aws4_request, SignedHeaders=content-type;host;"
                                  "x-amz-date;x-amz-target, Signature="));
-    curl_slist_free_all(l);
+    awshttp_headers_free(l);
 
     /* a session token is sent and signed */
     l = ddb_sign(d, "Query", body, strlen(body), &temp, 1369353600, &err);
@@ -238,7 +238,7 @@ static void test_sign_headers(void **state)
     assert_non_null(strstr(line_with(l, "Authorization: "),
                            "SignedHeaders=content-type;host;x-amz-date;x-amz-security-token;"
                            "x-amz-target, "));
-    curl_slist_free_all(l);
+    awshttp_headers_free(l);
     ddb_free(d);
     creds_provider_free(p);
 }

@@ -4,12 +4,14 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
-#include "server/s3_internal.h"
+#include "server/s3_list.h"
 
 #define HEAD "<?xml version=\"1.0\" encoding=\"UTF-8\"?><ListBucketResult>"
 #define ITEM(k) "<Contents><Key>" k "</Key><Size>5</Size><ETag>&quot;e&quot;</ETag></Contents>"
@@ -128,6 +130,33 @@ static void test_every_truncation(void **state)
     s3_list_cleanup(&l);
 }
 
+/* What the sweep reads from an item: size, unquoted ETag, the time it was
+ * last written (0 when absent or unreadable); an over-long key is skipped. */
+static void test_item_fields(void **state)
+{
+    char page[4096];
+    char longkey[1100];
+    struct s3_list l;
+
+    (void)state;
+    memset(longkey, 'k', sizeof(longkey) - 1);
+    longkey[sizeof(longkey) - 1] = '\0';
+    snprintf(page, sizeof(page),
+             HEAD "<Contents><Key>a</Key><LastModified>2026-11-26T15:44:36.000Z</LastModified>"
+                  "<ETag>&quot;9b2c&quot;</ETag><Size>18446744073709551615</Size></Contents>"
+                  "<Contents><Key>b</Key><LastModified>yesterday</LastModified><Size>0</Size>"
+                  "</Contents><Contents><Key>%s</Key><Size>1</Size></Contents>" TAIL,
+             longkey);
+    assert_int_equal(parse(page, NULL, &l), RZ_OK);
+    assert_int_equal(l.nitems, 2);
+    assert_int_equal(l.items[0].last_modified, 1795707876);
+    assert_string_equal(l.items[0].etag, "9b2c");
+    assert_true(l.items[0].size == UINT64_MAX);
+    assert_int_equal(l.items[1].last_modified, 0);
+    assert_null(l.items[1].etag);
+    s3_list_cleanup(&l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -136,6 +165,7 @@ int main(void)
         cmocka_unit_test(test_repeated_or_bad_tokens_refused),
         cmocka_unit_test(test_malformed_items),
         cmocka_unit_test(test_every_truncation),
+        cmocka_unit_test(test_item_fields),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
