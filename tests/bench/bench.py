@@ -459,6 +459,7 @@ def eventbridge_event(bucket, key, size, etag):
 
 
 def run_e2e(build, cdir, n, samples):
+    import fixtures
     import harness
     os.environ['RESIZER_BIN'] = os.path.join(build, 'resizer')
     log('e2e: starting the local S3 server')
@@ -498,8 +499,8 @@ def run_e2e(build, cdir, n, samples):
         fin = [i for i in mine if i['state'] in ('done', 'failed')]
         return mine if len(fin) == n else None
 
-    items = harness.wait_until(all_finished, timeout=60 + n * 10, interval=0.1,
-                               what='%d images done' % n)
+    items = fixtures.wait_for(all_finished, timeout=60 + n * 10, interval=0.1,
+                              what='%d images done' % n)
     cpu1 = proc_cpu(svc.proc.pid)
     peak = proc_status(svc.proc.pid)
     failed = [i for i in items if i['state'] != 'done']
@@ -526,7 +527,7 @@ def run_e2e(build, cdir, n, samples):
             it = (body.get('items') or [None])[0] if 'items' in body else body
             return it if it and it.get('state') in ('done', 'failed') else None
 
-        it = harness.wait_until(done, timeout=60, interval=0.01, what=key)
+        it = fixtures.wait_for(done, timeout=60, interval=0.01, what=key)
         if it['state'] != 'done':
             raise RuntimeError('e2e: %s failed: %r' % (key, it.get('error')))
         single.append(parse_time(it['finished_at']) - t_up)
@@ -607,10 +608,11 @@ http {
     proc = subprocess.Popen(['nginx', '-p', d, '-e', os.path.join(d, 'error.log'), '-c', conf],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
+    import fixtures
     import harness
     try:
-        harness.wait_until(lambda: harness.http('GET', 'http://127.0.0.1:%d/' % port)[0] == 200,
-                           timeout=10, what='nginx on port %d (log: %s/error.log)' % (port, d))
+        fixtures.wait_for(lambda: harness.http('GET', 'http://127.0.0.1:%d/' % port)[0] == 200,
+                          timeout=10, what='nginx on port %d (log: %s/error.log)' % (port, d))
     except AssertionError:
         stop_nginx(proc)
         raise
@@ -765,6 +767,7 @@ def make_soak_corpus(cdir):
 def run_soak(build, cdir, n, env_extra=None, label='as built'):
     """n mixed images (the five SOAK_KINDS in turn) through the local S3 and the service with
     WORKERS=2; the service's RSS sampled every 0.25 s while they run and for 10 s after."""
+    import fixtures
     import harness
     import threading
     make_soak_corpus(cdir)
@@ -830,8 +833,8 @@ def run_soak(build, cdir, n, env_extra=None, label='as built'):
             if code != 202:
                 raise RuntimeError('soak: event for %s: %d %r' % (key, code, body))
             posted += 1
-        harness.wait_until(lambda: (done_count() or 0) + failed_count(svc) >= n,
-                           timeout=60 + n, interval=0.25, what='%d soak images' % n)
+        fixtures.wait_for(lambda: (done_count() or 0) + failed_count(svc) >= n,
+                          timeout=60 + n, interval=0.25, what='%d soak images' % n)
         t_done = time.monotonic() - t0
         cpu = proc_cpu(pid) - cpu0
         time.sleep(10)
