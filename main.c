@@ -26,6 +26,7 @@
 #include "server/log.h"
 #include "server/objstore.h"
 #include "server/reconcile.h"
+#include "server/sigv4.h"
 #include "server/status.h"
 #include "server/webhooks.h"
 #include "server/store.h"
@@ -353,6 +354,7 @@ static void stop_services(struct services *s)
     s3_free(s->s3);
     awshttp_free(s->aws);
     creds_provider_free(s->creds);
+    sigv4_key_cache_clear(); /* the signing keys derived from them */
     index_free(s->index);
     metrics_free(s->metrics);
 }

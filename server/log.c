@@ -1,9 +1,16 @@
-/* log.c - JSON lines on stderr. */
+/* log.c - JSON lines on stderr.
+ *
+ * A line is written straight into a buffer on the caller's stack (the
+ * request line is one per request: building a jansson object for it cost
+ * more than the handler's own work), and doubles print as people read
+ * them (numfmt). */
 #include "log.h"
 
+#include "numfmt.h"
 #include "timefmt.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,26 +72,6 @@ static void log_write_line(const char *s, size_t len)
         s += n;
         len -= (size_t)n;
     }
-}
-
-/* Writes text plus its newline in one write, then frees text (may be NULL). */
-static void log_emit(char *text)
-{
-    size_t len;
-    char *line;
-
-    if (!text)
-        return;
-    len = strlen(text);
-    line = realloc(text, len + 2);
-    if (!line) {
-        free(text);
-        return;
-    }
-    line[len] = '\n';
-    line[len + 1] = '\0';
-    log_write_line(line, len + 1);
-    free(line);
 }
 
 /* Length of the valid UTF-8 sequence at s (RFC 3629: no overlong forms, no
@@ -149,31 +136,274 @@ json_t *log_string(const char *s)
     return j ? j : json_string("(unloggable)");
 }
 
-void log_fields(enum log_level level, const char *event, json_t *fields)
+/* ---- building a line ------------------------------------------------ */
+
+/* Past this the line is dropped, not cut: half a JSON line helps nobody,
+ * and the HTTP layer bounds what a request can put in one long before. */
+#define LOG_LINE_MAX (1024 * 1024)
+
+static void log_line_reserve(struct log_line *l, size_t n)
+{
+    size_t cap;
+    char *p;
+
+    if (l->off || l->len + n + 2 <= l->cap) /* room for the newline and NUL */
+        return;
+    if (l->len + n + 2 > LOG_LINE_MAX) {
+        l->off = 1;
+        return;
+    }
+    cap = l->cap * 2 > l->len + n + 2 ? l->cap * 2 : l->len + n + 2;
+    p = l->data == l->stack ? malloc(cap) : realloc(l->data, cap);
+    if (!p) {
+        l->off = 1;
+        return;
+    }
+    if (l->data == l->stack)
+        memcpy(p, l->stack, l->len);
+    l->data = p;
+    l->cap = cap;
+}
+
+static void log_line_put(struct log_line *l, const char *s, size_t n)
+{
+    log_line_reserve(l, n);
+    if (l->off)
+        return;
+    memcpy(l->data + l->len, s, n);
+    l->len += n;
+}
+
+static void log_line_puts(struct log_line *l, const char *s)
+{
+    log_line_put(l, s, strlen(s));
+}
+
+/* s[0..n) as a JSON string: quotes, backslashes and control characters
+ * escaped as JSON wants; bytes that are not valid UTF-8 become the text
+ * \xNN (as log_string does), so no input can make the line invalid. */
+static void log_line_quote(struct log_line *l, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+
+    log_line_put(l, "\"", 1);
+    while (i < n && !l->off) {
+        size_t run = i;
+        size_t u;
+
+        /* Copy the longest stretch that needs nothing, in one go. */
+        while (run < n && p[run] >= 0x20 && p[run] < 0x80 && p[run] != '"' && p[run] != '\\')
+            run++;
+        log_line_put(l, s + i, run - i);
+        i = run;
+        if (i == n)
+            break;
+        if (p[i] == '"' || p[i] == '\\') {
+            char esc[2] = {'\\', (char)p[i]};
+
+            log_line_put(l, esc, 2);
+            i++;
+        } else if (p[i] < 0x20) {
+            char esc[6] = {'\\', 'u', '0', '0', hex[p[i] >> 4], hex[p[i] & 0xf]};
+
+            log_line_put(l, esc, 6);
+            i++;
+        } else if ((u = log_utf8_len(p + i)) > 0 && i + u <= n) {
+            log_line_put(l, s + i, u);
+            i += u;
+        } else {
+            char esc[5] = {'\\', '\\', 'x', hex[p[i] >> 4], hex[p[i] & 0xf]};
+
+            log_line_put(l, esc, 5);
+            i++;
+        }
+    }
+    log_line_put(l, "\"", 1);
+}
+
+/* ,"key": */
+static void log_line_key(struct log_line *l, const char *key)
+{
+    log_line_put(l, ",", 1);
+    log_line_quote(l, key, strlen(key));
+    log_line_put(l, ":", 1);
+}
+
+int log_line_begin(struct log_line *l, enum log_level level, const char *event)
 {
     char ts[TIMEFMT_MAX];
-    json_t *line;
-    char *text;
 
-    if (!log_enabled(level)) {
-        json_decref(fields);
-        return;
-    }
+    l->data = l->stack;
+    l->len = 0;
+    l->cap = sizeof(l->stack);
+    l->off = !log_enabled(level);
+    if (l->off)
+        return 0;
     log_timestamp(ts);
-    line = json_object();
-    if (!line) {
-        json_decref(fields);
+    log_line_puts(l, "{\"time\":\"");
+    log_line_puts(l, ts);
+    log_line_puts(l, "\",\"level\":\"");
+    log_line_puts(l, log_level_names[level]);
+    log_line_puts(l, "\"");
+    log_line_key(l, "event");
+    log_line_quote(l, event, strlen(event));
+    return !l->off;
+}
+
+void log_line_str(struct log_line *l, const char *key, const char *value)
+{
+    if (l->off)
+        return;
+    log_line_key(l, key);
+    if (value)
+        log_line_quote(l, value, strlen(value));
+    else
+        log_line_puts(l, "null");
+}
+
+static void log_line_int_text(struct log_line *l, long long value)
+{
+    char num[24];
+    int n = snprintf(num, sizeof(num), "%lld", value);
+
+    log_line_put(l, num, (size_t)n);
+}
+
+void log_line_int(struct log_line *l, const char *key, long long value)
+{
+    if (l->off)
+        return;
+    log_line_key(l, key);
+    log_line_int_text(l, value);
+}
+
+/* A double as JSON: the shortest text that reads back the same, with ".0"
+ * on a whole number (it stays a real to whoever parses it), null for NaN
+ * and the infinities, which JSON cannot say. */
+static void log_line_real(struct log_line *l, double value)
+{
+    char num[NUMFMT_MAX];
+    int n;
+
+    if (!isfinite(value)) {
+        log_line_puts(l, "null");
         return;
     }
-    json_object_set_new(line, "time", json_string(ts));
-    json_object_set_new(line, "level", json_string(log_level_names[level]));
-    json_object_set_new(line, "event", json_string(event));
-    if (fields)
-        json_object_update(line, fields);
+    n = numfmt_double(value, num);
+    log_line_put(l, num, (size_t)n);
+    if (!strpbrk(num, ".e"))
+        log_line_put(l, ".0", 2);
+}
+
+void log_line_num(struct log_line *l, const char *key, double value)
+{
+    if (l->off)
+        return;
+    log_line_key(l, key);
+    log_line_real(l, value);
+}
+
+void log_line_bool(struct log_line *l, const char *key, int value)
+{
+    if (l->off)
+        return;
+    log_line_key(l, key);
+    log_line_puts(l, value ? "true" : "false");
+}
+
+/* Nesting deeper than this is written as null: log fields are flat or
+ * nearly so, and a bound keeps the recursion's stack bounded. */
+#define LOG_MAX_DEPTH 16
+
+static void log_line_value(struct log_line *l, const json_t *v, int depth)
+{
+    const char *k;
+    json_t *item;
+    size_t i;
+    int first = 1;
+
+    if (depth > LOG_MAX_DEPTH || !v) {
+        log_line_puts(l, "null");
+        return;
+    }
+    switch (json_typeof(v)) {
+    case JSON_STRING:
+        log_line_quote(l, json_string_value(v), json_string_length(v));
+        break;
+    case JSON_INTEGER:
+        log_line_int_text(l, (long long)json_integer_value(v));
+        break;
+    case JSON_REAL:
+        log_line_real(l, json_real_value(v));
+        break;
+    case JSON_TRUE:
+        log_line_puts(l, "true");
+        break;
+    case JSON_FALSE:
+        log_line_puts(l, "false");
+        break;
+    case JSON_OBJECT:
+        log_line_put(l, "{", 1);
+        json_object_foreach((json_t *)v, k, item) {
+            if (!first)
+                log_line_put(l, ",", 1);
+            first = 0;
+            log_line_quote(l, k, strlen(k));
+            log_line_put(l, ":", 1);
+            log_line_value(l, item, depth + 1);
+        }
+        log_line_put(l, "}", 1);
+        break;
+    case JSON_ARRAY:
+        log_line_put(l, "[", 1);
+        json_array_foreach(v, i, item) {
+            if (i)
+                log_line_put(l, ",", 1);
+            log_line_value(l, item, depth + 1);
+        }
+        log_line_put(l, "]", 1);
+        break;
+    default:
+        log_line_puts(l, "null");
+    }
+}
+
+void log_line_json(struct log_line *l, const char *key, const json_t *value)
+{
+    if (l->off)
+        return;
+    log_line_key(l, key);
+    log_line_value(l, value, 0);
+}
+
+void log_line_end(struct log_line *l)
+{
+    if (!l->off) {
+        log_line_put(l, "}\n", 2);
+        if (!l->off)
+            log_write_line(l->data, l->len);
+    }
+    if (l->data != l->stack)
+        free(l->data);
+    l->data = l->stack;
+    l->len = 0;
+    l->off = 1;
+}
+
+void log_fields(enum log_level level, const char *event, json_t *fields)
+{
+    struct log_line l;
+    const char *k;
+    json_t *v;
+
+    if (log_line_begin(&l, level, event) && json_is_object(fields)) {
+        json_object_foreach(fields, k, v)
+            log_line_json(&l, k, v);
+    }
+    log_line_end(&l);
     json_decref(fields);
-    text = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(line);
-    log_emit(text);
 }
 
 void log_printf(enum log_level level, const char *event, const char *fmt, ...)

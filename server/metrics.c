@@ -5,13 +5,13 @@
  * put ids in labels, say) from growing memory without end. */
 #include "metrics.h"
 
-#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "buf.h"
+#include "numfmt.h"
 
 #define METRICS_MAX_FAMILIES 64
 #define METRICS_MAX_SERIES 256     /* per family */
@@ -233,21 +233,27 @@ static enum rz_err metrics_render_name(struct buf *b, const char *name, const ch
                       has_labels && has_extra ? "," : "", has_extra ? extra : "");
 }
 
+/* Values and bounds in the fewest digits that read back the same: 0.005,
+ * not 0.0050000000000000001 (numfmt writes +Inf, -Inf and NaN as the text
+ * format spells them). */
 static enum rz_err metrics_render_value(struct buf *b, double v)
 {
-    if (isinf(v))
-        return buf_appends(b, v > 0 ? "+Inf\n" : "-Inf\n");
-    return buf_printf(b, "%.17g\n", v);
+    char num[NUMFMT_MAX];
+
+    numfmt_double(v, num);
+    return buf_printf(b, "%s\n", num);
 }
 
 static enum rz_err metrics_render_histogram(struct buf *b, const struct metrics_family *f,
                                             const struct metrics_series *s)
 {
     enum rz_err err = RZ_OK;
-    char le[64];
+    char le[NUMFMT_MAX + 8];
+    char num[NUMFMT_MAX];
 
     for (size_t i = 0; i < f->nbounds && err == RZ_OK; i++) {
-        snprintf(le, sizeof(le), "le=\"%.17g\"", f->bounds[i]);
+        numfmt_double(f->bounds[i], num);
+        snprintf(le, sizeof(le), "le=\"%s\"", num);
         err = metrics_render_name(b, f->name, "_bucket", s->labels, le);
         if (err == RZ_OK)
             err = buf_printf(b, "%llu\n", s->buckets[i]);

@@ -331,6 +331,137 @@ UNITTEST enum rz_err sigv4_signing_key(const char *secret, const char *date8, co
     return err;
 }
 
+/* ---- signing key cache ---------------------------------------------- */
+
+/* A signing key depends only on the secret, the day and the scope, yet
+ * deriving it is four HMACs: more than the signature itself, on every
+ * presigned upload. So keys are kept per (secret, day, region, service).
+ * The secret is not kept: an entry is known by the SHA-256 of it, so a
+ * rotated secret never matches an old entry. Keys are wiped when evicted
+ * and by sigv4_key_cache_clear(). A region or service too long for an
+ * entry is derived every time. */
+#define SIGV4_KEY_CACHE_SLOTS 8
+#define SIGV4_KEY_CACHE_SCOPE 96
+
+struct sigv4_cached_key {
+    unsigned char secret_id[32];       /* SHA-256 of the secret */
+    char scope[SIGV4_KEY_CACHE_SCOPE]; /* "date8/region/service"; "" when free */
+    unsigned char key[32];
+    unsigned long long used;           /* the cache's clock when last used */
+};
+
+static struct {
+    pthread_mutex_t lock;
+    struct sigv4_cached_key slot[SIGV4_KEY_CACHE_SLOTS];
+    unsigned long long clock;
+    unsigned long long hits, misses;
+} sigv4_keys = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void sigv4_cached_key_wipe(struct sigv4_cached_key *e)
+{
+    OPENSSL_cleanse(e, sizeof(*e));
+}
+
+/* Copies the cached key for (id, scope) into key_out; 0 when absent. */
+static int sigv4_key_cache_get(const unsigned char id[32], const char *scope,
+                               unsigned char key_out[32])
+{
+    int found = 0;
+
+    pthread_mutex_lock(&sigv4_keys.lock);
+    for (size_t i = 0; i < SIGV4_KEY_CACHE_SLOTS && !found; i++) {
+        struct sigv4_cached_key *e = &sigv4_keys.slot[i];
+
+        if (e->scope[0] && strcmp(e->scope, scope) == 0 &&
+            CRYPTO_memcmp(e->secret_id, id, 32) == 0) {
+            memcpy(key_out, e->key, 32);
+            e->used = ++sigv4_keys.clock;
+            found = 1;
+        }
+    }
+    if (found)
+        sigv4_keys.hits++;
+    else
+        sigv4_keys.misses++;
+    pthread_mutex_unlock(&sigv4_keys.lock);
+    return found;
+}
+
+/* Keeps key for (id, scope). The slot is the one of the same scope (a
+ * rotated secret replaces its predecessor's key at once), else a free one,
+ * else the least recently used. */
+static void sigv4_key_cache_put(const unsigned char id[32], const char *scope,
+                                const unsigned char key[32])
+{
+    struct sigv4_cached_key *victim = NULL;
+
+    pthread_mutex_lock(&sigv4_keys.lock);
+    for (size_t i = 0; i < SIGV4_KEY_CACHE_SLOTS; i++) {
+        struct sigv4_cached_key *e = &sigv4_keys.slot[i];
+
+        if (strcmp(e->scope, scope) == 0) {
+            victim = e;
+            break;
+        }
+        if (!victim || (victim->scope[0] && (!e->scope[0] || e->used < victim->used)))
+            victim = e;
+    }
+    sigv4_cached_key_wipe(victim);
+    memcpy(victim->secret_id, id, 32);
+    snprintf(victim->scope, sizeof(victim->scope), "%s", scope);
+    memcpy(victim->key, key, 32);
+    victim->used = ++sigv4_keys.clock;
+    pthread_mutex_unlock(&sigv4_keys.lock);
+}
+
+void sigv4_key_cache_clear(void)
+{
+    pthread_mutex_lock(&sigv4_keys.lock);
+    for (size_t i = 0; i < SIGV4_KEY_CACHE_SLOTS; i++)
+        sigv4_cached_key_wipe(&sigv4_keys.slot[i]);
+    sigv4_keys.hits = 0;
+    sigv4_keys.misses = 0;
+    pthread_mutex_unlock(&sigv4_keys.lock);
+}
+
+#ifdef RESIZER_UNITTEST
+void sigv4_key_cache_stats(unsigned long long *hits_out, unsigned long long *misses_out)
+{
+    pthread_mutex_lock(&sigv4_keys.lock);
+    *hits_out = sigv4_keys.hits;
+    *misses_out = sigv4_keys.misses;
+    pthread_mutex_unlock(&sigv4_keys.lock);
+}
+#endif
+
+/* sigv4_signing_key through the cache. */
+static enum rz_err sigv4_cached_signing_key(const char *secret, const char *date8,
+                                            const char *region, const char *service,
+                                            unsigned char key_out[32])
+{
+    char scope[SIGV4_KEY_CACHE_SCOPE];
+    unsigned char id[32];
+    unsigned int idlen = 0;
+    size_t n = strnlen(secret, SIGV4_MAX_SHORT + 1);
+    int len = snprintf(scope, sizeof(scope), "%s/%s/%s", date8, region, service);
+    enum rz_err err;
+
+    if (n > SIGV4_MAX_SHORT || len < 0 || (size_t)len >= sizeof(scope))
+        return sigv4_signing_key(secret, date8, region, service, key_out);
+    if (!EVP_Digest(secret, n, id, &idlen, sigv4_md(), NULL) || idlen != sizeof(id))
+        return RZ_EINTERNAL;
+    if (sigv4_key_cache_get(id, scope, key_out)) {
+        err = RZ_OK;
+        goto done;
+    }
+    err = sigv4_signing_key(secret, date8, region, service, key_out);
+    if (err == RZ_OK)
+        sigv4_key_cache_put(id, scope, key_out);
+done:
+    OPENSSL_cleanse(id, sizeof(id));
+    return err;
+}
+
 /* hex HMAC(signing key, msg) into sig_out; the key's date is the first
  * eight characters of amz_date. */
 static enum rz_err sign_string(const char *secret, const char *amz_date, const char *region,
@@ -342,7 +473,7 @@ static enum rz_err sign_string(const char *secret, const char *amz_date, const c
     enum rz_err err;
 
     snprintf(date8, sizeof(date8), "%.8s", amz_date);
-    err = sigv4_signing_key(secret, date8, region, service, key);
+    err = sigv4_cached_signing_key(secret, date8, region, service, key);
     if (err == RZ_OK)
         err = hmac_sha256(key, sizeof(key), msg, strlen(msg), mac);
     if (err == RZ_OK)

@@ -1,6 +1,7 @@
 /* sigv4.h - AWS Signature Version 4, as S3 wants it.
  *
- * Pure computation: no I/O, no clock (time is a parameter), no globals.
+ * Pure computation: no I/O, no clock (time is a parameter); the one
+ * global is a small cache of derived signing keys (sigv4_key_cache_clear).
  * Three uses: query presigning (client PUT/GET URLs), header signing (the
  * service's own S3 calls) and POST policy signing (browser form uploads).
  * Facts and vectors: tests/vectors/README.md. */
@@ -93,6 +94,11 @@ void sigv4_amz_date(time_t now, char out[17]);
  * when keep_slash, everything else %XX uppercase). Caller frees. NULL when
  * out of memory or when 3 * len would pass 256 KiB, the signer's text cap. */
 char *sigv4_uri_encode(const char *s, size_t len, int keep_slash);
+
+/* Wipes every signing key kept by the signing calls (they keep one per
+ * secret, day, region and service, known by a hash of the secret, so a new
+ * secret never reuses an old key). For shutdown; thread-safe. */
+void sigv4_key_cache_clear(void);
 
 /* Lowercase hex SHA-256 of data into out (65 bytes with the NUL). */
 void sigv4_sha256_hex(const void *data, size_t len, char out[65]);

@@ -54,6 +54,10 @@ enum rz_err sigv4_string_to_sign(const char *amz_date, const char *scope, const 
 enum rz_err sigv4_signing_key(const char *secret, const char *date8, const char *region,
                               const char *service, unsigned char key_out[32]);
 
+/* Lookups of the signing key cache since the last sigv4_key_cache_clear():
+ * found, and derived. */
+void sigv4_key_cache_stats(unsigned long long *hits_out, unsigned long long *misses_out);
+
 /* Runs every step for req. expires > 0 presigns (X-Amz-* parameters in the
  * query, UNSIGNED-PAYLOAD); expires == 0 signs for the Authorization header
  * (x-amz-date and x-amz-security-token become signed headers). */

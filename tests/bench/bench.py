@@ -132,6 +132,7 @@ def versions(build):
     dirty = subprocess.run(['git', '-C', REPO, 'diff', '--quiet', 'HEAD'],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
     return {
+        'git': git,
         'resizer': '%s (git %s%s)' % (first_line([os.path.join(build, 'resizer'), '--version']),
                                       git, ', with uncommitted changes' if dirty else ''),
         'libvips': first_line(['pkg-config', '--modversion', 'vips']) + ' (Debian %s)'
@@ -458,6 +459,7 @@ def eventbridge_event(bucket, key, size, etag):
 
 
 def run_e2e(build, cdir, n, samples):
+    import fixtures
     import harness
     os.environ['RESIZER_BIN'] = os.path.join(build, 'resizer')
     log('e2e: starting the local S3 server')
@@ -497,8 +499,8 @@ def run_e2e(build, cdir, n, samples):
         fin = [i for i in mine if i['state'] in ('done', 'failed')]
         return mine if len(fin) == n else None
 
-    items = harness.wait_until(all_finished, timeout=60 + n * 10, interval=0.1,
-                               what='%d images done' % n)
+    items = fixtures.wait_for(all_finished, timeout=60 + n * 10, interval=0.1,
+                              what='%d images done' % n)
     cpu1 = proc_cpu(svc.proc.pid)
     peak = proc_status(svc.proc.pid)
     failed = [i for i in items if i['state'] != 'done']
@@ -525,7 +527,7 @@ def run_e2e(build, cdir, n, samples):
             it = (body.get('items') or [None])[0] if 'items' in body else body
             return it if it and it.get('state') in ('done', 'failed') else None
 
-        it = harness.wait_until(done, timeout=60, interval=0.01, what=key)
+        it = fixtures.wait_for(done, timeout=60, interval=0.01, what=key)
         if it['state'] != 'done':
             raise RuntimeError('e2e: %s failed: %r' % (key, it.get('error')))
         single.append(parse_time(it['finished_at']) - t_up)
@@ -606,10 +608,11 @@ http {
     proc = subprocess.Popen(['nginx', '-p', d, '-e', os.path.join(d, 'error.log'), '-c', conf],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
+    import fixtures
     import harness
     try:
-        harness.wait_until(lambda: harness.http('GET', 'http://127.0.0.1:%d/' % port)[0] == 200,
-                           timeout=10, what='nginx on port %d (log: %s/error.log)' % (port, d))
+        fixtures.wait_for(lambda: harness.http('GET', 'http://127.0.0.1:%d/' % port)[0] == 200,
+                          timeout=10, what='nginx on port %d (log: %s/error.log)' % (port, d))
     except AssertionError:
         stop_nginx(proc)
         raise
@@ -655,7 +658,7 @@ def metric(svc, name, labels):
     return float(m.group(1)) if m else 0.0
 
 
-def run_http(build, root, seconds, conns):
+def run_http(build, root, seconds, conns, baseline=None):
     import harness
     os.environ['RESIZER_BIN'] = os.path.join(build, 'resizer')
     results = {}
@@ -672,6 +675,7 @@ def run_http(build, root, seconds, conns):
     # backoff: the one worker sleeps, and the events figure is intake (auth, parse, filter,
     # dedup, index, queue), not processing. Big queue and index: the caps are not measured.
     fake = harness.S3Server.__new__(harness.S3Server)
+    fake.owned, fake.dir = True, None  # private: nothing to register, nothing to stop
     fake._env = {'S3_ENDPOINT': 'http://127.0.0.1:%d' % harness.free_port(),
                  'S3_FORCE_PATH_STYLE': 'true', 'AWS_REGION': 'us-east-1',
                  'AWS_ACCESS_KEY_ID': 'bench', 'AWS_SECRET_ACCESS_KEY': 'bench-secret'}
@@ -687,8 +691,8 @@ def run_http(build, root, seconds, conns):
         results['uploads'] = wrk(svc.url('/v1/uploads'), seconds, conns, 'wrk_uploads.lua',
                                  lua_env)
         up = results['uploads']
-        if up['rps'] < 0.5 * results['nginx']['rps'] or up['p99'] >= 5:
-            log('http: an uploads target was missed; profiling the service under wrk')
+        if up['rps'] < 0.5 * results['nginx']['rps'] or up['p99'] >= 5 or baseline:
+            log('http: profiling the service under wrk (a target missed, or before/after)')
             results['uploads_profile'] = profile_service(svc, conns, lua_env)
         log('http: resizer POST /v1/events')
         before = metric(svc, 'resizer_events_total', 'outcome="accepted"')
@@ -700,7 +704,167 @@ def run_http(build, root, seconds, conns):
         results['service_vmhwm_kb'] = proc_status(svc.proc.pid)['VmHWM']
     finally:
         svc.close()
+    if baseline:
+        results['uploads_baseline'] = uploads_on(baseline, fake, svc_env, seconds, conns)
+        results['uploads_again'] = uploads_on(build, fake, svc_env, seconds, conns)
     return results
+
+
+def uploads_on(build, fake, svc_env, seconds, conns):
+    """POST /v1/uploads on a fresh service from build (a baseline next to this build)."""
+    import harness
+    os.environ['RESIZER_BIN'] = os.path.join(build, 'resizer')
+    svc = harness.Resizer(fake, env=svc_env, src_bucket='bench-src', dest_bucket='bench-dest')
+    try:
+        lua_env = {'BENCH_TOKEN': harness.API_TOKEN, 'BENCH_SRC_BUCKET': 'bench-src'}
+        log('http: POST /v1/uploads on %s' % build)
+        r = wrk(svc.url('/v1/uploads'), seconds, conns, 'wrk_uploads.lua', lua_env)
+        r['profile'] = profile_service(svc, conns, lua_env)
+        return r
+    finally:
+        svc.close()
+
+
+# -- soak: memory over time ---------------------------------------------------------------------
+
+SOAK_KINDS = (  # name, file, what
+    ('jpeg', 'soak.jpg', '1600x900 JPEG Q90'),
+    ('png-alpha', 'soak-alpha.png', '800x800 RGBA PNG (the alpha cut-out, smaller)'),
+    ('webp', 'soak.webp', '1600x900 WebP Q90'),
+    ('cmyk', 'soak-cmyk.jpg', '1200x675 CMYK JPEG Q90 (no profile: the built-in one applies)'),
+    ('tiff16', 'soak-16.tif', '1200x675 16-bit RGB TIFF, deflate'),
+)
+SOAK_RECIPE = 'v1'
+
+
+def baseline_label(args):
+    return args.baseline_label
+
+
+def make_soak_corpus(cdir):
+    p = lambda name: os.path.join(cdir, name)
+    stamp = p('.soak-recipe')
+    if os.path.exists(stamp) and open(stamp).read() == SOAK_RECIPE:
+        return
+    log('soak: making the mixed corpus in %s' % cdir)
+    sh(['vips', 'thumbnail', p('12mp.jpg'), p('soak.jpg') + '[Q=90]', '1600'])
+    sh(['vips', 'thumbnail', p('3000-alpha.png'), p('soak-alpha.png'), '800'])
+    sh(['vips', 'copy', p('soak.jpg'), p('soak.webp') + '[Q=90]'])
+    with tempfile.TemporaryDirectory() as t:
+        small = os.path.join(t, 'small.v')
+        wide = os.path.join(t, 'wide.v')
+        u16 = os.path.join(t, 'u16.v')
+        sh(['vips', 'thumbnail', p('soak.jpg'), small, '1200'])
+        sh(['vips', 'icc_export', small, p('soak-cmyk.jpg') + '[Q=90]', '--output-profile', 'cmyk'])
+        sh(['vips', 'linear', small, wide, '257', '0'])
+        sh(['vips', 'cast', wide, u16, 'ushort'])
+        sh(['vips', 'copy', u16, p('soak-16.tif') + '[compression=deflate]',
+            '--interpretation', 'rgb16'])
+    with open(stamp, 'w') as f:
+        f.write(SOAK_RECIPE)
+
+
+def run_soak(build, cdir, n, env_extra=None, label='as built'):
+    """n mixed images (the five SOAK_KINDS in turn) through the local S3 and the service with
+    WORKERS=2; the service's RSS sampled every 0.25 s while they run and for 10 s after."""
+    import fixtures
+    import harness
+    import threading
+    make_soak_corpus(cdir)
+    os.environ['RESIZER_BIN'] = os.path.join(build, 'resizer')
+    s3 = harness.S3Server(private=True)
+    env = {'WORKERS': 2, 'LOG_LEVEL': 'warn', 'QUEUE_SIZE': n + 10,
+           'INDEX_MAX_ENTRIES': n * 2 + 100}
+    env.update(env_extra or {})
+    svc = harness.Resizer(s3, env=env)
+    client = s3.client()
+    evkey = {'x-api-key': harness.EVENTS_API_KEY}
+    kinds = []
+    for kind, fname, _ in SOAK_KINDS:
+        with open(os.path.join(cdir, fname), 'rb') as f:
+            data = f.read()
+        kinds.append((kind, data))
+    # One object per kind, copied server-side: the S3 server's time is not what is measured.
+    srcs = []
+    for kind, data in kinds:
+        key = 'images/soak/src-%s' % kind
+        etag = client.put_object(Bucket=svc.src_bucket, Key=key, Body=data)['ETag'].strip('"')
+        srcs.append((kind, key, len(data), etag))
+    pid = svc.proc.pid
+    time.sleep(1)
+    idle = proc_status(pid)['VmRSS']
+    samples = []  # (seconds since start, images done, RSS kB)
+    stop = threading.Event()
+
+    def done_count():
+        try:
+            return int(metric(svc, 'resizer_jobs_total', 'outcome="done"'))
+        except Exception:  # a scrape that fails is retried at the next sample
+            return None
+
+    def sampler():
+        last = 0
+        while not stop.is_set():
+            d = done_count()
+            last = d if d is not None else last
+            samples.append((time.monotonic() - t0, last, proc_status(pid)['VmRSS']))
+            stop.wait(0.25)
+
+    t0 = time.monotonic()
+    cpu0 = proc_cpu(pid)
+    th = threading.Thread(target=sampler, daemon=True)
+    th.start()
+    log('soak (%s): %d images, WORKERS=2' % (label, n))
+    posted = 0
+    try:
+        while posted < n:
+            # Keep at most 16 waiting: a steady load, not one burst into the queue.
+            if posted - (samples[-1][1] if samples else 0) >= 16:
+                time.sleep(0.05)
+                continue
+            kind, src, size, etag = srcs[posted % len(srcs)]
+            key = 'images/soak/%05d-%s' % (posted, kind)
+            r = client.copy_object(Bucket=svc.src_bucket, Key=key,
+                                   CopySource={'Bucket': svc.src_bucket, 'Key': src})
+            etag = r['CopyObjectResult']['ETag'].strip('"')
+            code, _, body = harness.json_http('POST', svc.url('/v1/events'),
+                                              eventbridge_event(svc.src_bucket, key, size, etag),
+                                              headers=evkey)
+            if code != 202:
+                raise RuntimeError('soak: event for %s: %d %r' % (key, code, body))
+            posted += 1
+        fixtures.wait_for(lambda: (done_count() or 0) + failed_count(svc) >= n,
+                          timeout=60 + n, interval=0.25, what='%d soak images' % n)
+        t_done = time.monotonic() - t0
+        cpu = proc_cpu(pid) - cpu0
+        time.sleep(10)
+    finally:
+        stop.set()
+        th.join()
+        vmhwm = proc_status(pid)['VmHWM']
+        failed = failed_count(svc)
+        svc.close()
+        try:
+            s3.close()
+        except subprocess.TimeoutExpired:  # a loaded machine: the figures are in already
+            log('soak: the local S3 server was slow to stop')
+    during = [s for s in samples if s[0] <= t_done]
+    tail = during[len(during) * 2 // 3:]
+    return {
+        'label': label, 'env': {k: str(v) for k, v in (env_extra or {}).items()}, 'n': n,
+        'failed': failed, 'seconds': t_done, 'images_per_s': n / t_done,
+        'cpu_per_image': cpu / n, 'rss_idle_kb': idle, 'vmhwm_kb': vmhwm,
+        'rss_plateau_kb': median([s[2] for s in tail]) if tail else 0,
+        'rss_after_kb': samples[-1][2] if samples else 0,
+        'samples': [(round(a, 2), b, c) for a, b, c in samples],
+    }
+
+
+def failed_count(svc):
+    import harness
+    _, _, body = harness.http('GET', svc.url('/metrics'))
+    return int(sum(float(m) for m in re.findall(
+        r'^resizer_jobs_total\{outcome="(?!done)[^"]*"\} ([\d.e+]+)$', body.decode(), re.M)))
 
 
 # -- report -------------------------------------------------------------------------------------
@@ -809,6 +973,11 @@ def targets(res):
         rows.append(('POST /v1/events ≥ 10,000 accepted/s',
                      '%.0f/s' % h['events']['accepted_per_s'],
                      h['events']['accepted_per_s'] >= 10000))
+    if res.get('soak'):
+        r = res['soak'][-1]
+        rows.append(('mixed soak (WORKERS=2): RSS plateau ≤ 100 MB per worker',
+                     '%.1f MB for 2 workers (%s)' % (r['rss_plateau_kb'] / 1024, r['label']),
+                     r['rss_plateau_kb'] <= 2 * 100 * 1024))
     return rows
 
 
@@ -829,7 +998,7 @@ def header_section(res, args):
                                               ' — **the machine was busy: figures are noisy**'
                                               if busy else ''),
            '', '## Versions', '']
-    out += ['- %s: %s' % (k, val) for k, val in v.items()]
+    out += ['- %s: %s' % (k, val) for k, val in v.items() if k != 'git']
     out += ['', '## Targets', '', '| target | figure | |', '|---|---|---|']
     out += ['| %s | %s | %s |' % (t, fig, mark(ok)) for t, fig, ok in targets(res)]
     return out
@@ -897,6 +1066,41 @@ def e2e_section(res):
         'client\'s clock when the PUT returned, the event posted right after.' % (e['n'], m['nproc'])]
 
 
+
+def soak_section(res):
+    runs = res['soak']
+    first = runs[0]
+    kinds = ', '.join('%s (%s)' % (k, what) for k, _, what in SOAK_KINDS)
+    out = ['', '## Memory over time: %d mixed images, WORKERS=2' % first['n'], '',
+           '%d images through the local S3 and the service (WORKERS=2, LOG_LEVEL=warn), the five '
+           'kinds in turn: %s. Each image is a server-side copy of one source object under a new '
+           'key, then its event; at most 16 wait for a worker at any time (a steady load, not one '
+           'burst). The service\'s VmRSS is sampled every 0.25 s while they run and for 10 s '
+           'after. **Plateau** is the median over the last third of the run; peak is VmHWM; '
+           'images/s and CPU per image (all the service\'s threads) say whether throughput was '
+           'kept. Runs in the same invocation share the machine\'s noise.' % (first['n'], kinds),
+           '', '| build and allocator | images/s | CPU per image | RSS idle | RSS plateau | '
+           'peak (VmHWM) | 10 s after the last | failed |', '|---|---:|---:|---:|---:|---:|---:|---:|']
+    for r in runs:
+        out.append('| %s | %.2f | %.3f s | %.1f MB | **%.1f MB** | %.1f MB | %.1f MB | %d |' % (
+            r['label'], r['images_per_s'], r['cpu_per_image'], r['rss_idle_kb'] / 1024,
+            r['rss_plateau_kb'] / 1024, r['vmhwm_kb'] / 1024, r['rss_after_kb'] / 1024,
+            r['failed']))
+    out += ['', 'RSS over time (MB), at each tenth of the images done, then 10 s after the last:',
+            '', '| images done | ' + ' | '.join(r['label'] for r in runs) + ' |',
+            '|---:|' + '---:|' * len(runs)]
+    for tenth in range(1, 11):
+        want = first['n'] * tenth // 10
+        cells = []
+        for r in runs:
+            at = next((x for x in r['samples'] if x[1] >= want), r['samples'][-1])
+            cells.append('%.1f' % (at[2] / 1024))
+        out.append('| %d | %s |' % (want, ' | '.join(cells)))
+    out.append('| +10 s | %s |' % ' | '.join('%.1f' % (r['rss_after_kb'] / 1024) for r in runs))
+    out += ['', 'Every sample (seconds, images done, RSS kB) is in build/bench-results.json.']
+    return out
+
+
 def http_section(res):
     h, v = res['http'], res['versions']
     ng, ev = h['nginx'], h['events']
@@ -910,6 +1114,13 @@ def http_section(res):
         out.append('| %s | %.0f | %.3f | %.3f | %.3f | %d | %.0f%% |' % (
             title, r['rps'], r['p50'], r['p90'], r['p99'], r['non2xx'],
             100 * r['rps'] / ng['rps']))
+    for key, title in (('uploads_baseline', 'POST /v1/uploads, %s' % h.get('baseline_label')),
+                       ('uploads_again', 'POST /v1/uploads, this build again')):
+        if key in h:
+            r = h[key]
+            out.append('| %s | %.0f | %.3f | %.3f | %.3f | %d | %.0f%% |' % (
+                title, r['rps'], r['p50'], r['p90'], r['p99'], r['non2xx'],
+                100 * r['rps'] / ng['rps']))
     out += ['', 'POST /v1/events: %d events accepted in %.2f s = **%.0f accepted/s** '
             '(resizer_events_total{outcome="accepted"} before and after the run).'
             % (ev['accepted'], ev['duration_s'], ev['accepted_per_s']), '',
@@ -928,9 +1139,30 @@ def http_section(res):
                 '`%s`' % h[k]['command'] for k in ('nginx', 'healthz', 'uploads', 'events')) + '.']
     if h.get('uploads_profile'):
         out += ['', '### Where the time goes: the service under POST /v1/uploads', '',
-                'An uploads target was missed, so `perf record -e cpu-clock -p PID` sampled the '
+                '`perf record -e cpu-clock -p PID` sampled the '
                 'service during another 5 s wrk run of POST /v1/uploads (wrk itself, on the '
                 'same CPUs, is not in it); by shared object, then top symbols:', '', '```', h['uploads_profile'], '```']
+    if h.get('uploads_baseline'):
+        out += ['', 'The same, %s:' % h['baseline_label'], '', '```',
+                h['uploads_baseline']['profile'], '```']
+    return out
+
+
+def kept_sections(path, new):
+    """The old report's sections that this run did not write (a part not run, or another
+    script's, such as state_store.py's): kept as they were."""
+    if not os.path.exists(path):
+        return []
+    titles = {l for l in new if l.startswith('## ')} | {'## What each case is'}
+    old = open(path).read().rstrip('\n').split('\n')
+    out, keep = [], False
+    for line in old:
+        if line.startswith('## '):
+            keep = line not in titles
+            if keep:
+                out.append('')
+        if keep:
+            out.append(line)
     return out
 
 
@@ -946,6 +1178,9 @@ def write_report(path, res, args):
         out += http_section(res)
     if res.get('formats'):
         out += formats_section(res)
+    if res.get('soak'):
+        out += soak_section(res)
+    out += kept_sections(path, out)
     out += ['', '## What each case is', '',
             '- **Pillow reference**: tests/bench/pillow_resize.py `reference` — open, '
             'ImageOps.exif_transpose, then per width copy() + thumbnail((w, huge)) (bicubic, '
@@ -979,7 +1214,13 @@ def main():
     ap.add_argument('--latency-samples', type=int, default=5)
     ap.add_argument('--http-seconds', type=int, default=10)
     ap.add_argument('--connections', type=int, default=16)
-    ap.add_argument('--only', default='images,e2e,http,formats',
+    ap.add_argument('--soak-images', type=int, default=1400)
+    ap.add_argument('--baseline-build', default=None,
+                    help='another build folder (e.g. of main): its resizer also runs the soak and '
+                    'POST /v1/uploads in the same invocation, for before/after figures')
+    ap.add_argument('--baseline-label', default='baseline build',
+                    help='what the baseline build is, for the report (e.g. "main at abc1234")')
+    ap.add_argument('--only', default='images,e2e,http,formats,soak',
                     help='a subset: RESULTS.md is then written only with an explicit --out; '
                     '--only formats alone refreshes its section of RESULTS.md')
     ap.add_argument('--out', default=None)
@@ -1004,7 +1245,16 @@ def main():
     if 'e2e' in parts:
         res['e2e'] = run_e2e(args.build, cdir, args.e2e_images, args.latency_samples)
     if 'http' in parts:
-        res['http'] = run_http(args.build, root, args.http_seconds, args.connections)
+        res['http'] = run_http(args.build, root, args.http_seconds, args.connections,
+                               args.baseline_build and os.path.abspath(args.baseline_build))
+        res['http']['baseline_label'] = args.baseline_label
+    if 'soak' in parts:
+        res['soak'] = []
+        if args.baseline_build:
+            res['soak'].append(run_soak(os.path.abspath(args.baseline_build), cdir,
+                                        args.soak_images, label=baseline_label(args)))
+        res['soak'].append(run_soak(args.build, cdir, args.soak_images,
+                                    label='this build (%s)' % res['versions']['git']))
     if 'formats' in parts:
         res['formats_runs'] = args.runs
         res['formats'] = measure_formats(args.build, cdir, args.runs, args.repeat)
@@ -1017,6 +1267,10 @@ def main():
     if out:
         write_report(out, res, args)
         log('wrote %s in %.0f s' % (out, res['seconds']))
+    elif parts == {'soak'}:
+        splice_section(os.path.join(HERE, 'RESULTS.md'), soak_section(res),
+                       soak_section(res)[1])
+        log('updated the soak section of tests/bench/RESULTS.md')
     elif parts == {'formats'}:
         splice_section(os.path.join(HERE, 'RESULTS.md'), formats_section(res),
                        '## Formats (issue 16)')

@@ -65,11 +65,11 @@ static enum rz_err bench_config(struct config *cfg)
     };
     static char lines[BENCH_MAX_ENV][1024];
     const char *env[BENCH_MAX_ENV + 8] = {
-        "DEST_BUCKET=bench-dest", "AWS_REGION=us-east-1",
+        "SRC_BUCKET=bench-src", "DEST_BUCKET=bench-dest", "AWS_REGION=us-east-1",
         "API_TOKENS=bench-token-0123456789", "EVENTS_API_KEY=bench-events-key",
         "AWS_ACCESS_KEY_ID=bench", "AWS_SECRET_ACCESS_KEY=bench",
     };
-    size_t n = 6;
+    size_t n = 7;
     char msg[256];
     enum rz_err err;
 

@@ -180,14 +180,6 @@ def scaled(seconds):
     return seconds * timeout_scale()
 
 
-def wait_until(fn, timeout=10.0, interval=0.1, what=None):
-    """fixtures.wait_for() under its old name, with a timeout that is not stretched for
-    sanitizer builds: kept for the benchmark and test_webhooks.py until they move over."""
-    import fixtures
-    return fixtures.wait_for(fn, timeout / timeout_scale(), interval=interval,
-                             what=what or getattr(fn, '__name__', repr(fn)))
-
-
 def http(method, url, headers=None, body=None, timeout=10):
     """One HTTP request with http.client; redirects are not followed.
     body: bytes, str (sent as UTF-8) or None. Returns (status, headers, body bytes) with header

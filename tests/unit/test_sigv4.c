@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include <cmocka.h>
+#include <pthread.h>
 #include <openssl/evp.h>
 
 #include "server/buf.h"
@@ -751,6 +752,135 @@ static void test_helpers(void **state)
     assert_string_equal(keyhex, "c4afb1cc5771d871763a393e44b703571b55cc28424d1a5e86da6ed3c154a4b9");
 }
 
+/* ---- signing key cache ----------------------------------------------- */
+
+/* The policy signature of secret at now, with the cache emptied first, so
+ * the key is derived afresh: what every cached signature must equal. */
+static void cold_policy_sig(const char *secret, const char *region, time_t now, char out[65])
+{
+    struct sigv4_creds c = {"AKID", secret, NULL};
+
+    sigv4_key_cache_clear();
+    assert_int_equal(sigv4_sign_policy("cG9saWN5", &c, region, "s3", now, out), RZ_OK);
+}
+
+static void policy_sig(const char *secret, const char *region, time_t now, char out[65])
+{
+    struct sigv4_creds c = {"AKID", secret, NULL};
+
+    assert_int_equal(sigv4_sign_policy("cG9saWN5", &c, region, "s3", now, out), RZ_OK);
+}
+
+static void assert_cache(unsigned long long hits, unsigned long long misses)
+{
+    unsigned long long h, m;
+
+    sigv4_key_cache_stats(&h, &m);
+    assert_int_equal(h, hits);
+    assert_int_equal(m, misses);
+}
+
+/* A key is derived once per secret, day and scope; a rotated secret (same
+ * scope) or a new day never reuses an old key. */
+static void test_key_cache_keys_by_secret_day_scope(void **state)
+{
+    char a[65], a_cold[65], b[65], b_cold[65], next_day[65], next_day_cold[65], east[65];
+
+    (void)state;
+    cold_policy_sig("secret-B", "us-east-1", T_POLICY, b_cold);
+    cold_policy_sig("secret-A", "us-east-1", T_POLICY + 86400, next_day_cold);
+    cold_policy_sig("secret-A", "us-east-1", T_POLICY, a_cold);
+    assert_cache(0, 1);
+    policy_sig("secret-A", "us-east-1", T_POLICY + 3600, a); /* same day: the kept key */
+    assert_cache(1, 1);
+    assert_string_equal(a, a_cold);
+    policy_sig("secret-B", "us-east-1", T_POLICY, b); /* rotated: derived */
+    assert_cache(1, 2);
+    assert_string_equal(b, b_cold);
+    assert_string_not_equal(a, b);
+    policy_sig("secret-A", "us-east-1", T_POLICY + 86400, next_day);
+    assert_cache(1, 3);
+    assert_string_equal(next_day, next_day_cold);
+    policy_sig("secret-A", "eu-west-1", T_POLICY, east);
+    assert_cache(1, 4);
+    assert_string_not_equal(east, a);
+    /* A secret that differs in its last byte only is another secret. */
+    policy_sig("secret-C", "us-east-1", T_POLICY, b);
+    assert_string_not_equal(b, a);
+    assert_string_not_equal(b, b_cold);
+    sigv4_key_cache_clear();
+    assert_cache(0, 0);
+}
+
+/* More scopes than slots, and a region too long to keep: every signature
+ * still equals a freshly derived one. */
+static void test_key_cache_eviction_and_bypass(void **state)
+{
+    char region[16], cold[20][65], warm[65];
+    char long_region[200];
+
+    (void)state;
+    for (int i = 0; i < 20; i++) {
+        snprintf(region, sizeof(region), "region-%d", i);
+        cold_policy_sig("secret-A", region, T_POLICY, cold[i]);
+    }
+    sigv4_key_cache_clear();
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 20; i++) {
+            snprintf(region, sizeof(region), "region-%d", i);
+            policy_sig("secret-A", region, T_POLICY, warm);
+            assert_string_equal(warm, cold[i]);
+        }
+    }
+    memset(long_region, 'r', sizeof(long_region) - 1);
+    long_region[sizeof(long_region) - 1] = '\0';
+    cold_policy_sig("secret-A", long_region, T_POLICY, cold[0]);
+    policy_sig("secret-A", long_region, T_POLICY, warm);
+    assert_string_equal(warm, cold[0]);
+    assert_cache(0, 0); /* never looked up: derived every time */
+}
+
+struct key_cache_worker {
+    const char *secret;
+    const char *expected;
+    int bad;
+};
+
+static void *key_cache_worker_run(void *arg)
+{
+    struct key_cache_worker *w = arg;
+    struct sigv4_creds c = {"AKID", w->secret, NULL};
+    char sig[65];
+
+    for (int i = 0; i < 2000; i++) {
+        if (sigv4_sign_policy("cG9saWN5", &c, "us-east-1", "s3", T_POLICY, sig) != RZ_OK ||
+            strcmp(sig, w->expected) != 0)
+            w->bad++;
+    }
+    return NULL;
+}
+
+/* Threads signing with two secrets for the same scope (a rotation under
+ * load): each always gets its own secret's signature. */
+static void test_key_cache_threads(void **state)
+{
+    char a[65], b[65];
+    struct key_cache_worker w[4] = {
+        {"secret-A", a, 0}, {"secret-B", b, 0}, {"secret-A", a, 0}, {"secret-B", b, 0}};
+    pthread_t t[4];
+
+    (void)state;
+    cold_policy_sig("secret-A", "us-east-1", T_POLICY, a);
+    cold_policy_sig("secret-B", "us-east-1", T_POLICY, b);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, key_cache_worker_run, &w[i]), 0);
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(w[i].bad, 0);
+    }
+    sigv4_key_cache_clear();
+}
+
 int main(void)
 {
     const struct CMUnitTest fixed[] = {
@@ -767,6 +897,9 @@ int main(void)
         cmocka_unit_test(test_hostile_input),
         cmocka_unit_test(test_policy_rejects_bad_input),
         cmocka_unit_test(test_helpers),
+        cmocka_unit_test(test_key_cache_keys_by_secret_day_scope),
+        cmocka_unit_test(test_key_cache_eviction_and_bypass),
+        cmocka_unit_test(test_key_cache_threads),
     };
     size_t nv = sizeof(vector_cases) / sizeof(vector_cases[0]);
     size_t nf = sizeof(fixed) / sizeof(fixed[0]);
