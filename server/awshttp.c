@@ -16,6 +16,8 @@
 
 #include <openssl/crypto.h>
 
+#include "text.h"
+
 #define AWSHTTP_POOL 8               /* idle curl handles kept for reuse */
 #define AWSHTTP_MAX_LINE 16384       /* one header line: a session token is a few KB */
 #define AWSHTTP_MAX_URL 16384
@@ -395,11 +397,9 @@ static char *awshttp_header_value(const char *line, size_t len, size_t namelen)
         v++;
     while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
         end--;
-    if (end - v >= 2 && v[0] == '"' && end[-1] == '"') {
-        v++;
-        end--;
-    }
-    return strndup(v, (size_t)(end - v));
+    len = (size_t)(end - v);
+    v = text_unquote(v, &len);
+    return strndup(v, len);
 }
 
 static void awshttp_on_status_line(struct awshttp_response *r, const char *line, size_t len)

@@ -12,6 +12,7 @@
 
 #include "buf.h"
 #include "s3_list.h"
+#include "text.h"
 
 #define S3_MAX_ERROR_BODY (64 * 1024)
 #define S3_MAX_LIST_BODY (4 * 1024 * 1024)
@@ -42,15 +43,6 @@ static const double s3_latency_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 
 /* ---- client lifecycle ---- */
 
-static enum rz_err s3_strdup_opt(const char *s, char **out)
-{
-    *out = NULL;
-    if (!s)
-        return RZ_OK;
-    *out = strdup(s);
-    return *out ? RZ_OK : RZ_ENOMEM;
-}
-
 static struct awshttp_policy s3_policy_of(const struct s3_opts *o)
 {
     return (struct awshttp_policy){
@@ -76,11 +68,11 @@ enum rz_err s3_new(const struct s3_opts *opts, struct s3 **out, char *msg, size_
                            opts->public_endpoint ? opts->public_endpoint : opts->endpoint,
                            opts->force_path_style, msg, msglen);
     if (err == RZ_OK)
-        err = s3_strdup_opt(opts->region, &s3->region);
+        err = text_dup(opts->region, &s3->region);
     if (err == RZ_OK)
-        err = s3_strdup_opt(opts->sse, &s3->sse);
+        err = text_dup(opts->sse, &s3->sse);
     if (err == RZ_OK)
-        err = s3_strdup_opt(opts->sse_kms_key_id, &s3->sse_kms_key_id);
+        err = text_dup(opts->sse_kms_key_id, &s3->sse_kms_key_id);
     if (err == RZ_OK)
         err = awshttp_new_unless(opts->transport,
                                  &(struct awshttp_opts){opts->creds, opts->metrics},

@@ -6,11 +6,13 @@
  * truncated page must move the listing forward. */
 #include "s3_list.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "text.h"
+#include "timefmt.h"
 
 /* Resolves one of XML's five predefined entities at p; returns how many
  * bytes it spans (0 if none) and stores the character in *ch. */
@@ -75,45 +77,13 @@ static char *s3_xml_child(const char *p, const char *end, const char *tag)
     return s3_xml_text(s, (size_t)(e - s));
 }
 
-/* Undoes encoding-type=url (form style: '+' is a space). NULL when the
- * escapes are malformed. Caller frees. */
-static char *s3_url_decode(const char *s)
-{
-    size_t len = strlen(s);
-    char *out = malloc(len + 1);
-    size_t o = 0;
-
-    if (!out)
-        return NULL;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '%') {
-            unsigned int v;
-
-            if (i + 2 >= len || !isxdigit((unsigned char)s[i + 1]) ||
-                !isxdigit((unsigned char)s[i + 2]) ||
-                sscanf(s + i + 1, "%2x", &v) != 1 || v == 0) {
-                free(out);
-                return NULL;
-            }
-            out[o++] = (char)v;
-            i += 2;
-        } else {
-            out[o++] = s[i] == '+' ? ' ' : s[i];
-        }
-    }
-    out[o] = '\0';
-    return out;
-}
-
-/* "2026-11-26T15:44:36.000Z" -> Unix time; 0 when it does not parse. */
+/* LastModified ("2026-11-26T15:44:36.000Z") as Unix time; 0 when it does
+ * not parse. */
 static time_t s3_parse_time(const char *s)
 {
-    struct tm tm;
+    int64_t ms = 0;
 
-    memset(&tm, 0, sizeof(tm));
-    if (!strptime(s, "%Y-%m-%dT%H:%M:%S", &tm))
-        return 0;
-    return timegm(&tm);
+    return timefmt_parse_iso_ms(s, &ms) == RZ_OK ? (time_t)(ms / 1000) : 0;
 }
 
 static enum rz_err s3_list_item_parse(const char *p, const char *end, struct s3_list_item *it)
@@ -127,7 +97,8 @@ static enum rz_err s3_list_item_parse(const char *p, const char *end, struct s3_
     memset(it, 0, sizeof(*it));
     if (!raw || !size)
         goto done;
-    it->key = s3_url_decode(raw);
+    /* encoding-type=url is form style: '+' is a space. */
+    it->key = text_url_decode(raw, 1);
     if (!it->key)
         goto done;
     /* S3 has no empty keys: a faulty server's would reach key[len - 1]
@@ -142,11 +113,10 @@ static enum rz_err s3_list_item_parse(const char *p, const char *end, struct s3_
     it->last_modified = modified ? s3_parse_time(modified) : 0;
     if (etag) {
         size_t n = strlen(etag);
+        const char *bare = text_unquote(etag, &n);
 
-        if (n >= 2 && etag[0] == '"' && etag[n - 1] == '"') {
-            memmove(etag, etag + 1, n - 2);
-            etag[n - 2] = '\0';
-        }
+        memmove(etag, bare, n);
+        etag[n] = '\0';
         it->etag = etag;
         etag = NULL;
     }
