@@ -37,9 +37,9 @@ struct services {
     struct config cfg;
     struct metrics *metrics;
     struct creds_provider *creds;
-    struct awshttp *aws;      /* the one transport of every S3 and DynamoDB call */
-    struct s3 *s3;            /* jobs and uploads */
-    struct s3 *s3_probe;      /* views of s3 with their own policy and abort switch */
+    struct awshttp *aws; /* the one transport of every S3 and DynamoDB call */
+    struct s3 *s3;       /* jobs and uploads */
+    struct s3 *s3_probe; /* views of s3 with their own policy and abort switch */
     struct s3 *s3_read;
     struct s3 *s3_sweep;      /* the sweep's own, so it can be cut alone */
     struct objstore *objects; /* one object store over each client above */
@@ -61,11 +61,12 @@ struct services {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "resizer %s - makes desktop/tablet/phone variants of images uploaded to S3\n\n"
-               "Usage: resizer [--help | --version | --check-health URL | --create-table]\n\n"
-               "  --check-health URL  GET URL; exit 0 on 200, else 1 (container HEALTHCHECK)\n"
-               "  --create-table      create DYNAMODB_TABLE with its indexes (on-demand, TTL on),\n"
-               "                      wait until it is active, exit (STATE_STORE=dynamodb)\n\n",
+    fprintf(f,
+            "resizer %s - makes desktop/tablet/phone variants of images uploaded to S3\n\n"
+            "Usage: resizer [--help | --version | --check-health URL | --create-table]\n\n"
+            "  --check-health URL  GET URL; exit 0 on 200, else 1 (container HEALTHCHECK)\n"
+            "  --create-table      create DYNAMODB_TABLE with its indexes (on-demand, TTL on),\n"
+            "                      wait until it is active, exit (STATE_STORE=dynamodb)\n\n",
             RESIZER_VERSION);
     config_print_help(f);
 }
@@ -98,16 +99,27 @@ static enum rz_err start_s3(struct services *s, char *msg, size_t msglen)
 {
     const struct config *c = &s->cfg;
     struct creds_source src = {
-        c->access_key, c->secret_key, c->session_token, c->container_relative_uri,
-        c->container_full_uri, c->container_auth_token, c->container_auth_token_file,
+        c->access_key,
+        c->secret_key,
+        c->session_token,
+        c->container_relative_uri,
+        c->container_full_uri,
+        c->container_auth_token,
+        c->container_auth_token_file,
     };
     struct awshttp_policy work = policy_work(c);
     struct s3_opts o = {
-        .endpoint = c->s3_endpoint, .public_endpoint = c->s3_public_endpoint,
-        .region = c->region, .force_path_style = c->force_path_style,
-        .sse = c->sse == CONFIG_SSE_AES256 ? "AES256" : c->sse == CONFIG_SSE_KMS ? "aws:kms" : NULL,
-        .sse_kms_key_id = c->sse_kms_key_id, .timeout_ms = work.timeout_ms,
-        .connect_timeout_ms = work.connect_timeout_ms, .max_attempts = work.max_attempts,
+        .endpoint = c->s3_endpoint,
+        .public_endpoint = c->s3_public_endpoint,
+        .region = c->region,
+        .force_path_style = c->force_path_style,
+        .sse = c->sse == CONFIG_SSE_AES256 ? "AES256"
+               : c->sse == CONFIG_SSE_KMS  ? "aws:kms"
+                                           : NULL,
+        .sse_kms_key_id = c->sse_kms_key_id,
+        .timeout_ms = work.timeout_ms,
+        .connect_timeout_ms = work.connect_timeout_ms,
+        .max_attempts = work.max_attempts,
         .backoff_base_ms = work.backoff_base_ms,
     };
     enum rz_err err = creds_provider_new(&src, &s->creds, msg, msglen);
@@ -145,8 +157,8 @@ static enum rz_err start_objstores(struct services *s)
 static enum rz_err start_reconcile(struct services *s)
 {
     const struct config *c = &s->cfg;
-    struct reconcile_opts ro = {c, s->objects_sweep, s->index, s->status, s->jobs, s->metrics,
-                                c->reconcile_interval};
+    struct reconcile_opts ro = {c,          s->objects_sweep,     s->index, s->status, s->jobs,
+                                s->metrics, c->reconcile_interval};
 
     if (c->reconcile_interval == 0 || !c->src_bucket)
         return RZ_OK;
@@ -159,11 +171,15 @@ static enum rz_err start_auth(struct services *s, char *msg, size_t msglen)
 {
     const struct config *c = &s->cfg;
     struct auth_opts o = {
-        .api_tokens = (const char *const *)c->api_tokens, .napi_tokens = c->napi_tokens,
+        .api_tokens = (const char *const *)c->api_tokens,
+        .napi_tokens = c->napi_tokens,
         .admin_tokens = (const char *const *)c->admin_tokens,
-        .nadmin_tokens = c->nadmin_tokens, .jwks_url = c->jwt_jwks_url,
-        .issuer = c->jwt_issuer, .audience = c->jwt_audience,
-        .admin_scope = c->jwt_admin_scope, .jwks_refresh_min = c->jwt_jwks_refresh_min,
+        .nadmin_tokens = c->nadmin_tokens,
+        .jwks_url = c->jwt_jwks_url,
+        .issuer = c->jwt_issuer,
+        .audience = c->jwt_audience,
+        .admin_scope = c->jwt_admin_scope,
+        .jwks_refresh_min = c->jwt_jwks_refresh_min,
         .fetch_timeout_ms = 2000,
     };
 
@@ -201,9 +217,13 @@ static int create_table(void)
         return 2;
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    src = (struct creds_source){s.cfg.access_key, s.cfg.secret_key, s.cfg.session_token,
-                                s.cfg.container_relative_uri, s.cfg.container_full_uri,
-                                s.cfg.container_auth_token, s.cfg.container_auth_token_file};
+    src = (struct creds_source){s.cfg.access_key,
+                                s.cfg.secret_key,
+                                s.cfg.session_token,
+                                s.cfg.container_relative_uri,
+                                s.cfg.container_full_uri,
+                                s.cfg.container_auth_token,
+                                s.cfg.container_auth_token_file};
     err = creds_provider_new(&src, &s.creds, msg, sizeof(msg));
     o = ddb_options(&s.cfg, s.creds, NULL, NULL);
     o.timeout_ms = 10000;
@@ -224,9 +244,14 @@ static enum rz_err start_status(struct services *s, char *msg, size_t msglen)
 {
     const struct config *c = &s->cfg;
     struct status_opts so = {
-        .cfg = c, .index = s->index, .s3_read = s->objects_read, .metrics = s->metrics,
-        .owner = s->replica, .lease_ms = c->lease_seconds * 1000,
-        .max_attempts = (int)c->job_attempts, .backoff_base_ms = 1000,
+        .cfg = c,
+        .index = s->index,
+        .s3_read = s->objects_read,
+        .metrics = s->metrics,
+        .owner = s->replica,
+        .lease_ms = c->lease_seconds * 1000,
+        .max_attempts = (int)c->job_attempts,
+        .backoff_base_ms = 1000,
     };
     enum rz_err err = start_store(s, msg, msglen);
 
@@ -248,10 +273,14 @@ static enum rz_err start_webhooks(struct services *s, char *msg, size_t msglen)
 {
     const struct config *c = &s->cfg;
     struct webhooks_opts wo = {
-        .urls = c->webhook_urls, .secrets = c->webhook_secret,
-        .timeout_ms = c->webhook_timeout * 1000, .retry_base_ms = c->webhook_retry_base_ms,
+        .urls = c->webhook_urls,
+        .secrets = c->webhook_secret,
+        .timeout_ms = c->webhook_timeout * 1000,
+        .retry_base_ms = c->webhook_retry_base_ms,
         .max_attempts = (int)c->webhook_max_attempts,
-        .queue_size = (size_t)c->webhook_queue_size, .threads = 4, .metrics = s->metrics,
+        .queue_size = (size_t)c->webhook_queue_size,
+        .threads = 4,
+        .metrics = s->metrics,
     };
     struct ddb_opts o = ddb_options(c, s->creds, s->metrics, s->aws);
     enum rz_err err = RZ_OK;
@@ -296,16 +325,21 @@ static enum rz_err start_services(struct services *s, char *msg, size_t msglen)
         err = start_webhooks(s, msg, msglen);
     if (err != RZ_OK)
         return err;
-    jo = (struct jobs_opts){c, s->objects, s->status, s->metrics,
-                            (size_t)(workers > 0 ? workers : 1), (size_t)c->queue_size};
+    jo = (struct jobs_opts){c,
+                            s->objects,
+                            s->status,
+                            s->metrics,
+                            (size_t)(workers > 0 ? workers : 1),
+                            (size_t)c->queue_size};
     err = jobs_new(&jo, &s->jobs);
     if (err == RZ_OK) {
         struct status_queue q = jobs_queue(s->jobs);
 
         err = status_start(s->status, &q);
     }
-    ho = (struct readiness_opts){s->objects_probe, c->src_bucket, c->src_prefix, c->dest_bucket,
-                                 2000, 6000, s->metrics};
+    ho = (struct readiness_opts){s->objects_probe, c->src_bucket, c->src_prefix,
+                                 c->dest_bucket,   2000,          6000,
+                                 s->metrics};
     if (err == RZ_OK)
         err = readiness_new(&ho, &s->readiness);
     if (err == RZ_OK)
@@ -317,14 +351,20 @@ static enum rz_err start_services(struct services *s, char *msg, size_t msglen)
      * timeout, so the ALB never reuses a connection we just closed (502). */
     /* Browsers cache a CORS preflight 600 s (Chromium caps it at 2 h): a
      * changed CORS_ALLOWED_ORIGINS reaches them within 10 minutes. */
-    hs = (struct http_server_opts){
-        .listen_addr = c->listen_addr, .port = (int)c->port, .threads = (int)c->http_threads,
-        .connection_timeout = 75, .max_connections = c->http_max_connections,
-        .connection_memory = (size_t)c->http_connection_memory,
-        .body_budget = c->http_body_budget, .request_timeout = (unsigned)c->http_request_timeout,
-        .routes = handlers_routes, .nroutes = handlers_nroutes, .ctx = &s->app,
-        .metrics = s->metrics,
-        .cors = {(const char *const *)c->cors_origins, c->ncors_origins, 600}};
+    hs = (struct http_server_opts){.listen_addr = c->listen_addr,
+                                   .port = (int)c->port,
+                                   .threads = (int)c->http_threads,
+                                   .connection_timeout = 75,
+                                   .max_connections = c->http_max_connections,
+                                   .connection_memory = (size_t)c->http_connection_memory,
+                                   .body_budget = c->http_body_budget,
+                                   .request_timeout = (unsigned)c->http_request_timeout,
+                                   .routes = handlers_routes,
+                                   .nroutes = handlers_nroutes,
+                                   .ctx = &s->app,
+                                   .metrics = s->metrics,
+                                   .cors = {(const char *const *)c->cors_origins,
+                                            c->ncors_origins, 600}};
     err = http_server_start(&hs, &s->http, msg, msglen);
     if (err == RZ_OK)
         err = start_reconcile(s);

@@ -27,8 +27,8 @@ const struct http_route handlers_routes[] = {
     {"HEAD", "/v1/events", handlers_events_head, 0, NULL, 0},
     {"GET", "/v1/images", handlers_images_list, 0, handlers_client_auth, 1},
     {"GET", "/v1/images/{id}", handlers_images_get, 0, handlers_client_auth, 1},
-    {"GET", "/v1/images/{id}/variants/{name}", handlers_images_variant, 0,
-     handlers_client_auth, 1},
+    {"GET", "/v1/images/{id}/variants/{name}", handlers_images_variant, 0, handlers_client_auth,
+     1},
     {"POST", "/v1/images/{id}/retry", handlers_images_retry, 0, handlers_client_auth, 1},
 };
 
@@ -51,7 +51,9 @@ int handlers_client_auth(struct http_request *req, void *ctx, struct http_respon
     log_fields(LOG_INFO, "auth_refused",
                json_pack("{s:s,s:s,s:s}", "request_id", req->request_id, "route", req->route,
                          "reason",
-                         !h ? "no_authorization" : bearer ? auth_refusal_name(why) : "not_bearer"));
+                         !h       ? "no_authorization"
+                         : bearer ? auth_refusal_name(why)
+                                  : "not_bearer"));
     http_reply_error(res, req, 401, "unauthorized", "token is not valid");
     http_response_header(res, "WWW-Authenticate", "Bearer");
     return 0;
@@ -71,7 +73,8 @@ int handlers_metrics_auth(struct http_request *req, void *ctx, struct http_respo
 
     if (!app->cfg->metrics_token)
         return 1;
-    if (h && strncasecmp(h, "Bearer ", 7) == 0 && http_secret_equal(h + 7, app->cfg->metrics_token))
+    if (h && strncasecmp(h, "Bearer ", 7) == 0 &&
+        http_secret_equal(h + 7, app->cfg->metrics_token))
         return 1;
     http_reply_error(res, req, 401, "unauthorized",
                      h ? "metrics token is not valid" : "missing Authorization: Bearer <token>");

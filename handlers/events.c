@@ -29,8 +29,8 @@ static int events_basic_ok(const char *header, const char *expected)
         return 0;
     header += 6;
     inlen = strlen(header);
-    if (inlen == 0 || base64_decode(header, inlen, BASE64_STD, decoded, EVENTS_MAX_BASIC,
-                                    &n) != RZ_OK)
+    if (inlen == 0 ||
+        base64_decode(header, inlen, BASE64_STD, decoded, EVENTS_MAX_BASIC, &n) != RZ_OK)
         return 0;
     decoded[n] = '\0';
     /* A NUL inside would end the comparison early: never a match. */
@@ -59,9 +59,9 @@ int handlers_events_auth(struct http_request *req, void *ctx, struct http_respon
 static void events_reply_queued(struct http_response *res, const struct jobs_submit_result *r,
                                 size_t ignored)
 {
-    http_reply_json(res, 202, json_pack("{s:I,s:I,s:I}", "accepted", (json_int_t)r->accepted,
-                                        "duplicates", (json_int_t)r->duplicates, "ignored",
-                                        (json_int_t)ignored));
+    http_reply_json(res, 202,
+                    json_pack("{s:I,s:I,s:I}", "accepted", (json_int_t)r->accepted, "duplicates",
+                              (json_int_t)r->duplicates, "ignored", (json_int_t)ignored));
 }
 
 void handlers_events_post(struct http_request *req, void *ctx, struct http_response *res)

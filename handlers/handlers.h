@@ -22,8 +22,8 @@
 struct app {
     const struct config *cfg;
     struct metrics *metrics;
-    struct s3 *s3;            /* presigning */
-    struct status *status;    /* every record read and change */
+    struct s3 *s3;         /* presigning */
+    struct status *status; /* every record read and change */
     struct jobs *jobs;
     struct readiness *readiness;
     struct auth *auth;

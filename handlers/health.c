@@ -33,12 +33,14 @@ void handlers_readyz(struct http_request *req, void *ctx, struct http_response *
         ready = 0;
     }
     if (ready) {
-        http_reply_json(res, 200, json_pack("{s:s,s:I}", "status", "ready", "queue_depth",
-                                            (json_int_t)depth));
+        http_reply_json(res, 200,
+                        json_pack("{s:s,s:I}", "status", "ready", "queue_depth",
+                                  (json_int_t)depth));
         return;
     }
-    http_reply_json(res, 503, json_pack("{s:s,s:s,s:I}", "status", "not_ready", "reason", why,
-                                        "queue_depth", (json_int_t)depth));
+    http_reply_json(res, 503,
+                    json_pack("{s:s,s:s,s:I}", "status", "not_ready", "reason", why,
+                              "queue_depth", (json_int_t)depth));
 }
 
 void handlers_metrics(struct http_request *req, void *ctx, struct http_response *res)

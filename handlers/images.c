@@ -26,15 +26,15 @@ static void images_sign_url(const struct app *app, const char *key, json_t *obj,
 {
     struct s3_presigned p = {0};
 
-    if (key && s3_presign_get(app->s3, app->cfg->dest_bucket, key,
-                              app->cfg->presign_get_expires, now, &p) == RZ_OK)
+    if (key && s3_presign_get(app->s3, app->cfg->dest_bucket, key, app->cfg->presign_get_expires,
+                              now, &p) == RZ_OK)
         json_object_set_new(obj, "url", json_string(p.url));
     s3_presigned_cleanup(&p);
 }
 
 /* A url on the variant (its first file) and on each of its files. */
-static void images_sign_variant(const struct app *app, const struct index_variant *v,
-                                json_t *vj, time_t now)
+static void images_sign_variant(const struct app *app, const struct index_variant *v, json_t *vj,
+                                time_t now)
 {
     json_t *files = json_object_get(vj, "files");
 
@@ -138,8 +138,7 @@ void handlers_images_get(struct http_request *req, void *ctx, struct http_respon
 
 /* Parses ?limit= (1..200); writes the 400 and returns 0 on a bad value.
  * The cursor is the store's to check. */
-static int images_page_params(struct http_request *req, struct http_response *res,
-                              size_t *limit)
+static int images_page_params(struct http_request *req, struct http_response *res, size_t *limit)
 {
     const char *l = http_query(req, "limit");
     char *end = NULL;
@@ -159,8 +158,9 @@ static int images_page_params(struct http_request *req, struct http_response *re
 
 static void images_reply_items(struct http_response *res, json_t *items, const char *next)
 {
-    http_reply_json(res, 200, json_pack("{s:o,s:o}", "items", items, "next_cursor",
-                                        next[0] ? json_string(next) : json_null()));
+    http_reply_json(res, 200,
+                    json_pack("{s:o,s:o}", "items", items, "next_cursor",
+                              next[0] ? json_string(next) : json_null()));
 }
 
 static void images_by_key(struct http_request *req, struct app *app, const char *key,
@@ -259,7 +259,8 @@ static const struct index_file *images_pick_file(struct http_request *req,
         return NULL;
     }
     if (param && !index_variant_file(v, f)) {
-        http_reply_error(res, req, 404, "not_found", "this variant is not stored in that format");
+        http_reply_error(res, req, 404, "not_found",
+                         "this variant is not stored in that format");
         return NULL;
     }
     for (size_t k = 0; k < v->nfiles && k < IMAGE_MAX_OUTPUTS; k++)
@@ -325,7 +326,8 @@ void handlers_images_retry(struct http_request *req, void *ctx, struct http_resp
     index_entry_cleanup(&e);
     err = jobs_retry(app->jobs, req->params[0], clock_wall_ms());
     if (err == RZ_OK)
-        http_reply_json(res, 202, json_pack("{s:s,s:s}", "id", req->params[0], "state", "queued"));
+        http_reply_json(res, 202,
+                        json_pack("{s:s,s:s}", "id", req->params[0], "state", "queued"));
     else if (err == RZ_ENOTFOUND)
         images_reply_find_error(req, res, err);
     else if (err == RZ_ECONFLICT)

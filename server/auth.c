@@ -26,14 +26,14 @@
 #include "log.h"
 #include "text.h"
 
-#define AUTH_MAX_TOKENS 32          /* API_TOKENS and ADMIN_TOKENS together */
-#define AUTH_NAME_MAX 64            /* of a configured name */
-#define AUTH_MAX_KEYS 32            /* kept from one JWKS */
+#define AUTH_MAX_TOKENS 32 /* API_TOKENS and ADMIN_TOKENS together */
+#define AUTH_NAME_MAX 64   /* of a configured name */
+#define AUTH_MAX_KEYS 32   /* kept from one JWKS */
 #define AUTH_KID_MAX 128
-#define AUTH_MAX_JWKS (256 * 1024)  /* bytes of a JWKS document */
+#define AUTH_MAX_JWKS (256 * 1024) /* bytes of a JWKS document */
 #define AUTH_MAX_HEADER_B64 1024
 #define AUTH_MAX_PAYLOAD_B64 6144
-#define AUTH_MAX_SIG_B64 700        /* RSA 4096: 512 bytes, 683 characters */
+#define AUTH_MAX_SIG_B64 700 /* RSA 4096: 512 bytes, 683 characters */
 #define AUTH_MAX_AUD 32
 #define AUTH_MIN_RSA_BITS 2048
 
@@ -49,9 +49,9 @@ struct auth_token {
 };
 
 struct auth_key {
-    char kid[AUTH_KID_MAX + 1];     /* "" when the JWK has none */
+    char kid[AUTH_KID_MAX + 1]; /* "" when the JWK has none */
     enum auth_alg alg;
-    size_t sig_len;                 /* the only signature length this key can verify */
+    size_t sig_len; /* the only signature length this key can verify */
     cjose_jwk_t *jwk;
 };
 
@@ -69,10 +69,10 @@ struct auth {
     char *admin_scope;
     long refresh_min;
     long timeout_ms;
-    pthread_rwlock_t keys_lock;     /* keys and fetched_at */
-    struct auth_keys *keys;         /* NULL until a fetch succeeded */
+    pthread_rwlock_t keys_lock; /* keys and fetched_at */
+    struct auth_keys *keys;     /* NULL until a fetch succeeded */
     time_t fetched_at;
-    pthread_mutex_t fetch_lock;     /* one fetch at a time; tried_at */
+    pthread_mutex_t fetch_lock; /* one fetch at a time; tried_at */
     time_t tried_at;
 };
 
@@ -81,13 +81,13 @@ struct auth_jwt {
     json_t *header;
     json_t *claims;
     enum auth_alg alg;
-    const char *kid;                /* in header; NULL when absent */
+    const char *kid; /* in header; NULL when absent */
     size_t sig_len;
 };
 
 static const char *const auth_refusal_names[] = {
-    "ok", "no_token", "unknown_token", "malformed", "alg", "unknown_kid", "signature",
-    "issuer", "audience", "expired", "not_yet_valid", "subject",
+    "ok",        "no_token", "unknown_token", "malformed", "alg",           "unknown_kid",
+    "signature", "issuer",   "audience",      "expired",   "not_yet_valid", "subject",
 };
 
 const char *auth_refusal_name(enum auth_refusal why)
@@ -256,7 +256,8 @@ static enum rz_err auth_jwks_parse(const char *text, size_t len, struct auth_key
     err = RZ_ENOMEM;
     if (!ks)
         goto fail;
-    json_array_foreach(keys, i, k) {
+    json_array_foreach(keys, i, k)
+    {
         if (ks->n < AUTH_MAX_KEYS && auth_key_import(k, &ks->k[ks->n]))
             ks->n++;
     }
@@ -534,7 +535,8 @@ static int auth_audience_ok(const json_t *aud, const char *want)
         return strcmp(json_string_value(aud), want) == 0;
     if (!json_is_array(aud) || json_array_size(aud) > AUTH_MAX_AUD)
         return 0;
-    json_array_foreach(aud, i, v) {
+    json_array_foreach(aud, i, v)
+    {
         if (json_is_string(v) && strcmp(json_string_value(v), want) == 0)
             return 1;
     }
@@ -570,7 +572,8 @@ static int auth_has_scope(const json_t *claims, const char *want)
         return 1;
     if (json_is_string(scp))
         return auth_word_in(json_string_value(scp), want);
-    json_array_foreach(scp, i, v) {
+    json_array_foreach(scp, i, v)
+    {
         if (json_is_string(v) && strcmp(json_string_value(v), want) == 0)
             return 1;
     }

@@ -19,10 +19,10 @@
 
 #include "err.h"
 
-#define AUTH_CALLER_MAX 128     /* bytes of a caller's name, without the NUL */
-#define AUTH_LEEWAY 60          /* seconds of clock skew allowed on exp and nbf */
-#define AUTH_JWKS_MAX_AGE 600   /* seconds before a cached JWKS is fetched again */
-#define AUTH_MAX_JWT 8192       /* bytes of a whole JWT; longer ones are not decoded */
+#define AUTH_CALLER_MAX 128   /* bytes of a caller's name, without the NUL */
+#define AUTH_LEEWAY 60        /* seconds of clock skew allowed on exp and nbf */
+#define AUTH_JWKS_MAX_AGE 600 /* seconds before a cached JWKS is fetched again */
+#define AUTH_MAX_JWT 8192     /* bytes of a whole JWT; longer ones are not decoded */
 
 struct auth_caller {
     char name[AUTH_CALLER_MAX + 1];
@@ -32,30 +32,30 @@ struct auth_caller {
 /* Why auth_check refused; AUTH_OK when it did not. */
 enum auth_refusal {
     AUTH_OK = 0,
-    AUTH_NO_TOKEN,        /* empty */
-    AUTH_UNKNOWN_TOKEN,   /* not a configured token, and not a JWT */
-    AUTH_MALFORMED,       /* JWT segments, base64url, JSON or sizes */
-    AUTH_ALG,             /* alg other than RS256/ES256 (none, HS256, ...) */
-    AUTH_UNKNOWN_KID,     /* no key for it, even after a refresh */
+    AUTH_NO_TOKEN,      /* empty */
+    AUTH_UNKNOWN_TOKEN, /* not a configured token, and not a JWT */
+    AUTH_MALFORMED,     /* JWT segments, base64url, JSON or sizes */
+    AUTH_ALG,           /* alg other than RS256/ES256 (none, HS256, ...) */
+    AUTH_UNKNOWN_KID,   /* no key for it, even after a refresh */
     AUTH_SIGNATURE,
     AUTH_ISSUER,
     AUTH_AUDIENCE,
     AUTH_EXPIRED,
-    AUTH_NOT_YET_VALID,   /* nbf in the future */
-    AUTH_SUBJECT,         /* sub missing or not a usable name */
+    AUTH_NOT_YET_VALID, /* nbf in the future */
+    AUTH_SUBJECT,       /* sub missing or not a usable name */
 };
 
 struct auth_opts {
-    const char *const *api_tokens;   /* "name:token" or "token" */
+    const char *const *api_tokens; /* "name:token" or "token" */
     size_t napi_tokens;
     const char *const *admin_tokens;
     size_t nadmin_tokens;
-    const char *jwks_url;            /* NULL: JWTs are refused */
-    const char *issuer;              /* required with jwks_url */
-    const char *audience;            /* required with jwks_url */
-    const char *admin_scope;         /* NULL: no JWT caller is an admin */
-    long jwks_refresh_min;           /* seconds between fetches forced by an unknown kid */
-    long fetch_timeout_ms;           /* whole JWKS fetch */
+    const char *jwks_url;    /* NULL: JWTs are refused */
+    const char *issuer;      /* required with jwks_url */
+    const char *audience;    /* required with jwks_url */
+    const char *admin_scope; /* NULL: no JWT caller is an admin */
+    long jwks_refresh_min;   /* seconds between fetches forced by an unknown kid */
+    long fetch_timeout_ms;   /* whole JWKS fetch */
 };
 
 struct auth;

@@ -18,14 +18,14 @@
 
 #include "text.h"
 
-#define AWSHTTP_POOL 8               /* idle curl handles kept for reuse */
-#define AWSHTTP_MAX_LINE 16384       /* one header line: a session token is a few KB */
+#define AWSHTTP_POOL 8         /* idle curl handles kept for reuse */
+#define AWSHTTP_MAX_LINE 16384 /* one header line: a session token is a few KB */
 #define AWSHTTP_MAX_URL 16384
 
 struct awshttp {
     struct creds_provider *creds;
     struct metrics *metrics;
-    pthread_mutex_t lock;  /* guards idle[] */
+    pthread_mutex_t lock; /* guards idle[] */
     struct awshttp_conn *idle[AWSHTTP_POOL];
     size_t nidle;
 };
@@ -307,8 +307,9 @@ static struct curl_slist *awshttp_header_list(const struct sigv4_pair *headers, 
     return list;
 }
 
-struct curl_slist *awshttp_sign(const struct awshttp_request *req, const struct sigv4_creds *creds,
-                                time_t now, enum rz_err *err_out)
+struct curl_slist *awshttp_sign(const struct awshttp_request *req,
+                                const struct sigv4_creds *creds, time_t now,
+                                enum rz_err *err_out)
 {
     struct sigv4_pair headers[AWSHTTP_MAX_HEADERS];
     struct sigv4_signed sig = {0};
@@ -323,9 +324,17 @@ struct curl_slist *awshttp_sign(const struct awshttp_request *req, const struct 
     for (size_t i = 0; i < req->nheaders && n < AWSHTTP_MAX_HEADERS; i++)
         headers[n++] = req->headers[i];
     sr = (struct sigv4_request){
-        .method = req->method, .scheme = req->scheme, .host = req->host, .path = req->path,
-        .query = req->query, .nquery = req->nquery, .headers = headers, .nheaders = n,
-        .payload_hash = sha, .region = req->region, .service = req->service,
+        .method = req->method,
+        .scheme = req->scheme,
+        .host = req->host,
+        .path = req->path,
+        .query = req->query,
+        .nquery = req->nquery,
+        .headers = headers,
+        .nheaders = n,
+        .payload_hash = sha,
+        .region = req->region,
+        .service = req->service,
     };
     *err_out = sigv4_sign_headers(&sr, creds, now, &sig);
     if (*err_out == RZ_OK) {
@@ -339,8 +348,8 @@ struct curl_slist *awshttp_sign(const struct awshttp_request *req, const struct 
 }
 
 /* Signs with credentials fetched for this attempt. */
-static struct curl_slist *awshttp_sign_fresh(struct awshttp *t, const struct awshttp_request *req,
-                                             enum rz_err *err_out)
+static struct curl_slist *
+awshttp_sign_fresh(struct awshttp *t, const struct awshttp_request *req, enum rz_err *err_out)
 {
     struct creds_snapshot creds = {0};
     struct curl_slist *list = NULL;
@@ -589,17 +598,19 @@ enum rz_err awshttp_call(struct awshttp *t, struct awshttp_conn *c,
         msglen = sizeof(scratch);
     }
     memset(resp, 0, sizeof(*resp));
-    buf_init(&resp->body, req->max_response > req->max_error ? req->max_response : req->max_error);
+    buf_init(&resp->body,
+             req->max_response > req->max_error ? req->max_response : req->max_error);
     buf_init(&url, AWSHTTP_MAX_URL);
     snprintf(msg, msglen, "out of memory");
-    err = c || own ? awshttp_url_build(req->scheme, req->host, req->path, req->query, req->nquery,
-                                       &url)
+    err = c || own ? awshttp_url_build(req->scheme, req->host, req->path, req->query,
+                                       req->nquery, &url)
                    : RZ_ENOMEM;
     if (err == RZ_ETOOBIG)
         snprintf(msg, msglen, "%s request URL is longer than %d bytes", req->label,
                  AWSHTTP_MAX_URL);
     if (err == RZ_OK)
-        err = awshttp_retry_loop(t, c ? c->curl : own->curl, req, p, url.data, resp, msg, msglen);
+        err = awshttp_retry_loop(t, c ? c->curl : own->curl, req, p, url.data, resp, msg,
+                                 msglen);
     if (err == RZ_OK && resp->body.len > req->max_response) {
         snprintf(msg, msglen, "%s is larger than %zu bytes", req->body_name, req->max_response);
         err = RZ_ETOOBIG;

@@ -41,45 +41,45 @@ struct awshttp_endpoint {
 /* How hard one call tries. The whole call takes at most max_attempts *
  * timeout_ms plus the waits between attempts (each at most backoff_cap_ms). */
 struct awshttp_policy {
-    long timeout_ms;         /* whole attempt */
+    long timeout_ms; /* whole attempt */
     long connect_timeout_ms;
-    int max_attempts;        /* < 1 counts as 1 */
-    long backoff_base_ms;    /* the first retry waits up to this, doubling ... */
-    long backoff_cap_ms;     /* ... but never more than this */
+    int max_attempts;     /* < 1 counts as 1 */
+    long backoff_base_ms; /* the first retry waits up to this, doubling ... */
+    long backoff_cap_ms;  /* ... but never more than this */
 };
 
 /* What one attempt brought back. */
 struct awshttp_response {
-    long status;             /* 0 when no answer came */
-    struct buf body;         /* capped: max_response for 2xx, at least max_error else */
-    char *etag;              /* ETag without its quotes; NULL if none */
-    char *content_type;      /* NULL if none */
+    long status;        /* 0 when no answer came */
+    struct buf body;    /* capped: max_response for 2xx, at least max_error else */
+    char *etag;         /* ETag without its quotes; NULL if none */
+    char *content_type; /* NULL if none */
     uint64_t content_length;
-    int too_big;             /* a 2xx body over max_response was cut off */
+    int too_big; /* a 2xx body over max_response was cut off */
 };
 
 /* One request, borrowed by awshttp_call for the call only. */
 struct awshttp_request {
-    const char *service;     /* signing name: "s3", "dynamodb" */
-    const char *label;       /* in messages: "S3", "DynamoDB" */
-    const char *metric;      /* resizer_<metric>_requests_total, ..._duration_seconds */
-    const char *op;          /* metrics label: "GetObject", "PutItem" */
+    const char *service; /* signing name: "s3", "dynamodb" */
+    const char *label;   /* in messages: "S3", "DynamoDB" */
+    const char *metric;  /* resizer_<metric>_requests_total, ..._duration_seconds */
+    const char *op;      /* metrics label: "GetObject", "PutItem" */
     const char *region;
     const char *method;
     const char *scheme;
-    const char *host;        /* host[:port] as signed */
-    const char *path;        /* raw, starting with '/'; encoded once when sent */
+    const char *host; /* host[:port] as signed */
+    const char *path; /* raw, starting with '/'; encoded once when sent */
     const struct sigv4_pair *query;
     size_t nquery;
     const struct sigv4_pair *headers; /* signed and sent (at most AWSHTTP_MAX_HEADERS - 1) */
     size_t nheaders;
     const void *body;
     size_t body_len;
-    int content_sha256;      /* also send x-amz-content-sha256 (S3 wants it) */
-    size_t max_response;     /* cap on a 2xx body; a HEAD has none */
-    size_t max_error;        /* cap on an error body */
-    const char *body_name;   /* a 2xx over the cap is "<body_name> is larger than N bytes" */
-    const int *abort;        /* NULL, or a flag (read atomically): once set, no attempt
+    int content_sha256;    /* also send x-amz-content-sha256 (S3 wants it) */
+    size_t max_response;   /* cap on a 2xx body; a HEAD has none */
+    size_t max_error;      /* cap on an error body */
+    const char *body_name; /* a 2xx over the cap is "<body_name> is larger than N bytes" */
+    const int *abort;      /* NULL, or a flag (read atomically): once set, no attempt
                                 starts and a transfer in flight is cut within about 1 s */
     /* Maps an answer (a transfer that completed) to an error. *retry set
      * means transient (throttling, 5xx, clock skew, ...). msg says why. */
@@ -142,8 +142,9 @@ void awshttp_response_cleanup(struct awshttp_response *r);
  * x-amz-security-token when creds carry one, Authorization, and an empty
  * Expect (not signed: no 100-continue round trip). NULL with *err_out set
  * on failure. Free with awshttp_headers_free, which wipes it. */
-struct curl_slist *awshttp_sign(const struct awshttp_request *req, const struct sigv4_creds *creds,
-                                time_t now, enum rz_err *err_out);
+struct curl_slist *awshttp_sign(const struct awshttp_request *req,
+                                const struct sigv4_creds *creds, time_t now,
+                                enum rz_err *err_out);
 
 /* Wipes every line (signatures, session tokens) and frees the list. NULL
  * is a no-op. */

@@ -13,8 +13,8 @@
 #include "err.h"
 
 enum base64_alphabet {
-    BASE64_STD = 0,  /* A-Z a-z 0-9 + /, '=' padding required (Basic auth, whsec_) */
-    BASE64_URL,      /* A-Z a-z 0-9 - _, no padding (JWS, RFC 7515 section 2) */
+    BASE64_STD = 0, /* A-Z a-z 0-9 + /, '=' padding required (Basic auth, whsec_) */
+    BASE64_URL,     /* A-Z a-z 0-9 - _, no padding (JWS, RFC 7515 section 2) */
 };
 
 /* The most bytes base64_decode can write for inlen characters. */

@@ -101,12 +101,16 @@ static void blurhash_write(const double (*f)[3], int cx, int cy, char *out)
     } else {
         p = blurhash_base83(p, 0, 1);
     }
-    p = blurhash_base83(p, (blurhash_to_srgb(f[0][0]) << 16) + (blurhash_to_srgb(f[0][1]) << 8) +
-                               blurhash_to_srgb(f[0][2]), 4);
+    p = blurhash_base83(p,
+                        (blurhash_to_srgb(f[0][0]) << 16) + (blurhash_to_srgb(f[0][1]) << 8) +
+                            blurhash_to_srgb(f[0][2]),
+                        4);
     for (int k = 1; k < n; k++)
-        p = blurhash_base83(p, blurhash_quant_ac(f[k][0], max) * 19 * 19 +
-                                   blurhash_quant_ac(f[k][1], max) * 19 +
-                                   blurhash_quant_ac(f[k][2], max), 2);
+        p = blurhash_base83(p,
+                            blurhash_quant_ac(f[k][0], max) * 19 * 19 +
+                                blurhash_quant_ac(f[k][1], max) * 19 +
+                                blurhash_quant_ac(f[k][2], max),
+                            2);
     *p = '\0';
 }
 

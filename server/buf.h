@@ -14,10 +14,10 @@
 #include "err.h"
 
 struct buf {
-    char *data;  /* NULL until the first append */
-    size_t len;  /* bytes used, not counting the trailing NUL */
-    size_t cap;  /* bytes allocated */
-    size_t max;  /* len may never exceed this */
+    char *data; /* NULL until the first append */
+    size_t len; /* bytes used, not counting the trailing NUL */
+    size_t cap; /* bytes allocated */
+    size_t max; /* len may never exceed this */
 };
 
 /* Sets up an empty buffer that may hold at most max bytes. Allocates nothing. */

@@ -24,13 +24,13 @@ typedef enum rz_err (*config_parse_fn)(const struct config_var *v, const char *v
 
 struct config_var {
     const char *name;
-    const char *def;      /* NULL: unset unless given */
+    const char *def; /* NULL: unset unless given */
     const char *help;
     config_parse_fn parse;
-    size_t offset;        /* of the field parse writes */
-    long min;             /* for numbers */
+    size_t offset; /* of the field parse writes */
+    long min;      /* for numbers */
     long max;
-    int secret;           /* never echo the value */
+    int secret; /* never echo the value */
 };
 
 #define FIELD(f) offsetof(struct config, f)
@@ -66,7 +66,8 @@ static enum rz_err parse_bucket(const struct config_var *v, const char *value, s
     for (size_t i = 0; i < len; i++) {
         char ch = value[i];
 
-        if (!(islower((unsigned char)ch) || isdigit((unsigned char)ch) || ch == '.' || ch == '-'))
+        if (!(islower((unsigned char)ch) || isdigit((unsigned char)ch) || ch == '.' ||
+              ch == '-'))
             return config_fail(msg, msglen, v->name,
                                "may hold only lowercase letters, digits, '.' and '-'");
     }
@@ -194,8 +195,9 @@ static enum rz_err parse_table(const struct config_var *v, const char *value, st
 {
     size_t len = strlen(value);
 
-    if (len < 3 || len > 255 || strspn(value, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                              "0123456789_.-") != len)
+    if (len < 3 || len > 255 ||
+        strspn(value, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                      "0123456789_.-") != len)
         return config_fail(msg, msglen, v->name,
                            "must be 3 to 255 letters, digits, '_', '.' or '-'");
     return parse_string(v, value, c, msg, msglen);
@@ -225,8 +227,9 @@ static enum rz_err parse_outputs(const struct config_var *v, const char *value, 
     if (variants_parse_formats(value, c->outputs, &n, why, sizeof(why)) != RZ_OK)
         return config_fail(msg, msglen, v->name, why);
     if (n > 1 && strcmp(v->name, "OUTPUT_FORMAT") == 0)
-        return config_fail(msg, msglen, v->name, "takes one format; list several in "
-                                                 "OUTPUT_FORMATS");
+        return config_fail(msg, msglen, v->name,
+                           "takes one format; list several in "
+                           "OUTPUT_FORMATS");
     c->noutputs = n;
     return RZ_OK;
 }
@@ -273,9 +276,10 @@ static int config_token_ok(const char *p, size_t len)
     const char *colon = memchr(p, ':', len);
     size_t namelen = colon ? (size_t)(colon - p) : 0;
 
-    if (colon && (namelen == 0 || namelen > 64 ||
-                  strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@-") <
-                      namelen))
+    if (colon &&
+        (namelen == 0 || namelen > 64 ||
+         strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@-") <
+             namelen))
         return 0;
     return len - (colon ? namelen + 1 : 0) >= 16;
 }
@@ -418,8 +422,8 @@ static int config_origin_ok(const char *s, size_t len)
 }
 
 /* "https://app.example.com,http://127.0.0.1:3000"; empty: no origin. */
-static enum rz_err parse_origins(const struct config_var *v, const char *value,
-                                 struct config *c, char *msg, size_t msglen)
+static enum rz_err parse_origins(const struct config_var *v, const char *value, struct config *c,
+                                 char *msg, size_t msglen)
 {
     const char *p = value;
 
@@ -502,19 +506,19 @@ static const struct config_var config_vars[] = {
      parse_bucket, FIELD(dest_bucket), 0, 0, 0},
     {"SRC_BUCKET", NULL, "source bucket (required); events for any other bucket are ignored",
      parse_bucket, FIELD(src_bucket), 0, 0, 0},
-    {"SRC_PREFIX", "images/", "key prefix of uploads in the source bucket",
-     parse_prefix, FIELD(src_prefix), 0, 0, 0},
-    {"AWS_REGION", NULL, "region of the buckets, used in signatures (required)",
-     parse_region, FIELD(region), 0, 0, 0},
+    {"SRC_PREFIX", "images/", "key prefix of uploads in the source bucket", parse_prefix,
+     FIELD(src_prefix), 0, 0, 0},
+    {"AWS_REGION", NULL, "region of the buckets, used in signatures (required)", parse_region,
+     FIELD(region), 0, 0, 0},
     {"AWS_ACCESS_KEY_ID", NULL, "static credentials (else the ECS container endpoint)",
      parse_secret, FIELD(access_key), 0, 0, 1},
-    {"AWS_SECRET_ACCESS_KEY", NULL, "static credentials, with AWS_ACCESS_KEY_ID",
-     parse_secret, FIELD(secret_key), 0, 0, 1},
-    {"AWS_SESSION_TOKEN", NULL, "session token of temporary static credentials",
-     parse_secret, FIELD(session_token), 0, 0, 1},
+    {"AWS_SECRET_ACCESS_KEY", NULL, "static credentials, with AWS_ACCESS_KEY_ID", parse_secret,
+     FIELD(secret_key), 0, 0, 1},
+    {"AWS_SESSION_TOKEN", NULL, "session token of temporary static credentials", parse_secret,
+     FIELD(session_token), 0, 0, 1},
     {"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", NULL,
-     "ECS task role: path on 169.254.170.2 (set by ECS)",
-     parse_secret, FIELD(container_relative_uri), 0, 0, 0},
+     "ECS task role: path on 169.254.170.2 (set by ECS)", parse_secret,
+     FIELD(container_relative_uri), 0, 0, 0},
     {"AWS_CONTAINER_CREDENTIALS_FULL_URI", NULL,
      "container credentials endpoint URL (https, or http on loopback or the ECS/EKS agent)",
      parse_url, FIELD(container_full_uri), 0, 0, 0},
@@ -528,118 +532,154 @@ static const struct config_var config_vars[] = {
      parse_url, FIELD(s3_public_endpoint), 0, 0, 0},
     {"S3_FORCE_PATH_STYLE", "false", "address buckets as /bucket/key instead of bucket.host",
      parse_bool, FIELD(force_path_style), 0, 0, 0},
-    {"SSE", NULL, "server-side encryption of variants: AES256 or aws:kms",
-     parse_sse, FIELD(sse), 0, 0, 0},
+    {"SSE", NULL, "server-side encryption of variants: AES256 or aws:kms", parse_sse, FIELD(sse),
+     0, 0, 0},
     {"SSE_KMS_KEY_ID", NULL, "KMS key for SSE=aws:kms (default: the bucket's aws/s3 key)",
      parse_string, FIELD(sse_kms_key_id), 0, 0, 0},
     {"S3_TIMEOUT", "30", "seconds one S3 request attempt may take before it is retried",
      parse_long, FIELD(s3_timeout), 1, 600, 0},
-    {"LISTEN_ADDR", "0.0.0.0", "IPv4 address to listen on",
-     parse_string, FIELD(listen_addr), 0, 0, 0},
+    {"LISTEN_ADDR", "0.0.0.0", "IPv4 address to listen on", parse_string, FIELD(listen_addr), 0,
+     0, 0},
     {"PORT", "8080", "TCP port to listen on", parse_long, FIELD(port), 1, 65535, 0},
     {"HTTP_THREADS", "4", "HTTP worker threads", parse_long, FIELD(http_threads), 1, 64, 0},
     {"SHUTDOWN_GRACE", "25", "seconds to finish in-flight work after SIGTERM (ECS kills at 30)",
      parse_long, FIELD(shutdown_grace), 0, 3600, 0},
-    {"HTTP_MAX_CONNECTIONS", "4096", "open client connections at most (lowered to fit the fd "
-     "limit); more are closed at accept", parse_long, FIELD(http_max_connections), 16, 1000000, 0},
-    {"HTTP_BODY_BUDGET", "33554432", "bytes of request bodies buffered at once over all "
-     "requests; past it 503 + Retry-After", parse_u64, FIELD(http_body_budget), 262144,
-     17179869184L, 0},
-    {"HTTP_REQUEST_TIMEOUT", "30", "seconds a request's line, headers and body may take to "
-     "arrive, however steadily they trickle", parse_long, FIELD(http_request_timeout), 1, 3600, 0},
-    {"HTTP_CONNECTION_MEMORY", "32768", "bytes per connection for the request line, headers "
-     "and read buffer (bigger headers get 431)", parse_long, FIELD(http_connection_memory), 8192,
-     1048576, 0},
+    {"HTTP_MAX_CONNECTIONS", "4096",
+     "open client connections at most (lowered to fit the fd "
+     "limit); more are closed at accept",
+     parse_long, FIELD(http_max_connections), 16, 1000000, 0},
+    {"HTTP_BODY_BUDGET", "33554432",
+     "bytes of request bodies buffered at once over all "
+     "requests; past it 503 + Retry-After",
+     parse_u64, FIELD(http_body_budget), 262144, 17179869184L, 0},
+    {"HTTP_REQUEST_TIMEOUT", "30",
+     "seconds a request's line, headers and body may take to "
+     "arrive, however steadily they trickle",
+     parse_long, FIELD(http_request_timeout), 1, 3600, 0},
+    {"HTTP_CONNECTION_MEMORY", "32768",
+     "bytes per connection for the request line, headers "
+     "and read buffer (bigger headers get 431)",
+     parse_long, FIELD(http_connection_memory), 8192, 1048576, 0},
     {"METRICS_TOKEN", NULL, "if set, /metrics needs Authorization: Bearer <this> (16+ chars)",
      parse_metrics_token, FIELD(metrics_token), 0, 0, 1},
-    {"CORS_ALLOWED_ORIGINS", NULL, "comma-separated browser origins that may call /v1/uploads "
+    {"CORS_ALLOWED_ORIGINS", NULL,
+     "comma-separated browser origins that may call /v1/uploads "
      "and /v1/images (CORS), e.g. https://app.example.com; empty: none",
      parse_origins, 0, 0, 0, 0},
-    {"API_TOKENS", NULL, "comma-separated name:token (or bare tokens) of callers of "
+    {"API_TOKENS", NULL,
+     "comma-separated name:token (or bare tokens) of callers of "
      "/v1/uploads and /v1/images; each sees only its own images (this, ADMIN_TOKENS or "
-     "JWT_JWKS_URL is required)", parse_tokens, 0, 0, 0, 1},
-    {"ADMIN_TOKENS", NULL, "name:token entries like API_TOKENS, of callers that see and act on "
-     "every image", parse_tokens, 0, 0, 0, 1},
-    {"JWT_JWKS_URL", NULL, "JWKS of the identity provider whose JWTs (RS256, ES256) are "
-     "accepted: https://, http:// on loopback, or file:///path", parse_jwks_url,
-     FIELD(jwt_jwks_url), 0, 0, 0},
-    {"JWT_ISSUER", NULL, "the iss JWTs must carry (required with JWT_JWKS_URL)",
-     parse_text, FIELD(jwt_issuer), 0, 0, 0},
+     "JWT_JWKS_URL is required)",
+     parse_tokens, 0, 0, 0, 1},
+    {"ADMIN_TOKENS", NULL,
+     "name:token entries like API_TOKENS, of callers that see and act on "
+     "every image",
+     parse_tokens, 0, 0, 0, 1},
+    {"JWT_JWKS_URL", NULL,
+     "JWKS of the identity provider whose JWTs (RS256, ES256) are "
+     "accepted: https://, http:// on loopback, or file:///path",
+     parse_jwks_url, FIELD(jwt_jwks_url), 0, 0, 0},
+    {"JWT_ISSUER", NULL, "the iss JWTs must carry (required with JWT_JWKS_URL)", parse_text,
+     FIELD(jwt_issuer), 0, 0, 0},
     {"JWT_AUDIENCE", NULL, "a value the aud of JWTs must hold (required with JWT_JWKS_URL)",
      parse_text, FIELD(jwt_audience), 0, 0, 0},
-    {"JWT_ADMIN_SCOPE", "resizer:admin", "scope (in scope or scp) that makes a JWT caller an "
-     "admin", parse_text, FIELD(jwt_admin_scope), 0, 0, 0},
+    {"JWT_ADMIN_SCOPE", "resizer:admin",
+     "scope (in scope or scp) that makes a JWT caller an "
+     "admin",
+     parse_text, FIELD(jwt_admin_scope), 0, 0, 0},
     {"JWT_JWKS_REFRESH_MIN", "30", "seconds between JWKS fetches that unknown kids may cause",
      parse_long, FIELD(jwt_jwks_refresh_min), 1, 86400, 0},
     {"EVENTS_API_KEY_HEADER", "x-api-key", "header of the EventBridge connection's API key",
      parse_header_name, 0, 0, 0, 0},
-    {"EVENTS_API_KEY", NULL, "value of that header, or two comma-separated while it rotates "
-     "(this or EVENTS_BASIC_AUTH is required)", parse_event_keys, 0, 0, 0, 1},
-    {"EVENTS_BASIC_AUTH", NULL, "user:password for Basic auth on /v1/events",
-     parse_basic_auth, FIELD(events_basic_auth), 0, 0, 1},
+    {"EVENTS_API_KEY", NULL,
+     "value of that header, or two comma-separated while it rotates "
+     "(this or EVENTS_BASIC_AUTH is required)",
+     parse_event_keys, 0, 0, 0, 1},
+    {"EVENTS_BASIC_AUTH", NULL, "user:password for Basic auth on /v1/events", parse_basic_auth,
+     FIELD(events_basic_auth), 0, 0, 1},
     {"VARIANTS", "desktop:1920,tablet:1024,phone:640",
      "name:WIDTH (fit inside that width) or name:WIDTHxHEIGHT[:inside|cover] (cover: exactly "
-     "the box, attention crop), comma-separated", parse_variants, 0, 0, 0, 0},
-    {"OUTPUT_FORMAT", NULL, "one output format (older name of OUTPUT_FORMATS)",
+     "the box, attention crop), comma-separated",
+     parse_variants, 0, 0, 0, 0},
+    {"OUTPUT_FORMAT", NULL, "one output format (older name of OUTPUT_FORMATS)", parse_outputs, 0,
+     0, 0, 0},
+    {"OUTPUT_FORMATS", NULL,
+     "formats of every variant: same, jpeg, webp, avif, png, "
+     "comma-separated [default: same]",
      parse_outputs, 0, 0, 0, 0},
-    {"OUTPUT_FORMATS", NULL, "formats of every variant: same, jpeg, webp, avif, png, "
-     "comma-separated [default: same]", parse_outputs, 0, 0, 0, 0},
     {"JPEG_QUALITY", "85", "JPEG quality", parse_long, FIELD(jpeg_quality), 1, 100, 0},
     {"WEBP_QUALITY", "85", "WebP quality", parse_long, FIELD(webp_quality), 1, 100, 0},
-    {"AVIF_QUALITY", "64", "AVIF quality (libheif's scale)", parse_long, FIELD(avif_quality),
-     1, 100, 0},
+    {"AVIF_QUALITY", "64", "AVIF quality (libheif's scale)", parse_long, FIELD(avif_quality), 1,
+     100, 0},
     {"AVIF_EFFORT", "0", "AVIF encoder effort, 0 (fast) to 9 (small)", parse_long,
      FIELD(avif_effort), 0, 9, 0},
     {"BLURHASH_COMPONENTS", "4x3", "BlurHash components across x down, 1 to 9 each",
      parse_blurhash, 0, 0, 0, 0},
-    {"WATERMARK_TEXT", NULL, "text drawn bottom-right on every variant",
-     parse_text, FIELD(watermark_text), 0, 0, 0},
-    {"WATERMARK_IMAGE", NULL, "PNG file drawn bottom-right on every variant",
-     parse_string, FIELD(watermark_image), 0, 0, 0},
+    {"WATERMARK_TEXT", NULL, "text drawn bottom-right on every variant", parse_text,
+     FIELD(watermark_text), 0, 0, 0},
+    {"WATERMARK_IMAGE", NULL, "PNG file drawn bottom-right on every variant", parse_string,
+     FIELD(watermark_image), 0, 0, 0},
     {"MAX_UPLOAD_BYTES", "52428800", "largest upload accepted and downloaded, in bytes",
      parse_u64, FIELD(max_upload_bytes), 1, 5368709120L, 0},
-    {"MAX_PIXELS", "100000000", "largest width*height*frames decoded (bomb guard)",
-     parse_u64, FIELD(max_pixels), 1, 1000000000L, 0},
-    {"WORKERS", "0", "image worker threads (0: one per CPU)", parse_long, FIELD(workers),
-     0, 256, 0},
-    {"QUEUE_SIZE", "1024", "jobs waiting for a worker before events get 429",
-     parse_long, FIELD(queue_size), 1, 1000000, 0},
-    {"PRESIGN_PUT_EXPIRES", "900", "lifetime of upload URLs, seconds",
-     parse_long, FIELD(presign_put_expires), 1, 604800, 0},
-    {"PRESIGN_GET_EXPIRES", "3600", "lifetime of variant download URLs, seconds",
-     parse_long, FIELD(presign_get_expires), 1, 604800, 0},
-    {"RECONCILE_INTERVAL", NULL, "seconds between sweeps for unprocessed uploads (0: off; "
+    {"MAX_PIXELS", "100000000", "largest width*height*frames decoded (bomb guard)", parse_u64,
+     FIELD(max_pixels), 1, 1000000000L, 0},
+    {"WORKERS", "0", "image worker threads (0: one per CPU)", parse_long, FIELD(workers), 0, 256,
+     0},
+    {"QUEUE_SIZE", "1024", "jobs waiting for a worker before events get 429", parse_long,
+     FIELD(queue_size), 1, 1000000, 0},
+    {"PRESIGN_PUT_EXPIRES", "900", "lifetime of upload URLs, seconds", parse_long,
+     FIELD(presign_put_expires), 1, 604800, 0},
+    {"PRESIGN_GET_EXPIRES", "3600", "lifetime of variant download URLs, seconds", parse_long,
+     FIELD(presign_get_expires), 1, 604800, 0},
+    {"RECONCILE_INTERVAL", NULL,
+     "seconds between sweeps for unprocessed uploads (0: off; "
      "unset: 300 with STATE_STORE=memory, 0 with dynamodb)",
      parse_long, FIELD(reconcile_interval), 0, 604800, 0},
-    {"RECONCILE_LIST_RATE", "5", "LIST requests a second the sweep may make",
-     parse_long, FIELD(reconcile_list_rate), 1, 1000, 0},
-    {"STATE_STORE", "memory", "where status records live: memory (one replica) or dynamodb "
-     "(any number of replicas)", parse_store, 0, 0, 0, 0},
-    {"DYNAMODB_TABLE", NULL, "the table for STATE_STORE=dynamodb (resizer --create-table "
-     "makes it)", parse_table, FIELD(dynamodb_table), 0, 0, 0},
-    {"DYNAMODB_ENDPOINT", NULL, "DynamoDB endpoint URL (default "
-     "https://dynamodb.<region>.amazonaws.com)", parse_url, FIELD(dynamodb_endpoint), 0, 0, 0},
-    {"LEASE_SECONDS", "60", "a job's claim lapses this long after its replica stops renewing "
-     "it; then another replica takes it", parse_long, FIELD(lease_seconds), 2, 3600, 0},
-    {"JOB_ATTEMPTS", "3", "runs of a job whose failure is transient (S3 down, throttled) "
-     "before it ends failed", parse_long, FIELD(job_attempts), 1, 20, 0},
-    {"INDEX_MAX_ENTRIES", "100000", "status records kept in memory",
-     parse_long, FIELD(index_max_entries), 100, 100000000, 0},
+    {"RECONCILE_LIST_RATE", "5", "LIST requests a second the sweep may make", parse_long,
+     FIELD(reconcile_list_rate), 1, 1000, 0},
+    {"STATE_STORE", "memory",
+     "where status records live: memory (one replica) or dynamodb "
+     "(any number of replicas)",
+     parse_store, 0, 0, 0, 0},
+    {"DYNAMODB_TABLE", NULL,
+     "the table for STATE_STORE=dynamodb (resizer --create-table "
+     "makes it)",
+     parse_table, FIELD(dynamodb_table), 0, 0, 0},
+    {"DYNAMODB_ENDPOINT", NULL,
+     "DynamoDB endpoint URL (default "
+     "https://dynamodb.<region>.amazonaws.com)",
+     parse_url, FIELD(dynamodb_endpoint), 0, 0, 0},
+    {"LEASE_SECONDS", "60",
+     "a job's claim lapses this long after its replica stops renewing "
+     "it; then another replica takes it",
+     parse_long, FIELD(lease_seconds), 2, 3600, 0},
+    {"JOB_ATTEMPTS", "3",
+     "runs of a job whose failure is transient (S3 down, throttled) "
+     "before it ends failed",
+     parse_long, FIELD(job_attempts), 1, 20, 0},
+    {"INDEX_MAX_ENTRIES", "100000", "status records kept in memory", parse_long,
+     FIELD(index_max_entries), 100, 100000000, 0},
     {"LOG_LEVEL", "info", "debug, info, warn or error", parse_log_level, 0, 0, 0, 0},
-    {"WEBHOOK_URLS", NULL, "comma-separated endpoints notified when an image is done or "
-     "failed (https, or http on loopback)", parse_webhook_urls, FIELD(webhook_urls), 0, 0, 0},
-    {"WEBHOOK_SECRET", NULL, "whsec_<base64> signing secret, or two (space- or "
-     "comma-separated) while rotating; required with WEBHOOK_URLS", parse_webhook_secret,
-     FIELD(webhook_secret), 0, 0, 1},
-    {"WEBHOOK_TIMEOUT", "5", "seconds one webhook delivery attempt may take",
-     parse_long, FIELD(webhook_timeout), 1, 60, 0},
-    {"WEBHOOK_QUEUE_SIZE", "10000", "webhook deliveries held (when full the oldest is "
-     "dropped)", parse_long, FIELD(webhook_queue_size), 1, 1000000, 0},
-    {"WEBHOOK_RETRY_BASE_MS", "5000", "unit of the retry schedule: waits of 1, 60, 360, "
-     "1440, 3600, 7200, 7200 units (5 s ... 10 h)", parse_long, FIELD(webhook_retry_base_ms),
-     1, 3600000, 0},
-    {"WEBHOOK_MAX_ATTEMPTS", "8", "attempts per delivery before it is given up",
-     parse_long, FIELD(webhook_max_attempts), 1, WEBHOOKS_MAX_ATTEMPTS, 0},
+    {"WEBHOOK_URLS", NULL,
+     "comma-separated endpoints notified when an image is done or "
+     "failed (https, or http on loopback)",
+     parse_webhook_urls, FIELD(webhook_urls), 0, 0, 0},
+    {"WEBHOOK_SECRET", NULL,
+     "whsec_<base64> signing secret, or two (space- or "
+     "comma-separated) while rotating; required with WEBHOOK_URLS",
+     parse_webhook_secret, FIELD(webhook_secret), 0, 0, 1},
+    {"WEBHOOK_TIMEOUT", "5", "seconds one webhook delivery attempt may take", parse_long,
+     FIELD(webhook_timeout), 1, 60, 0},
+    {"WEBHOOK_QUEUE_SIZE", "10000",
+     "webhook deliveries held (when full the oldest is "
+     "dropped)",
+     parse_long, FIELD(webhook_queue_size), 1, 1000000, 0},
+    {"WEBHOOK_RETRY_BASE_MS", "5000",
+     "unit of the retry schedule: waits of 1, 60, 360, "
+     "1440, 3600, 7200, 7200 units (5 s ... 10 h)",
+     parse_long, FIELD(webhook_retry_base_ms), 1, 3600000, 0},
+    {"WEBHOOK_MAX_ATTEMPTS", "8", "attempts per delivery before it is given up", parse_long,
+     FIELD(webhook_max_attempts), 1, WEBHOOKS_MAX_ATTEMPTS, 0},
 };
 
 #define CONFIG_NVARS (sizeof(config_vars) / sizeof(config_vars[0]))
@@ -760,7 +800,8 @@ static enum rz_err config_check(struct config *c, char *msg, size_t msglen)
     if (c->webhook_secret && !c->webhook_urls)
         return config_fail(msg, msglen, "WEBHOOK_URLS", "is required with WEBHOOK_SECRET");
     if (c->state_store == CONFIG_STORE_DYNAMODB && !c->dynamodb_table)
-        return config_fail(msg, msglen, "DYNAMODB_TABLE", "is required with STATE_STORE=dynamodb");
+        return config_fail(msg, msglen, "DYNAMODB_TABLE",
+                           "is required with STATE_STORE=dynamodb");
     /* With a shared store every claim is durable and leases recover what a
      * dead replica held: the sweep is only a repair pass, run on demand. */
     if (c->reconcile_interval < 0)
@@ -850,17 +891,31 @@ static void config_free_secret(char **s)
 void config_cleanup(struct config *c)
 {
     char **plain[] = {
-        &c->dest_bucket, &c->src_bucket, &c->src_prefix, &c->region,
-        &c->container_relative_uri, &c->container_full_uri, &c->container_auth_token_file,
-        &c->s3_endpoint, &c->s3_public_endpoint, &c->sse_kms_key_id, &c->listen_addr,
-        &c->events_api_key_header, &c->watermark_text, &c->watermark_image,
-        &c->jwt_jwks_url, &c->jwt_issuer, &c->jwt_audience, &c->jwt_admin_scope,
-        &c->dynamodb_table, &c->dynamodb_endpoint,
+        &c->dest_bucket,
+        &c->src_bucket,
+        &c->src_prefix,
+        &c->region,
+        &c->container_relative_uri,
+        &c->container_full_uri,
+        &c->container_auth_token_file,
+        &c->s3_endpoint,
+        &c->s3_public_endpoint,
+        &c->sse_kms_key_id,
+        &c->listen_addr,
+        &c->events_api_key_header,
+        &c->watermark_text,
+        &c->watermark_image,
+        &c->jwt_jwks_url,
+        &c->jwt_issuer,
+        &c->jwt_audience,
+        &c->jwt_admin_scope,
+        &c->dynamodb_table,
+        &c->dynamodb_endpoint,
     };
     char **secret[] = {
-        &c->access_key, &c->secret_key, &c->session_token, &c->container_auth_token,
-        &c->events_basic_auth, &c->metrics_token, &c->webhook_secret,
-        &c->webhook_urls, /* a receiver's query may carry its token */
+        &c->access_key,           &c->secret_key,        &c->session_token,
+        &c->container_auth_token, &c->events_basic_auth, &c->metrics_token,
+        &c->webhook_secret,       &c->webhook_urls, /* a receiver's query may carry its token */
     };
 
     for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
@@ -891,11 +946,18 @@ void config_cleanup(struct config *c)
 void config_image_opts(const struct config *c, struct image_opts *o)
 {
     *o = (struct image_opts){
-        .variants = c->variants, .nvariants = c->nvariants, .noutputs = c->noutputs,
-        .jpeg_quality = (int)c->jpeg_quality, .webp_quality = (int)c->webp_quality,
-        .avif_quality = (int)c->avif_quality, .avif_effort = (int)c->avif_effort,
-        .blurhash_x = c->blurhash_x, .blurhash_y = c->blurhash_y, .max_pixels = c->max_pixels,
-        .watermark_text = c->watermark_text, .watermark_png = c->watermark_png,
+        .variants = c->variants,
+        .nvariants = c->nvariants,
+        .noutputs = c->noutputs,
+        .jpeg_quality = (int)c->jpeg_quality,
+        .webp_quality = (int)c->webp_quality,
+        .avif_quality = (int)c->avif_quality,
+        .avif_effort = (int)c->avif_effort,
+        .blurhash_x = c->blurhash_x,
+        .blurhash_y = c->blurhash_y,
+        .max_pixels = c->max_pixels,
+        .watermark_text = c->watermark_text,
+        .watermark_png = c->watermark_png,
         .watermark_png_len = c->watermark_png_len,
     };
     memcpy(o->outputs, c->outputs, sizeof(o->outputs));
@@ -903,7 +965,8 @@ void config_image_opts(const struct config *c, struct image_opts *o)
 
 void config_print_help(FILE *f)
 {
-    fprintf(f, "Environment (every value is checked at start; a bad one exits with status 2):\n");
+    fprintf(f,
+            "Environment (every value is checked at start; a bad one exits with status 2):\n");
     for (size_t i = 0; i < CONFIG_NVARS; i++) {
         const struct config_var *v = &config_vars[i];
 

@@ -35,25 +35,25 @@
 
 struct creds_provider {
     pthread_mutex_t lock;
-    pthread_cond_t fetched;  /* broadcast when a fetch ends */
-    int is_static;           /* cache never expires, nothing to fetch */
-    char *url;               /* endpoint, NULL when static */
-    char *auth_token;        /* NULL when none; wiped on free */
-    char *auth_token_file;   /* NULL when none; takes precedence, as in the SDKs */
+    pthread_cond_t fetched;      /* broadcast when a fetch ends */
+    int is_static;               /* cache never expires, nothing to fetch */
+    char *url;                   /* endpoint, NULL when static */
+    char *auth_token;            /* NULL when none; wiped on free */
+    char *auth_token_file;       /* NULL when none; takes precedence, as in the SDKs */
     struct creds_snapshot cache; /* access_key NULL until the first fetch */
-    int fetching;            /* a caller is fetching right now */
-    unsigned long fetch_gen; /* bumped when a fetch ends, so waiters know */
-    int failed;              /* the last fetch failed, at failed_at */
+    int fetching;                /* a caller is fetching right now */
+    unsigned long fetch_gen;     /* bumped when a fetch ends, so waiters know */
+    int failed;                  /* the last fetch failed, at failed_at */
     time_t failed_at;
 };
 
 struct creds_resp {
-    char *data;   /* CREDS_MAX_RESPONSE + 1 bytes, fixed so no realloc leaves copies */
+    char *data; /* CREDS_MAX_RESPONSE + 1 bytes, fixed so no realloc leaves copies */
     size_t len;
 };
 
-__attribute__((format(printf, 3, 4)))
-static void creds_msg(char *msg, size_t msglen, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void creds_msg(char *msg, size_t msglen,
+                                                            const char *fmt, ...)
 {
     va_list ap;
 
@@ -284,15 +284,16 @@ static enum rz_err creds_parse_expiration(const char *s, time_t *out)
 }
 
 /* A string member: absent is RZ_OK with *out NULL only when optional. */
-static enum rz_err creds_json_str(json_t *root, const char *name, int required,
-                                  size_t maxlen, const char **out)
+static enum rz_err creds_json_str(json_t *root, const char *name, int required, size_t maxlen,
+                                  const char **out)
 {
     json_t *v = json_object_get(root, name);
 
     *out = NULL;
     if (!v || (!required && json_is_null(v)))
         return required ? RZ_EINVAL : RZ_OK;
-    if (!json_is_string(v) || !creds_text_ok(json_string_value(v), json_string_length(v), maxlen))
+    if (!json_is_string(v) ||
+        !creds_text_ok(json_string_value(v), json_string_length(v), maxlen))
         return RZ_EINVAL;
     *out = json_string_value(v);
     return RZ_OK;
@@ -304,7 +305,8 @@ static void creds_json_wipe(json_t *root)
     const char *name;
     json_t *v;
 
-    json_object_foreach(root, name, v) {
+    json_object_foreach(root, name, v)
+    {
         if (json_is_string(v))
             OPENSSL_cleanse((char *)json_string_value(v), json_string_length(v));
     }
@@ -387,7 +389,8 @@ UNITTEST enum rz_err creds_read_token_file(const char *path, char **token_out)
     start = buf;
     while (isspace((unsigned char)*start))
         start++;
-    if (*start == '\0' || strlen(start) != (size_t)(buf + n - start) || !creds_header_value_ok(start))
+    if (*start == '\0' || strlen(start) != (size_t)(buf + n - start) ||
+        !creds_header_value_ok(start))
         goto fail;
     err = text_dup(start, token_out);
 fail:
@@ -536,7 +539,7 @@ fail:
 
 static void creds_pause(void)
 {
-    struct timespec ts = { 0, CREDS_RETRY_PAUSE_NS };
+    struct timespec ts = {0, CREDS_RETRY_PAUSE_NS};
 
     nanosleep(&ts, NULL);
 }
@@ -546,7 +549,7 @@ static enum rz_err creds_fetch(const struct creds_provider *p, time_t now,
                                struct creds_snapshot *out)
 {
     struct curl_slist *headers = NULL;
-    struct creds_resp r = { NULL, 0 };
+    struct creds_resp r = {NULL, 0};
     enum rz_err err;
     int attempt;
     int retry = 1;
@@ -586,8 +589,8 @@ static enum rz_err creds_init_static(struct creds_provider *p, const struct cred
                                      char *msg, size_t msglen)
 {
     const char *token = creds_has(src->session_token) ? src->session_token : NULL;
-    struct creds_snapshot s = { (char *)src->access_key, (char *)src->secret_key,
-                                (char *)token, 0 };
+    struct creds_snapshot s = {(char *)src->access_key, (char *)src->secret_key, (char *)token,
+                               0};
 
     if (!creds_has(src->secret_key)) {
         creds_msg(msg, msglen, "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not");
@@ -605,9 +608,8 @@ static enum rz_err creds_init_static(struct creds_provider *p, const struct cred
     return creds_snapshot_copy(&s, &p->cache);
 }
 
-static enum rz_err creds_init_container(struct creds_provider *p,
-                                        const struct creds_source *src, char *msg,
-                                        size_t msglen)
+static enum rz_err creds_init_container(struct creds_provider *p, const struct creds_source *src,
+                                        char *msg, size_t msglen)
 {
     enum rz_err err = creds_endpoint_url(src, &p->url, msg, msglen);
 
@@ -620,7 +622,7 @@ static enum rz_err creds_init_container(struct creds_provider *p,
     err = text_dup(creds_has(src->auth_token) ? src->auth_token : NULL, &p->auth_token);
     if (err == RZ_OK)
         err = text_dup(creds_has(src->auth_token_file) ? src->auth_token_file : NULL,
-                        &p->auth_token_file);
+                       &p->auth_token_file);
     return err;
 }
 

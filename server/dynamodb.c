@@ -18,8 +18,7 @@
 #include "sigv4.h"
 #include "unittest.h"
 
-
-#define DDB_BACKOFF_CAP_MS 2000   /* a store call sits on a request path */
+#define DDB_BACKOFF_CAP_MS 2000 /* a store call sits on a request path */
 #define DDB_MAX_OP 64
 #define DDB_TARGET_PREFIX "DynamoDB_20120810."
 
@@ -28,12 +27,12 @@ struct ddb {
     char *url;
     char *region;
     struct awshttp *transport;
-    int owns_transport;           /* made by ddb_new when the caller gave none */
+    int owns_transport; /* made by ddb_new when the caller gave none */
     struct awshttp_policy policy;
 };
 
 static const double ddb_latency_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                             0.25, 0.5, 1, 2.5, 5, 10};
+                                             0.25,  0.5,    1,     2.5,  5,     10};
 
 /* ---- client lifecycle ---- */
 
@@ -90,8 +89,9 @@ enum rz_err ddb_new(const struct ddb_opts *o, struct ddb **out, char *msg, size_
     if (!d)
         return RZ_ENOMEM;
     if (!ddb_region_valid(o->region) || (!o->creds && !o->transport)) {
-        snprintf(msg, msglen, "DynamoDB needs a region (lowercase letters, digits, '-') and "
-                              "credentials");
+        snprintf(msg, msglen,
+                 "DynamoDB needs a region (lowercase letters, digits, '-') and "
+                 "credentials");
         err = RZ_EINVAL;
         goto fail;
     }
@@ -156,10 +156,21 @@ static struct awshttp_request ddb_request(const struct ddb *d, const char *op, c
     headers[0] = (struct sigv4_pair){"Content-Type", "application/x-amz-json-1.0"};
     headers[1] = (struct sigv4_pair){"X-Amz-Target", target};
     return (struct awshttp_request){
-        .service = "dynamodb", .label = "DynamoDB", .metric = "dynamodb", .op = op,
-        .region = d->region, .method = "POST", .scheme = d->ep.scheme, .host = d->ep.host,
-        .path = "/", .headers = headers, .nheaders = 2, .body = body, .body_len = len,
-        .max_response = DDB_MAX_RESPONSE, .max_error = DDB_MAX_RESPONSE,
+        .service = "dynamodb",
+        .label = "DynamoDB",
+        .metric = "dynamodb",
+        .op = op,
+        .region = d->region,
+        .method = "POST",
+        .scheme = d->ep.scheme,
+        .host = d->ep.host,
+        .path = "/",
+        .headers = headers,
+        .nheaders = 2,
+        .body = body,
+        .body_len = len,
+        .max_response = DDB_MAX_RESPONSE,
+        .max_error = DDB_MAX_RESPONSE,
         .body_name = "DynamoDB answer",
     };
 }
@@ -244,7 +255,8 @@ static int ddb_cancel_reasons(const json_t *body)
     size_t i;
     json_t *r;
 
-    json_array_foreach(reasons, i, r) {
+    json_array_foreach(reasons, i, r)
+    {
         const char *code = json_string_value(json_object_get(r, "Code"));
 
         if (!code)
@@ -279,7 +291,8 @@ static enum rz_err ddb_classify_4xx(long status, const char *type, const json_t 
         *retry = why == 1;
         return why == 2 ? RZ_ECONFLICT : why == 1 ? RZ_EUPSTREAM : RZ_EINVAL;
     }
-    if (status == 429 || ddb_type_in(type, transient, sizeof(transient) / sizeof(transient[0]))) {
+    if (status == 429 ||
+        ddb_type_in(type, transient, sizeof(transient) / sizeof(transient[0]))) {
         *retry = 1;
         return RZ_EUPSTREAM;
     }
@@ -310,7 +323,8 @@ UNITTEST enum rz_err ddb_classify(long status, const char *body, size_t len, int
     if (body_out)
         *body_out = NULL;
     if (status >= 200 && status < 300) {
-        snprintf(msg, msglen, "%s", j ? "" : "DynamoDB sent an answer that is not a JSON object");
+        snprintf(msg, msglen, "%s",
+                 j ? "" : "DynamoDB sent an answer that is not a JSON object");
         err = j ? RZ_OK : RZ_EUPSTREAM;
         goto done;
     }
@@ -385,7 +399,8 @@ enum rz_err ddb_call(struct ddb *d, const char *op, const json_t *request, json_
         goto fail;
     len = strlen(body);
     if (len > DDB_MAX_REQUEST) {
-        snprintf(msg, msglen, "DynamoDB %s request is larger than %d bytes", op, DDB_MAX_REQUEST);
+        snprintf(msg, msglen, "DynamoDB %s request is larger than %d bytes", op,
+                 DDB_MAX_REQUEST);
         err = RZ_ETOOBIG;
         goto fail;
     }

@@ -25,16 +25,16 @@ struct ddb;
 struct awshttp;
 
 struct ddb_opts {
-    const char *endpoint;          /* NULL or "": https://dynamodb.<region>.amazonaws.com */
-    const char *region;            /* required, e.g. "eu-west-1" */
-    struct creds_provider *creds;  /* borrowed, must outlive the client; unused with a
+    const char *endpoint;         /* NULL or "": https://dynamodb.<region>.amazonaws.com */
+    const char *region;           /* required, e.g. "eu-west-1" */
+    struct creds_provider *creds; /* borrowed, must outlive the client; unused with a
                                       transport */
-    long timeout_ms;               /* whole request, per attempt; <= 0: 10000 */
-    long connect_timeout_ms;       /* <= 0: 2000 */
-    int max_attempts;              /* <= 0: 4 */
-    long backoff_base_ms;          /* first retry waits up to this, doubling; <= 0: 50 */
-    struct metrics *metrics;       /* borrowed; NULL for none; unused with a transport */
-    struct awshttp *transport;     /* borrowed, shared with the S3 client; NULL: ddb_new
+    long timeout_ms;              /* whole request, per attempt; <= 0: 10000 */
+    long connect_timeout_ms;      /* <= 0: 2000 */
+    int max_attempts;             /* <= 0: 4 */
+    long backoff_base_ms;         /* first retry waits up to this, doubling; <= 0: 50 */
+    struct metrics *metrics;      /* borrowed; NULL for none; unused with a transport */
+    struct awshttp *transport;    /* borrowed, shared with the S3 client; NULL: ddb_new
                                       makes one of its own from creds and metrics */
 };
 

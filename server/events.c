@@ -34,16 +34,22 @@ struct event_shape {
 };
 
 static const struct event_shape shape_eventbridge = {
-    {"detail", "bucket", "name"},       {"detail", "object", "key"},
-    {"detail", "object", "etag"},       {"detail", "object", "sequencer"},
-    {"detail", "object", "version-id"}, {"detail", "object", "size"},
+    {"detail", "bucket", "name"},
+    {"detail", "object", "key"},
+    {"detail", "object", "etag"},
+    {"detail", "object", "sequencer"},
+    {"detail", "object", "version-id"},
+    {"detail", "object", "size"},
     0,
 };
 
 static const struct event_shape shape_record = {
-    {"s3", "bucket", "name"},       {"s3", "object", "key"},
-    {"s3", "object", "eTag"},       {"s3", "object", "sequencer"},
-    {"s3", "object", "versionId"},  {"s3", "object", "size"},
+    {"s3", "bucket", "name"},
+    {"s3", "object", "key"},
+    {"s3", "object", "eTag"},
+    {"s3", "object", "sequencer"},
+    {"s3", "object", "versionId"},
+    {"s3", "object", "size"},
     1,
 };
 
@@ -228,8 +234,8 @@ static void path_text(char *dst, const char *prefix, const char *const seg[3], s
 /* Finds prefix.seg0.seg1.seg2 under root. *out is NULL when a step is
  * absent or null; a step present with another type than object is an
  * error naming it. */
-static enum rz_err walk(json_t *root, const char *const seg[3], const char *prefix,
-                        json_t **out, char *msg, size_t msglen)
+static enum rz_err walk(json_t *root, const char *const seg[3], const char *prefix, json_t **out,
+                        char *msg, size_t msglen)
 {
     char path[EVENTS_PATH_TEXT];
     json_t *cur = root;
@@ -471,7 +477,8 @@ static enum rz_err parse_eventbridge(json_t *root, struct event_batch *b, char *
     enum rz_err err;
 
     /* Deletions, restores, tagging and other sources are valid but not ours. */
-    if (!string_is(root, "source", "aws.s3") || !string_is(root, "detail-type", "Object Created")) {
+    if (!string_is(root, "source", "aws.s3") ||
+        !string_is(root, "detail-type", "Object Created")) {
         b->ignored++;
         return RZ_OK;
     }
@@ -621,9 +628,7 @@ static enum rz_err load_error(const json_error_t *jerr, char *msg, size_t msglen
     case json_error_numeric_overflow:
         msg_set(msg, msglen, "body has a number out of range (byte %d)", jerr->position);
         break;
-    case json_error_stack_overflow:
-        msg_set(msg, msglen, "body nests too deeply");
-        break;
+    case json_error_stack_overflow: msg_set(msg, msglen, "body nests too deeply"); break;
     default:
         msg_set(msg, msglen, "body is not valid JSON: %s (byte %d)", jerr->text, jerr->position);
         break;

@@ -12,19 +12,19 @@
 
 #include "err.h"
 
-#define EVENTS_MAX_BODY (256 * 1024)  /* request body cap for POST /v1/events */
-#define EVENTS_MAX_RECORDS 1000       /* records in one batch */
-#define EVENTS_MAX_KEY 1024           /* S3's own limit on key length, in bytes */
-#define EVENTS_MAX_DEPTH 32           /* JSON nesting; real notifications use < 8 */
+#define EVENTS_MAX_BODY (256 * 1024) /* request body cap for POST /v1/events */
+#define EVENTS_MAX_RECORDS 1000      /* records in one batch */
+#define EVENTS_MAX_KEY 1024          /* S3's own limit on key length, in bytes */
+#define EVENTS_MAX_DEPTH 32          /* JSON nesting; real notifications use < 8 */
 
 /* One object-created notification; every string is owned by the batch. */
 struct event_object {
     char *bucket;
-    char *key;          /* decoded as the shape requires */
-    char *etag;         /* without quotes; NULL if absent */
-    char *sequencer;    /* NULL if absent */
-    char *version_id;   /* NULL if absent */
-    uint64_t size;      /* 0 if absent */
+    char *key;        /* decoded as the shape requires */
+    char *etag;       /* without quotes; NULL if absent */
+    char *sequencer;  /* NULL if absent */
+    char *version_id; /* NULL if absent */
+    uint64_t size;    /* 0 if absent */
     /* EventBridge does not document whether its key is percent-encoded:
      * the key is taken raw, and this is set when it holds '%' or '+', so
      * that a job that finds no object may try the decoded form once. */
@@ -34,7 +34,7 @@ struct event_object {
 struct event_batch {
     struct event_object *objects; /* object-created records, in body order */
     size_t nobjects;
-    size_t ignored;       /* records or whole messages that are valid but not ours
+    size_t ignored; /* records or whole messages that are valid but not ours
                              (other event kinds, test events, unknown shapes) */
 };
 
@@ -54,8 +54,8 @@ struct event_batch {
  * Records from a source other than aws:s3, minio:s3, ceph:s3 (or none) and
  * non-object entries of Records are ignored; an S3 record's eventVersion
  * must be 2.x whatever its eventName. An empty etag/version id is NULL. */
-enum rz_err events_parse(const char *body, size_t len, struct event_batch *out,
-                         char *msg, size_t msglen);
+enum rz_err events_parse(const char *body, size_t len, struct event_batch *out, char *msg,
+                         size_t msglen);
 
 /* Removes from b the objects the service must not process, adding them to
  * b->ignored: a bucket other than src_bucket (when src_bucket is not NULL),

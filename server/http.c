@@ -50,8 +50,8 @@ struct http_state {
     const char *cors_pattern; /* its pattern, naming a preflight in logs and metrics */
     int too_big;              /* a chunked body passed the cap */
     struct http_guard *guard;
-    size_t reserved;          /* of the body budget, given back when freed */
-    int over_budget;          /* a chunked body found the budget spent */
+    size_t reserved; /* of the body budget, given back when freed */
+    int over_budget; /* a chunked body found the budget spent */
     struct timespec start;
     char allow[HTTP_ALLOW_MAX];
     void (*suspend_start)(void *arg); /* set by http_suspend during the handler */
@@ -152,8 +152,8 @@ static void http_route_find(struct http_server *s, struct http_state *st)
             http_allow_add(st->allow, "HEAD");
         if (r->cors && !st->cors_pattern)
             st->cors_pattern = r->pattern;
-        if (!st->route && (strcmp(r->method, method) == 0 ||
-                           (head && strcmp(r->method, "GET") == 0)))
+        if (!st->route &&
+            (strcmp(r->method, method) == 0 || (head && strcmp(r->method, "GET") == 0)))
             st->route = r;
     }
     if (st->cors_pattern) {
@@ -541,8 +541,8 @@ static void http_completed(void *cls, struct MHD_Connection *conn, void **req_cl
     *req_cls = NULL;
 }
 
-__attribute__((format(printf, 2, 0)))
-static void http_mhd_log(void *cls, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void http_mhd_log(void *cls, const char *fmt,
+                                                               va_list ap)
 {
     char msg[512];
 
@@ -613,19 +613,20 @@ enum rz_err http_server_start(const struct http_server_opts *opts, struct http_s
     err = http_guard_new(opts->body_budget, opts->request_timeout, opts->metrics, &s->guard);
     if (err != RZ_OK)
         goto fail;
-    s->daemon = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
-            MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL,
-        http_access, s, MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)opts->threads, MHD_OPTION_CONNECTION_TIMEOUT,
-        opts->connection_timeout, MHD_OPTION_CONNECTION_LIMIT,
-        http_connection_limit(opts->max_connections),
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, opts->connection_memory,
-        MHD_OPTION_NOTIFY_CONNECTION, http_guard_on_connection, s->guard,
-        MHD_OPTION_URI_LOG_CALLBACK, http_guard_on_request_line, s->guard,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024U, MHD_OPTION_NOTIFY_COMPLETED, http_completed, s,
-        MHD_OPTION_END);
+    s->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+                                     MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME,
+                                 0, NULL, NULL, http_access, s, MHD_OPTION_EXTERNAL_LOGGER,
+                                 http_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
+                                 (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
+                                 (unsigned)opts->threads, MHD_OPTION_CONNECTION_TIMEOUT,
+                                 opts->connection_timeout, MHD_OPTION_CONNECTION_LIMIT,
+                                 http_connection_limit(opts->max_connections),
+                                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, opts->connection_memory,
+                                 MHD_OPTION_NOTIFY_CONNECTION, http_guard_on_connection,
+                                 s->guard, MHD_OPTION_URI_LOG_CALLBACK,
+                                 http_guard_on_request_line, s->guard,
+                                 MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024U,
+                                 MHD_OPTION_NOTIFY_COMPLETED, http_completed, s, MHD_OPTION_END);
     err = RZ_EINVAL;
     if (!s->daemon) {
         snprintf(msg, msglen, "cannot listen on %s:%d (in use?)", opts->listen_addr, opts->port);

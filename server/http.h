@@ -28,16 +28,16 @@ struct MHD_Connection;
 struct http_request {
     struct MHD_Connection *conn;
     const char *method;
-    const char *path;                   /* without the query string */
-    const char *route;                  /* the matched pattern, for logs and metrics */
+    const char *path;  /* without the query string */
+    const char *route; /* the matched pattern, for logs and metrics */
     char request_id[HTTP_REQUEST_ID_MAX + 1];
     const char *params[HTTP_MAX_PARAMS]; /* {name} segments of the pattern, in order */
     size_t nparams;
     struct buf body;
-    char caller[HTTP_CALLER_MAX + 1];   /* set by the route's auth; "" on open routes */
+    char caller[HTTP_CALLER_MAX + 1]; /* set by the route's auth; "" on open routes */
     int caller_admin;
-    int resumed;                        /* the handler runs again after http_suspend */
-    void *resume_arg;                   /* the handler's, kept across the suspension */
+    int resumed;      /* the handler runs again after http_suspend */
+    void *resume_arg; /* the handler's, kept across the suspension */
 };
 
 struct http_header {
@@ -48,9 +48,9 @@ struct http_header {
 /* What a handler fills in. Owned by the server; set through the helpers. */
 struct http_response {
     int status;
-    char *body;                         /* malloc'd */
+    char *body; /* malloc'd */
     size_t len;
-    const char *content_type;           /* static string */
+    const char *content_type; /* static string */
     struct http_header headers[HTTP_MAX_HEADERS];
     size_t nheaders;
 };
@@ -81,24 +81,24 @@ struct http_route {
  * exactly ("https://app.example.com", as browsers send Origin); none: no
  * origin gets a grant, and preflights are still answered (without one). */
 struct http_cors {
-    const char *const *origins;         /* borrowed for the server's lifetime */
+    const char *const *origins; /* borrowed for the server's lifetime */
     size_t norigins;
-    unsigned max_age;                   /* seconds a browser may cache a preflight */
+    unsigned max_age; /* seconds a browser may cache a preflight */
 };
 
 struct http_server_opts {
-    const char *listen_addr;            /* IPv4 dotted quad */
-    int port;                           /* 0 picks a free port (tests) */
+    const char *listen_addr; /* IPv4 dotted quad */
+    int port;                /* 0 picks a free port (tests) */
     int threads;
-    unsigned connection_timeout;        /* seconds idle */
-    long max_connections;               /* lowered to fit the fd limit */
-    size_t connection_memory;           /* bytes per connection (line, headers, buffer) */
-    uint64_t body_budget;               /* bytes of bodies buffered at once, all requests */
-    unsigned request_timeout;           /* seconds for a request's line, headers and body */
-    const struct http_route *routes;    /* borrowed for the server's lifetime */
+    unsigned connection_timeout;     /* seconds idle */
+    long max_connections;            /* lowered to fit the fd limit */
+    size_t connection_memory;        /* bytes per connection (line, headers, buffer) */
+    uint64_t body_budget;            /* bytes of bodies buffered at once, all requests */
+    unsigned request_timeout;        /* seconds for a request's line, headers and body */
+    const struct http_route *routes; /* borrowed for the server's lifetime */
     size_t nroutes;
-    void *ctx;                          /* passed to every handler */
-    struct metrics *metrics;            /* borrowed; families are registered by http_server_start */
+    void *ctx;               /* passed to every handler */
+    struct metrics *metrics; /* borrowed; families are registered by http_server_start */
     struct http_cors cors;
 };
 

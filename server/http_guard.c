@@ -17,19 +17,19 @@
  * is closed, so the watchdog never shuts down a reused descriptor. */
 struct http_guard_conn {
     int fd;
-    int in_request;          /* receiving a request: its deadline runs */
-    int cut;                 /* shut down already */
-    int64_t started_ms;      /* monotonic: accept, or the request line */
+    int in_request;     /* receiving a request: its deadline runs */
+    int cut;            /* shut down already */
+    int64_t started_ms; /* monotonic: accept, or the request line */
     struct http_guard_conn *prev;
     struct http_guard_conn *next;
 };
 
 struct http_guard {
     uint64_t budget;
-    uint64_t used;           /* atomic */
+    uint64_t used; /* atomic */
     int64_t timeout_ms;
     struct metrics *metrics;
-    pthread_mutex_t lock;    /* conns, stopping */
+    pthread_mutex_t lock; /* conns, stopping */
     pthread_cond_t wake;
     struct http_guard_conn *conns;
     int stopping;
@@ -216,9 +216,10 @@ static enum rz_err http_guard_metrics(struct http_guard *g)
         err = metrics_register(g->metrics, counters[i][0], METRICS_COUNTER, counters[i][1], NULL,
                                0);
     if (err == RZ_OK || err == RZ_ECONFLICT)
-        err = metrics_register_gauge_fn(g->metrics, "resizer_http_body_bytes_buffered",
-                                        "request-body bytes held now (HTTP_BODY_BUDGET bounds it)",
-                                        "", http_guard_used_gauge, g);
+        err =
+            metrics_register_gauge_fn(g->metrics, "resizer_http_body_bytes_buffered",
+                                      "request-body bytes held now (HTTP_BODY_BUDGET bounds it)",
+                                      "", http_guard_used_gauge, g);
     return err == RZ_ECONFLICT ? RZ_OK : err;
 }
 

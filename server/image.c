@@ -105,8 +105,7 @@ static enum rz_err fail_with(enum rz_err err, char *msg, size_t msglen, const ch
             *nl = '\0';
     }
     if (msg && msglen > 0)
-        snprintf(msg, msglen, "%s%s%s", what, verr && verr[0] ? ": " : "",
-                 verr ? verr : "");
+        snprintf(msg, msglen, "%s%s%s", what, verr && verr[0] ? ": " : "", verr ? verr : "");
     g_free(verr);
     return err;
 }
@@ -131,9 +130,8 @@ static int brand_is(const unsigned char *b, const char *const *list)
  * camera raws and anything else in that container are UNKNOWN. */
 static enum image_format sniff_ftyp(const unsigned char *d, size_t len)
 {
-    static const char *const avif[] = { "avif", "avis", NULL };
-    static const char *const heif[] = { "heic", "heix", "heim", "heis",
-                                        "hevc", "hevx", NULL };
+    static const char *const avif[] = {"avif", "avis", NULL};
+    static const char *const heif[] = {"heic", "heix", "heim", "heis", "hevc", "hevx", NULL};
     size_t box;
 
     if (len < 16 || memcmp(d + 4, "ftyp", 4) != 0)
@@ -171,8 +169,8 @@ enum image_format image_sniff(const void *data, size_t len)
     if (memcmp(d, "RIFF", 4) == 0 && memcmp(d + 8, "WEBP", 4) == 0)
         return IMAGE_FORMAT_WEBP;
     /* classic and BigTIFF, both byte orders */
-    if (memcmp(d, "II*\0", 4) == 0 || memcmp(d, "MM\0*", 4) == 0 ||
-        memcmp(d, "II+\0", 4) == 0 || memcmp(d, "MM\0+", 4) == 0)
+    if (memcmp(d, "II*\0", 4) == 0 || memcmp(d, "MM\0*", 4) == 0 || memcmp(d, "II+\0", 4) == 0 ||
+        memcmp(d, "MM\0+", 4) == 0)
         return IMAGE_FORMAT_TIFF;
     return sniff_ftyp(d, len);
 }
@@ -214,8 +212,8 @@ UNITTEST int image_shrink_factor(int src_width, int target_width)
     return 1;
 }
 
-UNITTEST void image_variant_size(int src_width, int src_height, int target_width,
-                                 int *width_out, int *height_out)
+UNITTEST void image_variant_size(int src_width, int src_height, int target_width, int *width_out,
+                                 int *height_out)
 {
     int w = target_width < src_width ? target_width : src_width;
     long h = lround((double)src_height * w / src_width);
@@ -263,8 +261,7 @@ enum image_format image_output_format(enum image_output output, enum image_forma
     switch (input) {
     case IMAGE_FORMAT_JPEG:
     case IMAGE_FORMAT_PNG:
-    case IMAGE_FORMAT_WEBP:
-        return input;
+    case IMAGE_FORMAT_WEBP: return input;
     case IMAGE_FORMAT_GIF:
         /* Variants are the first frame. GIF stays GIF (the key keeps its
          * extension, as the Pillow Lambda did) when libvips has cgif;
@@ -274,8 +271,7 @@ enum image_format image_output_format(enum image_output output, enum image_forma
         return op_exists("heifsave_buffer") ? IMAGE_FORMAT_AVIF : IMAGE_FORMAT_JPEG;
     case IMAGE_FORMAT_TIFF: /* no browser shows TIFF */
     case IMAGE_FORMAT_HEIF: /* HEIC: few browsers, patent-encumbered encoder */
-    case IMAGE_FORMAT_UNKNOWN:
-        break;
+    case IMAGE_FORMAT_UNKNOWN: break;
     }
     return IMAGE_FORMAT_JPEG;
 }
@@ -331,11 +327,11 @@ enum image_format image_format_from_mime(const char *mime)
         const char *mime;
         enum image_format f;
     } table[] = {
-        { "image/jpeg", IMAGE_FORMAT_JPEG }, { "image/jpg", IMAGE_FORMAT_JPEG },
-        { "image/pjpeg", IMAGE_FORMAT_JPEG }, { "image/png", IMAGE_FORMAT_PNG },
-        { "image/webp", IMAGE_FORMAT_WEBP }, { "image/gif", IMAGE_FORMAT_GIF },
-        { "image/tiff", IMAGE_FORMAT_TIFF }, { "image/avif", IMAGE_FORMAT_AVIF },
-        { "image/heic", IMAGE_FORMAT_HEIF }, { "image/heif", IMAGE_FORMAT_HEIF },
+        {"image/jpeg", IMAGE_FORMAT_JPEG},  {"image/jpg", IMAGE_FORMAT_JPEG},
+        {"image/pjpeg", IMAGE_FORMAT_JPEG}, {"image/png", IMAGE_FORMAT_PNG},
+        {"image/webp", IMAGE_FORMAT_WEBP},  {"image/gif", IMAGE_FORMAT_GIF},
+        {"image/tiff", IMAGE_FORMAT_TIFF},  {"image/avif", IMAGE_FORMAT_AVIF},
+        {"image/heic", IMAGE_FORMAT_HEIF},  {"image/heif", IMAGE_FORMAT_HEIF},
     };
     size_t n;
 
@@ -360,7 +356,8 @@ enum image_format image_format_from_mime(const char *mime)
 static void image_glib_log(const gchar *domain, GLogLevelFlags level, const gchar *message,
                            gpointer data)
 {
-    enum log_level lvl = level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL) ? LOG_WARN : LOG_DEBUG;
+    enum log_level lvl = level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL) ? LOG_WARN
+                                                                            : LOG_DEBUG;
 
     (void)data;
     log_printf(lvl, "libvips", "%s: %s", domain ? domain : "glib", message);
@@ -411,8 +408,13 @@ static void image_release_memory(void)
 enum rz_err image_init(const char *argv0)
 {
     static const char *const ours[] = {
-        "VipsForeignLoadJpeg", "VipsForeignLoadPng", "VipsForeignLoadWebp",
-        "VipsForeignLoadNsgif", "VipsForeignLoadTiff", "VipsForeignLoadHeif", NULL,
+        "VipsForeignLoadJpeg",
+        "VipsForeignLoadPng",
+        "VipsForeignLoadWebp",
+        "VipsForeignLoadNsgif",
+        "VipsForeignLoadTiff",
+        "VipsForeignLoadHeif",
+        NULL,
     };
 
     image_tune_allocator();
@@ -457,34 +459,31 @@ static VipsImage *load_format(enum image_format f, const void *data, size_t len,
 
     switch (f) {
     case IMAGE_FORMAT_JPEG:
-        rc = vips_jpegload_buffer(buf, len, &out, "access", VIPS_ACCESS_SEQUENTIAL,
-                                  "fail_on", VIPS_FAIL_ON_ERROR, "shrink", shrink, NULL);
+        rc = vips_jpegload_buffer(buf, len, &out, "access", VIPS_ACCESS_SEQUENTIAL, "fail_on",
+                                  VIPS_FAIL_ON_ERROR, "shrink", shrink, NULL);
         break;
     case IMAGE_FORMAT_PNG:
-        rc = vips_pngload_buffer(buf, len, &out, "access", VIPS_ACCESS_SEQUENTIAL,
-                                 "fail_on", VIPS_FAIL_ON_ERROR, NULL);
+        rc = vips_pngload_buffer(buf, len, &out, "access", VIPS_ACCESS_SEQUENTIAL, "fail_on",
+                                 VIPS_FAIL_ON_ERROR, NULL);
         break;
     case IMAGE_FORMAT_WEBP:
-        rc = vips_webpload_buffer(buf, len, &out, "access", VIPS_ACCESS_SEQUENTIAL,
-                                  "fail_on", VIPS_FAIL_ON_ERROR, "scale", 1.0 / shrink,
-                                  NULL);
+        rc = vips_webpload_buffer(buf, len, &out, "access", VIPS_ACCESS_SEQUENTIAL, "fail_on",
+                                  VIPS_FAIL_ON_ERROR, "scale", 1.0 / shrink, NULL);
         break;
     case IMAGE_FORMAT_GIF: /* n defaults to 1: the first frame */
-        rc = vips_gifload_buffer(buf, len, &out, "access", VIPS_ACCESS_SEQUENTIAL,
-                                 "fail_on", VIPS_FAIL_ON_ERROR, NULL);
+        rc = vips_gifload_buffer(buf, len, &out, "access", VIPS_ACCESS_SEQUENTIAL, "fail_on",
+                                 VIPS_FAIL_ON_ERROR, NULL);
         break;
     case IMAGE_FORMAT_TIFF:
-        rc = vips_tiffload_buffer(buf, len, &out, "access", VIPS_ACCESS_SEQUENTIAL,
-                                  "fail_on", VIPS_FAIL_ON_ERROR, NULL);
+        rc = vips_tiffload_buffer(buf, len, &out, "access", VIPS_ACCESS_SEQUENTIAL, "fail_on",
+                                  VIPS_FAIL_ON_ERROR, NULL);
         break;
     case IMAGE_FORMAT_AVIF:
     case IMAGE_FORMAT_HEIF:
-        rc = vips_heifload_buffer(buf, len, &out, "access", VIPS_ACCESS_SEQUENTIAL,
-                                  "fail_on", VIPS_FAIL_ON_ERROR, NULL);
+        rc = vips_heifload_buffer(buf, len, &out, "access", VIPS_ACCESS_SEQUENTIAL, "fail_on",
+                                  VIPS_FAIL_ON_ERROR, NULL);
         break;
-    case IMAGE_FORMAT_UNKNOWN:
-        vips_error("image", "unknown format");
-        break;
+    case IMAGE_FORMAT_UNKNOWN: vips_error("image", "unknown format"); break;
     }
     if (rc != 0) {
         VIPS_UNREF(out);
@@ -507,8 +506,8 @@ static void info_from_header(VipsImage *img, enum image_format f, struct image_i
 /* Sniffs, opens the header with the right loader, fills info and checks the
  * pixel limit. On RZ_OK *img_out is a new, still undecoded reference. */
 static enum rz_err open_checked(const void *data, size_t len, uint64_t max_pixels,
-                                struct image_info *info, VipsImage **img_out,
-                                char *msg, size_t msglen)
+                                struct image_info *info, VipsImage **img_out, char *msg,
+                                size_t msglen)
 {
     enum image_format f = image_sniff(data, len);
     VipsImage *img = NULL;
@@ -517,8 +516,9 @@ static enum rz_err open_checked(const void *data, size_t len, uint64_t max_pixel
     memset(info, 0, sizeof(*info));
     if (f == IMAGE_FORMAT_UNKNOWN || !image_format_loadable(f)) {
         if (msg && msglen > 0)
-            snprintf(msg, msglen, "%s", "not an image format we process "
-                                        "(JPEG, PNG, WebP, GIF, TIFF, AVIF, HEIF)");
+            snprintf(msg, msglen, "%s",
+                     "not an image format we process "
+                     "(JPEG, PNG, WebP, GIF, TIFF, AVIF, HEIF)");
         err = RZ_EUNSUPPORTED;
         goto fail;
     }
@@ -600,11 +600,11 @@ static VipsImage *apply_icc(struct pipe *p, VipsImage *in)
      * as print software does; without it CMYK shadows come out grey. */
     if (cmyk)
         rc = vips_icc_transform(in, &t, "srgb", "input_profile", "cmyk", "embedded", TRUE,
-                                "intent", VIPS_INTENT_RELATIVE, "black_point_compensation",
-                                TRUE, "depth", 8, NULL);
+                                "intent", VIPS_INTENT_RELATIVE, "black_point_compensation", TRUE,
+                                "depth", 8, NULL);
     else
-        rc = vips_icc_transform(in, &t, "srgb", "embedded", TRUE,
-                                "intent", VIPS_INTENT_RELATIVE, "depth", 8, NULL);
+        rc = vips_icc_transform(in, &t, "srgb", "embedded", TRUE, "intent", VIPS_INTENT_RELATIVE,
+                                "depth", 8, NULL);
     if (rc == 0)
         return pipe_keep(p, t);
     if (cmyk)
@@ -707,8 +707,8 @@ static enum rz_err watermark_load(struct pipe *p, const struct image_opts *opts,
         return RZ_OK;
     if (image_sniff(opts->watermark_png, opts->watermark_png_len) != IMAGE_FORMAT_PNG)
         return fail_with(RZ_EINVAL, msg, msglen, "the watermark is not a PNG");
-    in = pipe_keep(p, load_format(IMAGE_FORMAT_PNG, opts->watermark_png,
-                                  opts->watermark_png_len, 1));
+    in = pipe_keep(p, load_format(IMAGE_FORMAT_PNG, opts->watermark_png, opts->watermark_png_len,
+                                  1));
     if (!in)
         return fail_with(RZ_EINVAL, msg, msglen, "cannot read the watermark PNG");
     if (image_over_limit((uint64_t)in->Xsize, (uint64_t)in->Ysize, 1, WATERMARK_MAX_PIXELS))
@@ -727,7 +727,7 @@ static enum rz_err watermark_load(struct pipe *p, const struct image_opts *opts,
 /* A constant image like `like` with every colour band at v, alpha opaque. */
 static VipsImage *constant_like(struct pipe *p, VipsImage *like, double v)
 {
-    double c[4] = { v, v, v, 255.0 };
+    double c[4] = {v, v, v, 255.0};
 
     return pipe_keep(p, vips_image_new_from_image(like, c, like->Bands));
 }
@@ -914,13 +914,12 @@ static int encode(VipsImage *in, enum image_format f, const struct image_opts *o
          * bytes and triples the encode time (Pillow does not either). */
         return vips_jpegsave_buffer(in, buf, len, "Q", o->jpeg_quality, "strip", TRUE, NULL);
     case IMAGE_FORMAT_PNG:
-        return vips_pngsave_buffer(in, buf, len, "compression", PNG_COMPRESSION,
-                                   "filter", PNG_FILTER, "strip", TRUE, NULL);
+        return vips_pngsave_buffer(in, buf, len, "compression", PNG_COMPRESSION, "filter",
+                                   PNG_FILTER, "strip", TRUE, NULL);
     case IMAGE_FORMAT_WEBP:
         return vips_webpsave_buffer(in, buf, len, "Q", o->webp_quality, "effort", WEBP_EFFORT,
                                     "strip", TRUE, NULL);
-    case IMAGE_FORMAT_GIF:
-        return vips_gifsave_buffer(in, buf, len, "strip", TRUE, NULL);
+    case IMAGE_FORMAT_GIF: return vips_gifsave_buffer(in, buf, len, "strip", TRUE, NULL);
     case IMAGE_FORMAT_AVIF:
         /* AVIF's Q scale sits lower than JPEG's for the same look
          * (libvips' defaults: 75 for JPEG, 50 for AVIF); the defaults of
@@ -930,8 +929,7 @@ static int encode(VipsImage *in, enum image_format f, const struct image_opts *o
                                     "effort", o->avif_effort, "strip", TRUE, NULL);
     case IMAGE_FORMAT_TIFF:
     case IMAGE_FORMAT_HEIF:
-    case IMAGE_FORMAT_UNKNOWN:
-        break;
+    case IMAGE_FORMAT_UNKNOWN: break;
     }
     vips_error("image", "cannot save as %s", image_format_name(f));
     return -1;
@@ -942,8 +940,8 @@ struct variant_job {
     const struct image_opts *opts;
     enum image_format formats[IMAGE_MAX_OUTPUTS]; /* distinct, in the outputs' order */
     size_t nformats;
-    const char *text;         /* NULL: no text watermark */
-    VipsImage *wm_png;        /* NULL: no image watermark */
+    const char *text;  /* NULL: no text watermark */
+    VipsImage *wm_png; /* NULL: no image watermark */
 };
 
 static VipsImage *flatten_white(struct pipe *p, VipsImage *in)
@@ -958,7 +956,8 @@ static VipsImage *flatten_white(struct pipe *p, VipsImage *in)
 
 /* A variant's size for fit INSIDE: within width x height (height 0: any),
  * aspect kept, never above the source, at least 1 pixel. */
-static void fit_inside(int sw, int sh, const struct image_variant_spec *v, int *w_out, int *h_out)
+static void fit_inside(int sw, int sh, const struct image_variant_spec *v, int *w_out,
+                       int *h_out)
 {
     double s;
 
@@ -1016,8 +1015,9 @@ static VipsImage *cover_crop(struct pipe *p, VipsImage *master, int bw, int bh)
 
     if (!in || (w == bw && h == bh))
         return in;
-    return keep(p, vips_smartcrop(in, &t, bw, bh, "interesting", VIPS_INTERESTING_ATTENTION,
-                                  NULL), &t);
+    return keep(p,
+                vips_smartcrop(in, &t, bw, bh, "interesting", VIPS_INTERESTING_ATTENTION, NULL),
+                &t);
 }
 
 /* The variant's pixels before any format's treatment, in memory, so that
@@ -1091,8 +1091,9 @@ fail:
 
 /* Every format of variant v into r (job->nformats entries). */
 static enum rz_err variant_make(VipsImage *master, const struct image_info *info,
-                                const struct image_variant_spec *v, const struct variant_job *job,
-                                struct image_result *r, char *msg, size_t msglen)
+                                const struct image_variant_spec *v,
+                                const struct variant_job *job, struct image_result *r, char *msg,
+                                size_t msglen)
 {
     struct pipe p;
     VipsImage *shaped;
@@ -1125,7 +1126,7 @@ static void dominant_colour(const unsigned char *px, size_t npx, char out[8])
 {
     enum { NBINS = 1 << (3 * DOMINANT_BITS) };
     unsigned *count = calloc(NBINS, sizeof(*count));
-    unsigned long sum[3] = { 0, 0, 0 };
+    unsigned long sum[3] = {0, 0, 0};
     size_t best = 0;
 
     snprintf(out, 8, "#000000");
@@ -1323,8 +1324,8 @@ static enum rz_err make_all(struct pipe *p, VipsImage *header, const void *data,
     if (err == RZ_OK && opts->blurhash_x > 0)
         err = placeholders_make(master, opts, info, msg, msglen);
     for (size_t i = 0; i < opts->nvariants && err == RZ_OK; i++) {
-        err = variant_make(master, info, &opts->variants[i], job, results + info->nresults,
-                           msg, msglen);
+        err = variant_make(master, info, &opts->variants[i], job, results + info->nresults, msg,
+                           msglen);
         info->nresults += job->nformats;
     }
     return err;
@@ -1334,9 +1335,9 @@ enum rz_err image_make_variants(const void *data, size_t len, const struct image
                                 struct image_info *info_out, struct image_result *results_out,
                                 char *msg, size_t msglen)
 {
-    struct pipe p = { 0 };
+    struct pipe p = {0};
     VipsImage *header = NULL;
-    struct variant_job job = { 0 };
+    struct variant_job job = {0};
     enum rz_err err;
 
     if (msg && msglen > 0)

@@ -35,8 +35,8 @@ enum image_output {
 
 #define IMAGE_VARIANT_NAME_MAX 32
 #define IMAGE_MAX_VARIANTS 8
-#define IMAGE_MAX_OUTPUTS 5           /* same, jpeg, webp, avif, png */
-#define IMAGE_BLURHASH_MAX 168        /* BLURHASH_MAX_LEN: 9x9 components */
+#define IMAGE_MAX_OUTPUTS 5    /* same, jpeg, webp, avif, png */
+#define IMAGE_BLURHASH_MAX 168 /* BLURHASH_MAX_LEN: 9x9 components */
 
 /* How a variant fits its box (VARIANTS "name:WxH:fit"). */
 enum image_fit {
@@ -55,18 +55,18 @@ struct image_variant_spec {
 /* Borrowed by image_make_variants for the duration of the call. */
 struct image_opts {
     const struct image_variant_spec *variants;
-    size_t nvariants;                 /* 1..IMAGE_MAX_VARIANTS */
+    size_t nvariants;                             /* 1..IMAGE_MAX_VARIANTS */
     enum image_output outputs[IMAGE_MAX_OUTPUTS]; /* every variant in each */
-    size_t noutputs;                  /* 1..IMAGE_MAX_OUTPUTS */
-    int jpeg_quality;                 /* 1..100 */
-    int webp_quality;                 /* 1..100 */
-    int avif_quality;                 /* 1..100, libheif's scale */
-    int avif_effort;                  /* 0..9: CPU spent for fewer bytes */
-    int blurhash_x;                   /* components, 1..9; 0 for no placeholder */
+    size_t noutputs;                              /* 1..IMAGE_MAX_OUTPUTS */
+    int jpeg_quality;                             /* 1..100 */
+    int webp_quality;                             /* 1..100 */
+    int avif_quality;                             /* 1..100, libheif's scale */
+    int avif_effort;                              /* 0..9: CPU spent for fewer bytes */
+    int blurhash_x;                               /* components, 1..9; 0 for no placeholder */
     int blurhash_y;
-    uint64_t max_pixels;              /* width * height * pages limit */
-    const char *watermark_text;       /* NULL or "" for none */
-    const void *watermark_png;        /* NULL for none; PNG bytes */
+    uint64_t max_pixels;        /* width * height * pages limit */
+    const char *watermark_text; /* NULL or "" for none */
+    const void *watermark_png;  /* NULL for none; PNG bytes */
     size_t watermark_png_len;
 };
 
@@ -74,12 +74,12 @@ struct image_opts {
  * image_make_variants only (empty strings otherwise). */
 struct image_info {
     enum image_format format;
-    int width;    /* after EXIF orientation */
+    int width; /* after EXIF orientation */
     int height;
-    int pages;    /* frames for GIF/WebP, 1 otherwise */
-    size_t nresults;                  /* results image_make_variants wrote */
+    int pages;       /* frames for GIF/WebP, 1 otherwise */
+    size_t nresults; /* results image_make_variants wrote */
     char blurhash[IMAGE_BLURHASH_MAX];
-    char dominant[8];                 /* "#rrggbb" */
+    char dominant[8]; /* "#rrggbb" */
 };
 
 /* One encoded variant; data is malloc'd and owned by the struct. */

@@ -17,8 +17,8 @@ int image_shrink_factor(int src_width, int target_width);
 
 /* A variant's size: target_width, never above src_width, height to keep
  * the aspect ratio (at least 1). */
-void image_variant_size(int src_width, int src_height, int target_width,
-                        int *width_out, int *height_out);
+void image_variant_size(int src_width, int src_height, int target_width, int *width_out,
+                        int *height_out);
 
 /* Removes EXIF, XMP and ICCP chunks from a WebP file in place; returns
  * the new length (len unchanged if buf is not a WebP it understands). */

@@ -18,9 +18,9 @@
 
 struct index_node {
     struct index_entry e;
-    struct index_node *prev;     /* newer */
-    struct index_node *next;     /* older */
-    struct index_node *id_next;  /* hash chains */
+    struct index_node *prev;    /* newer */
+    struct index_node *next;    /* older */
+    struct index_node *id_next; /* hash chains */
     struct index_node *key_next;
 };
 
@@ -35,7 +35,7 @@ struct index {
     struct index_gauge gauges[INDEX_NSTATES];
     struct index_node **by_id;
     struct index_node **by_key;
-    size_t nbuckets;             /* a power of two */
+    size_t nbuckets; /* a power of two */
     struct index_node *newest;
     struct index_node *oldest;
     size_t count;
@@ -441,7 +441,8 @@ static void index_key_chain(struct index *idx, struct index_node *node)
 /* Swaps the contents of node for fresh (a deep copy), keeping its place in
  * the list and its seq; write lock held. The old contents end in fresh,
  * for the caller to free. */
-static void index_swap_locked(struct index *idx, struct index_node *node, struct index_entry *fresh)
+static void index_swap_locked(struct index *idx, struct index_node *node,
+                              struct index_entry *fresh)
 {
     struct index_entry old = node->e;
 

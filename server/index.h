@@ -25,7 +25,7 @@
 #define INDEX_OWNER_MAX 40 /* a replica id */
 
 enum index_state {
-    INDEX_PENDING = 0,  /* upload URL handed out, nothing seen yet */
+    INDEX_PENDING = 0, /* upload URL handed out, nothing seen yet */
     INDEX_QUEUED,
     INDEX_PROCESSING,
     INDEX_DONE,
@@ -60,35 +60,35 @@ struct index_entry {
     enum index_state state;
     char *bucket;
     char *key;
-    char *filename;          /* given to POST /v1/uploads */
-    char *content_type;      /* declared at upload */
-    char *etag;              /* of the source object */
-    char *sequencer;         /* S3's ordering token of the last event */
+    char *filename;     /* given to POST /v1/uploads */
+    char *content_type; /* declared at upload */
+    char *etag;         /* of the source object */
+    char *sequencer;    /* S3's ordering token of the last event */
     uint64_t bytes;
-    char format[16];         /* "jpeg", ... ; "" until read */
+    char format[16]; /* "jpeg", ... ; "" until read */
     int width;
     int height;
     struct index_variant variants[IMAGE_MAX_VARIANTS];
     size_t nvariants;
-    char *blurhash;          /* placeholder of a done image; NULL before */
-    char dominant[8];        /* "#rrggbb"; "" before */
-    char error_code[INDEX_CODE_MAX];  /* "" when none */
+    char *blurhash;                  /* placeholder of a done image; NULL before */
+    char dominant[8];                /* "#rrggbb"; "" before */
+    char error_code[INDEX_CODE_MAX]; /* "" when none */
     char *error_message;
     int attempts;
-    int rerun;               /* a newer object arrived while processing */
-    int try_decoded_key;     /* see struct event_object */
-    int64_t created_ms;      /* Unix time in milliseconds */
+    int rerun;           /* a newer object arrived while processing */
+    int try_decoded_key; /* see struct event_object */
+    int64_t created_ms;  /* Unix time in milliseconds */
     int64_t updated_ms;
     int64_t started_ms;
     int64_t finished_ms;
     int64_t upload_expires_ms; /* pending only: when the upload URL expires */
-    int64_t cached_ms;       /* when read from another replica's S3 record; 0 if ours */
-    uint64_t seq;            /* insertion order; the listing cursor */
-    char *uploader;          /* who asked for the upload URL; NULL: none */
+    int64_t cached_ms;         /* when read from another replica's S3 record; 0 if ours */
+    uint64_t seq;              /* insertion order; the listing cursor */
+    char *uploader;            /* who asked for the upload URL; NULL: none */
     /* Kept by the store beside the record, not in its JSON: */
-    uint64_t version;        /* bumped by every change; writes are conditional on it */
+    uint64_t version;            /* bumped by every change; writes are conditional on it */
     char owner[INDEX_OWNER_MAX]; /* replica holding the job ("": nobody) */
-    int64_t lease_ms;        /* queued/processing: the claim lapses after this */
+    int64_t lease_ms;            /* queued/processing: the claim lapses after this */
 };
 
 struct index;

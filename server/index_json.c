@@ -51,7 +51,8 @@ static json_t *index_json_source(const struct index_entry *e)
     json_object_set_new(src, "key", index_json_str(e->key));
     json_object_set_new(src, "filename", index_json_str(e->filename));
     json_object_set_new(src, "content_type", index_json_str(e->content_type));
-    json_object_set_new(src, "bytes", e->bytes ? json_integer((json_int_t)e->bytes) : json_null());
+    json_object_set_new(src, "bytes",
+                        e->bytes ? json_integer((json_int_t)e->bytes) : json_null());
     json_object_set_new(src, "format", e->format[0] ? json_string(e->format) : json_null());
     json_object_set_new(src, "width", e->width ? json_integer(e->width) : json_null());
     json_object_set_new(src, "height", e->height ? json_integer(e->height) : json_null());
@@ -66,12 +67,12 @@ static json_t *index_json_files(const struct index_variant *v)
     for (size_t k = 0; k < v->nfiles; k++) {
         const struct index_file *f = &v->files[k];
 
-        json_array_append_new(arr, json_pack("{s:s,s:o,s:s,s:i,s:i,s:I}", "format",
-                                             image_format_name(f->format), "key",
-                                             index_json_str(f->key), "content_type",
-                                             image_format_mime(f->format), "width", v->width,
-                                             "height", v->height, "bytes",
-                                             (json_int_t)f->bytes));
+        json_array_append_new(arr,
+                              json_pack("{s:s,s:o,s:s,s:i,s:i,s:I}", "format",
+                                        image_format_name(f->format), "key",
+                                        index_json_str(f->key), "content_type",
+                                        image_format_mime(f->format), "width", v->width,
+                                        "height", v->height, "bytes", (json_int_t)f->bytes));
     }
     return arr;
 }
@@ -86,9 +87,8 @@ static json_t *index_json_variants(const struct index_entry *e)
         json_array_append_new(arr, json_pack("{s:s,s:o,s:o,s:i,s:i,s:I,s:o}", "name", v->name,
                                              "key", index_json_str(v->key), "content_type",
                                              index_json_str(v->content_type), "width", v->width,
-                                             "height", v->height, "bytes",
-                                             (json_int_t)v->bytes, "files",
-                                             index_json_files(v)));
+                                             "height", v->height, "bytes", (json_int_t)v->bytes,
+                                             "files", index_json_files(v)));
     }
     return arr;
 }
@@ -119,8 +119,9 @@ json_t *index_entry_to_json(const struct index_entry *e)
     json_object_set_new(j, "variants", index_json_variants(e));
     json_object_set_new(j, "placeholder", index_json_placeholder(e));
     if (e->error_code[0])
-        json_object_set_new(j, "error", json_pack("{s:s,s:o}", "code", e->error_code, "message",
-                                                  index_json_str(e->error_message)));
+        json_object_set_new(j, "error",
+                            json_pack("{s:s,s:o}", "code", e->error_code, "message",
+                                      index_json_str(e->error_message)));
     else
         json_object_set_new(j, "error", json_null());
     json_object_set_new(j, "attempts", json_integer(e->attempts));
@@ -260,7 +261,8 @@ static enum rz_err index_json_take_files(const json_t *arr, struct index_variant
         iv->files[0].key = strdup(iv->key);
         return iv->files[0].key ? RZ_OK : RZ_ENOMEM;
     }
-    json_array_foreach(arr, k, f) {
+    json_array_foreach(arr, k, f)
+    {
         struct index_file *file = &iv->files[k];
 
         file->format = index_json_format(json_string_value(json_object_get(f, "format")));
@@ -288,7 +290,8 @@ static enum rz_err index_json_take_variants(const json_t *arr, struct index_entr
 
     if (!json_is_array(arr) || json_array_size(arr) > IMAGE_MAX_VARIANTS)
         return RZ_EINVAL;
-    json_array_foreach(arr, i, v) {
+    json_array_foreach(arr, i, v)
+    {
         struct index_variant *iv = &out->variants[i];
         const char *name = json_string_value(json_object_get(v, "name"));
         long long bytes = index_json_bytes(v, "bytes");
@@ -305,8 +308,8 @@ static enum rz_err index_json_take_variants(const json_t *arr, struct index_entr
             return err;
         /* A variant's key is <name>/...: anything else would presign a
          * download of some other object in the bucket. */
-        if (!iv->key || !index_json_key_ok(iv->key) || strncmp(iv->key, name, strlen(name)) != 0 ||
-            iv->key[strlen(name)] != '/')
+        if (!iv->key || !index_json_key_ok(iv->key) ||
+            strncmp(iv->key, name, strlen(name)) != 0 || iv->key[strlen(name)] != '/')
             return RZ_EINVAL;
         for (size_t k = 0; k < i; k++) {
             if (strcmp(out->variants[k].name, name) == 0)

@@ -39,29 +39,29 @@ struct jobs {
     struct jobs_opts opts;
     struct image_opts image;
     pthread_mutex_t lock;
-    pthread_cond_t work;      /* a job was queued, or stopping */
-    pthread_cond_t idle;      /* a worker finished a job */
+    pthread_cond_t work; /* a job was queued, or stopping */
+    pthread_cond_t idle; /* a worker finished a job */
     struct jobs_slot *ring;
-    size_t head;              /* next to pop */
+    size_t head; /* next to pop */
     size_t count;
-    size_t reserved;          /* slots held for claims being decided */
-    size_t busy;              /* jobs running */
-    int draining;             /* no new jobs */
-    int stopping;             /* workers exit when the queue is empty */
+    size_t reserved; /* slots held for claims being decided */
+    size_t busy;     /* jobs running */
+    int draining;    /* no new jobs */
+    int stopping;    /* workers exit when the queue is empty */
     struct jobs_worker *workers;
 };
 
 /* What a finished job writes back into the entry. */
 struct jobs_outcome {
     enum rz_err err;
-    uint64_t bytes;           /* of the object actually read */
+    uint64_t bytes; /* of the object actually read */
     char *etag;
     char msg[256];
     struct image_info info;
     struct image_result *results;
     char **keys;
     size_t n;
-    const char *real_key;     /* the key found in S3, when it differs */
+    const char *real_key; /* the key found in S3, when it differs */
 };
 
 static const double jobs_duration_buckets[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
@@ -126,8 +126,7 @@ static void jobs_cancel(void *arg)
 /* An upload made through POST /v1/uploads has the key <prefix><id>.<ext>:
  * its job keeps that id, so the client's status_url stays right even when
  * the event reaches another replica, or arrives after a restart. */
-static int jobs_id_from_key(const char *prefix, const char *key,
-                            char id_out[INDEX_ID_LEN + 1])
+static int jobs_id_from_key(const char *prefix, const char *key, char id_out[INDEX_ID_LEN + 1])
 {
     const char *rel = keys_relative(prefix, key);
     uuid_t uu;
@@ -173,9 +172,15 @@ static enum rz_err jobs_claim_one(struct jobs *j, const struct event_object *o, 
                                   struct jobs_submit_result *out)
 {
     int fits = jobs_keys_fit(j->opts.cfg, o->key);
-    struct status_event ev = {o->bucket, o->key, o->etag, o->sequencer, o->size,
-                              o->try_decoded_key, fits ? NULL : "key_too_long",
-                              fits ? NULL : "a variant or status key would pass S3's 1,024 bytes"};
+    struct status_event ev = {o->bucket,
+                              o->key,
+                              o->etag,
+                              o->sequencer,
+                              o->size,
+                              o->try_decoded_key,
+                              fits ? NULL : "key_too_long",
+                              fits ? NULL
+                                   : "a variant or status key would pass S3's 1,024 bytes"};
     int room = jobs_reserve(j);
     char new_id[INDEX_ID_LEN + 1];
     char id[INDEX_ID_LEN + 1];
@@ -305,7 +310,8 @@ static enum rz_err jobs_put_variants(struct jobs_worker *w, const struct status_
     return err;
 }
 
-static void jobs_process(struct jobs_worker *w, const struct status_task *t, struct jobs_outcome *o)
+static void jobs_process(struct jobs_worker *w, const struct status_task *t,
+                         struct jobs_outcome *o)
 {
     struct jobs *j = w->jobs;
     struct objstore_object obj = {0};
@@ -339,12 +345,9 @@ static const char *jobs_client_message(const struct jobs_outcome *o)
     case RZ_EPIXELS:
     case RZ_ECORRUPT:
     case RZ_ELIMIT:
-    case RZ_ETOOBIG:
-        return o->msg[0] ? o->msg : rz_err_name(o->err);
-    case RZ_ENOTFOUND:
-        return "the uploaded object is not in the source bucket";
-    case RZ_EDENIED:
-        return "S3 refused access to the source or destination object";
+    case RZ_ETOOBIG: return o->msg[0] ? o->msg : rz_err_name(o->err);
+    case RZ_ENOTFOUND: return "the uploaded object is not in the source bucket";
+    case RZ_EDENIED: return "S3 refused access to the source or destination object";
     default:
         if (strncmp(o->msg, "S3 unreachable: ", 16) == 0)
             return o->msg;
@@ -359,10 +362,11 @@ static void jobs_outcome_view(const struct jobs_outcome *o, struct index_variant
 {
     size_t n = o->err == RZ_OK ? o->n : 0;
 
-    *view = (struct status_outcome){o->err, jobs_client_message(o), o->bytes, o->etag,
-                                    o->real_key, o->err == RZ_OK ? &o->info : NULL, vars,
-                                    n ? index_output_view(o->results, o->keys, n, vars, files)
-                                      : 0};
+    *view = (struct status_outcome){
+        o->err,      jobs_client_message(o),
+        o->bytes,    o->etag,
+        o->real_key, o->err == RZ_OK ? &o->info : NULL,
+        vars,        n ? index_output_view(o->results, o->keys, n, vars, files) : 0};
 }
 
 /* Writes the status record under both of its keys, so any replica can
@@ -537,16 +541,17 @@ static enum rz_err jobs_metrics_register(struct jobs *j)
     err = metrics_register(m, "resizer_jobs_total", METRICS_COUNTER,
                            "Finished jobs by outcome (done or the failure code)", NULL, 0);
     if (err == RZ_OK)
-        err = metrics_register(m, "resizer_job_duration_seconds", METRICS_HISTOGRAM,
-                               "Seconds from a job's start to its end (download, resize, upload)",
-                               jobs_duration_buckets,
-                               sizeof(jobs_duration_buckets) / sizeof(jobs_duration_buckets[0]));
+        err =
+            metrics_register(m, "resizer_job_duration_seconds", METRICS_HISTOGRAM,
+                             "Seconds from a job's start to its end (download, resize, upload)",
+                             jobs_duration_buckets,
+                             sizeof(jobs_duration_buckets) / sizeof(jobs_duration_buckets[0]));
     if (err == RZ_OK)
         err = metrics_register(m, "resizer_events_total", METRICS_COUNTER,
                                "Objects in events by outcome", NULL, 0);
     if (err == RZ_OK)
-        err = metrics_register_gauge_fn(m, "resizer_queue_depth", "Jobs waiting for a worker", "",
-                                        jobs_depth_gauge, j);
+        err = metrics_register_gauge_fn(m, "resizer_queue_depth", "Jobs waiting for a worker",
+                                        "", jobs_depth_gauge, j);
     if (err == RZ_OK)
         err = metrics_register_gauge_fn(m, "resizer_jobs_in_flight", "Jobs being processed", "",
                                         jobs_busy_gauge, j);

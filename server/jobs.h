@@ -21,18 +21,18 @@
 struct jobs;
 
 struct jobs_opts {
-    const struct config *cfg;  /* borrowed, outlives jobs */
-    struct objstore *objects;  /* borrowed; jobs_drain aborts it */
-    struct status *status;     /* owns every state change */
+    const struct config *cfg; /* borrowed, outlives jobs */
+    struct objstore *objects; /* borrowed; jobs_drain aborts it */
+    struct status *status;    /* owns every state change */
     struct metrics *metrics;
-    size_t workers;            /* >= 1 */
-    size_t queue_size;         /* >= 1 */
+    size_t workers;    /* >= 1 */
+    size_t queue_size; /* >= 1 */
 };
 
 /* How a batch of events was taken. */
 struct jobs_submit_result {
-    size_t accepted;    /* new jobs queued */
-    size_t duplicates;  /* already queued, processing or done */
+    size_t accepted;   /* new jobs queued */
+    size_t duplicates; /* already queued, processing or done */
 };
 
 /* Builds the queue and starts the workers. */

@@ -56,7 +56,8 @@ char *keys_variant(const char *prefix, const char *key, const char *variant,
     snprintf(dir, sizeof(dir), "%s/", variant);
     if (dot && dot != base && keys_ext_matches(dot + 1, format))
         return keys_join(dir, rel, strlen(rel), "");
-    snprintf(ext, sizeof(ext), ".%s", image_format_ext(format) ? image_format_ext(format) : "bin");
+    snprintf(ext, sizeof(ext), ".%s",
+             image_format_ext(format) ? image_format_ext(format) : "bin");
     return keys_join(dir, rel, stem, ext);
 }
 

@@ -329,24 +329,15 @@ static void log_line_value(struct log_line *l, const json_t *v, int depth)
         return;
     }
     switch (json_typeof(v)) {
-    case JSON_STRING:
-        log_line_quote(l, json_string_value(v), json_string_length(v));
-        break;
-    case JSON_INTEGER:
-        log_line_int_text(l, (long long)json_integer_value(v));
-        break;
-    case JSON_REAL:
-        log_line_real(l, json_real_value(v));
-        break;
-    case JSON_TRUE:
-        log_line_puts(l, "true");
-        break;
-    case JSON_FALSE:
-        log_line_puts(l, "false");
-        break;
+    case JSON_STRING: log_line_quote(l, json_string_value(v), json_string_length(v)); break;
+    case JSON_INTEGER: log_line_int_text(l, (long long)json_integer_value(v)); break;
+    case JSON_REAL: log_line_real(l, json_real_value(v)); break;
+    case JSON_TRUE: log_line_puts(l, "true"); break;
+    case JSON_FALSE: log_line_puts(l, "false"); break;
     case JSON_OBJECT:
         log_line_put(l, "{", 1);
-        json_object_foreach((json_t *)v, k, item) {
+        json_object_foreach((json_t *)v, k, item)
+        {
             if (!first)
                 log_line_put(l, ",", 1);
             first = 0;
@@ -358,15 +349,15 @@ static void log_line_value(struct log_line *l, const json_t *v, int depth)
         break;
     case JSON_ARRAY:
         log_line_put(l, "[", 1);
-        json_array_foreach(v, i, item) {
+        json_array_foreach(v, i, item)
+        {
             if (i)
                 log_line_put(l, ",", 1);
             log_line_value(l, item, depth + 1);
         }
         log_line_put(l, "]", 1);
         break;
-    default:
-        log_line_puts(l, "null");
+    default: log_line_puts(l, "null");
     }
 }
 
@@ -399,8 +390,7 @@ void log_fields(enum log_level level, const char *event, json_t *fields)
     json_t *v;
 
     if (log_line_begin(&l, level, event) && json_is_object(fields)) {
-        json_object_foreach(fields, k, v)
-            log_line_json(&l, k, v);
+        json_object_foreach(fields, k, v) log_line_json(&l, k, v);
     }
     log_line_end(&l);
     json_decref(fields);

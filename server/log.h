@@ -45,10 +45,10 @@ json_t *log_string(const char *s);
 #define LOG_LINE_STACK 1024
 
 struct log_line {
-    char *data;  /* stack, or the heap once the line outgrows it */
+    char *data; /* stack, or the heap once the line outgrows it */
     size_t len;
     size_t cap;
-    int off;     /* level disabled, or the line was lost (too long, no memory) */
+    int off; /* level disabled, or the line was lost (too long, no memory) */
     char stack[LOG_LINE_STACK];
 };
 

@@ -14,14 +14,14 @@
 #include "numfmt.h"
 
 #define METRICS_MAX_FAMILIES 64
-#define METRICS_MAX_SERIES 256     /* per family */
+#define METRICS_MAX_SERIES 256 /* per family */
 #define METRICS_MAX_BUCKETS 20
 #define METRICS_MAX_RENDER (4 * 1024 * 1024)
 
 struct metrics_series {
     char *labels;
-    double value;                              /* counter/gauge value, or histogram sum */
-    unsigned long long count;                  /* histogram observations */
+    double value;             /* counter/gauge value, or histogram sum */
+    unsigned long long count; /* histogram observations */
     unsigned long long buckets[METRICS_MAX_BUCKETS];
     metrics_gauge_fn fn;
     void *fn_arg;

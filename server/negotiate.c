@@ -10,8 +10,8 @@
  * (RFC 9110: the most specific range decides a type's q). */
 enum negotiate_match {
     NEGOTIATE_NONE = 0,
-    NEGOTIATE_ANY,      /* STAR/STAR */
-    NEGOTIATE_SUBTYPE,  /* image/STAR */
+    NEGOTIATE_ANY,     /* STAR/STAR */
+    NEGOTIATE_SUBTYPE, /* image/STAR */
     NEGOTIATE_EXACT,
 };
 
@@ -141,7 +141,7 @@ enum image_format negotiate_format_param(const char *value)
         const char *name;
         enum image_format f;
     } names[] = {
-        {"jpeg", IMAGE_FORMAT_JPEG}, {"jpg", IMAGE_FORMAT_JPEG}, {"png", IMAGE_FORMAT_PNG},
+        {"jpeg", IMAGE_FORMAT_JPEG}, {"jpg", IMAGE_FORMAT_JPEG},  {"png", IMAGE_FORMAT_PNG},
         {"webp", IMAGE_FORMAT_WEBP}, {"avif", IMAGE_FORMAT_AVIF}, {"gif", IMAGE_FORMAT_GIF},
     };
 

@@ -38,10 +38,10 @@ struct objstore_meta {
 
 /* An object read into memory; release with objstore_object_cleanup. */
 struct objstore_object {
-    void *data;            /* malloc'd, len bytes, NUL-terminated for convenience */
+    void *data; /* malloc'd, len bytes, NUL-terminated for convenience */
     size_t len;
-    char *etag;            /* without quotes; may be NULL */
-    char *content_type;    /* may be NULL */
+    char *etag;         /* without quotes; may be NULL */
+    char *content_type; /* may be NULL */
 };
 
 /* What a stat (HEAD) tells; release with objstore_head_cleanup. */
@@ -55,22 +55,22 @@ struct objstore_item {
     char *key;
     uint64_t size;
     char *etag;
-    time_t last_modified;  /* 0 if unknown */
+    time_t last_modified; /* 0 if unknown */
 };
 
 /* One page of a listing; release with objstore_list_cleanup. */
 struct objstore_list {
     struct objstore_item *items;
     size_t nitems;
-    char *next_token;      /* malloc'd; NULL on the last page */
+    char *next_token; /* malloc'd; NULL on the last page */
 };
 
 /* What a write carries besides the bytes (strings borrowed). */
 struct objstore_put {
     const char *content_type;
-    const char *cache_control;     /* NULL: none */
+    const char *cache_control; /* NULL: none */
     const struct objstore_meta *meta;
-    size_t nmeta;                  /* <= OBJSTORE_MAX_META */
+    size_t nmeta; /* <= OBJSTORE_MAX_META */
 };
 
 struct objstore_ops {
@@ -121,7 +121,8 @@ void objstore_conn_free(struct objstore_conn *c);
 
 /* The calls, through the connection's table (see struct objstore_ops). */
 enum rz_err objstore_get(struct objstore_conn *c, const char *bucket, const char *key,
-                         size_t max_bytes, struct objstore_object *out, char *msg, size_t msglen);
+                         size_t max_bytes, struct objstore_object *out, char *msg,
+                         size_t msglen);
 enum rz_err objstore_put(struct objstore_conn *c, const char *bucket, const char *key,
                          const void *data, size_t len, const struct objstore_put *p, char *msg,
                          size_t msglen);

@@ -9,7 +9,7 @@
 
 struct objstore_s3 {
     struct objstore base;
-    struct s3 *s3;           /* borrowed */
+    struct s3 *s3; /* borrowed */
 };
 
 struct objstore_s3_conn {
@@ -48,7 +48,8 @@ static enum rz_err objstore_s3_get(struct objstore_conn *c, const char *bucket, 
                                    size_t msglen)
 {
     struct s3_object o = {0};
-    enum rz_err err = s3_get_object(objstore_s3_curl(c), bucket, key, max_bytes, &o, msg, msglen);
+    enum rz_err err = s3_get_object(objstore_s3_curl(c), bucket, key, max_bytes, &o, msg,
+                                    msglen);
 
     if (err == RZ_OK)
         *out = (struct objstore_object){o.data, o.len, o.etag, o.content_type};

@@ -21,7 +21,7 @@ struct outbox_node {
 };
 
 struct outbox_memory {
-    struct outbox base;       /* first: a struct outbox * is a struct outbox_memory * */
+    struct outbox base; /* first: a struct outbox * is a struct outbox_memory * */
     pthread_mutex_t lock;
     struct outbox_node *head; /* oldest */
     struct outbox_node *tail;
@@ -196,7 +196,8 @@ static void outbox_memory_free(struct outbox *o)
 }
 
 static const struct outbox_ops outbox_memory_ops = {
-    outbox_memory_add, outbox_memory_lease, outbox_memory_settle, outbox_memory_depth,
+    outbox_memory_add,    outbox_memory_lease,
+    outbox_memory_settle, outbox_memory_depth,
     outbox_memory_free,   NULL, /* indexes are enough: nothing outlives the process */
 };
 

@@ -21,14 +21,14 @@
 #define OUTBOX_MSG_ID_MAX 40 /* "msg_" + 32 hex digits, and the NUL */
 
 struct outbox_delivery {
-    char msg_id[OUTBOX_MSG_ID_MAX];  /* webhook-id: the same on every attempt */
-    size_t endpoint;                 /* index into WEBHOOK_URLS */
-    char *body;                      /* the exact bytes signed and sent each time */
+    char msg_id[OUTBOX_MSG_ID_MAX]; /* webhook-id: the same on every attempt */
+    size_t endpoint;                /* index into WEBHOOK_URLS */
+    char *body;                     /* the exact bytes signed and sent each time */
     size_t body_len;
-    int attempts;                    /* attempts made so far */
-    int64_t due_ms;                  /* Unix ms of the next attempt */
+    int attempts;   /* attempts made so far */
+    int64_t due_ms; /* Unix ms of the next attempt */
     int64_t created_ms;
-    uint64_t ref;                    /* the outbox's handle; set by add and lease */
+    uint64_t ref; /* the outbox's handle; set by add and lease */
 };
 
 struct outbox;
@@ -60,8 +60,8 @@ struct outbox_ops {
 
 struct outbox {
     const struct outbox_ops *ops;
-    long poll_ms;  /* an idle thread looks again at least this often */
-    int shared;    /* other replicas see these deliveries, and take them over */
+    long poll_ms; /* an idle thread looks again at least this often */
+    int shared;   /* other replicas see these deliveries, and take them over */
 };
 
 /* The memory outbox, holding at most capacity deliveries (>= 1), or NULL

@@ -41,14 +41,14 @@
 #include "ids.h"
 #include "log.h"
 
-#define OBX_PAGE 10                    /* deliveries looked at per receiver and look */
-#define OBX_TTL_S (3 * 24 * 3600)      /* past the next attempt: renewed at each */
-#define OBX_POLL_MS 5000               /* other replicas add and die unseen */
-#define OBX_DEPTH_CACHE_MS 5000        /* counted again this often */
+#define OBX_PAGE 10               /* deliveries looked at per receiver and look */
+#define OBX_TTL_S (3 * 24 * 3600) /* past the next attempt: renewed at each */
+#define OBX_POLL_MS 5000          /* other replicas add and die unseen */
+#define OBX_DEPTH_CACHE_MS 5000   /* counted again this often */
 #define OBX_MAX_ATTEMPTS 1000
-#define OBX_RACE_WAIT_MS 200           /* the index catches up with a lost race */
+#define OBX_RACE_WAIT_MS 200 /* the index catches up with a lost race */
 #define OBX_MAX_RECEIVERS 32
-#define OBX_PART_LEN 18                /* "o#" and 16 hex digits */
+#define OBX_PART_LEN 18 /* "o#" and 16 hex digits */
 #define OBX_PK_MAX (2 + OUTBOX_MSG_ID_MAX + 1 + 16 + 1)
 
 struct outbox_ddb {
@@ -59,8 +59,8 @@ struct outbox_ddb {
     int64_t lease_ms;
     char parts[OBX_MAX_RECEIVERS][OBX_PART_LEN + 1]; /* fl of each endpoint */
     size_t nparts;
-    pthread_mutex_t lock;          /* guards what follows */
-    size_t next_part;              /* where the next look starts: threads spread */
+    pthread_mutex_t lock; /* guards what follows */
+    size_t next_part;     /* where the next look starts: threads spread */
     int64_t depth;
     int64_t depth_at_ms;
 };
@@ -68,8 +68,8 @@ struct outbox_ddb {
 /* What a look at the index found of one delivery. */
 struct obx_seen {
     const char *pk;
-    const char *lease_raw;         /* the number as stored: conditions compare it */
-    int64_t lease;                 /* 0 when not a plain integer: due now */
+    const char *lease_raw; /* the number as stored: conditions compare it */
+    int64_t lease;         /* 0 when not a plain integer: due now */
 };
 
 static struct outbox_ddb *od(struct outbox *o)
@@ -187,7 +187,8 @@ static size_t obx_depth(struct outbox *o)
 
 /* ---- add, take, settle ---- */
 
-static enum rz_err obx_add(struct outbox *o, const struct outbox_delivery *d, size_t *dropped_out)
+static enum rz_err obx_add(struct outbox *o, const struct outbox_delivery *d,
+                           size_t *dropped_out)
 {
     char pk[OBX_PK_MAX];
     enum rz_err err;
@@ -201,8 +202,8 @@ static enum rz_err obx_add(struct outbox *o, const struct outbox_delivery *d, si
                            od(o)->table, "Item", "pk", ddb_s(pk), "b", ddb_s(d->body), "att",
                            ddb_n(d->attempts), "cr", ddb_n(d->created_ms), "fl",
                            ddb_s(od(o)->parts[d->endpoint]), "lease", ddb_n(d->due_ms), "ttl",
-                           ddb_n(d->due_ms / 1000 + OBX_TTL_S),
-                           "ConditionExpression", "attribute_not_exists(pk)"),
+                           ddb_n(d->due_ms / 1000 + OBX_TTL_S), "ConditionExpression",
+                           "attribute_not_exists(pk)"),
                  NULL);
     if (err == RZ_OK)
         obx_depth_add(o, 1);
@@ -264,7 +265,8 @@ static int obx_fill(const json_t *item, int64_t seen, int64_t until, struct outb
 
 /* Takes the lease of the delivery s (to endpoint, named msg_id in *out)
  * into *out. RZ_ECONFLICT when another replica took it first. */
-static enum rz_err obx_take(struct outbox *o, const struct obx_seen *s, struct outbox_delivery *out)
+static enum rz_err obx_take(struct outbox *o, const struct obx_seen *s,
+                            struct outbox_delivery *out)
 {
     /* Read now, not at the start of the look: the calls before this one
      * may have taken seconds, and the lease must be ours for its length. */
@@ -315,7 +317,8 @@ static enum rz_err obx_look(struct outbox *o, size_t endpoint, int64_t now_ms,
                            "ExpressionAttributeValues", ":p", ddb_s(od(o)->parts[endpoint]),
                            "ScanIndexForward", 1, "Limit", OBX_PAGE),
                  &resp);
-    json_array_foreach(json_object_get(resp, "Items"), i, item) {
+    json_array_foreach(json_object_get(resp, "Items"), i, item)
+    {
         struct obx_seen s = {ddb_get_s(item, "pk"), obx_raw(item, "lease"), 0};
 
         if (err != RZ_OK || taken == RZ_OK || taken == RZ_ENOMEM)
@@ -395,7 +398,8 @@ static void obx_settle(struct outbox *o, const struct outbox_delivery *d, int64_
      * delivery now; it is theirs to settle. */
     if (err == RZ_ECONFLICT)
         log_fields(LOG_INFO, "outbox_lease_lost",
-                   json_pack("{s:s,s:I}", "msg_id", d->msg_id, "endpoint", (json_int_t)d->endpoint));
+                   json_pack("{s:s,s:I}", "msg_id", d->msg_id, "endpoint",
+                             (json_int_t)d->endpoint));
 }
 
 /* ---- lifecycle ---- */

@@ -19,7 +19,7 @@ struct readiness {
     pthread_cond_t wake;
     int stopping;
     int draining;
-    int64_t last_ok_ms;         /* monotonic */
+    int64_t last_ok_ms; /* monotonic */
     char last_error[160];
 };
 

@@ -15,12 +15,12 @@
 struct readiness;
 
 struct readiness_opts {
-    struct objstore *objects;   /* borrowed; should make one attempt per call */
-    const char *src_bucket;     /* NULL: probe dest_bucket with a HEAD */
+    struct objstore *objects; /* borrowed; should make one attempt per call */
+    const char *src_bucket;   /* NULL: probe dest_bucket with a HEAD */
     const char *src_prefix;
     const char *dest_bucket;
-    long interval_ms;           /* between probes */
-    long window_ms;             /* S3 counts as up if it answered within this */
+    long interval_ms; /* between probes */
+    long window_ms;   /* S3 counts as up if it answered within this */
     struct metrics *metrics;
 };
 

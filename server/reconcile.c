@@ -17,7 +17,7 @@
 struct reconcile_cursor {
     const char *bucket;
     const char *prefix;
-    const char *start_after;  /* resume after this key (NULL: from the start) */
+    const char *start_after; /* resume after this key (NULL: from the start) */
     struct objstore_list page;
     size_t pos;
     int started;
@@ -27,7 +27,7 @@ struct reconcile_cursor {
 struct reconcile {
     struct reconcile_opts opts;
     struct objstore_conn *conn;
-    int64_t next_list_ms;     /* rate limit: no LIST before this (monotonic) */
+    int64_t next_list_ms;                /* rate limit: no LIST before this (monotonic) */
     char cursor[STORE_SWEEP_CURSOR_MAX]; /* the last source key looked at */
     pthread_t thread;
     pthread_mutex_t lock;
@@ -73,7 +73,8 @@ static enum rz_err reconcile_peek(struct reconcile *r, struct reconcile_cursor *
                             RECONCILE_PAGE, &c->page, msg, sizeof(msg));
         free(token);
         if (err != RZ_OK) {
-            log_printf(LOG_WARN, "reconcile_list_failed", "%s/%s: %s", c->bucket, c->prefix, msg);
+            log_printf(LOG_WARN, "reconcile_list_failed", "%s/%s: %s", c->bucket, c->prefix,
+                       msg);
             return err;
         }
         c->started = 1;
@@ -86,8 +87,7 @@ static enum rz_err reconcile_peek(struct reconcile *r, struct reconcile_cursor *
 
 /* Whether the object needs a job, from what this replica knows of it and
  * from its status record (present and at least as new as the object). */
-static int reconcile_wanted(struct reconcile *r, const struct objstore_item *obj,
-                            int has_record)
+static int reconcile_wanted(struct reconcile *r, const struct objstore_item *obj, int has_record)
 {
     struct index_entry e = {0};
     int wanted;
@@ -96,9 +96,7 @@ static int reconcile_wanted(struct reconcile *r, const struct objstore_item *obj
         return !has_record;
     switch (e.state) {
     case INDEX_QUEUED:
-    case INDEX_PROCESSING:
-        wanted = 0;
-        break;
+    case INDEX_PROCESSING: wanted = 0; break;
     case INDEX_DONE:
         /* Overwritten since: the ETag of the object differs from the one
          * processed. (Times would not do: S3's are whole seconds, and a job
@@ -124,7 +122,10 @@ static enum rz_err reconcile_queue(struct reconcile *r, const struct objstore_it
                                    int *queued_out)
 {
     struct event_object o = {
-        .bucket = r->opts.cfg->src_bucket, .key = obj->key, .etag = obj->etag, .size = obj->size,
+        .bucket = r->opts.cfg->src_bucket,
+        .key = obj->key,
+        .etag = obj->etag,
+        .size = obj->size,
     };
     struct event_batch b = {.objects = &o, .nobjects = 1};
     struct jobs_submit_result res = {0};
@@ -262,8 +263,8 @@ static void reconcile_run_once(struct reconcile *r)
     metrics_add(r->opts.metrics, "resizer_reconcile_objects_total", "kind=\"queued\"",
                 (double)stats.queued);
     log_fields(stats.queued ? LOG_INFO : LOG_DEBUG, "reconcile",
-               json_pack("{s:I,s:I,s:b,s:f,s:s}", "scanned", (json_int_t)stats.scanned,
-                         "queued", (json_int_t)stats.queued, "complete", stats.complete, "ms",
+               json_pack("{s:I,s:I,s:b,s:f,s:s}", "scanned", (json_int_t)stats.scanned, "queued",
+                         (json_int_t)stats.queued, "complete", stats.complete, "ms",
                          secs * 1000.0, "result", rz_err_name(err)));
 }
 

@@ -30,19 +30,19 @@
 struct reconcile;
 
 struct reconcile_opts {
-    const struct config *cfg;  /* SRC_BUCKET must be set */
-    struct objstore *objects;  /* the sweep's own: reconcile_stop aborts it */
+    const struct config *cfg; /* SRC_BUCKET must be set */
+    struct objstore *objects; /* the sweep's own: reconcile_stop aborts it */
     struct index *index;
-    struct status *status;     /* what is known of an object, without S3 */
+    struct status *status; /* what is known of an object, without S3 */
     struct jobs *jobs;
     struct metrics *metrics;
-    long interval_secs;        /* > 0 */
+    long interval_secs; /* > 0 */
 };
 
 struct reconcile_stats {
-    size_t scanned;            /* source objects looked at */
-    size_t queued;             /* jobs queued */
-    int complete;              /* 1 when the whole prefix was walked */
+    size_t scanned; /* source objects looked at */
+    size_t queued;  /* jobs queued */
+    int complete;   /* 1 when the whole prefix was walked */
 };
 
 /* Starts the sweep thread: one sweep now, then one every interval. */

@@ -25,21 +25,21 @@ struct s3_conn {
 
 /* One S3 request, before addressing. */
 struct s3_call {
-    const char *op;                    /* metrics label: "GetObject", ... */
+    const char *op; /* metrics label: "GetObject", ... */
     const char *method;
     const char *bucket;
-    const char *key;                   /* NULL for bucket-level calls */
+    const char *key; /* NULL for bucket-level calls */
     const struct sigv4_pair *query;
     size_t nquery;
-    const struct sigv4_pair *headers;  /* signed and sent */
+    const struct sigv4_pair *headers; /* signed and sent */
     size_t nheaders;
     const void *body;
     size_t body_len;
-    size_t max_response;               /* cap on a 2xx body */
+    size_t max_response; /* cap on a 2xx body */
 };
 
-static const double s3_latency_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
-                                            5, 10, 30};
+static const double s3_latency_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                            0.5,   1,    2.5,   5,    10,  30};
 
 /* ---- client lifecycle ---- */
 
@@ -230,12 +230,26 @@ static enum rz_err s3_perform(struct s3_conn *c, const struct s3_call *call,
         goto done;
     }
     req = (struct awshttp_request){
-        .service = "s3", .label = "S3", .metric = "s3", .op = call->op, .region = s3->region,
-        .method = call->method, .scheme = s3->addr.ep.scheme, .host = host.data,
-        .path = path.data, .query = call->query, .nquery = call->nquery,
-        .headers = call->headers, .nheaders = call->nheaders, .body = call->body,
-        .body_len = call->body_len, .content_sha256 = 1, .max_response = call->max_response,
-        .max_error = S3_MAX_ERROR_BODY, .body_name = "object", .abort = &s3->aborted,
+        .service = "s3",
+        .label = "S3",
+        .metric = "s3",
+        .op = call->op,
+        .region = s3->region,
+        .method = call->method,
+        .scheme = s3->addr.ep.scheme,
+        .host = host.data,
+        .path = path.data,
+        .query = call->query,
+        .nquery = call->nquery,
+        .headers = call->headers,
+        .nheaders = call->nheaders,
+        .body = call->body,
+        .body_len = call->body_len,
+        .content_sha256 = 1,
+        .max_response = call->max_response,
+        .max_error = S3_MAX_ERROR_BODY,
+        .body_name = "object",
+        .abort = &s3->aborted,
         .classify = s3_classify,
     };
     err = awshttp_call(s3->transport, c->conn, &req, &s3->policy, resp, msg, msglen);
@@ -263,7 +277,10 @@ size_t s3_sse_headers(const struct s3 *s3, struct sigv4_pair *h)
 enum rz_err s3_get_object(struct s3_conn *c, const char *bucket, const char *key,
                           size_t max_bytes, struct s3_object *out, char *msg, size_t msglen)
 {
-    struct s3_call call = {.op = "GetObject", .method = "GET", .bucket = bucket, .key = key,
+    struct s3_call call = {.op = "GetObject",
+                           .method = "GET",
+                           .bucket = bucket,
+                           .key = key,
                            .max_response = max_bytes};
     struct awshttp_response r;
     enum rz_err err = s3_perform(c, &call, &r, msg, msglen);
@@ -290,8 +307,13 @@ enum rz_err s3_put_object(struct s3_conn *c, const char *bucket, const char *key
 {
     struct sigv4_pair headers[4 + S3_MAX_META];
     char names[S3_MAX_META][128];
-    struct s3_call call = {.op = "PutObject", .method = "PUT", .bucket = bucket, .key = key,
-                           .body = data, .body_len = len, .max_response = 0};
+    struct s3_call call = {.op = "PutObject",
+                           .method = "PUT",
+                           .bucket = bucket,
+                           .key = key,
+                           .body = data,
+                           .body_len = len,
+                           .max_response = 0};
     struct awshttp_response r;
     size_t n = 0;
     enum rz_err err;
@@ -337,7 +359,9 @@ enum rz_err s3_list_objects(struct s3_conn *c, const char *bucket, const char *p
     struct sigv4_pair query[6];
     char maxk[16];
     size_t n = 0;
-    struct s3_call call = {.op = "ListObjectsV2", .method = "GET", .bucket = bucket,
+    struct s3_call call = {.op = "ListObjectsV2",
+                           .method = "GET",
+                           .bucket = bucket,
                            .max_response = S3_MAX_LIST_BODY};
     struct awshttp_response r;
     enum rz_err err;

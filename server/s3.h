@@ -28,12 +28,12 @@ struct awshttp;
 struct awshttp_policy;
 
 struct s3_opts {
-    const char *endpoint;         /* "https://s3.us-east-1.amazonaws.com", "http://127.0.0.1:8090" */
-    const char *public_endpoint;  /* for presigned URLs; NULL: endpoint */
+    const char *endpoint; /* "https://s3.us-east-1.amazonaws.com", "http://127.0.0.1:8090" */
+    const char *public_endpoint; /* for presigned URLs; NULL: endpoint */
     const char *region;
     int force_path_style;
-    const char *sse;              /* NULL, "AES256" or "aws:kms" */
-    const char *sse_kms_key_id;   /* NULL: the bucket's default key */
+    const char *sse;            /* NULL, "AES256" or "aws:kms" */
+    const char *sse_kms_key_id; /* NULL: the bucket's default key */
     /* The client's retry policy (s3_view_new: another one over the same
      * client); waits between attempts are capped at 5 s. */
     long timeout_ms;              /* whole request, per attempt; <= 0: 30000 */
@@ -63,9 +63,9 @@ struct s3_presigned {
 
 /* An object read into memory. */
 struct s3_object {
-    void *data;            /* malloc'd, len bytes (NUL-terminated for convenience) */
+    void *data; /* malloc'd, len bytes (NUL-terminated for convenience) */
     size_t len;
-    char *etag;            /* without quotes */
+    char *etag; /* without quotes */
     char *content_type;
 };
 
@@ -81,13 +81,13 @@ struct s3_list_item {
     char *key;
     uint64_t size;
     char *etag;
-    time_t last_modified;  /* 0 if S3 sent none */
+    time_t last_modified; /* 0 if S3 sent none */
 };
 
 struct s3_list {
     struct s3_list_item *items;
     size_t nitems;
-    char *next_token;      /* NULL on the last page */
+    char *next_token; /* NULL on the last page */
 };
 
 /* Builds a client. RZ_EINVAL with msg when an endpoint cannot be parsed.

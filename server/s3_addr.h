@@ -16,7 +16,7 @@
 
 struct s3_addr {
     struct awshttp_endpoint ep;
-    int is_ip;            /* an IP address or localhost: buckets cannot be subdomains */
+    int is_ip; /* an IP address or localhost: buckets cannot be subdomains */
     int force_path_style;
 };
 

@@ -12,8 +12,8 @@
 #define S3_MAX_KEY 1024
 
 struct s3 {
-    struct s3_addr addr;          /* where calls go */
-    struct s3_addr public_addr;   /* where presigned URLs point */
+    struct s3_addr addr;        /* where calls go */
+    struct s3_addr public_addr; /* where presigned URLs point */
     char *region;
     char *sse;
     char *sse_kms_key_id;

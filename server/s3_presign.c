@@ -66,9 +66,15 @@ static enum rz_err s3_presign(struct s3 *s3, const char *method, const char *buc
         err = s3_addr_resolve(&s3->public_addr, bucket, key, &host, &path);
     if (err == RZ_OK) {
         req = (struct sigv4_request){
-            .method = method, .scheme = s3->public_addr.ep.scheme, .host = host.data,
-            .path = path.data, .headers = headers, .nheaders = nheaders,
-            .payload_hash = "UNSIGNED-PAYLOAD", .region = s3->region, .service = "s3",
+            .method = method,
+            .scheme = s3->public_addr.ep.scheme,
+            .host = host.data,
+            .path = path.data,
+            .headers = headers,
+            .nheaders = nheaders,
+            .payload_hash = "UNSIGNED-PAYLOAD",
+            .region = s3->region,
+            .service = "s3",
         };
         sc = (struct sigv4_creds){creds.access_key, creds.secret_key, creds.session_token};
         err = sigv4_presign_url(&req, &sc, now, expires, &out->url);
@@ -194,9 +200,9 @@ enum rz_err s3_presign_post(struct s3 *s3, const char *bucket, const char *key,
         err = policy_b64 ? RZ_OK : RZ_ENOMEM;
     }
     if (err == RZ_OK)
-        err = sigv4_sign_policy(policy_b64, &(struct sigv4_creds){creds.access_key,
-                                                                   creds.secret_key,
-                                                                   creds.session_token},
+        err = sigv4_sign_policy(policy_b64,
+                                &(struct sigv4_creds){creds.access_key, creds.secret_key,
+                                                      creds.session_token},
                                 s3->region, "s3", now, sig);
     if (err == RZ_OK)
         err = s3_field_add(out, "policy", policy_b64);

@@ -347,7 +347,7 @@ struct sigv4_cached_key {
     unsigned char secret_id[32];       /* SHA-256 of the secret */
     char scope[SIGV4_KEY_CACHE_SCOPE]; /* "date8/region/service"; "" when free */
     unsigned char key[32];
-    unsigned long long used;           /* the cache's clock when last used */
+    unsigned long long used; /* the cache's clock when last used */
 };
 
 static struct {
@@ -850,8 +850,9 @@ static char *steal_or_null(struct buf *b, enum rz_err *err)
 
 /* Headers to sign: the caller's, then host, then (header signing) the two
  * we send ourselves. */
-static enum rz_err build_headers(const struct sigv4_request *req, const struct sigv4_creds *creds,
-                                 int presign, struct sigv4_parts *p)
+static enum rz_err build_headers(const struct sigv4_request *req,
+                                 const struct sigv4_creds *creds, int presign,
+                                 struct sigv4_parts *p)
 {
     struct sigv4_pair h[SIGV4_MAX_PAIRS + 3];
     size_t n = req->nheaders;
@@ -965,8 +966,9 @@ UNITTEST void sigv4_parts_cleanup(struct sigv4_parts *p)
     memset(p, 0, sizeof(*p));
 }
 
-UNITTEST enum rz_err sigv4_build(const struct sigv4_request *req, const struct sigv4_creds *creds,
-                                 time_t now, long expires, struct sigv4_parts *out)
+UNITTEST enum rz_err sigv4_build(const struct sigv4_request *req,
+                                 const struct sigv4_creds *creds, time_t now, long expires,
+                                 struct sigv4_parts *out)
 {
     enum rz_err err;
 

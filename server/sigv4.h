@@ -29,17 +29,17 @@ struct sigv4_pair {
 
 /* What is signed. Every string is borrowed. */
 struct sigv4_request {
-    const char *method;        /* "GET", "PUT", ... */
-    const char *scheme;        /* "https" or "http"; used only to build URLs */
-    const char *host;          /* Host header value, with ":port" when not the scheme's default */
-    const char *path;          /* raw path starting with '/', e.g. "/bucket/images/a b.jpg" */
-    const struct sigv4_pair *query;   /* raw query parameters, any order */
+    const char *method; /* "GET", "PUT", ... */
+    const char *scheme; /* "https" or "http"; used only to build URLs */
+    const char *host;   /* Host header value, with ":port" when not the scheme's default */
+    const char *path;   /* raw path starting with '/', e.g. "/bucket/images/a b.jpg" */
+    const struct sigv4_pair *query; /* raw query parameters, any order */
     size_t nquery;
     const struct sigv4_pair *headers; /* extra headers to sign (host is always added) */
     size_t nheaders;
-    const char *payload_hash;  /* hex SHA-256 of the body, or "UNSIGNED-PAYLOAD" */
-    const char *region;        /* e.g. "us-east-1" */
-    const char *service;       /* "s3" */
+    const char *payload_hash; /* hex SHA-256 of the body, or "UNSIGNED-PAYLOAD" */
+    const char *region;       /* e.g. "us-east-1" */
+    const char *service;      /* "s3" */
     /* The generic aws-sig-v4-test-suite encodes the path twice and
      * normalises it; S3 does neither. Both 0 for S3. */
     int double_encode_path;
@@ -48,10 +48,10 @@ struct sigv4_request {
 
 /* Result of header signing; every field is owned by the struct. */
 struct sigv4_signed {
-    char *authorization;   /* value of the Authorization header */
-    char *amz_date;        /* value of x-amz-date, e.g. "20130524T000000Z" */
-    char *signed_headers;  /* e.g. "host;x-amz-content-sha256;x-amz-date" */
-    char *signature;       /* 64 lowercase hex */
+    char *authorization;  /* value of the Authorization header */
+    char *amz_date;       /* value of x-amz-date, e.g. "20130524T000000Z" */
+    char *signed_headers; /* e.g. "host;x-amz-content-sha256;x-amz-date" */
+    char *signature;      /* 64 lowercase hex */
 };
 
 #define SIGV4_MAX_EXPIRES 604800 /* seven days: S3's limit for X-Amz-Expires */

@@ -11,12 +11,12 @@
 /* Everything one signing run builds; every pointer is owned by the struct
  * and released by sigv4_parts_cleanup() (safe on a zeroed struct). */
 struct sigv4_parts {
-    char amz_date[17];        /* 20130524T000000Z */
-    char *scope;              /* 20130524/us-east-1/s3/aws4_request */
+    char amz_date[17]; /* 20130524T000000Z */
+    char *scope;       /* 20130524/us-east-1/s3/aws4_request */
     char *canonical_uri;
-    char *canonical_query;    /* also the URL's query string for presigning */
-    char *canonical_headers;  /* "name:value\n" per header */
-    char *signed_headers;     /* host;x-amz-date */
+    char *canonical_query;   /* also the URL's query string for presigning */
+    char *canonical_headers; /* "name:value\n" per header */
+    char *signed_headers;    /* host;x-amz-date */
     char *canonical_request;
     char *string_to_sign;
     char signature[65];

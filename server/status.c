@@ -25,15 +25,15 @@
 
 #define STATUS_CAS_TRIES 8
 #define STATUS_MAX_HOOKS 8
-#define STATUS_CACHE_MS 10000       /* finished records served from the cache */
+#define STATUS_CACHE_MS 10000 /* finished records served from the cache */
 #define STATUS_MAX_RECORD (64 * 1024)
 #define STATUS_RECLAIM_BATCH 32
 #define STATUS_PING_MS 1000
 #define STATUS_LOOKUP_THREADS 2
-#define STATUS_LOOKUP_QUEUE 32      /* look-ups waiting; more are refused (429) */
+#define STATUS_LOOKUP_QUEUE 32 /* look-ups waiting; more are refused (429) */
 #define STATUS_NEG_SLOTS 1024
-#define STATUS_NEG_MS 2000          /* "no such image" remembered this long */
-#define STATUS_LOOKUP_WAIT_MS 2000  /* queued longer: answered "unavailable" unread */
+#define STATUS_NEG_MS 2000         /* "no such image" remembered this long */
+#define STATUS_LOOKUP_WAIT_MS 2000 /* queued longer: answered "unavailable" unread */
 
 /* A read that needs S3 or the store, run on a look-up thread. */
 struct status_lookup {
@@ -45,7 +45,7 @@ struct status_lookup {
     enum rz_err err;
     struct index_entry out;
     int64_t queued_ms;
-    void (*done)(void *arg);       /* NULL: nobody waits (a refresh) */
+    void (*done)(void *arg); /* NULL: nobody waits (a refresh) */
     void *done_arg;
     struct status_lookup *next;
 };
@@ -65,19 +65,19 @@ struct status {
     struct status_hook hooks[STATUS_MAX_HOOKS];
     size_t nhooks;
     struct status_queue q;
-    pthread_mutex_t lock;             /* held set, store health, stop */
+    pthread_mutex_t lock; /* held set, store health, stop */
     pthread_cond_t wake;
-    char (*held)[INDEX_ID_LEN + 1];   /* claims this replica holds */
+    char (*held)[INDEX_ID_LEN + 1]; /* claims this replica holds */
     size_t nheld, capheld;
-    int64_t store_ok_ms;              /* last answer from the store */
-    int64_t store_fail_ms;            /* last failure (0: none since the last answer) */
+    int64_t store_ok_ms;   /* last answer from the store */
+    int64_t store_fail_ms; /* last failure (0: none since the last answer) */
     int stopping;
     int started;
     pthread_t keeper;
-    pthread_mutex_t lk_lock;          /* the look-up queue and negative cache */
+    pthread_mutex_t lk_lock; /* the look-up queue and negative cache */
     pthread_cond_t lk_work;
     struct status_lookup *lk_head, *lk_tail;
-    size_t lk_count;                  /* queued or reserved */
+    size_t lk_count; /* queued or reserved */
     int lk_stopping;
     size_t lk_threads;
     pthread_t lk_thread[STATUS_LOOKUP_THREADS];
@@ -125,8 +125,10 @@ static enum rz_err status_seen(struct status *st, const char *phase, const char 
     }
     pthread_mutex_unlock(&st->lock);
     snprintf(labels, sizeof(labels), "phase=\"%s\",op=\"%s\",outcome=\"%s\"", phase, op,
-             err == RZ_OK ? "ok" : err == RZ_ECONFLICT ? "conflict"
-                                 : err == RZ_ENOTFOUND ? "not_found" : "error");
+             err == RZ_OK          ? "ok"
+             : err == RZ_ECONFLICT ? "conflict"
+             : err == RZ_ENOTFOUND ? "not_found"
+                                   : "error");
     metrics_add(st->o.metrics, "resizer_store_requests_total", labels, 1);
     return err;
 }
@@ -276,7 +278,8 @@ static int status_event_is_newer(const struct index_entry *e, const struct statu
 
 static int status_event_is_older(const struct index_entry *e, const struct status_event *ev)
 {
-    return ev->sequencer && e->sequencer && status_sequencer_cmp(ev->sequencer, e->sequencer) < 0;
+    return ev->sequencer && e->sequencer &&
+           status_sequencer_cmp(ev->sequencer, e->sequencer) < 0;
 }
 
 static int status_str_differs(const char *a, const char *b)
@@ -304,8 +307,9 @@ static enum rz_err status_set_object(struct index_entry *e, const struct status_
 {
     enum rz_err err = RZ_OK;
 
-    if (status_str_differs(e->etag, ev->etag) || status_str_differs(e->sequencer, ev->sequencer) ||
-        (ev->size && ev->size != e->bytes) || e->try_decoded_key != ev->try_decoded_key)
+    if (status_str_differs(e->etag, ev->etag) ||
+        status_str_differs(e->sequencer, ev->sequencer) || (ev->size && ev->size != e->bytes) ||
+        e->try_decoded_key != ev->try_decoded_key)
         *changed = 1;
     err = status_replace_str(&e->etag, ev->etag);
     if (err == RZ_OK)
@@ -380,7 +384,8 @@ static enum rz_err status_claim_fn(struct index_entry *e, void *arg, int *write)
 }
 
 static enum rz_err status_create_for(struct status *st, const struct status_event *ev,
-                                     const char *id, int64_t now_ms, enum status_claim *claim_out)
+                                     const char *id, int64_t now_ms,
+                                     enum status_claim *claim_out)
 {
     struct index_entry e = {0};
     enum rz_err err;
@@ -416,8 +421,8 @@ static enum rz_err status_create_for(struct status *st, const struct status_even
 }
 
 enum rz_err status_claim_event(struct status *st, const struct status_event *ev, int room,
-                               const char *new_id, int64_t now_ms,
-                               enum status_claim *claim_out, char id_out[INDEX_ID_LEN + 1])
+                               const char *new_id, int64_t now_ms, enum status_claim *claim_out,
+                               char id_out[INDEX_ID_LEN + 1])
 {
     struct store *s = st->o.store;
     struct status_claim_arg a = {st, ev, room, now_ms, STATUS_CLAIM_DUPLICATE};
@@ -984,8 +989,9 @@ static void status_lookup_run(struct status_lookup *l)
     char *record_key = NULL;
 
     if (st->o.store->shared) {
-        l->err = l->by_key ? status_seen(st, "lookup", "find_key", st->o.store->ops->find_key(
-                                                             st->o.store, l->bucket, l->key, l->id))
+        l->err = l->by_key ? status_seen(st, "lookup", "find_key",
+                                         st->o.store->ops->find_key(st->o.store, l->bucket,
+                                                                    l->key, l->id))
                            : RZ_OK;
         if (l->err == RZ_OK)
             l->err = status_seen(st, "lookup", "get",
@@ -1009,9 +1015,9 @@ static void status_lookup_run(struct status_lookup *l)
     if (l->err == RZ_ENOTFOUND)
         status_neg_set(st, status_lookup_hash(l), clock_wall_ms() + STATUS_NEG_MS);
     metrics_add(st->o.metrics, "resizer_status_lookups_total",
-                l->err == RZ_OK ? "outcome=\"found\"" : l->err == RZ_ENOTFOUND
-                                                         ? "outcome=\"not_found\""
-                                                         : "outcome=\"error\"",
+                l->err == RZ_OK          ? "outcome=\"found\""
+                : l->err == RZ_ENOTFOUND ? "outcome=\"not_found\""
+                                         : "outcome=\"error\"",
                 1);
 }
 
@@ -1138,8 +1144,8 @@ enum rz_err status_lease_sweep(struct status *st, int64_t now_ms, int64_t until_
 {
     struct store *s = st->o.store;
 
-    return status_seen(st, "sweep", "lock", s->ops->lock(s, "sweep", st->o.owner, now_ms, until_ms,
-                                                 cursor_out));
+    return status_seen(st, "sweep", "lock",
+                       s->ops->lock(s, "sweep", st->o.owner, now_ms, until_ms, cursor_out));
 }
 
 enum rz_err status_save_sweep_cursor(struct status *st, const char *cursor)

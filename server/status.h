@@ -41,16 +41,16 @@ struct status_queue {
 };
 
 struct status_opts {
-    const struct config *cfg;  /* borrowed */
-    struct store *store;       /* borrowed */
-    struct index *cache;       /* with a shared store; NULL when the store is the index */
-    struct index *index;       /* the index (the memory store's, or the cache) */
-    struct objstore *s3_read;  /* status records in S3 (memory store): one short attempt */
+    const struct config *cfg; /* borrowed */
+    struct store *store;      /* borrowed */
+    struct index *cache;      /* with a shared store; NULL when the store is the index */
+    struct index *index;      /* the index (the memory store's, or the cache) */
+    struct objstore *s3_read; /* status records in S3 (memory store): one short attempt */
     struct metrics *metrics;
-    const char *owner;         /* this replica's id */
-    long lease_ms;             /* > 0 */
-    int max_attempts;          /* runs of a job with transient failures, >= 1 */
-    long backoff_base_ms;      /* before a transient failure runs again: base * 2^(n-1) */
+    const char *owner;    /* this replica's id */
+    long lease_ms;        /* > 0 */
+    int max_attempts;     /* runs of a job with transient failures, >= 1 */
+    long backoff_base_ms; /* before a transient failure runs again: base * 2^(n-1) */
 };
 
 /* An object of an event (strings borrowed). permanent_code: a failure
@@ -67,9 +67,9 @@ struct status_event {
 };
 
 enum status_claim {
-    STATUS_CLAIM_NEW = 0,      /* queue a job for the id */
-    STATUS_CLAIM_DUPLICATE,    /* already queued, processing or done for this object */
-    STATUS_CLAIM_FAILED,       /* taken, and recorded failed at once (permanent_code) */
+    STATUS_CLAIM_NEW = 0,   /* queue a job for the id */
+    STATUS_CLAIM_DUPLICATE, /* already queued, processing or done for this object */
+    STATUS_CLAIM_FAILED,    /* taken, and recorded failed at once (permanent_code) */
 };
 
 /* What a worker needs of a record it began (strings owned). */
@@ -85,8 +85,8 @@ struct status_outcome {
     enum rz_err err;
     const char *msg;
     uint64_t bytes;
-    const char *etag;          /* of the object read; NULL: keep */
-    const char *real_key;      /* the key found in S3 when it differs; NULL: same */
+    const char *etag;     /* of the object read; NULL: keep */
+    const char *real_key; /* the key found in S3 when it differs; NULL: same */
     const struct image_info *info;
     const struct index_variant *variants;
     size_t nvariants;
@@ -120,8 +120,8 @@ enum rz_err status_start(struct status *st, const struct status_queue *q);
  * new_id is used when the object has no record. RZ_EUPSTREAM: the store is
  * unreachable (nothing was claimed). */
 enum rz_err status_claim_event(struct status *st, const struct status_event *ev, int room,
-                               const char *new_id, int64_t now_ms,
-                               enum status_claim *claim_out, char id_out[INDEX_ID_LEN + 1]);
+                               const char *new_id, int64_t now_ms, enum status_claim *claim_out,
+                               char id_out[INDEX_ID_LEN + 1]);
 
 /* Records a pending upload (TTL past expires_ms in a shared store).
  * Strings borrowed; uploader/filename may be NULL. */

@@ -71,7 +71,7 @@ struct store_ops {
 
 struct store {
     const struct store_ops *ops;
-    int shared;   /* several replicas see the same records */
+    int shared; /* several replicas see the same records */
     struct metrics *metrics;
 };
 

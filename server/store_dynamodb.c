@@ -279,8 +279,8 @@ static enum rz_err ddb_parse_cursor(const char *c, char ck_out[DDB_CK_LEN + 1])
     return RZ_OK;
 }
 
-static json_t *ddb_list_request(struct store *s, int state, const char *uploader,
-                                const char *ck, size_t limit)
+static json_t *ddb_list_request(struct store *s, int state, const char *uploader, const char *ck,
+                                size_t limit)
 {
     const char *hash = state >= 0 ? "st" : "all";
     const char *hv = state >= 0 ? index_state_name((enum index_state)state) : "1";
@@ -319,7 +319,8 @@ static enum rz_err sd_list(struct store *s, int state, const char *uploader, con
         return err;
     err = ddb_do(s, "Query", ddb_list_request(s, state, uploader, ck, limit), &resp);
     items = json_object_get(resp, "Items");
-    json_array_foreach(items, i, item) {
+    json_array_foreach(items, i, item)
+    {
         if (err != RZ_OK || n == limit)
             break;
         if (ddb_entry(item, &out[n]) == RZ_OK)
@@ -340,15 +341,17 @@ static enum rz_err sd_expired(struct store *s, int64_t now_ms, size_t max,
     json_t *resp = NULL;
     const json_t *item;
     size_t i, n = 0;
-    enum rz_err err = ddb_do(
-        s, "Query",
-        json_pack("{s:s,s:s,s:s,s:{s:s},s:{s:o,s:o},s:I}", "TableName", sd(s)->table, "IndexName",
-                  "in_flight", "KeyConditionExpression", "fl = :one AND #l < :now",
-                  "ExpressionAttributeNames", "#l", "lease", "ExpressionAttributeValues", ":one",
-                  ddb_s("1"), ":now", ddb_n(now_ms), "Limit", (json_int_t)max),
-        &resp);
+    enum rz_err err = ddb_do(s, "Query",
+                             json_pack("{s:s,s:s,s:s,s:{s:s},s:{s:o,s:o},s:I}", "TableName",
+                                       sd(s)->table, "IndexName", "in_flight",
+                                       "KeyConditionExpression", "fl = :one AND #l < :now",
+                                       "ExpressionAttributeNames", "#l", "lease",
+                                       "ExpressionAttributeValues", ":one", ddb_s("1"), ":now",
+                                       ddb_n(now_ms), "Limit", (json_int_t)max),
+                             &resp);
 
-    json_array_foreach(json_object_get(resp, "Items"), i, item) {
+    json_array_foreach(json_object_get(resp, "Items"), i, item)
+    {
         const char *pk = ddb_get_s(item, "pk");
 
         if (n < max && pk && strlen(pk) == INDEX_ID_LEN &&
@@ -418,8 +421,8 @@ static void sd_free(struct store *s)
 }
 
 static const struct store_ops sd_ops = {
-    "dynamodb", sd_get, sd_find_key, sd_create, sd_replace, sd_renew, sd_list,
-    sd_expired, sd_lock, sd_save_cursor, sd_ping, sd_free,
+    "dynamodb", sd_get,     sd_find_key, sd_create,      sd_replace, sd_renew,
+    sd_list,    sd_expired, sd_lock,     sd_save_cursor, sd_ping,    sd_free,
 };
 
 enum rz_err store_dynamodb_new(const struct ddb_opts *o, const char *table, struct store **out,
@@ -460,8 +463,8 @@ static json_t *ddb_table_request(const char *table)
         "TableName", table, "BillingMode", "PAY_PER_REQUEST", "KeySchema", "AttributeName", "pk",
         "KeyType", "HASH", "AttributeDefinitions", "AttributeName", "pk", "AttributeType", "S",
         "AttributeName", "st", "AttributeType", "S", "AttributeName", "ck", "AttributeType", "S",
-        "AttributeName", "all", "AttributeType", "S", "AttributeName", "fl", "AttributeType", "S",
-        "AttributeName", "lease", "AttributeType", "N", "GlobalSecondaryIndexes",
+        "AttributeName", "all", "AttributeType", "S", "AttributeName", "fl", "AttributeType",
+        "S", "AttributeName", "lease", "AttributeType", "N", "GlobalSecondaryIndexes",
         ddb_gsi("by_state", "st", "ck", "ALL"), ddb_gsi("by_time", "all", "ck", "ALL"),
         ddb_gsi("in_flight", "fl", "lease", "KEYS_ONLY"));
 }

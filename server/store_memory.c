@@ -12,7 +12,7 @@
 struct store_memory {
     struct store base;
     struct index *idx;
-    pthread_mutex_t lock;          /* the sweep's lease item */
+    pthread_mutex_t lock; /* the sweep's lease item */
     char lock_owner[INDEX_OWNER_MAX];
     int64_t lock_until;
     char cursor[STORE_SWEEP_CURSOR_MAX];
@@ -66,7 +66,8 @@ static enum rz_err mem_renew_fn(struct index_entry *e, void *arg)
     return RZ_OK;
 }
 
-static enum rz_err mem_renew(struct store *s, const char *id, const char *owner, int64_t lease_ms)
+static enum rz_err mem_renew(struct store *s, const char *id, const char *owner,
+                             int64_t lease_ms)
 {
     struct mem_renew r = {owner, lease_ms};
 
@@ -157,8 +158,8 @@ static void mem_free(struct store *s)
 }
 
 static const struct store_ops mem_ops = {
-    "memory", mem_get, mem_find_key, mem_create, mem_replace, mem_renew, mem_list,
-    mem_expired, mem_lock, mem_save_cursor, mem_ping, mem_free,
+    "memory", mem_get,     mem_find_key, mem_create,      mem_replace, mem_renew,
+    mem_list, mem_expired, mem_lock,     mem_save_cursor, mem_ping,    mem_free,
 };
 
 enum rz_err store_memory_new(struct index *idx, struct store **out)

@@ -33,7 +33,8 @@ enum rz_err uploads_grant(const struct config *cfg, struct s3 *s3, struct status
         goto fail;
     /* Signed first: a record without a URL would wait for an upload that
      * can never come. */
-    err = uploads_presign(cfg, s3, r, (time_t)(now_ms / 1000), out) == RZ_OK ? RZ_OK : RZ_EUPSTREAM;
+    err = uploads_presign(cfg, s3, r, (time_t)(now_ms / 1000), out) == RZ_OK ? RZ_OK
+                                                                             : RZ_EUPSTREAM;
     if (err == RZ_OK)
         err = status_add_upload(st, out->id, cfg->src_bucket, out->key, r->filename,
                                 image_format_mime(r->format), r->uploader,

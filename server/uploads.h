@@ -18,16 +18,16 @@
 #include "status.h"
 
 struct uploads_request {
-    const char *filename;      /* the client's name for the file; NULL when not given */
-    enum image_format format;  /* loadable (image_format_loadable) */
-    int post;                  /* a POST form instead of a PUT */
-    const char *uploader;      /* the caller; NULL for none */
+    const char *filename;     /* the client's name for the file; NULL when not given */
+    enum image_format format; /* loadable (image_format_loadable) */
+    int post;                 /* a POST form instead of a PUT */
+    const char *uploader;     /* the caller; NULL for none */
 };
 
 struct uploads_grant {
     char id[INDEX_ID_LEN + 1];
     char *key;
-    struct s3_presigned form;  /* url, then headers (PUT) or fields (POST), expires_at */
+    struct s3_presigned form; /* url, then headers (PUT) or fields (POST), expires_at */
 };
 
 /* Signs and records a grant for r at now_ms (Unix ms). RZ_EFULL when the status index

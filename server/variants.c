@@ -39,7 +39,8 @@ static int variants_name_ok(const char *name, size_t len)
     for (size_t i = 0; i < len; i++) {
         char ch = name[i];
 
-        if (!(islower((unsigned char)ch) || isdigit((unsigned char)ch) || ch == '-' || ch == '_'))
+        if (!(islower((unsigned char)ch) || isdigit((unsigned char)ch) || ch == '-' ||
+              ch == '_'))
             return 0;
     }
     return 1;
@@ -79,7 +80,8 @@ static enum rz_err variants_parse_size(const char *item, size_t len, const char 
         return variants_fail(why, whylen, item, len, "the width must be from 1 to 16384");
     if (!x)
         return RZ_OK;
-    v->height = variants_side(x + 1, colon ? (size_t)(colon - x - 1) : (size_t)(s + slen - x - 1));
+    v->height = variants_side(x + 1,
+                              colon ? (size_t)(colon - x - 1) : (size_t)(s + slen - x - 1));
     if (!v->height)
         return variants_fail(why, whylen, item, len, "the height must be from 1 to 16384");
     if (!colon)
@@ -102,8 +104,9 @@ static enum rz_err variants_parse_item(const char *item, size_t len,
 
     memset(v, 0, sizeof(*v));
     if (!colon)
-        return variants_fail(why, whylen, item, len, "must be name:WIDTH or "
-                                                     "name:WIDTHxHEIGHT[:inside|cover]");
+        return variants_fail(why, whylen, item, len,
+                             "must be name:WIDTH or "
+                             "name:WIDTHxHEIGHT[:inside|cover]");
     if (!variants_name_ok(item, (size_t)(colon - item)))
         return variants_fail(why, whylen, item, len,
                              "the name must be 1 to 31 of [a-z0-9_-], starting with a letter "
@@ -113,8 +116,8 @@ static enum rz_err variants_parse_item(const char *item, size_t len,
                                whylen);
 }
 
-enum rz_err variants_parse_list(const char *value, struct image_variant_spec *out,
-                                size_t *n_out, char *why, size_t whylen)
+enum rz_err variants_parse_list(const char *value, struct image_variant_spec *out, size_t *n_out,
+                                char *why, size_t whylen)
 {
     const char *p = value;
     size_t n = 0;
@@ -184,11 +187,12 @@ enum rz_err variants_check_prefix(const struct image_variant_spec *v, size_t n,
 
     for (size_t i = 0; i < n; i++) {
         if (strlen(v[i].name) == seg && strncmp(v[i].name, src_prefix, seg) == 0) {
-            snprintf(why, whylen, "\"%s\": is the first segment of SRC_PREFIX, reserved for "
-                                  "uploads", v[i].name);
+            snprintf(why, whylen,
+                     "\"%s\": is the first segment of SRC_PREFIX, reserved for "
+                     "uploads",
+                     v[i].name);
             return RZ_EINVAL;
         }
     }
     return RZ_OK;
 }
-

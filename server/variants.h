@@ -21,8 +21,8 @@
 /* Parses a VARIANTS value into out (IMAGE_MAX_VARIANTS entries); *n_out
  * gets the count. RZ_EINVAL with why set, e.g.
  * "\"thumb:256x0:cover\": the height must be from 1 to 16384". */
-enum rz_err variants_parse_list(const char *value, struct image_variant_spec *out,
-                                size_t *n_out, char *why, size_t whylen);
+enum rz_err variants_parse_list(const char *value, struct image_variant_spec *out, size_t *n_out,
+                                char *why, size_t whylen);
 
 /* Parses an OUTPUT_FORMATS value into out (IMAGE_MAX_OUTPUTS entries).
  * A format listed twice is refused: both would write the same keys. */

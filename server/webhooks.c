@@ -27,19 +27,19 @@
 #include "timefmt.h"
 
 #define WEBHOOKS_URL_MAX 2048
-#define WEBHOOKS_RESPONSE_CAP 4096  /* response body bytes read, then the answer is cut */
+#define WEBHOOKS_RESPONSE_CAP 4096 /* response body bytes read, then the answer is cut */
 
 /* Waits before attempts 2..8, in units of WEBHOOK_RETRY_BASE_MS (5 s):
  * 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h, the schedule of the Standard
  * Webhooks reference implementation (Svix). */
-static const int webhooks_schedule[WEBHOOKS_MAX_ATTEMPTS - 1] = {1, 60, 360, 1440, 3600, 7200,
-                                                                 7200};
+static const int webhooks_schedule[WEBHOOKS_MAX_ATTEMPTS - 1] = {1,    60,   360, 1440,
+                                                                 3600, 7200, 7200};
 static const double webhooks_latency_buckets[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                                                   1,    2.5,   5,    10,  30};
 
 struct webhooks_endpoint {
     char *url;
-    char *log_url;  /* without the query, which may carry a receiver's token */
+    char *log_url; /* without the query, which may carry a receiver's token */
 };
 
 struct webhooks_thread {
@@ -50,22 +50,22 @@ struct webhooks_thread {
 };
 
 struct webhooks {
-    struct webhooks_opts opts;  /* urls and secrets are not kept: see endpoints, keys */
+    struct webhooks_opts opts; /* urls and secrets are not kept: see endpoints, keys */
     struct webhooks_endpoint endpoints[WEBHOOKS_MAX_URLS];
     size_t nendpoints;
     struct webhooks_key keys[WEBHOOKS_MAX_SECRETS];
     size_t nkeys;
     struct outbox *outbox;
     pthread_mutex_t lock;
-    pthread_cond_t wake;        /* a delivery was added, or stopping */
-    pthread_cond_t settled;     /* a thread found nothing due (for drain) */
-    uint64_t gen;               /* bumped by every notify */
-    uint64_t seen_gen;          /* gen when a thread last found nothing due */
-    int64_t next_due_ms;        /* what that thread saw due next */
-    size_t busy;                /* threads leasing or attempting */
+    pthread_cond_t wake;                /* a delivery was added, or stopping */
+    pthread_cond_t settled;             /* a thread found nothing due (for drain) */
+    uint64_t gen;                       /* bumped by every notify */
+    uint64_t seen_gen;                  /* gen when a thread last found nothing due */
+    int64_t next_due_ms;                /* what that thread saw due next */
+    size_t busy;                        /* threads leasing or attempting */
     size_t inflight[WEBHOOKS_MAX_URLS]; /* attempts in flight per endpoint */
-    size_t per_endpoint;        /* the most one endpoint may have */
-    int stopping;               /* also read by curl's progress callback */
+    size_t per_endpoint;                /* the most one endpoint may have */
+    int stopping;                       /* also read by curl's progress callback */
     struct webhooks_thread *threads;
 };
 
@@ -209,7 +209,8 @@ UNITTEST enum rz_err webhooks_parse_secrets(const char *value, struct webhooks_k
                                 "must hold one secret, or two (space- or comma-separated) "
                                 "while rotating");
         else if (len < 6 || strncmp(p, "whsec_", 6) != 0)
-            err = webhooks_fail(msg, msglen, "WEBHOOK_SECRET", "each secret must start with whsec_");
+            err = webhooks_fail(msg, msglen, "WEBHOOK_SECRET",
+                                "each secret must start with whsec_");
         else if (base64_decode(p + 6, len - 6, BASE64_STD, keys[n].bytes, sizeof(keys[n].bytes),
                                &keys[n].len) != RZ_OK ||
                  keys[n].len < 24)

@@ -25,21 +25,21 @@
 #include "outbox.h"
 
 #define WEBHOOKS_MAX_URLS 8
-#define WEBHOOKS_MAX_SECRETS 2   /* the current secret and the next, while it rotates */
-#define WEBHOOKS_MAX_ATTEMPTS 8  /* the first and 7 retries: about 27.5 h in all */
+#define WEBHOOKS_MAX_SECRETS 2  /* the current secret and the next, while it rotates */
+#define WEBHOOKS_MAX_ATTEMPTS 8 /* the first and 7 retries: about 27.5 h in all */
 
 struct webhooks;
 
 struct webhooks_opts {
-    const char *urls;          /* WEBHOOK_URLS, checked by webhooks_check_urls; copied */
-    const char *secrets;       /* WEBHOOK_SECRET; decoded, copied, wiped at free */
-    long timeout_ms;           /* per attempt, connect included */
-    long retry_base_ms;        /* the schedule's unit (5000 in production) */
-    int max_attempts;          /* 1..WEBHOOKS_MAX_ATTEMPTS */
-    size_t queue_size;         /* deliveries held by the memory outbox */
-    struct outbox *outbox;     /* NULL: a memory outbox of queue_size; else taken
+    const char *urls;      /* WEBHOOK_URLS, checked by webhooks_check_urls; copied */
+    const char *secrets;   /* WEBHOOK_SECRET; decoded, copied, wiped at free */
+    long timeout_ms;       /* per attempt, connect included */
+    long retry_base_ms;    /* the schedule's unit (5000 in production) */
+    int max_attempts;      /* 1..WEBHOOKS_MAX_ATTEMPTS */
+    size_t queue_size;     /* deliveries held by the memory outbox */
+    struct outbox *outbox; /* NULL: a memory outbox of queue_size; else taken
                                 * over (freed by webhooks_free, or on failure) */
-    size_t threads;            /* delivery threads, >= 1 */
+    size_t threads;        /* delivery threads, >= 1 */
     struct metrics *metrics;
 };
 

@@ -18,9 +18,9 @@ struct webhooks_key {
 
 /* What one attempt's answer means for the delivery. */
 enum webhooks_verdict {
-    WEBHOOKS_DELIVERED = 0,  /* 2xx */
-    WEBHOOKS_RETRY,          /* 3xx, 408, 429, 5xx, no answer */
-    WEBHOOKS_FINAL,          /* any other 4xx: the receiver refuses this message */
+    WEBHOOKS_DELIVERED = 0, /* 2xx */
+    WEBHOOKS_RETRY,         /* 3xx, 408, 429, 5xx, no answer */
+    WEBHOOKS_FINAL,         /* any other 4xx: the receiver refuses this message */
 };
 
 #ifdef RESIZER_UNITTEST
@@ -54,8 +54,7 @@ char *webhooks_body(const struct index_entry *e, const char **type_out);
  * image id, source ETag, event type and attempt number. The same outcome
  * (notified again after a restart, or by another replica) gets the same id,
  * so receivers deduplicate it; a new attempt or a new object gets a new one. */
-void webhooks_msg_id(const struct index_entry *e, const char *type,
-                     char out[OUTBOX_MSG_ID_MAX]);
+void webhooks_msg_id(const struct index_entry *e, const char *type, char out[OUTBOX_MSG_ID_MAX]);
 
 #endif /* RESIZER_UNITTEST */
 

@@ -59,15 +59,19 @@ static void bench_clock_now(struct bench_clock *c)
 static enum rz_err bench_config(struct config *cfg)
 {
     static const char *const image_vars[] = {
-        "VARIANTS", "OUTPUT_FORMAT", "OUTPUT_FORMATS", "JPEG_QUALITY", "WEBP_QUALITY",
-        "AVIF_QUALITY", "AVIF_EFFORT", "BLURHASH_COMPONENTS", "MAX_PIXELS",
-        "WATERMARK_TEXT", "WATERMARK_IMAGE", NULL,
+        "VARIANTS",     "OUTPUT_FORMAT",  "OUTPUT_FORMATS",  "JPEG_QUALITY",
+        "WEBP_QUALITY", "AVIF_QUALITY",   "AVIF_EFFORT",     "BLURHASH_COMPONENTS",
+        "MAX_PIXELS",   "WATERMARK_TEXT", "WATERMARK_IMAGE", NULL,
     };
     static char lines[BENCH_MAX_ENV][1024];
     const char *env[BENCH_MAX_ENV + 8] = {
-        "SRC_BUCKET=bench-src", "DEST_BUCKET=bench-dest", "AWS_REGION=us-east-1",
-        "API_TOKENS=bench-token-0123456789", "EVENTS_API_KEY=bench-events-key",
-        "AWS_ACCESS_KEY_ID=bench", "AWS_SECRET_ACCESS_KEY=bench",
+        "SRC_BUCKET=bench-src",
+        "DEST_BUCKET=bench-dest",
+        "AWS_REGION=us-east-1",
+        "API_TOKENS=bench-token-0123456789",
+        "EVENTS_API_KEY=bench-events-key",
+        "AWS_ACCESS_KEY_ID=bench",
+        "AWS_SECRET_ACCESS_KEY=bench",
     };
     size_t n = 7;
     char msg[256];
@@ -121,7 +125,8 @@ static int bench_write(const char *dir, const struct image_result *rs, size_t n)
         FILE *f;
         int ok;
 
-        snprintf(path, sizeof(path), "%s/%s.%s", dir, rs[i].name, image_format_ext(rs[i].format));
+        snprintf(path, sizeof(path), "%s/%s.%s", dir, rs[i].name,
+                 image_format_ext(rs[i].format));
         f = fopen(path, "wb");
         if (!f)
             return -1;
@@ -194,8 +199,10 @@ static VipsImage *bench_blur(struct bench_imgs *k, VipsImage *in)
 {
     VipsImage *t = NULL;
 
-    return in ? bench_keep(k, vips_gaussblur(in, &t, 1.5, "precision", VIPS_PRECISION_FLOAT,
-                                             "min_ampl", 0.01, NULL), &t)
+    return in ? bench_keep(k,
+                           vips_gaussblur(in, &t, 1.5, "precision", VIPS_PRECISION_FLOAT,
+                                          "min_ampl", 0.01, NULL),
+                           &t)
               : NULL;
 }
 
@@ -249,7 +256,7 @@ static double bench_ssim_luma(struct bench_imgs *k, VipsImage *x, VipsImage *y)
  * Lanczos3 in one step from the full decode: what encoding lost. */
 static double bench_ssim(const void *src, size_t len, const struct image_result *r)
 {
-    struct bench_imgs k = { {0}, 0 };
+    struct bench_imgs k = {{0}, 0};
     VipsImage *t = NULL;
     VipsImage *ref = vips_image_new_from_buffer(src, len, "", NULL);
     VipsImage *got = vips_image_new_from_buffer(r->data, r->len, "", NULL);
@@ -260,8 +267,10 @@ static double bench_ssim(const void *src, size_t len, const struct image_result 
     if (ref)
         ref = bench_keep(&k, vips_autorot(ref, &t, NULL), &t);
     if (ref)
-        ref = bench_keep(&k, vips_resize(ref, &t, (double)r->width / ref->Xsize, "vscale",
-                                         (double)r->height / ref->Ysize, NULL), &t);
+        ref = bench_keep(&k,
+                         vips_resize(ref, &t, (double)r->width / ref->Xsize, "vscale",
+                                     (double)r->height / ref->Ysize, NULL),
+                         &t);
     /* vips_resize may round a side one pixel off: compare the overlap */
     if (ref && got && abs(ref->Xsize - got->Xsize) <= 1 && abs(ref->Ysize - got->Ysize) <= 1) {
         int w = VIPS_MIN(ref->Xsize, got->Xsize), h = VIPS_MIN(ref->Ysize, got->Ysize);

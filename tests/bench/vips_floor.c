@@ -271,7 +271,8 @@ int main(int argc, char **argv)
         goto done;
     }
     if (floor_read(argv[optind + 1], &data, &len) || floor_format(data, len, &f)) {
-        fprintf(stderr, "vips_floor: cannot read a JPEG, PNG or WebP from %s\n", argv[optind + 1]);
+        fprintf(stderr, "vips_floor: cannot read a JPEG, PNG or WebP from %s\n",
+                argv[optind + 1]);
         goto done;
     }
     if (floor_repeat(argv[optind], data, len, f, vs, (int)n, cpu, wall)) {

@@ -33,8 +33,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     char url[64];
     char msg[256];
     int fd = mkstemp(path);
-    struct auth_opts o = {api, 1, NULL, 0, url, "https://idp.fuzz", "resizer",
-                          "resizer:admin", 86400, 1000};
+    struct auth_opts o = {
+        api, 1, NULL, 0, url, "https://idp.fuzz", "resizer", "resizer:admin", 86400, 1000};
 
     (void)argc;
     (void)argv;

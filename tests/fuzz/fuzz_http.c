@@ -78,9 +78,14 @@ static void start_s3(void)
 {
     const struct config *c = &svc.cfg;
     struct creds_source src = {c->access_key, c->secret_key, NULL, NULL, NULL, NULL, NULL};
-    struct s3_opts o = {.endpoint = c->s3_endpoint, .region = c->region,
-                        .force_path_style = 1, .timeout_ms = 500, .connect_timeout_ms = 200,
-                        .max_attempts = 1, .backoff_base_ms = 1, .metrics = svc.metrics};
+    struct s3_opts o = {.endpoint = c->s3_endpoint,
+                        .region = c->region,
+                        .force_path_style = 1,
+                        .timeout_ms = 500,
+                        .connect_timeout_ms = 200,
+                        .max_attempts = 1,
+                        .backoff_base_ms = 1,
+                        .metrics = svc.metrics};
     char msg[256];
 
     FUZZ_CHECK(creds_provider_new(&src, &svc.creds, msg, sizeof(msg)) == RZ_OK);
@@ -93,18 +98,34 @@ static void start_service(void)
 {
     const struct config *c = &svc.cfg;
     struct jobs_opts jo = {c, NULL, NULL, NULL, 1, (size_t)c->queue_size};
-    struct status_opts so = {.cfg = c, .lease_ms = 60000, .max_attempts = 3,
-                             .backoff_base_ms = 1000, .owner = "fuzz"};
-    struct auth_opts ao = {(const char *const *)c->api_tokens, c->napi_tokens, NULL, 0,
-                           NULL, NULL, NULL, NULL, 30, 1000};
-    struct readiness_opts ho = {NULL, c->src_bucket, c->src_prefix, c->dest_bucket, 60000, 6000,
-                                NULL};
-    struct http_server_opts hs = {
-        .listen_addr = "127.0.0.1", .port = 0, .threads = 2, .connection_timeout = 5,
-        .max_connections = c->http_max_connections,
-        .connection_memory = (size_t)c->http_connection_memory,
-        .body_budget = c->http_body_budget, .request_timeout = (unsigned)c->http_request_timeout,
-        .routes = handlers_routes, .nroutes = handlers_nroutes, .ctx = &svc.app};
+    struct status_opts so = {.cfg = c,
+                             .lease_ms = 60000,
+                             .max_attempts = 3,
+                             .backoff_base_ms = 1000,
+                             .owner = "fuzz"};
+    struct auth_opts ao = {(const char *const *)c->api_tokens,
+                           c->napi_tokens,
+                           NULL,
+                           0,
+                           NULL,
+                           NULL,
+                           NULL,
+                           NULL,
+                           30,
+                           1000};
+    struct readiness_opts ho = {NULL,  c->src_bucket, c->src_prefix, c->dest_bucket,
+                                60000, 6000,          NULL};
+    struct http_server_opts hs = {.listen_addr = "127.0.0.1",
+                                  .port = 0,
+                                  .threads = 2,
+                                  .connection_timeout = 5,
+                                  .max_connections = c->http_max_connections,
+                                  .connection_memory = (size_t)c->http_connection_memory,
+                                  .body_budget = c->http_body_budget,
+                                  .request_timeout = (unsigned)c->http_request_timeout,
+                                  .routes = handlers_routes,
+                                  .nroutes = handlers_nroutes,
+                                  .ctx = &svc.app};
     char msg[256];
 
     svc.metrics = metrics_new();
@@ -125,7 +146,8 @@ static void start_service(void)
     FUZZ_CHECK(jobs_new(&jo, &svc.jobs) == RZ_OK);
     ho.metrics = svc.metrics;
     FUZZ_CHECK(readiness_new(&ho, &svc.readiness) == RZ_OK);
-    svc.app = (struct app){c, svc.metrics, svc.s3, svc.status, svc.jobs, svc.readiness, svc.auth};
+    svc.app = (struct app){c,        svc.metrics,   svc.s3,  svc.status,
+                           svc.jobs, svc.readiness, svc.auth};
     hs.metrics = svc.metrics;
     FUZZ_CHECK(http_server_start(&hs, &svc.http, msg, sizeof(msg)) == RZ_OK);
     svc.port = http_server_port(svc.http);
@@ -135,13 +157,23 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     static char endpoint[64];
     const char *env[] = {
-        "DEST_BUCKET=fuzz-dest", "SRC_BUCKET=fuzz-src", "AWS_REGION=us-east-1",
-        "AWS_ACCESS_KEY_ID=AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY=secretsecretsecret",
-        endpoint, "API_TOKENS=fuzz-token-0123456789",
-        "EVENTS_API_KEY=fuzz-events-key", "EVENTS_BASIC_AUTH=ev:fuzz-pass",
-        "METRICS_TOKEN=fuzz-metrics-0123456789", "HTTP_BODY_BUDGET=262144",
-        "HTTP_REQUEST_TIMEOUT=2", "INDEX_MAX_ENTRIES=100", "QUEUE_SIZE=8",
-        "RECONCILE_INTERVAL=0", "LOG_LEVEL=info", NULL,
+        "DEST_BUCKET=fuzz-dest",
+        "SRC_BUCKET=fuzz-src",
+        "AWS_REGION=us-east-1",
+        "AWS_ACCESS_KEY_ID=AKIDEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY=secretsecretsecret",
+        endpoint,
+        "API_TOKENS=fuzz-token-0123456789",
+        "EVENTS_API_KEY=fuzz-events-key",
+        "EVENTS_BASIC_AUTH=ev:fuzz-pass",
+        "METRICS_TOKEN=fuzz-metrics-0123456789",
+        "HTTP_BODY_BUDGET=262144",
+        "HTTP_REQUEST_TIMEOUT=2",
+        "INDEX_MAX_ENTRIES=100",
+        "QUEUE_SIZE=8",
+        "RECONCILE_INTERVAL=0",
+        "LOG_LEVEL=info",
+        NULL,
     };
     char msg[256];
     int devnull = open("/dev/null", O_WRONLY);
@@ -160,7 +192,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-static const char *const methods[] = {"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"};
+static const char *const methods[] = {"GET",    "POST",    "HEAD", "PUT",
+                                      "DELETE", "OPTIONS", "PATCH"};
 
 /* Headers the harness sets itself, so every request is complete. */
 static int header_reserved(const char *line, size_t len)
@@ -240,7 +273,8 @@ static int build_request(const uint8_t *data, size_t size, struct buf *req)
 /* Sends req, reads the answer until the server closes (or 5 s pass). */
 static void exchange(const struct buf *req, struct buf *reply)
 {
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)svc.port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)svc.port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     char chunk[16384];
@@ -265,8 +299,8 @@ static void exchange(const struct buf *req, struct buf *reply)
 static int status_known(int status)
 {
     /* 204: CORS preflights; 406: no stored format fits a variant's Accept. */
-    static const int known[] = {200, 201, 202, 204, 302, 400, 401, 404, 405, 406, 409, 413,
-                                414, 415, 422, 429, 431, 500, 501, 502, 503, 505};
+    static const int known[] = {200, 201, 202, 204, 302, 400, 401, 404, 405, 406, 409,
+                                413, 414, 415, 422, 429, 431, 500, 501, 502, 503, 505};
 
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
         if (status == known[i])
@@ -303,7 +337,8 @@ static void check_reply(const struct buf *reply, int head)
     if (!reply->len)
         return;
     p = skip_repeated_head(p, end);
-    FUZZ_CHECK(reply->len >= 12 && (memcmp(p, "HTTP/1.1 ", 9) == 0 || memcmp(p, "HTTP/1.0 ", 9) == 0));
+    FUZZ_CHECK(reply->len >= 12 &&
+               (memcmp(p, "HTTP/1.1 ", 9) == 0 || memcmp(p, "HTTP/1.0 ", 9) == 0));
     FUZZ_CHECK(sscanf(p + 9, "%3d", &status) == 1 && status_known(status));
     eoh = memmem(p, (size_t)(end - p), "\r\n\r\n", 4);
     FUZZ_CHECK(eoh);

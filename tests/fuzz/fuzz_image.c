@@ -55,9 +55,17 @@ static void check_result(const struct image_result *r, const struct image_varian
 static void fuzz_make(const uint8_t *data, size_t size, enum image_format sniffed)
 {
     struct image_opts opts = {
-        .variants = variants, .nvariants = NVARIANTS, .outputs = {IMAGE_OUTPUT_SAME},
-        .noutputs = 1, .jpeg_quality = 80, .webp_quality = 80, .avif_quality = 50,
-        .avif_effort = 0, .blurhash_x = 4, .blurhash_y = 3, .max_pixels = MAKE_MAX_PIXELS,
+        .variants = variants,
+        .nvariants = NVARIANTS,
+        .outputs = {IMAGE_OUTPUT_SAME},
+        .noutputs = 1,
+        .jpeg_quality = 80,
+        .webp_quality = 80,
+        .avif_quality = 50,
+        .avif_effort = 0,
+        .blurhash_x = 4,
+        .blurhash_y = 3,
+        .max_pixels = MAKE_MAX_PIXELS,
     };
     struct image_result results[NVARIANTS];
     struct image_info info;

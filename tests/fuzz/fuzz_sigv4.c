@@ -210,9 +210,9 @@ static void check_query(const struct input *in, const char *q)
         if (prev) {
             int c = span_cmp(prev, prev_name, q, nlen);
 
-            FUZZ_CHECK(c < 0 || (c == 0 && span_cmp(prev + prev_name + 1,
-                                                    prev_len - prev_name - 1, eq + 1,
-                                                    n - nlen - 1) <= 0));
+            FUZZ_CHECK(c < 0 ||
+                       (c == 0 && span_cmp(prev + prev_name + 1, prev_len - prev_name - 1,
+                                           eq + 1, n - nlen - 1) <= 0));
         }
         free(name);
         free(value);
@@ -309,13 +309,22 @@ static void check_url(const struct input *in, const char *url)
 
 static void fuzz_sign(const struct input *in)
 {
-    struct sigv4_creds creds = {"AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    struct sigv4_creds creds = {"AKIAIOSFODNN7EXAMPLE",
+                                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
                                 in->session ? "FQoGZXIvYXdzEXAMPLE" : NULL};
     struct sigv4_request req = {
-        .method = in->put ? "PUT" : "GET", .scheme = "https", .host = HOST, .path = in->path,
-        .query = in->query, .nquery = in->nquery, .headers = in->headers,
-        .nheaders = in->nheaders, .payload_hash = "UNSIGNED-PAYLOAD", .region = "us-east-1",
-        .service = "s3", .double_encode_path = in->double_encode,
+        .method = in->put ? "PUT" : "GET",
+        .scheme = "https",
+        .host = HOST,
+        .path = in->path,
+        .query = in->query,
+        .nquery = in->nquery,
+        .headers = in->headers,
+        .nheaders = in->nheaders,
+        .payload_hash = "UNSIGNED-PAYLOAD",
+        .region = "us-east-1",
+        .service = "s3",
+        .double_encode_path = in->double_encode,
         .normalize_path = in->normalize,
     };
     struct sigv4_signed s;

@@ -31,10 +31,10 @@ struct burst_opts {
     const char *api_key;
     const char *bucket;
     const char *keys_path;
-    double rate;          /* first deliveries per second */
-    double seconds;       /* of first deliveries */
+    double rate;    /* first deliveries per second */
+    double seconds; /* of first deliveries */
     long max_inflight;
-    double give_up;       /* seconds after the burst to stop redelivering */
+    double give_up; /* seconds after the burst to stop redelivering */
 };
 
 /* One delivery waiting for its (re)send time. */
@@ -56,14 +56,14 @@ struct burst_req {
 };
 
 struct burst_stats {
-    long first[4];        /* first attempts: 202, 429, 503, other status */
-    long retried[4];      /* redeliveries, same columns */
-    long transport_errors;/* timeouts and connection failures ("dropped") */
-    long accepted;        /* sum of "accepted" in 202 bodies */
+    long first[4];         /* first attempts: 202, 429, 503, other status */
+    long retried[4];       /* redeliveries, same columns */
+    long transport_errors; /* timeouts and connection failures ("dropped") */
+    long accepted;         /* sum of "accepted" in 202 bodies */
     long duplicates;
-    long unaccepted;      /* deliveries never taken before giving up */
+    long unaccepted; /* deliveries never taken before giving up */
     unsigned max_attempts;
-    double *latency;      /* seconds, every response */
+    double *latency; /* seconds, every response */
     size_t nlatency;
     size_t cap_latency;
 };
@@ -72,14 +72,14 @@ struct burst {
     struct burst_opts o;
     char **keys;
     size_t nkeys;
-    size_t total;         /* first deliveries */
-    size_t next;          /* next first delivery to send */
-    struct burst_due *due;/* redeliveries waiting */
+    size_t total;          /* first deliveries */
+    size_t next;           /* next first delivery to send */
+    struct burst_due *due; /* redeliveries waiting */
     size_t ndue;
     long inflight;
-    long late;            /* first deliveries sent after their slot (inflight cap) */
+    long late; /* first deliveries sent after their slot (inflight cap) */
     double t0;
-    double burst_end;     /* when the last first delivery went out */
+    double burst_end; /* when the last first delivery went out */
     struct curl_slist *headers;
     CURLM *multi;
     struct burst_stats s;
@@ -115,11 +115,15 @@ static int burst_number(const char *s, double lo, double hi, double *out)
 static int burst_parse_args(int argc, char **argv, struct burst_opts *o)
 {
     static const struct option longopts[] = {
-        {"url", required_argument, NULL, 'u'},      {"api-key", required_argument, NULL, 'k'},
-        {"bucket", required_argument, NULL, 'b'},   {"keys", required_argument, NULL, 'f'},
-        {"rate", required_argument, NULL, 'r'},     {"seconds", required_argument, NULL, 's'},
+        {"url", required_argument, NULL, 'u'},
+        {"api-key", required_argument, NULL, 'k'},
+        {"bucket", required_argument, NULL, 'b'},
+        {"keys", required_argument, NULL, 'f'},
+        {"rate", required_argument, NULL, 'r'},
+        {"seconds", required_argument, NULL, 's'},
         {"max-inflight", required_argument, NULL, 'm'},
-        {"give-up", required_argument, NULL, 'g'},  {NULL, 0, NULL, 0},
+        {"give-up", required_argument, NULL, 'g'},
+        {NULL, 0, NULL, 0},
     };
     double inflight = 512;
     int c;
@@ -192,11 +196,10 @@ static char *burst_event(const struct burst *b, size_t delivery)
     snprintf(id, sizeof(id), "burst-%zu", delivery);
     snprintf(arn, sizeof(arn), "arn:aws:s3:::%s", b->o.bucket);
     ev = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:[s],s:{s:s,s:{s:s},s:{s:s,s:i},s:s}}",
-                   "version", "0", "id", id, "detail-type", "Object Created", "source",
-                   "aws.s3", "account", "111122223333", "time", "2024-01-01T00:00:00Z",
-                   "region", "us-east-1", "resources", arn, "detail", "version", "0",
-                   "bucket", "name", b->o.bucket, "object", "key", key, "size", 1, "reason",
-                   "PutObject");
+                   "version", "0", "id", id, "detail-type", "Object Created", "source", "aws.s3",
+                   "account", "111122223333", "time", "2024-01-01T00:00:00Z", "region",
+                   "us-east-1", "resources", arn, "detail", "version", "0", "bucket", "name",
+                   b->o.bucket, "object", "key", key, "size", 1, "reason", "PutObject");
     text = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
     json_decref(ev);
     return text;
@@ -438,8 +441,8 @@ static struct curl_slist *burst_headers(const char *api_key)
     char auth[512];
     struct curl_slist *h = NULL;
     struct curl_slist *t;
-    const char *lines[] = {"Content-Type: application/json; charset=utf-8",
-                           "Connection: close", "Expect:", auth};
+    const char *lines[] = {"Content-Type: application/json; charset=utf-8", "Connection: close",
+                           "Expect:", auth};
 
     snprintf(auth, sizeof(auth), "x-api-key: %s", api_key);
     for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {

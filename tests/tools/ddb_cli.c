@@ -51,7 +51,8 @@ static enum rz_err sign_case(json_t *in, json_t *out)
     enum rz_err err = creds_provider_new(&src, &p, msg, sizeof(msg));
 
     if (err == RZ_OK) {
-        struct ddb_opts o = {.endpoint = str_of(in, "endpoint"), .region = str_of(in, "region"),
+        struct ddb_opts o = {.endpoint = str_of(in, "endpoint"),
+                             .region = str_of(in, "region"),
                              .creds = p};
 
         err = ddb_new(&o, &d, msg, sizeof(msg));
@@ -84,7 +85,8 @@ static int client_open(char **argv, struct cli_client *c)
     struct creds_source src = {.access_key = getenv("AWS_ACCESS_KEY_ID"),
                                .secret_key = getenv("AWS_SECRET_ACCESS_KEY"),
                                .session_token = getenv("AWS_SESSION_TOKEN")};
-    struct ddb_opts o = {.endpoint = argv[2], .region = argv[3],
+    struct ddb_opts o = {.endpoint = argv[2],
+                         .region = argv[3],
                          .max_attempts = (int)strtol(argv[4], NULL, 10),
                          .backoff_base_ms = strtol(argv[5], NULL, 10),
                          .timeout_ms = strtol(argv[6], NULL, 10)};
@@ -164,9 +166,9 @@ int main(int argc, char **argv)
             break;
         }
         json_object_set(out, "id", json_object_get(in, "id"));
-        json_object_set_new(out, "err", json_string(rz_err_name(
-                                            call ? call_case(&client, in, out)
-                                                 : sign_case(in, out))));
+        json_object_set_new(out, "err",
+                            json_string(rz_err_name(call ? call_case(&client, in, out)
+                                                         : sign_case(in, out))));
         text = json_dumps(out, JSON_COMPACT);
         if (text) {
             puts(text);

@@ -17,10 +17,16 @@
 #define FIX_MAX_ENV 32
 
 static const char *const fix_base_env[] = {
-    "DEST_BUCKET=" FIX_DEST, "SRC_BUCKET=" FIX_SRC, "SRC_PREFIX=images/",
-    "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=AKIDEXAMPLE",
-    "AWS_SECRET_ACCESS_KEY=secretsecretsecret", "API_TOKENS=0123456789abcdef0123",
-    "EVENTS_API_KEY=events-key-123", "VARIANTS=small:16", "BLURHASH_COMPONENTS=1x1",
+    "DEST_BUCKET=" FIX_DEST,
+    "SRC_BUCKET=" FIX_SRC,
+    "SRC_PREFIX=images/",
+    "AWS_REGION=us-east-1",
+    "AWS_ACCESS_KEY_ID=AKIDEXAMPLE",
+    "AWS_SECRET_ACCESS_KEY=secretsecretsecret",
+    "API_TOKENS=0123456789abcdef0123",
+    "EVENTS_API_KEY=events-key-123",
+    "VARIANTS=small:16",
+    "BLURHASH_COMPONENTS=1x1",
 };
 
 void fix_config(struct config *c, const char *const *extra)
@@ -74,14 +80,21 @@ void fix_service_start(struct fix_service *s, const struct fix_service_opts *o)
     s->m = metrics_new();
     assert_non_null(s->idx);
     assert_int_equal(store_memory_new(s->idx, &s->store), RZ_OK);
-    so = (struct status_opts){
-        .cfg = &s->cfg, .store = s->store, .index = s->idx, .s3_read = s->objects,
-        .metrics = s->m, .owner = o->owner ? o->owner : "unit",
-        .lease_ms = o->lease_ms ? o->lease_ms : 60000,
-        .max_attempts = o->max_attempts ? o->max_attempts : 2,
-        .backoff_base_ms = o->backoff_base_ms ? o->backoff_base_ms : 10};
+    so = (struct status_opts){.cfg = &s->cfg,
+                              .store = s->store,
+                              .index = s->idx,
+                              .s3_read = s->objects,
+                              .metrics = s->m,
+                              .owner = o->owner ? o->owner : "unit",
+                              .lease_ms = o->lease_ms ? o->lease_ms : 60000,
+                              .max_attempts = o->max_attempts ? o->max_attempts : 2,
+                              .backoff_base_ms = o->backoff_base_ms ? o->backoff_base_ms : 10};
     assert_int_equal(status_new(&so, &s->status), RZ_OK);
-    jo = (struct jobs_opts){&s->cfg, s->objects, s->status, s->m, o->workers ? o->workers : 1,
+    jo = (struct jobs_opts){&s->cfg,
+                            s->objects,
+                            s->status,
+                            s->m,
+                            o->workers ? o->workers : 1,
                             o->queue_size ? o->queue_size : 16};
     assert_int_equal(jobs_new(&jo, &s->jobs), RZ_OK);
     q = jobs_queue(s->jobs);
@@ -131,11 +144,13 @@ int fix_wait_finished(struct fix_service *s, const char *key, long ms)
     return fix_wait(fix_finished, &a, ms);
 }
 
-enum rz_err fix_submit(struct fix_service *s, const char *key, const char *etag,
-                       int try_decoded)
+enum rz_err fix_submit(struct fix_service *s, const char *key, const char *etag, int try_decoded)
 {
-    struct event_object o = {.bucket = FIX_SRC, .key = (char *)key, .etag = (char *)etag,
-                             .size = 1, .try_decoded_key = try_decoded};
+    struct event_object o = {.bucket = FIX_SRC,
+                             .key = (char *)key,
+                             .etag = (char *)etag,
+                             .size = 1,
+                             .try_decoded_key = try_decoded};
     struct event_batch b = {.objects = &o, .nobjects = 1};
     struct jobs_submit_result res;
 

@@ -16,11 +16,11 @@ struct fake_rule {
 struct fake {
     pthread_mutex_t lock;
     int refs;
-    struct fake_object *objs;   /* sorted by bucket, then key */
+    struct fake_object *objs; /* sorted by bucket, then key */
     size_t n, cap;
     struct fake_rule rules[FAKE_MAX_FAULTS];
     size_t nrules;
-    size_t calls[5];            /* get, put, head, list, all */
+    size_t calls[5]; /* get, put, head, list, all */
     time_t clock;
 };
 
@@ -183,8 +183,7 @@ static enum rz_err fake_enter(struct objstore *os, int op, const char *key, char
     if (__atomic_load_n(aborted, __ATOMIC_RELAXED))
         err = RZ_EUPSTREAM;
     if (err != RZ_OK && msglen)
-        snprintf(msg, msglen, "fake %s %s: %s", fake_ops[op], key ? key : "",
-                 rz_err_name(err));
+        snprintf(msg, msglen, "fake %s %s: %s", fake_ops[op], key ? key : "", rz_err_name(err));
     return err;
 }
 
@@ -285,8 +284,8 @@ static enum rz_err fake_head(struct objstore_conn *c, const char *bucket, const 
 static int fake_listed(const struct fake_object *o, const char *bucket, const char *prefix,
                        const char *after)
 {
-    return strcmp(o->bucket, bucket) == 0 &&
-           strncmp(o->key, prefix, strlen(prefix)) == 0 && (!after || strcmp(o->key, after) > 0);
+    return strcmp(o->bucket, bucket) == 0 && strncmp(o->key, prefix, strlen(prefix)) == 0 &&
+           (!after || strcmp(o->key, after) > 0);
 }
 
 /* The continuation token is the last key of the page, as opaque to the

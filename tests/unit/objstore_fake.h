@@ -33,12 +33,12 @@ struct fake_object {
 
 /* Which calls fail and how. Strings borrowed (literals in tests). */
 struct fake_fault {
-    const char *op;            /* "get", "put", "head", "list"; NULL: any */
-    const char *key_prefix;    /* for list: the prefix asked for; NULL: any */
-    int nth;                   /* the nth matching call is the first to fail (1-based; 0: 1) */
-    int times;                 /* how many matching calls fail from there (0: all) */
-    enum rz_err err;           /* RZ_OK: answered normally, after delay_ms */
-    long delay_ms;             /* before answering (cut short by an abort) */
+    const char *op;         /* "get", "put", "head", "list"; NULL: any */
+    const char *key_prefix; /* for list: the prefix asked for; NULL: any */
+    int nth;                /* the nth matching call is the first to fail (1-based; 0: 1) */
+    int times;              /* how many matching calls fail from there (0: all) */
+    enum rz_err err;        /* RZ_OK: answered normally, after delay_ms */
+    long delay_ms;          /* before answering (cut short by an abort) */
 };
 
 struct objstore *fake_objstore_new(void);

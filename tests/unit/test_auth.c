@@ -42,9 +42,9 @@ struct tkey {
 };
 
 static struct tkey rsa1 = {"rsa1", NULL, 0};
-static struct tkey rsa2 = {"rsa2", NULL, 0};   /* joins the JWKS later (rotation) */
+static struct tkey rsa2 = {"rsa2", NULL, 0}; /* joins the JWKS later (rotation) */
 static struct tkey ec1 = {"ec1", NULL, 1};
-static struct tkey evil = {"rsa1", NULL, 0};   /* not in the JWKS, claims rsa1's kid */
+static struct tkey evil = {"rsa1", NULL, 0}; /* not in the JWKS, claims rsa1's kid */
 static char jwks_path[256];
 static char jwks_url[300];
 
@@ -83,10 +83,13 @@ static char *jwk_json(const struct tkey *k)
     if (k->ec)
         snprintf(out, 2048,
                  "{\"kty\":\"EC\",\"crv\":\"P-256\",\"kid\":\"%s\",\"use\":\"sig\","
-                 "\"x\":\"%s\",\"y\":\"%s\"}", k->kid, a, b);
+                 "\"x\":\"%s\",\"y\":\"%s\"}",
+                 k->kid, a, b);
     else
-        snprintf(out, 2048, "{\"kty\":\"RSA\",\"kid\":\"%s\",\"alg\":\"RS256\",\"n\":\"%s\","
-                 "\"e\":\"%s\"}", k->kid, a, b);
+        snprintf(out, 2048,
+                 "{\"kty\":\"RSA\",\"kid\":\"%s\",\"alg\":\"RS256\",\"n\":\"%s\","
+                 "\"e\":\"%s\"}",
+                 k->kid, a, b);
     free(a);
     free(b);
     return out;
@@ -128,11 +131,11 @@ static char *pubkey_pem(EVP_PKEY *k)
 }
 
 enum sig {
-    SIG_KEY = 0,     /* RS256 or ES256 (raw r||s) with the key */
-    SIG_ES_DER,      /* ES256 but DER, as OpenSSL makes it */
-    SIG_HS_JWK,      /* HMAC-SHA256 keyed with the public JWK's JSON */
-    SIG_HS_PEM,      /* HMAC-SHA256 keyed with the public key's PEM */
-    SIG_NONE,        /* empty signature */
+    SIG_KEY = 0, /* RS256 or ES256 (raw r||s) with the key */
+    SIG_ES_DER,  /* ES256 but DER, as OpenSSL makes it */
+    SIG_HS_JWK,  /* HMAC-SHA256 keyed with the public JWK's JSON */
+    SIG_HS_PEM,  /* HMAC-SHA256 keyed with the public key's PEM */
+    SIG_NONE,    /* empty signature */
 };
 
 static size_t sign_key(const struct tkey *k, const char *input, int der, unsigned char *out)
@@ -144,8 +147,8 @@ static size_t sign_key(const struct tkey *k, const char *input, int der, unsigne
     ECDSA_SIG *es;
 
     assert_int_equal(EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, k->pkey), 1);
-    assert_int_equal(EVP_DigestSign(ctx, sig, &len, (const unsigned char *)input,
-                                    strlen(input)), 1);
+    assert_int_equal(EVP_DigestSign(ctx, sig, &len, (const unsigned char *)input, strlen(input)),
+                     1);
     EVP_MD_CTX_free(ctx);
     if (!k->ec || der) {
         memcpy(out, sig, len);
@@ -214,8 +217,8 @@ static struct auth *auth_make(long refresh_min, time_t now)
 {
     static const char *const api[] = {"alice:" ALICE, BARE};
     static const char *const admin[] = {"root:" ROOT};
-    struct auth_opts o = {api, 2, admin, 1, jwks_url, ISS, AUD, "resizer:admin",
-                          refresh_min, 2000};
+    struct auth_opts o = {api, 2,   admin,           1,           jwks_url,
+                          ISS, AUD, "resizer:admin", refresh_min, 2000};
     struct auth *a = NULL;
     char msg[256];
 
@@ -264,11 +267,11 @@ struct jwt_case {
     const struct tkey *key;
     enum sig sig;
     const char *iss;
-    const char *aud;           /* JSON */
+    const char *aud; /* JSON */
     long exp_off;
     long nbf_off;
-    const char *sub;           /* JSON, NULL: none */
-    const char *extra;         /* more claims, JSON members */
+    const char *sub;   /* JSON, NULL: none */
+    const char *extra; /* more claims, JSON members */
     enum auth_refusal why;
     int admin;
 };
@@ -281,8 +284,8 @@ static const struct jwt_case jwt_cases[] = {
     {"rs256", RS, &rsa1, SIG_KEY, GOOD, NULL, AUTH_OK, 0},
     {"es256 raw r||s", ES, &ec1, SIG_KEY, GOOD, NULL, AUTH_OK, 0},
     {"no kid, the only RSA key", "{\"alg\":\"RS256\"}", &rsa1, SIG_KEY, GOOD, NULL, AUTH_OK, 0},
-    {"aud array", RS, &rsa1, SIG_KEY, ISS, "[\"other\",\"" AUD "\"]", 300, NO_TIME,
-     "\"user-1\"", NULL, AUTH_OK, 0},
+    {"aud array", RS, &rsa1, SIG_KEY, ISS, "[\"other\",\"" AUD "\"]", 300, NO_TIME, "\"user-1\"",
+     NULL, AUTH_OK, 0},
     {"admin by scope", RS, &rsa1, SIG_KEY, GOOD, "\"scope\":\"openid resizer:admin email\"",
      AUTH_OK, 1},
     {"admin by scp array", ES, &ec1, SIG_KEY, GOOD, "\"scp\":[\"read\",\"resizer:admin\"]",
@@ -302,16 +305,15 @@ static const struct jwt_case jwt_cases[] = {
      AUTH_NOT_YET_VALID, 0},
     {"other issuer", RS, &rsa1, SIG_KEY, "https://evil.test", "\"" AUD "\"", 300, NO_TIME,
      "\"u\"", NULL, AUTH_ISSUER, 0},
-    {"other audience", RS, &rsa1, SIG_KEY, ISS, "\"someone-else\"", 300, NO_TIME, "\"u\"",
-     NULL, AUTH_AUDIENCE, 0},
+    {"other audience", RS, &rsa1, SIG_KEY, ISS, "\"someone-else\"", 300, NO_TIME, "\"u\"", NULL,
+     AUTH_AUDIENCE, 0},
     {"audience array without ours", RS, &rsa1, SIG_KEY, ISS, "[\"a\",\"b\"]", 300, NO_TIME,
      "\"u\"", NULL, AUTH_AUDIENCE, 0},
     {"no sub", RS, &rsa1, SIG_KEY, ISS, "\"" AUD "\"", 300, NO_TIME, NULL, NULL, AUTH_SUBJECT,
      0},
     {"sub with a newline", RS, &rsa1, SIG_KEY, ISS, "\"" AUD "\"", 300, NO_TIME, "\"a\\nb\"",
      NULL, AUTH_SUBJECT, 0},
-    {"signed by another key with rsa1's kid", RS, &evil, SIG_KEY, GOOD, NULL, AUTH_SIGNATURE,
-     0},
+    {"signed by another key with rsa1's kid", RS, &evil, SIG_KEY, GOOD, NULL, AUTH_SIGNATURE, 0},
     {"es256 as DER", ES, &ec1, SIG_ES_DER, GOOD, NULL, AUTH_SIGNATURE, 0},
     {"alg none", "{\"alg\":\"none\",\"kid\":\"rsa1\"}", &rsa1, SIG_NONE, GOOD, NULL, AUTH_ALG,
      0},
@@ -498,10 +500,8 @@ static void test_rotation(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_jwt_table),
-        cmocka_unit_test(test_jwt_shapes),
-        cmocka_unit_test(test_static_tokens),
-        cmocka_unit_test(test_bad_opts),
+        cmocka_unit_test(test_jwt_table),     cmocka_unit_test(test_jwt_shapes),
+        cmocka_unit_test(test_static_tokens), cmocka_unit_test(test_bad_opts),
         cmocka_unit_test(test_rotation),
     };
 

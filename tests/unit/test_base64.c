@@ -64,24 +64,17 @@ struct bad_case {
 };
 
 static const struct bad_case bad_cases[] = {
-    {BASE64_STD, "Zg"},          /* padding missing */
-    {BASE64_STD, "Zg="},         /* not a multiple of 4 */
-    {BASE64_STD, "Z==="},        /* three '=' */
-    {BASE64_STD, "===="},
-    {BASE64_STD, "Zg==Zg=="},    /* padding inside */
-    {BASE64_STD, "Z=g="},
-    {BASE64_STD, "Zh=="},        /* leftover bits set: not canonical */
-    {BASE64_STD, "Zm9=" },
-    {BASE64_STD, "Zm9v\n"},      /* whitespace */
-    {BASE64_STD, "Zm 9v"},
-    {BASE64_STD, "Zm9-"},        /* the other alphabet */
-    {BASE64_STD, "Zm9_"},
-    {BASE64_URL, "Zm9+"},
-    {BASE64_URL, "Zm9/"},
-    {BASE64_URL, "Zg=="},        /* no padding in JWS */
-    {BASE64_URL, "Z"},           /* one character is never whole */
-    {BASE64_URL, "Zm9vY"},
-    {BASE64_STD, "\xff\xfe\xfd\xfc"},
+    {BASE64_STD, "Zg"},                              /* padding missing */
+    {BASE64_STD, "Zg="},                             /* not a multiple of 4 */
+    {BASE64_STD, "Z==="},                            /* three '=' */
+    {BASE64_STD, "===="},  {BASE64_STD, "Zg==Zg=="}, /* padding inside */
+    {BASE64_STD, "Z=g="},  {BASE64_STD, "Zh=="},     /* leftover bits set: not canonical */
+    {BASE64_STD, "Zm9="},  {BASE64_STD, "Zm9v\n"},   /* whitespace */
+    {BASE64_STD, "Zm 9v"}, {BASE64_STD, "Zm9-"},     /* the other alphabet */
+    {BASE64_STD, "Zm9_"},  {BASE64_URL, "Zm9+"},
+    {BASE64_URL, "Zm9/"},  {BASE64_URL, "Zg=="}, /* no padding in JWS */
+    {BASE64_URL, "Z"},                           /* one character is never whole */
+    {BASE64_URL, "Zm9vY"}, {BASE64_STD, "\xff\xfe\xfd\xfc"},
 };
 
 static void test_decode_bad(void **state)

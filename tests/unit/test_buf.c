@@ -47,8 +47,8 @@ static void test_printf_fills_and_grows(void **state)
 
     (void)state;
     buf_init(&b, 20);
-    assert_int_equal(buf_printf(&b, "%d", 12345), RZ_OK);      /* first: allocates */
-    assert_int_equal(buf_printf(&b, "-%s-", "ab"), RZ_OK);     /* fits the spare room */
+    assert_int_equal(buf_printf(&b, "%d", 12345), RZ_OK);  /* first: allocates */
+    assert_int_equal(buf_printf(&b, "-%s-", "ab"), RZ_OK); /* fits the spare room */
     assert_string_equal(b.data, "12345-ab-");
     assert_int_equal(buf_printf(&b, "%s", "0123456789A"), RZ_OK); /* exactly 20 */
     assert_int_equal(b.len, 20);

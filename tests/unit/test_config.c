@@ -55,8 +55,8 @@ static enum rz_err load_with(const char *extra, struct config *c, char *msg, siz
 #define R64 "abcdefghijklmnopqrstuvwxyz-abcdefghijklmnopqrstuvwxyz-0123456789"
 
 struct bad_case {
-    const char *setting;  /* "NAME=VALUE" or "NAME" to remove a required one */
-    const char *named;    /* the variable the message must name */
+    const char *setting; /* "NAME=VALUE" or "NAME" to remove a required one */
+    const char *named;   /* the variable the message must name */
 };
 
 static const struct bad_case bad_cases[] = {
@@ -178,7 +178,8 @@ static const struct bad_case bad_cases[] = {
     {"CORS_ALLOWED_ORIGINS=ftp://files.example.com", "CORS_ALLOWED_ORIGINS"},
     {"CORS_ALLOWED_ORIGINS=http://1,http://2,http://3,http://4,http://5,http://6,http://7,"
      "http://8,http://9,http://10,http://11,http://12,http://13,http://14,http://15,"
-     "http://16,http://17", "CORS_ALLOWED_ORIGINS"},
+     "http://16,http://17",
+     "CORS_ALLOWED_ORIGINS"},
 };
 
 static void test_bad_values_name_the_variable(void **state)
@@ -189,7 +190,8 @@ static void test_bad_values_name_the_variable(void **state)
         char msg[256];
         enum rz_err err = load_with(bad_cases[i].setting, &c, msg, sizeof(msg));
 
-        if (err != RZ_EINVAL || strncmp(msg, bad_cases[i].named, strlen(bad_cases[i].named)) != 0)
+        if (err != RZ_EINVAL ||
+            strncmp(msg, bad_cases[i].named, strlen(bad_cases[i].named)) != 0)
             fail_msg("case %s: err %d, msg \"%s\"", bad_cases[i].setting, err, msg);
     }
 }
@@ -250,7 +252,10 @@ struct good_case {
     void (*check)(const struct config *c);
 };
 
-static void check_prefix(const struct config *c) { assert_string_equal(c->src_prefix, "uploads/x/"); }
+static void check_prefix(const struct config *c)
+{
+    assert_string_equal(c->src_prefix, "uploads/x/");
+}
 static void check_endpoint(const struct config *c)
 {
     assert_string_equal(c->s3_endpoint, "http://127.0.0.1:9000");
@@ -259,9 +264,18 @@ static void check_public(const struct config *c)
 {
     assert_string_equal(c->s3_public_endpoint, "https://files.example.com");
 }
-static void check_path_style(const struct config *c) { assert_int_equal(c->force_path_style, 1); }
-static void check_sse(const struct config *c) { assert_int_equal(c->sse, CONFIG_SSE_KMS); }
-static void check_port(const struct config *c) { assert_int_equal(c->port, 9090); }
+static void check_path_style(const struct config *c)
+{
+    assert_int_equal(c->force_path_style, 1);
+}
+static void check_sse(const struct config *c)
+{
+    assert_int_equal(c->sse, CONFIG_SSE_KMS);
+}
+static void check_port(const struct config *c)
+{
+    assert_int_equal(c->port, 9090);
+}
 static void check_tokens(const struct config *c)
 {
     assert_int_equal(c->napi_tokens, 2);
@@ -311,21 +325,66 @@ static void check_blurhash(const struct config *c)
     assert_int_equal(c->blurhash_x, 9);
     assert_int_equal(c->blurhash_y, 1);
 }
-static void check_quality(const struct config *c) { assert_int_equal(c->jpeg_quality, 70); }
-static void check_watermark(const struct config *c) { assert_string_equal(c->watermark_text, "(c) me"); }
-static void check_upload(const struct config *c) { assert_int_equal(c->max_upload_bytes, 1000); }
-static void check_pixels(const struct config *c) { assert_int_equal(c->max_pixels, 5000); }
-static void check_workers(const struct config *c) { assert_int_equal(c->workers, 3); }
-static void check_queue(const struct config *c) { assert_int_equal(c->queue_size, 7); }
-static void check_put(const struct config *c) { assert_int_equal(c->presign_put_expires, 60); }
-static void check_get(const struct config *c) { assert_int_equal(c->presign_get_expires, 604800); }
-static void check_reconcile(const struct config *c) { assert_int_equal(c->reconcile_interval, 0); }
-static void check_index(const struct config *c) { assert_int_equal(c->index_max_entries, 500); }
-static void check_level(const struct config *c) { assert_int_equal(c->log_level, LOG_DEBUG); }
-static void check_grace(const struct config *c) { assert_int_equal(c->shutdown_grace, 5); }
-static void check_threads(const struct config *c) { assert_int_equal(c->http_threads, 8); }
-static void check_s3_timeout(const struct config *c) { assert_int_equal(c->s3_timeout, 2); }
-static void check_listen(const struct config *c) { assert_string_equal(c->listen_addr, "127.0.0.1"); }
+static void check_quality(const struct config *c)
+{
+    assert_int_equal(c->jpeg_quality, 70);
+}
+static void check_watermark(const struct config *c)
+{
+    assert_string_equal(c->watermark_text, "(c) me");
+}
+static void check_upload(const struct config *c)
+{
+    assert_int_equal(c->max_upload_bytes, 1000);
+}
+static void check_pixels(const struct config *c)
+{
+    assert_int_equal(c->max_pixels, 5000);
+}
+static void check_workers(const struct config *c)
+{
+    assert_int_equal(c->workers, 3);
+}
+static void check_queue(const struct config *c)
+{
+    assert_int_equal(c->queue_size, 7);
+}
+static void check_put(const struct config *c)
+{
+    assert_int_equal(c->presign_put_expires, 60);
+}
+static void check_get(const struct config *c)
+{
+    assert_int_equal(c->presign_get_expires, 604800);
+}
+static void check_reconcile(const struct config *c)
+{
+    assert_int_equal(c->reconcile_interval, 0);
+}
+static void check_index(const struct config *c)
+{
+    assert_int_equal(c->index_max_entries, 500);
+}
+static void check_level(const struct config *c)
+{
+    assert_int_equal(c->log_level, LOG_DEBUG);
+}
+static void check_grace(const struct config *c)
+{
+    assert_int_equal(c->shutdown_grace, 5);
+}
+static void check_threads(const struct config *c)
+{
+    assert_int_equal(c->http_threads, 8);
+}
+static void check_s3_timeout(const struct config *c)
+{
+    assert_int_equal(c->s3_timeout, 2);
+}
+static void check_listen(const struct config *c)
+{
+    assert_string_equal(c->listen_addr, "127.0.0.1");
+}
 static void check_event_keys(const struct config *c)
 {
     assert_int_equal(c->nevents_api_keys, 2);
@@ -356,7 +415,10 @@ static void check_origins(const struct config *c)
     assert_string_equal(c->cors_origins[0], "https://app.example.com");
     assert_string_equal(c->cors_origins[1], "http://127.0.0.1:3000");
 }
-static void check_no_origins(const struct config *c) { assert_int_equal(c->ncors_origins, 0); }
+static void check_no_origins(const struct config *c)
+{
+    assert_int_equal(c->ncors_origins, 0);
+}
 
 static const struct good_case good_cases[] = {
     {"API_TOKENS=alice:0123456789abcdef0123,bob.b@x-y_:0123456789abcdef0124",
@@ -415,9 +477,12 @@ static void test_good_values(void **state)
 static void test_container_credentials_replace_static_keys(void **state)
 {
     const char *env[] = {
-        "DEST_BUCKET=dest-bucket", "SRC_BUCKET=src-bucket", "AWS_REGION=eu-west-1",
+        "DEST_BUCKET=dest-bucket",
+        "SRC_BUCKET=src-bucket",
+        "AWS_REGION=eu-west-1",
         "API_TOKENS=0123456789abcdef0123",
-        "EVENTS_BASIC_AUTH=u:p", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=/v2/credentials/x",
+        "EVENTS_BASIC_AUTH=u:p",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=/v2/credentials/x",
         NULL,
     };
     struct config c;
@@ -435,10 +500,17 @@ static void test_container_credentials_replace_static_keys(void **state)
 static void test_jwt_without_tokens(void **state)
 {
     const char *env[] = {
-        "DEST_BUCKET=dest-bucket", "SRC_BUCKET=src-bucket", "EVENTS_API_KEY=k",
-        "AWS_ACCESS_KEY_ID=AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY=secretsecretsecret",
-        "JWT_JWKS_URL=http://127.0.0.1:8443/jwks", "JWT_ISSUER=https://idp.example.com/",
-        "JWT_AUDIENCE=resizer", "AWS_REGION=eu-west-1", NULL, NULL,
+        "DEST_BUCKET=dest-bucket",
+        "SRC_BUCKET=src-bucket",
+        "EVENTS_API_KEY=k",
+        "AWS_ACCESS_KEY_ID=AKIDEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY=secretsecretsecret",
+        "JWT_JWKS_URL=http://127.0.0.1:8443/jwks",
+        "JWT_ISSUER=https://idp.example.com/",
+        "JWT_AUDIENCE=resizer",
+        "AWS_REGION=eu-west-1",
+        NULL,
+        NULL,
     };
     struct config c;
     char msg[256];
@@ -468,9 +540,8 @@ static void test_jwt_without_tokens(void **state)
 static void test_no_credentials_at_all(void **state)
 {
     const char *env[] = {
-        "DEST_BUCKET=dest-bucket", "SRC_BUCKET=src-bucket", "AWS_REGION=eu-west-1",
-        "API_TOKENS=0123456789abcdef0123",
-        "EVENTS_API_KEY=k", NULL,
+        "DEST_BUCKET=dest-bucket",         "SRC_BUCKET=src-bucket", "AWS_REGION=eu-west-1",
+        "API_TOKENS=0123456789abcdef0123", "EVENTS_API_KEY=k",      NULL,
     };
     struct config c;
     char msg[256];
@@ -496,18 +567,57 @@ static void test_help_lists_every_variable(void **state)
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
     static const char *const names[] = {
-        "DEST_BUCKET", "SRC_BUCKET", "SRC_PREFIX", "AWS_REGION", "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-        "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN", "S3_ENDPOINT",
-        "S3_PUBLIC_ENDPOINT", "S3_FORCE_PATH_STYLE", "LISTEN_ADDR", "PORT", "VARIANTS",
-        "OUTPUT_FORMAT", "OUTPUT_FORMATS", "JPEG_QUALITY", "WEBP_QUALITY", "AVIF_QUALITY",
-        "AVIF_EFFORT", "BLURHASH_COMPONENTS", "WATERMARK_TEXT", "WATERMARK_IMAGE",
-        "MAX_UPLOAD_BYTES", "MAX_PIXELS", "WORKERS", "QUEUE_SIZE", "PRESIGN_PUT_EXPIRES",
-        "PRESIGN_GET_EXPIRES", "SSE", "SSE_KMS_KEY_ID", "RECONCILE_INTERVAL",
-        "INDEX_MAX_ENTRIES", "LOG_LEVEL", "API_TOKENS", "EVENTS_API_KEY_HEADER",
-        "EVENTS_API_KEY", "EVENTS_BASIC_AUTH", "ADMIN_TOKENS", "JWT_JWKS_URL", "JWT_ISSUER",
-        "JWT_AUDIENCE", "JWT_ADMIN_SCOPE", "JWT_JWKS_REFRESH_MIN", "HTTP_MAX_CONNECTIONS",
-        "HTTP_BODY_BUDGET", "HTTP_REQUEST_TIMEOUT", "HTTP_CONNECTION_MEMORY", "METRICS_TOKEN",
+        "DEST_BUCKET",
+        "SRC_BUCKET",
+        "SRC_PREFIX",
+        "AWS_REGION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+        "S3_ENDPOINT",
+        "S3_PUBLIC_ENDPOINT",
+        "S3_FORCE_PATH_STYLE",
+        "LISTEN_ADDR",
+        "PORT",
+        "VARIANTS",
+        "OUTPUT_FORMAT",
+        "OUTPUT_FORMATS",
+        "JPEG_QUALITY",
+        "WEBP_QUALITY",
+        "AVIF_QUALITY",
+        "AVIF_EFFORT",
+        "BLURHASH_COMPONENTS",
+        "WATERMARK_TEXT",
+        "WATERMARK_IMAGE",
+        "MAX_UPLOAD_BYTES",
+        "MAX_PIXELS",
+        "WORKERS",
+        "QUEUE_SIZE",
+        "PRESIGN_PUT_EXPIRES",
+        "PRESIGN_GET_EXPIRES",
+        "SSE",
+        "SSE_KMS_KEY_ID",
+        "RECONCILE_INTERVAL",
+        "INDEX_MAX_ENTRIES",
+        "LOG_LEVEL",
+        "API_TOKENS",
+        "EVENTS_API_KEY_HEADER",
+        "EVENTS_API_KEY",
+        "EVENTS_BASIC_AUTH",
+        "ADMIN_TOKENS",
+        "JWT_JWKS_URL",
+        "JWT_ISSUER",
+        "JWT_AUDIENCE",
+        "JWT_ADMIN_SCOPE",
+        "JWT_JWKS_REFRESH_MIN",
+        "HTTP_MAX_CONNECTIONS",
+        "HTTP_BODY_BUDGET",
+        "HTTP_REQUEST_TIMEOUT",
+        "HTTP_CONNECTION_MEMORY",
+        "METRICS_TOKEN",
         "CORS_ALLOWED_ORIGINS",
     };
 

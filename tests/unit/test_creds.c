@@ -54,34 +54,34 @@ struct uri_case {
 static void test_full_uri_table(void **state)
 {
     static const struct uri_case cases[] = {
-        { "https://creds.example.com/v1/credentials", 1 },
-        { "https://203.0.113.5:8443/creds", 1 },
-        { "http://127.0.0.1:8080/creds", 1 },
-        { "http://127.200.3.4/creds", 1 },
-        { "http://localhost/creds", 1 },
-        { "http://LOCALHOST:9000/creds", 1 },
-        { "http://[::1]:8080/creds", 1 },
-        { "http://[0:0:0:0:0:0:0:1]/creds", 1 },
-        { "http://169.254.170.2/v2/credentials/abc", 1 },
-        { "http://169.254.170.23/v1/credentials", 1 },
-        { "http://[fd00:ec2::23]/v1/credentials", 1 },
-        { "http://2130706433/creds", 1 }, /* libcurl reads it as 127.0.0.1 */
-        { "http://creds.example.com/creds", 0 },
-        { "http://10.0.0.1/creds", 0 },
-        { "http://128.0.0.1/creds", 0 },
-        { "http://169.254.169.254/latest/meta-data/", 0 }, /* EC2 IMDS */
-        { "http://169.254.170.3/creds", 0 },
-        { "http://localhost.evil.example/creds", 0 },
-        { "http://127.0.0.1.nip.io/creds", 0 },
-        { "http://127.0.0.1@evil.example/creds", 0 },
-        { "http://[::2]/creds", 0 },
-        { "http://[::ffff:10.0.0.1]/creds", 0 },
-        { "ftp://127.0.0.1/creds", 0 },
-        { "file:///etc/passwd", 0 },
-        { "gopher://127.0.0.1/", 0 },
-        { "127.0.0.1/creds", 0 },
-        { "http://127.0.0.1/a b", 0 },
-        { "", 0 },
+        {"https://creds.example.com/v1/credentials", 1},
+        {"https://203.0.113.5:8443/creds", 1},
+        {"http://127.0.0.1:8080/creds", 1},
+        {"http://127.200.3.4/creds", 1},
+        {"http://localhost/creds", 1},
+        {"http://LOCALHOST:9000/creds", 1},
+        {"http://[::1]:8080/creds", 1},
+        {"http://[0:0:0:0:0:0:0:1]/creds", 1},
+        {"http://169.254.170.2/v2/credentials/abc", 1},
+        {"http://169.254.170.23/v1/credentials", 1},
+        {"http://[fd00:ec2::23]/v1/credentials", 1},
+        {"http://2130706433/creds", 1}, /* libcurl reads it as 127.0.0.1 */
+        {"http://creds.example.com/creds", 0},
+        {"http://10.0.0.1/creds", 0},
+        {"http://128.0.0.1/creds", 0},
+        {"http://169.254.169.254/latest/meta-data/", 0}, /* EC2 IMDS */
+        {"http://169.254.170.3/creds", 0},
+        {"http://localhost.evil.example/creds", 0},
+        {"http://127.0.0.1.nip.io/creds", 0},
+        {"http://127.0.0.1@evil.example/creds", 0},
+        {"http://[::2]/creds", 0},
+        {"http://[::ffff:10.0.0.1]/creds", 0},
+        {"ftp://127.0.0.1/creds", 0},
+        {"file:///etc/passwd", 0},
+        {"gopher://127.0.0.1/", 0},
+        {"127.0.0.1/creds", 0},
+        {"http://127.0.0.1/a b", 0},
+        {"", 0},
     };
     size_t i;
 
@@ -107,7 +107,7 @@ static void test_full_uri_table(void **state)
 
 static void test_provider_rejects_plain_http_remote(void **state)
 {
-    struct creds_source src = { .full_uri = "http://creds.example.com/x" };
+    struct creds_source src = {.full_uri = "http://creds.example.com/x"};
     struct creds_provider *p = (struct creds_provider *)1;
     char msg[256] = "";
 
@@ -127,24 +127,24 @@ struct rel_case {
 static void test_endpoint_url_table(void **state)
 {
     static const struct rel_case cases[] = {
-        { "/v2/credentials/1f2e", NULL, "http://169.254.170.2/v2/credentials/1f2e" },
-        { "/v2/credentials?id=1", NULL, "http://169.254.170.2/v2/credentials?id=1" },
+        {"/v2/credentials/1f2e", NULL, "http://169.254.170.2/v2/credentials/1f2e"},
+        {"/v2/credentials?id=1", NULL, "http://169.254.170.2/v2/credentials?id=1"},
         /* relative wins over full, as in the AWS SDKs */
-        { "/v2/c", "https://other.example/x", "http://169.254.170.2/v2/c" },
-        { NULL, "https://other.example/x", "https://other.example/x" },
-        { "", "http://127.0.0.1:1234/c", "http://127.0.0.1:1234/c" },
-        { "@evil.example/x", NULL, NULL },
-        { ":8080/x", NULL, NULL },
-        { "v2/credentials", NULL, NULL },
-        { "/v2/a b", NULL, NULL },
-        { "/v2/a\r\nX-Injected: 1", NULL, NULL },
-        { NULL, NULL, NULL },
+        {"/v2/c", "https://other.example/x", "http://169.254.170.2/v2/c"},
+        {NULL, "https://other.example/x", "https://other.example/x"},
+        {"", "http://127.0.0.1:1234/c", "http://127.0.0.1:1234/c"},
+        {"@evil.example/x", NULL, NULL},
+        {":8080/x", NULL, NULL},
+        {"v2/credentials", NULL, NULL},
+        {"/v2/a b", NULL, NULL},
+        {"/v2/a\r\nX-Injected: 1", NULL, NULL},
+        {NULL, NULL, NULL},
     };
     size_t i;
 
     (void)state;
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        struct creds_source src = { .relative_uri = cases[i].rel, .full_uri = cases[i].full };
+        struct creds_source src = {.relative_uri = cases[i].rel, .full_uri = cases[i].full};
         char msg[256] = "";
         char *url = NULL;
         enum rz_err err = creds_endpoint_url(&src, &url, msg, sizeof(msg));
@@ -164,9 +164,9 @@ static void test_endpoint_url_table(void **state)
 
 /* ---- JSON ------------------------------------------------------------- */
 
-#define GOOD_JSON                                                                              \
-    "{\"Code\":\"Success\",\"AccessKeyId\":\"ASIAEXAMPLEKEY123456\","                          \
-    "\"SecretAccessKey\":\"wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY\","                        \
+#define GOOD_JSON                                                       \
+    "{\"Code\":\"Success\",\"AccessKeyId\":\"ASIAEXAMPLEKEY123456\","   \
+    "\"SecretAccessKey\":\"wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY\"," \
     "\"Token\":\"IQoJb3JpZ2luX2VjEXAMPLE==\",\"Expiration\":\"2026-11-26T18:00:00Z\"}"
 
 static void test_parse_json_happy(void **state)
@@ -207,7 +207,9 @@ static void test_parse_json_bad_shapes(void **state)
         "",
         "not json",
         "[]",
-        "\"" "AKID" "\"",
+        "\""
+        "AKID"
+        "\"",
         "null",
         "{" K "," S "," T "," E "} trailing",
         "{" K "," S "," T "," E ",",
@@ -268,9 +270,10 @@ static void test_parse_json_huge(void **state)
 
 static void test_static_provider(void **state)
 {
-    struct creds_source src = { .access_key = "AKIDSTATIC", .secret_key = "static/secret",
-                                .session_token = "static-token",
-                                .full_uri = "http://creds.example.com/ignored" };
+    struct creds_source src = {.access_key = "AKIDSTATIC",
+                               .secret_key = "static/secret",
+                               .session_token = "static-token",
+                               .full_uri = "http://creds.example.com/ignored"};
     struct creds_provider *p = NULL;
     struct creds_snapshot a, b;
     char msg[128];
@@ -301,10 +304,10 @@ static void test_static_provider(void **state)
 
 static void test_provider_config_errors(void **state)
 {
-    struct creds_source nosecret = { .access_key = "AKID" };
-    struct creds_source none = { 0 };
-    struct creds_source badkey = { .access_key = "AK ID", .secret_key = "s" };
-    struct creds_source badtok = { .full_uri = "http://127.0.0.1/x", .auth_token = "a\r\nX: y" };
+    struct creds_source nosecret = {.access_key = "AKID"};
+    struct creds_source none = {0};
+    struct creds_source badkey = {.access_key = "AK ID", .secret_key = "s"};
+    struct creds_source badtok = {.full_uri = "http://127.0.0.1/x", .auth_token = "a\r\nX: y"};
     struct creds_provider *p = NULL;
     char msg[256];
 
@@ -367,9 +370,9 @@ struct srv {
     pthread_mutex_t lock;
     int hits;
     unsigned status;
-    char *body;          /* served as is */
-    int stream_bytes;    /* >0: serve this many bytes with no Content-Length instead */
-    int redirect;        /* answer 302 to /elsewhere */
+    char *body;       /* served as is */
+    int stream_bytes; /* >0: serve this many bytes with no Content-Length instead */
+    int redirect;     /* answer 302 to /elsewhere */
     unsigned delay_ms;
     char want_auth[128]; /* "" = do not check */
     char got_auth[128];  /* last Authorization seen, "-" if none */
@@ -514,8 +517,9 @@ static int srv_teardown(void **state)
 static struct creds_provider *provider_for(struct srv *s, const char *token,
                                            const char *token_file)
 {
-    struct creds_source src = { .full_uri = s->url, .auth_token = token,
-                                .auth_token_file = token_file };
+    struct creds_source src = {.full_uri = s->url,
+                               .auth_token = token,
+                               .auth_token_file = token_file};
     struct creds_provider *p = NULL;
     char msg[256] = "";
 

@@ -39,8 +39,8 @@ struct classify_case {
     const char *body;
     enum rz_err err;
     int retry;
-    int has_body;         /* *body_out is set */
-    const char *in_msg;   /* substring of msg, or NULL */
+    int has_body;       /* *body_out is set */
+    const char *in_msg; /* substring of msg, or NULL */
 };
 
 static void test_classify_table(void **state)
@@ -53,22 +53,26 @@ static void test_classify_table(void **state)
         {200, "[1,2]", RZ_EUPSTREAM, 0, 0, "not a JSON object"},
         {200, "", RZ_EUPSTREAM, 0, 0, NULL},
         {200, "{\"a\":1,\"a\":2}", RZ_EUPSTREAM, 0, 0, NULL},
-        {400, T "ConditionalCheckFailedException\",\"message\":\"The conditional request failed\","
-              "\"Item\":{\"pk\":{\"S\":\"k\"}}}",
+        {400,
+         T "ConditionalCheckFailedException\",\"message\":\"The conditional request failed\","
+           "\"Item\":{\"pk\":{\"S\":\"k\"}}}",
          RZ_ECONFLICT, 0, 1, "ConditionalCheckFailedException: The conditional request failed"},
         {400, T "ResourceNotFoundException\",\"message\":\"Requested resource not found\"}",
          RZ_ENOTFOUND, 0, 0, "ResourceNotFoundException"},
         {400, T "ProvisionedThroughputExceededException\",\"message\":\"slow down\"}",
          RZ_EUPSTREAM, 1, 0, "ProvisionedThroughputExceededException"},
         {400, T "ThrottlingException\"}", RZ_EUPSTREAM, 1, 0, "ThrottlingException"},
-        {400, "{\"__type\":\"RequestLimitExceeded\"}", RZ_EUPSTREAM, 1, 0, "RequestLimitExceeded"},
+        {400, "{\"__type\":\"RequestLimitExceeded\"}", RZ_EUPSTREAM, 1, 0,
+         "RequestLimitExceeded"},
         {400, T "TransactionConflictException\"}", RZ_EUPSTREAM, 1, 0, NULL},
-        {400, T "ValidationException\",\"message\":\"One or more parameter values were invalid\"}",
+        {400,
+         T "ValidationException\",\"message\":\"One or more parameter values were invalid\"}",
          RZ_EINVAL, 0, 0, "ValidationException: One or more parameter values"},
         {400, T "SerializationException\"}", RZ_EINVAL, 0, 0, "SerializationException"},
         /* authentication errors may quote the header: their text is not copied */
-        {400, T "IncompleteSignatureException\",\"message\":\"Authorization=AWS4-HMAC-SHA256 "
-              "Credential=AKIDSECRETISH\"}",
+        {400,
+         T "IncompleteSignatureException\",\"message\":\"Authorization=AWS4-HMAC-SHA256 "
+           "Credential=AKIDSECRETISH\"}",
          RZ_EINVAL, 0, 0, "IncompleteSignatureException"},
         {403, T "AccessDeniedException\",\"Message\":\"not authorized to perform PutItem\"}",
          RZ_EINVAL, 0, 0, "AccessDeniedException: not authorized"},
@@ -81,14 +85,17 @@ static void test_classify_table(void **state)
         {400, "{\"__type\":\"x#Bad\\nType\"}", RZ_EINVAL, 0, 0, "400 unknown"},
         {400, "{\"__type\":42}", RZ_EINVAL, 0, 0, "400 unknown"},
         /* transactions: a failed condition is a conflict; throttling is transient */
-        {400, T "TransactionCanceledException\",\"CancellationReasons\":[{\"Code\":\"None\"},"
-              "{\"Code\":\"ConditionalCheckFailed\",\"Item\":{}}]}",
+        {400,
+         T "TransactionCanceledException\",\"CancellationReasons\":[{\"Code\":\"None\"},"
+           "{\"Code\":\"ConditionalCheckFailed\",\"Item\":{}}]}",
          RZ_ECONFLICT, 0, 1, NULL},
-        {400, T "TransactionCanceledException\",\"CancellationReasons\":[{\"Code\":\"None\"},"
-              "{\"Code\":\"ThrottlingError\"}]}",
+        {400,
+         T "TransactionCanceledException\",\"CancellationReasons\":[{\"Code\":\"None\"},"
+           "{\"Code\":\"ThrottlingError\"}]}",
          RZ_EUPSTREAM, 1, 0, NULL},
-        {400, T "TransactionCanceledException\",\"CancellationReasons\":[{\"Code\":"
-              "\"ValidationError\"}]}",
+        {400,
+         T "TransactionCanceledException\",\"CancellationReasons\":[{\"Code\":"
+           "\"ValidationError\"}]}",
          RZ_EINVAL, 0, 0, NULL},
         {400, T "TransactionCanceledException\",\"CancellationReasons\":\"junk\"}", RZ_EINVAL, 0,
          0, NULL},
@@ -104,8 +111,8 @@ static void test_classify_table(void **state)
 
         if (err != c->err || retry != c->retry || (body != NULL) != c->has_body ||
             (c->in_msg && !strstr(msg, c->in_msg)))
-            fail_msg("case %zu (%ld %s): got %s retry %d body %d msg '%s'", i, c->status, c->body,
-                     rz_err_name(err), retry, body != NULL, msg);
+            fail_msg("case %zu (%ld %s): got %s retry %d body %d msg '%s'", i, c->status,
+                     c->body, rz_err_name(err), retry, body != NULL, msg);
         assert_null(strstr(msg, "AKIDSECRETISH"));
         json_decref(body);
     }
@@ -166,7 +173,8 @@ static void test_new_endpoints(void **state)
     };
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        struct ddb_opts o = {.endpoint = cases[i].endpoint, .region = cases[i].region,
+        struct ddb_opts o = {.endpoint = cases[i].endpoint,
+                             .region = cases[i].region,
                              .creds = p};
         enum rz_err err = ddb_new(&o, &d, msg, sizeof(msg));
 
@@ -275,9 +283,14 @@ static void test_unreachable_bounded(void **state)
     struct creds_provider *p = static_creds(NULL);
     struct metrics *m = metrics_new();
     char endpoint[64];
-    struct ddb_opts o = {.endpoint = endpoint, .region = "us-east-1", .creds = p,
-                         .max_attempts = 3, .backoff_base_ms = 20, .connect_timeout_ms = 500,
-                         .timeout_ms = 1000, .metrics = m};
+    struct ddb_opts o = {.endpoint = endpoint,
+                         .region = "us-east-1",
+                         .creds = p,
+                         .max_attempts = 3,
+                         .backoff_base_ms = 20,
+                         .connect_timeout_ms = 500,
+                         .timeout_ms = 1000,
+                         .metrics = m};
     struct ddb *d = NULL;
     json_t *req = json_pack("{s:s}", "TableName", "images");
     json_t *resp = (json_t *)1;
@@ -326,14 +339,14 @@ struct srv {
     pthread_mutex_t lock;
     unsigned port;
     int hits;
-    int fail_first;          /* this many answers are fail_status/fail_body */
+    int fail_first; /* this many answers are fail_status/fail_body */
     unsigned fail_status;
     const char *fail_body;
-    size_t huge;             /* > 0: the success answer is this many bytes */
-    char target[128];        /* the last request's X-Amz-Target ... */
+    size_t huge;      /* > 0: the success answer is this many bytes */
+    char target[128]; /* the last request's X-Amz-Target ... */
     char content_type[128];
     char auth[512];
-    char body[4096];         /* ... and body */
+    char body[4096]; /* ... and body */
 };
 
 struct srv_req {
@@ -458,8 +471,11 @@ static void client_open(struct client *c, const struct srv *s)
 {
     char endpoint[64];
     char msg[256];
-    struct ddb_opts o = {.endpoint = endpoint, .region = "eu-west-1", .max_attempts = 3,
-                         .backoff_base_ms = 5, .timeout_ms = 5000};
+    struct ddb_opts o = {.endpoint = endpoint,
+                         .region = "eu-west-1",
+                         .max_attempts = 3,
+                         .backoff_base_ms = 5,
+                         .timeout_ms = 5000};
 
     snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%u", s->port);
     c->creds = static_creds(NULL);

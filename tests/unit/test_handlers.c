@@ -27,11 +27,11 @@
 static const char *const env[] = {"ADMIN_TOKENS=ops:" ADMIN, NULL};
 
 struct served {
-    struct fix_service a;      /* ran the job, left its records in S3 */
-    struct fix_service b;      /* serves HTTP */
-    struct objstore *probe;    /* b's probe client */
+    struct fix_service a;   /* ran the job, left its records in S3 */
+    struct fix_service b;   /* serves HTTP */
+    struct objstore *probe; /* b's probe client */
     struct creds_provider *creds;
-    struct s3 *s3;             /* presigning only: never connects */
+    struct s3 *s3; /* presigning only: never connects */
     struct readiness *readiness;
     struct auth *auth;
     struct app app;
@@ -45,19 +45,37 @@ static void start_http(struct served *s)
 {
     const struct config *c = &s->b.cfg;
     struct creds_source src = {c->access_key, c->secret_key, NULL, NULL, NULL, NULL, NULL};
-    struct s3_opts so = {.endpoint = "http://127.0.0.1:9", .region = c->region,
-                         .force_path_style = 1, .timeout_ms = 100, .connect_timeout_ms = 100,
-                         .max_attempts = 1, .backoff_base_ms = 1};
-    struct readiness_opts ho = {s->probe, c->src_bucket, c->src_prefix, c->dest_bucket, 10, 100,
-                             NULL};
-    struct auth_opts ao = {(const char *const *)c->api_tokens, c->napi_tokens,
-                           (const char *const *)c->admin_tokens, c->nadmin_tokens,
-                           NULL, NULL, NULL, NULL, 30, 1000};
-    struct http_server_opts hs = {
-        .listen_addr = "127.0.0.1", .port = 0, .threads = 2, .connection_timeout = 5,
-        .max_connections = 16, .connection_memory = 65536, .body_budget = 1 << 20,
-        .request_timeout = 5, .routes = handlers_routes, .nroutes = handlers_nroutes,
-        .ctx = &s->app, .metrics = s->b.m};
+    struct s3_opts so = {.endpoint = "http://127.0.0.1:9",
+                         .region = c->region,
+                         .force_path_style = 1,
+                         .timeout_ms = 100,
+                         .connect_timeout_ms = 100,
+                         .max_attempts = 1,
+                         .backoff_base_ms = 1};
+    struct readiness_opts ho = {s->probe, c->src_bucket, c->src_prefix, c->dest_bucket,
+                                10,       100,           NULL};
+    struct auth_opts ao = {(const char *const *)c->api_tokens,
+                           c->napi_tokens,
+                           (const char *const *)c->admin_tokens,
+                           c->nadmin_tokens,
+                           NULL,
+                           NULL,
+                           NULL,
+                           NULL,
+                           30,
+                           1000};
+    struct http_server_opts hs = {.listen_addr = "127.0.0.1",
+                                  .port = 0,
+                                  .threads = 2,
+                                  .connection_timeout = 5,
+                                  .max_connections = 16,
+                                  .connection_memory = 65536,
+                                  .body_budget = 1 << 20,
+                                  .request_timeout = 5,
+                                  .routes = handlers_routes,
+                                  .nroutes = handlers_nroutes,
+                                  .ctx = &s->app,
+                                  .metrics = s->b.m};
     char msg[256] = "";
 
     assert_int_equal(creds_provider_new(&src, &s->creds, msg, sizeof(msg)), RZ_OK);
@@ -76,8 +94,9 @@ static int setup(void **state)
 
     memset(&s, 0, sizeof(s));
     fix_service_start(&s.a, &(struct fix_service_opts){.owner = "a"});
-    fix_service_start(&s.b, &(struct fix_service_opts){.env = env, .owner = "b",
-                                                        .objects = s.a.objects});
+    fix_service_start(&s.b, &(struct fix_service_opts){.env = env,
+                                                       .owner = "b",
+                                                       .objects = s.a.objects});
     s.probe = fake_objstore_view(s.a.objects);
     s.jpeg = fix_jpeg(32, 24, &s.len);
     fake_objstore_add(s.a.objects, FIX_SRC, "images/a.jpg", s.jpeg, s.len, NULL);
@@ -200,23 +219,33 @@ static void test_event_becomes_variants(void **state)
 /* GET /v1/images/{id} on the replica that did not run the job. */
 struct image_case {
     const char *name;
-    int known;                 /* the id of a's job, else UNKNOWN_ID */
+    int known; /* the id of a's job, else UNKNOWN_ID */
     const char *auth;
     struct fake_fault fault;
     long status;
     const char *body_has;
-    const char *retry_after;   /* NULL: none */
+    const char *retry_after; /* NULL: none */
 };
 
 static const struct image_case image_cases[] = {
     {"no token", 1, NULL, {0}, 401, "\"code\":", NULL},
-    {"S3 failing", 1, "Authorization: Bearer " ADMIN,
-     {"get", "_status/", 1, 0, RZ_EUPSTREAM, 0}, 503, "upstream_unavailable", "5"},
+    {"S3 failing",
+     1,
+     "Authorization: Bearer " ADMIN,
+     {"get", "_status/", 1, 0, RZ_EUPSTREAM, 0},
+     503,
+     "upstream_unavailable",
+     "5"},
     {"unknown id", 0, "Authorization: Bearer " ADMIN, {0}, 404, "\"code\":", NULL},
     /* An event's image has no uploader: only admins see it. */
     {"not the caller's image", 1, "Authorization: Bearer " TOKEN, {0}, 404, "\"code\":", NULL},
-    {"the other replica's record", 1, "Authorization: Bearer " ADMIN, {0}, 200,
-     "\"state\":\"done\"", NULL},
+    {"the other replica's record",
+     1,
+     "Authorization: Bearer " ADMIN,
+     {0},
+     200,
+     "\"state\":\"done\"",
+     NULL},
 };
 
 static void test_image_status_from_s3(void **state)

@@ -26,9 +26,9 @@
 static char *corpus_dir;
 
 static const struct image_variant_spec default_variants[] = {
-    { "desktop", 1920, 0, IMAGE_FIT_INSIDE },
-    { "tablet", 1024, 0, IMAGE_FIT_INSIDE },
-    { "phone", 640, 0, IMAGE_FIT_INSIDE },
+    {"desktop", 1920, 0, IMAGE_FIT_INSIDE},
+    {"tablet", 1024, 0, IMAGE_FIT_INSIDE},
+    {"phone", 640, 0, IMAGE_FIT_INSIDE},
 };
 #define NDEFAULT (sizeof(default_variants) / sizeof(default_variants[0]))
 
@@ -52,7 +52,7 @@ static struct image_opts default_opts(enum image_output output)
     struct image_opts o = {
         .variants = default_variants,
         .nvariants = NDEFAULT,
-        .outputs = { output },
+        .outputs = {output},
         .noutputs = 1,
         .jpeg_quality = 85,
         .webp_quality = 80,
@@ -131,7 +131,8 @@ static int group_setup(void **state)
     corpus_dir = g_dir_make_tmp("rz-image-XXXXXX", NULL);
     if (!corpus_dir)
         return -1;
-    snprintf(cmd, sizeof(cmd), "/usr/bin/python3 '%s/tests/corpus/make_corpus.py' '%s' >/dev/null",
+    snprintf(cmd, sizeof(cmd),
+             "/usr/bin/python3 '%s/tests/corpus/make_corpus.py' '%s' >/dev/null",
              src ? src : ".", corpus_dir);
     if (system(cmd) != 0) {
         fprintf(stderr, "corpus script failed (is RESIZER_SOURCE_DIR set?): %s\n", cmd);
@@ -158,28 +159,40 @@ static void test_sniff_from_bytes(void **state)
         size_t len;
         enum image_format want;
     } cases[] = {
-        { "\xFF\xD8\xFF\xE0\0\x10JFIF\0\1", 12, IMAGE_FORMAT_JPEG },
-        { "\x89PNG\r\n\x1a\n\0\0\0\x0d", 12, IMAGE_FORMAT_PNG },
-        { "GIF89a\1\0\1\0\0\0", 12, IMAGE_FORMAT_GIF },
-        { "GIF87a\1\0\1\0\0\0", 12, IMAGE_FORMAT_GIF },
-        { "RIFF\0\0\0\0WEBPVP8 ", 16, IMAGE_FORMAT_WEBP },
-        { "RIFF\0\0\0\0WAVEfmt ", 16, IMAGE_FORMAT_UNKNOWN },
-        { "II*\0\x08\0\0\0\0\0\0\0", 12, IMAGE_FORMAT_TIFF },
-        { "MM\0*\0\0\0\x08\0\0\0\0", 12, IMAGE_FORMAT_TIFF },
-        { "\0\0\0\x1c" "ftypavif\0\0\0\0mif1miaf", 28, IMAGE_FORMAT_AVIF },
-        { "\0\0\0\x1c" "ftypmif1\0\0\0\0mif1avif", 28, IMAGE_FORMAT_AVIF },
-        { "\0\0\0\x18" "ftypheic\0\0\0\0mif1", 24, IMAGE_FORMAT_HEIF },
-        { "\0\0\0\x18" "ftypmif1\0\0\0\0heic", 24, IMAGE_FORMAT_HEIF },
+        {"\xFF\xD8\xFF\xE0\0\x10JFIF\0\1", 12, IMAGE_FORMAT_JPEG},
+        {"\x89PNG\r\n\x1a\n\0\0\0\x0d", 12, IMAGE_FORMAT_PNG},
+        {"GIF89a\1\0\1\0\0\0", 12, IMAGE_FORMAT_GIF},
+        {"GIF87a\1\0\1\0\0\0", 12, IMAGE_FORMAT_GIF},
+        {"RIFF\0\0\0\0WEBPVP8 ", 16, IMAGE_FORMAT_WEBP},
+        {"RIFF\0\0\0\0WAVEfmt ", 16, IMAGE_FORMAT_UNKNOWN},
+        {"II*\0\x08\0\0\0\0\0\0\0", 12, IMAGE_FORMAT_TIFF},
+        {"MM\0*\0\0\0\x08\0\0\0\0", 12, IMAGE_FORMAT_TIFF},
+        {"\0\0\0\x1c"
+         "ftypavif\0\0\0\0mif1miaf",
+         28, IMAGE_FORMAT_AVIF},
+        {"\0\0\0\x1c"
+         "ftypmif1\0\0\0\0mif1avif",
+         28, IMAGE_FORMAT_AVIF},
+        {"\0\0\0\x18"
+         "ftypheic\0\0\0\0mif1",
+         24, IMAGE_FORMAT_HEIF},
+        {"\0\0\0\x18"
+         "ftypmif1\0\0\0\0heic",
+         24, IMAGE_FORMAT_HEIF},
         /* an MP4 video, and a brand past the end of the ftyp box */
-        { "\0\0\0\x18" "ftypisom\0\0\0\0mp41", 24, IMAGE_FORMAT_UNKNOWN },
-        { "\0\0\0\x10" "ftypmif1\0\0\0\0heic", 20, IMAGE_FORMAT_UNKNOWN },
-        { "<?xml version=\"1.0\"?><svg", 25, IMAGE_FORMAT_UNKNOWN },
-        { "<svg xmlns=\"http://www.w3.org/2000/svg\">", 40, IMAGE_FORMAT_UNKNOWN },
-        { "%PDF-1.4\n%\xe2\xe3", 12, IMAGE_FORMAT_UNKNOWN },
-        { "<!DOCTYPE html><html>", 21, IMAGE_FORMAT_UNKNOWN },
-        { "BM\0\0\0\0\0\0\0\0\0\0", 12, IMAGE_FORMAT_UNKNOWN },
-        { "\xFF\xD8\xFF", 3, IMAGE_FORMAT_UNKNOWN }, /* too short to be an image */
-        { "", 0, IMAGE_FORMAT_UNKNOWN },
+        {"\0\0\0\x18"
+         "ftypisom\0\0\0\0mp41",
+         24, IMAGE_FORMAT_UNKNOWN},
+        {"\0\0\0\x10"
+         "ftypmif1\0\0\0\0heic",
+         20, IMAGE_FORMAT_UNKNOWN},
+        {"<?xml version=\"1.0\"?><svg", 25, IMAGE_FORMAT_UNKNOWN},
+        {"<svg xmlns=\"http://www.w3.org/2000/svg\">", 40, IMAGE_FORMAT_UNKNOWN},
+        {"%PDF-1.4\n%\xe2\xe3", 12, IMAGE_FORMAT_UNKNOWN},
+        {"<!DOCTYPE html><html>", 21, IMAGE_FORMAT_UNKNOWN},
+        {"BM\0\0\0\0\0\0\0\0\0\0", 12, IMAGE_FORMAT_UNKNOWN},
+        {"\xFF\xD8\xFF", 3, IMAGE_FORMAT_UNKNOWN}, /* too short to be an image */
+        {"", 0, IMAGE_FORMAT_UNKNOWN},
     };
 
     (void)state;
@@ -199,13 +212,13 @@ static void test_format_names(void **state)
         enum image_format f;
         const char *mime, *ext, *name;
     } cases[] = {
-        { IMAGE_FORMAT_JPEG, "image/jpeg", "jpg", "jpeg" },
-        { IMAGE_FORMAT_PNG, "image/png", "png", "png" },
-        { IMAGE_FORMAT_WEBP, "image/webp", "webp", "webp" },
-        { IMAGE_FORMAT_GIF, "image/gif", "gif", "gif" },
-        { IMAGE_FORMAT_TIFF, "image/tiff", "tiff", "tiff" },
-        { IMAGE_FORMAT_AVIF, "image/avif", "avif", "avif" },
-        { IMAGE_FORMAT_HEIF, "image/heic", "heic", "heif" },
+        {IMAGE_FORMAT_JPEG, "image/jpeg", "jpg", "jpeg"},
+        {IMAGE_FORMAT_PNG, "image/png", "png", "png"},
+        {IMAGE_FORMAT_WEBP, "image/webp", "webp", "webp"},
+        {IMAGE_FORMAT_GIF, "image/gif", "gif", "gif"},
+        {IMAGE_FORMAT_TIFF, "image/tiff", "tiff", "tiff"},
+        {IMAGE_FORMAT_AVIF, "image/avif", "avif", "avif"},
+        {IMAGE_FORMAT_HEIF, "image/heic", "heic", "heif"},
     };
 
     (void)state;
@@ -226,18 +239,18 @@ static void test_format_from_mime(void **state)
         const char *mime;
         enum image_format want;
     } cases[] = {
-        { "IMAGE/JPEG", IMAGE_FORMAT_JPEG },
-        { "image/jpeg; charset=binary", IMAGE_FORMAT_JPEG },
-        { "  image/png ;q=1", IMAGE_FORMAT_PNG },
-        { "image/jpg", IMAGE_FORMAT_JPEG },
-        { "image/heif", IMAGE_FORMAT_HEIF },
-        { "image/svg+xml", IMAGE_FORMAT_UNKNOWN },
-        { "application/pdf", IMAGE_FORMAT_UNKNOWN },
-        { "text/html", IMAGE_FORMAT_UNKNOWN },
-        { "image/jpegx", IMAGE_FORMAT_UNKNOWN },
-        { "image/jpe", IMAGE_FORMAT_UNKNOWN },
-        { "", IMAGE_FORMAT_UNKNOWN },
-        { NULL, IMAGE_FORMAT_UNKNOWN },
+        {"IMAGE/JPEG", IMAGE_FORMAT_JPEG},
+        {"image/jpeg; charset=binary", IMAGE_FORMAT_JPEG},
+        {"  image/png ;q=1", IMAGE_FORMAT_PNG},
+        {"image/jpg", IMAGE_FORMAT_JPEG},
+        {"image/heif", IMAGE_FORMAT_HEIF},
+        {"image/svg+xml", IMAGE_FORMAT_UNKNOWN},
+        {"application/pdf", IMAGE_FORMAT_UNKNOWN},
+        {"text/html", IMAGE_FORMAT_UNKNOWN},
+        {"image/jpegx", IMAGE_FORMAT_UNKNOWN},
+        {"image/jpe", IMAGE_FORMAT_UNKNOWN},
+        {"", IMAGE_FORMAT_UNKNOWN},
+        {NULL, IMAGE_FORMAT_UNKNOWN},
     };
 
     (void)state;
@@ -269,20 +282,28 @@ static void test_loadable_and_output_format(void **state)
         vips_error_clear();
     }
 
-    assert_int_equal(image_output_format(IMAGE_OUTPUT_SAME, IMAGE_FORMAT_JPEG), IMAGE_FORMAT_JPEG);
+    assert_int_equal(image_output_format(IMAGE_OUTPUT_SAME, IMAGE_FORMAT_JPEG),
+                     IMAGE_FORMAT_JPEG);
     assert_int_equal(image_output_format(IMAGE_OUTPUT_SAME, IMAGE_FORMAT_PNG), IMAGE_FORMAT_PNG);
-    assert_int_equal(image_output_format(IMAGE_OUTPUT_SAME, IMAGE_FORMAT_WEBP), IMAGE_FORMAT_WEBP);
-    assert_int_equal(image_output_format(IMAGE_OUTPUT_SAME, IMAGE_FORMAT_TIFF), IMAGE_FORMAT_JPEG);
-    assert_int_equal(image_output_format(IMAGE_OUTPUT_SAME, IMAGE_FORMAT_HEIF), IMAGE_FORMAT_JPEG);
-    assert_int_equal(image_output_format(IMAGE_OUTPUT_SAME, IMAGE_FORMAT_UNKNOWN), IMAGE_FORMAT_JPEG);
+    assert_int_equal(image_output_format(IMAGE_OUTPUT_SAME, IMAGE_FORMAT_WEBP),
+                     IMAGE_FORMAT_WEBP);
+    assert_int_equal(image_output_format(IMAGE_OUTPUT_SAME, IMAGE_FORMAT_TIFF),
+                     IMAGE_FORMAT_JPEG);
+    assert_int_equal(image_output_format(IMAGE_OUTPUT_SAME, IMAGE_FORMAT_HEIF),
+                     IMAGE_FORMAT_JPEG);
+    assert_int_equal(image_output_format(IMAGE_OUTPUT_SAME, IMAGE_FORMAT_UNKNOWN),
+                     IMAGE_FORMAT_JPEG);
     /* GIF stays GIF where libvips can write it (cgif), else PNG */
     assert_int_equal(image_output_format(IMAGE_OUTPUT_SAME, IMAGE_FORMAT_GIF),
                      vips_type_find("VipsOperation", "gifsave_buffer") ? IMAGE_FORMAT_GIF
                                                                        : IMAGE_FORMAT_PNG);
-    assert_int_equal(image_output_format(IMAGE_OUTPUT_JPEG, IMAGE_FORMAT_PNG), IMAGE_FORMAT_JPEG);
-    assert_int_equal(image_output_format(IMAGE_OUTPUT_WEBP, IMAGE_FORMAT_JPEG), IMAGE_FORMAT_WEBP);
+    assert_int_equal(image_output_format(IMAGE_OUTPUT_JPEG, IMAGE_FORMAT_PNG),
+                     IMAGE_FORMAT_JPEG);
+    assert_int_equal(image_output_format(IMAGE_OUTPUT_WEBP, IMAGE_FORMAT_JPEG),
+                     IMAGE_FORMAT_WEBP);
     assert_int_equal(image_output_format(IMAGE_OUTPUT_PNG, IMAGE_FORMAT_GIF), IMAGE_FORMAT_PNG);
-    assert_int_equal(image_output_format(IMAGE_OUTPUT_AVIF, IMAGE_FORMAT_JPEG), IMAGE_FORMAT_AVIF);
+    assert_int_equal(image_output_format(IMAGE_OUTPUT_AVIF, IMAGE_FORMAT_JPEG),
+                     IMAGE_FORMAT_AVIF);
 }
 
 static void test_pixel_limit_arithmetic(void **state)
@@ -291,19 +312,20 @@ static void test_pixel_limit_arithmetic(void **state)
         uint64_t w, h, pages, max;
         int over;
     } cases[] = {
-        { 1000, 1000, 1, 1000000, 0 },
-        { 1000, 1001, 1, 1000000, 1 },
-        { 1000, 500, 2, 1000000, 0 },
-        { 1000, 500, 3, 1000000, 1 },
-        { 60000, 60000, 1, 50000000, 1 },
+        {1000, 1000, 1, 1000000, 0},
+        {1000, 1001, 1, 1000000, 1},
+        {1000, 500, 2, 1000000, 0},
+        {1000, 500, 3, 1000000, 1},
+        {60000, 60000, 1, 50000000, 1},
         /* a frame count that would overflow a plain product */
-        { 10000000, 10000000, 2000000000, UINT64_MAX / 2, 1 },
-        { 0, 1000, 1, 1, 0 },
+        {10000000, 10000000, 2000000000, UINT64_MAX / 2, 1},
+        {0, 1000, 1, 1, 0},
     };
 
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        if (image_over_limit(cases[i].w, cases[i].h, cases[i].pages, cases[i].max) != cases[i].over)
+        if (image_over_limit(cases[i].w, cases[i].h, cases[i].pages, cases[i].max) !=
+            cases[i].over)
             fail_msg("case %zu", i);
     }
 }
@@ -312,9 +334,9 @@ static void test_shrink_factor_never_below_target(void **state)
 {
     static const int cases[][3] = {
         /* src, target, factor: the decoded width src/factor stays >= target */
-        { 4000, 1920, 2 }, { 3839, 1920, 1 }, { 3840, 1920, 2 }, { 4608, 1920, 2 },
-        { 9216, 1920, 4 }, { 4000, 1000, 4 }, { 8000, 1000, 8 }, { 64000, 1000, 8 },
-        { 500, 1920, 1 }, { 1999, 1000, 1 }, { 0, 1000, 1 },
+        {4000, 1920, 2}, {3839, 1920, 1}, {3840, 1920, 2}, {4608, 1920, 2},
+        {9216, 1920, 4}, {4000, 1000, 4}, {8000, 1000, 8}, {64000, 1000, 8},
+        {500, 1920, 1},  {1999, 1000, 1}, {0, 1000, 1},
     };
 
     (void)state;
@@ -326,12 +348,9 @@ static void test_variant_size_never_upscales(void **state)
 {
     static const int cases[][5] = {
         /* src w, src h, target, w, h */
-        { 2000, 1500, 1920, 1920, 1440 },
-        { 2000, 1500, 640, 640, 480 },
-        { 500, 375, 1920, 500, 375 },
-        { 1500, 2000, 1024, 1024, 1365 },
-        { 3000, 1, 640, 640, 1 },
-        { 1001, 1000, 1000, 1000, 999 },
+        {2000, 1500, 1920, 1920, 1440}, {2000, 1500, 640, 640, 480},
+        {500, 375, 1920, 500, 375},     {1500, 2000, 1024, 1024, 1365},
+        {3000, 1, 640, 640, 1},         {1001, 1000, 1000, 1000, 999},
     };
 
     (void)state;
@@ -349,17 +368,16 @@ static void test_webp_strip_chunks(void **state)
     /* RIFF WEBP: VP8X (flags ICC|alpha|EXIF|XMP), ICCP (odd size, padded),
      * VP8, EXIF, XMP */
     static const unsigned char in[] = {
-        'R', 'I', 'F', 'F', 66, 0, 0, 0, 'W', 'E', 'B', 'P',
-        'V', 'P', '8', 'X', 10, 0, 0, 0, 0x3C, 0, 0, 0, 1, 0, 0, 1, 0, 0,
-        'I', 'C', 'C', 'P', 3, 0, 0, 0, 'i', 'c', 'c', 0,
-        'V', 'P', '8', ' ', 4, 0, 0, 0, 'p', 'i', 'x', '!',
-        'E', 'X', 'I', 'F', 2, 0, 0, 0, 'e', 'x',
-        'X', 'M', 'P', ' ', 2, 0, 0, 0, 'x', 'm',
+        'R', 'I', 'F', 'F', 66,  0,    0,   0,   'W', 'E', 'B', 'P', 'V', 'P', '8',
+        'X', 10,  0,   0,   0,   0x3C, 0,   0,   0,   1,   0,   0,   1,   0,   0,
+        'I', 'C', 'C', 'P', 3,   0,    0,   0,   'i', 'c', 'c', 0,   'V', 'P', '8',
+        ' ', 4,   0,   0,   0,   'p',  'i', 'x', '!', 'E', 'X', 'I', 'F', 2,   0,
+        0,   0,   'e', 'x', 'X', 'M',  'P', ' ', 2,   0,   0,   0,   'x', 'm',
     };
     static const unsigned char want[] = {
-        'R', 'I', 'F', 'F', 34, 0, 0, 0, 'W', 'E', 'B', 'P',
-        'V', 'P', '8', 'X', 10, 0, 0, 0, 0x10, 0, 0, 0, 1, 0, 0, 1, 0, 0,
-        'V', 'P', '8', ' ', 4, 0, 0, 0, 'p', 'i', 'x', '!',
+        'R', 'I', 'F', 'F', 34,  0,   0,    0, 'W', 'E', 'B', 'P', 'V', 'P',
+        '8', 'X', 10,  0,   0,   0,   0x10, 0, 0,   0,   1,   0,   0,   1,
+        0,   0,   'V', 'P', '8', ' ', 4,    0, 0,   0,   'p', 'i', 'x', '!',
     };
     unsigned char buf[sizeof(in)];
     size_t n;
@@ -388,33 +406,33 @@ static const struct corpus_case {
     enum image_format out;
     enum alpha_rule alpha;
 } corpus[] = {
-    { "photo.jpg", IMAGE_FORMAT_JPEG, RZ_OK, 2000, 1500, IMAGE_FORMAT_JPEG, ALPHA_NONE },
-    { "photo_orient6.jpg", IMAGE_FORMAT_JPEG, RZ_OK, 1500, 2000, IMAGE_FORMAT_JPEG, ALPHA_NONE },
-    { "small.jpg", IMAGE_FORMAT_JPEG, RZ_OK, 500, 375, IMAGE_FORMAT_JPEG, ALPHA_NONE },
-    { "alpha.png", IMAGE_FORMAT_PNG, RZ_OK, 1200, 900, IMAGE_FORMAT_PNG, ALPHA_KEPT },
-    { "photo.webp", IMAGE_FORMAT_WEBP, RZ_OK, 1200, 900, IMAGE_FORMAT_WEBP, ALPHA_KEPT },
-    { "anim.gif", IMAGE_FORMAT_GIF, RZ_OK, 400, 300, IMAGE_FORMAT_UNKNOWN, ALPHA_ANY },
-    { "photo16.tif", IMAGE_FORMAT_TIFF, RZ_OK, 1200, 900, IMAGE_FORMAT_JPEG, ALPHA_NONE },
-    { "photo16.png", IMAGE_FORMAT_PNG, RZ_OK, 800, 600, IMAGE_FORMAT_PNG, ALPHA_KEPT },
-    { "cmyk_icc.jpg", IMAGE_FORMAT_JPEG, RZ_OK, 800, 600, IMAGE_FORMAT_JPEG, ALPHA_NONE },
-    { "cmyk_noicc.jpg", IMAGE_FORMAT_JPEG, RZ_OK, 800, 600, IMAGE_FORMAT_JPEG, ALPHA_NONE },
-    { "empty.jpg", IMAGE_FORMAT_UNKNOWN, RZ_EUNSUPPORTED, 0, 0, 0, 0 },
-    { "text.jpg", IMAGE_FORMAT_UNKNOWN, RZ_EUNSUPPORTED, 0, 0, 0, 0 },
-    { "truncated.jpg", IMAGE_FORMAT_JPEG, RZ_ECORRUPT, 0, 0, 0, 0 },
-    { "truncated.png", IMAGE_FORMAT_PNG, RZ_ECORRUPT, 0, 0, 0, 0 },
-    { "bomb.png", IMAGE_FORMAT_PNG, RZ_EPIXELS, 0, 0, 0, 0 },
-    { "bomb.jpg", IMAGE_FORMAT_JPEG, RZ_EPIXELS, 0, 0, 0, 0 },
-    { "image.svg", IMAGE_FORMAT_UNKNOWN, RZ_EUNSUPPORTED, 0, 0, 0, 0 },
-    { "svg_as.jpg", IMAGE_FORMAT_UNKNOWN, RZ_EUNSUPPORTED, 0, 0, 0, 0 },
-    { "doc.pdf", IMAGE_FORMAT_UNKNOWN, RZ_EUNSUPPORTED, 0, 0, 0, 0 },
-    { "pdf_as.jpg", IMAGE_FORMAT_UNKNOWN, RZ_EUNSUPPORTED, 0, 0, 0, 0 },
-    { "page.html", IMAGE_FORMAT_UNKNOWN, RZ_EUNSUPPORTED, 0, 0, 0, 0 },
+    {"photo.jpg", IMAGE_FORMAT_JPEG, RZ_OK, 2000, 1500, IMAGE_FORMAT_JPEG, ALPHA_NONE},
+    {"photo_orient6.jpg", IMAGE_FORMAT_JPEG, RZ_OK, 1500, 2000, IMAGE_FORMAT_JPEG, ALPHA_NONE},
+    {"small.jpg", IMAGE_FORMAT_JPEG, RZ_OK, 500, 375, IMAGE_FORMAT_JPEG, ALPHA_NONE},
+    {"alpha.png", IMAGE_FORMAT_PNG, RZ_OK, 1200, 900, IMAGE_FORMAT_PNG, ALPHA_KEPT},
+    {"photo.webp", IMAGE_FORMAT_WEBP, RZ_OK, 1200, 900, IMAGE_FORMAT_WEBP, ALPHA_KEPT},
+    {"anim.gif", IMAGE_FORMAT_GIF, RZ_OK, 400, 300, IMAGE_FORMAT_UNKNOWN, ALPHA_ANY},
+    {"photo16.tif", IMAGE_FORMAT_TIFF, RZ_OK, 1200, 900, IMAGE_FORMAT_JPEG, ALPHA_NONE},
+    {"photo16.png", IMAGE_FORMAT_PNG, RZ_OK, 800, 600, IMAGE_FORMAT_PNG, ALPHA_KEPT},
+    {"cmyk_icc.jpg", IMAGE_FORMAT_JPEG, RZ_OK, 800, 600, IMAGE_FORMAT_JPEG, ALPHA_NONE},
+    {"cmyk_noicc.jpg", IMAGE_FORMAT_JPEG, RZ_OK, 800, 600, IMAGE_FORMAT_JPEG, ALPHA_NONE},
+    {"empty.jpg", IMAGE_FORMAT_UNKNOWN, RZ_EUNSUPPORTED, 0, 0, 0, 0},
+    {"text.jpg", IMAGE_FORMAT_UNKNOWN, RZ_EUNSUPPORTED, 0, 0, 0, 0},
+    {"truncated.jpg", IMAGE_FORMAT_JPEG, RZ_ECORRUPT, 0, 0, 0, 0},
+    {"truncated.png", IMAGE_FORMAT_PNG, RZ_ECORRUPT, 0, 0, 0, 0},
+    {"bomb.png", IMAGE_FORMAT_PNG, RZ_EPIXELS, 0, 0, 0, 0},
+    {"bomb.jpg", IMAGE_FORMAT_JPEG, RZ_EPIXELS, 0, 0, 0, 0},
+    {"image.svg", IMAGE_FORMAT_UNKNOWN, RZ_EUNSUPPORTED, 0, 0, 0, 0},
+    {"svg_as.jpg", IMAGE_FORMAT_UNKNOWN, RZ_EUNSUPPORTED, 0, 0, 0, 0},
+    {"doc.pdf", IMAGE_FORMAT_UNKNOWN, RZ_EUNSUPPORTED, 0, 0, 0, 0},
+    {"pdf_as.jpg", IMAGE_FORMAT_UNKNOWN, RZ_EUNSUPPORTED, 0, 0, 0, 0},
+    {"page.html", IMAGE_FORMAT_UNKNOWN, RZ_EUNSUPPORTED, 0, 0, 0, 0},
 };
 
 static void check_no_metadata(const char *what, VipsImage *img)
 {
-    static const char *const fields[] = { "exif-data", "xmp-data", "icc-profile-data",
-                                          "iptc-data", NULL };
+    static const char *const fields[] = {"exif-data", "xmp-data", "icc-profile-data",
+                                         "iptc-data", NULL};
 
     for (size_t i = 0; fields[i]; i++) {
         if (vips_image_get_typeof(img, fields[i]) != 0)
@@ -456,8 +474,7 @@ static void check_variant(const struct corpus_case *c, const struct image_varian
     assert_string_equal(r->name, spec->name);
     assert_non_null(r->data);
     if (r->format != want_fmt || image_sniff(r->data, r->len) != want_fmt)
-        fail_msg("%s: format %s, bytes sniff as %s, want %s", what,
-                 image_format_name(r->format),
+        fail_msg("%s: format %s, bytes sniff as %s, want %s", what, image_format_name(r->format),
                  image_format_name(image_sniff(r->data, r->len)), image_format_name(want_fmt));
     if (r->width != want_w || r->width > spec->width)
         fail_msg("%s: width %d, want %d", what, r->width, want_w);
@@ -495,7 +512,8 @@ static void test_corpus_table(void **state)
             fail_msg("%s: sniffed %s", c->file, image_format_name(image_sniff(data, len)));
         err = image_make_variants(data, len, &o, &info, r, msg, sizeof(msg));
         if (err != c->err)
-            fail_msg("%s: %s (%s), want %s", c->file, rz_err_name(err), msg, rz_err_name(c->err));
+            fail_msg("%s: %s (%s), want %s", c->file, rz_err_name(err), msg,
+                     rz_err_name(c->err));
         if (err != RZ_OK) {
             assert_true(msg[0] != '\0');
             for (size_t k = 0; k < NDEFAULT; k++)
@@ -507,8 +525,9 @@ static void test_corpus_table(void **state)
         if (info.width != c->width || info.height != c->height)
             fail_msg("%s: info %dx%d, want %dx%d", c->file, info.width, info.height, c->width,
                      c->height);
-        want_fmt = c->out != IMAGE_FORMAT_UNKNOWN ? c->out
-                                                  : image_output_format(IMAGE_OUTPUT_SAME, c->sniffed);
+        want_fmt = c->out != IMAGE_FORMAT_UNKNOWN
+                       ? c->out
+                       : image_output_format(IMAGE_OUTPUT_SAME, c->sniffed);
         for (size_t k = 0; k < NDEFAULT; k++)
             check_variant(c, &default_variants[k], &r[k], want_fmt, c->alpha);
         image_results_free(r, NDEFAULT);
@@ -563,14 +582,14 @@ static void test_shrink_on_load_paths(void **state)
         const char *file;
         int target, w, h, marker;
     } cases[] = {
-        { "photo_orient6.jpg", 300, 300, 400, 1 }, /* shrink 2, then rotate */
-        { "photo.jpg", 120, 120, 90, 0 },          /* shrink 8 */
-        { "photo.webp", 200, 200, 150, 0 },        /* scale 0.5 */
+        {"photo_orient6.jpg", 300, 300, 400, 1}, /* shrink 2, then rotate */
+        {"photo.jpg", 120, 120, 90, 0},          /* shrink 8 */
+        {"photo.webp", 200, 200, 150, 0},        /* scale 0.5 */
     };
 
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        struct image_variant_spec one[] = { { "one", cases[i].target, 0, IMAGE_FIT_INSIDE } };
+        struct image_variant_spec one[] = {{"one", cases[i].target, 0, IMAGE_FIT_INSIDE}};
         struct image_opts o = default_opts(IMAGE_OUTPUT_PNG);
         struct image_result r[1];
         struct image_info info;
@@ -618,10 +637,10 @@ static void test_colour_conversions_keep_colours(void **state)
         const char *file, *reference;
         double tolerance;
     } cases[] = {
-        { "cmyk_icc.jpg", "photo.jpg", 15 },
-        { "cmyk_noicc.jpg", "photo.jpg", 15 },
-        { "photo16.tif", "photo.jpg", 2 },
-        { "photo16.png", "alpha.png", 2 },
+        {"cmyk_icc.jpg", "photo.jpg", 15},
+        {"cmyk_noicc.jpg", "photo.jpg", 15},
+        {"photo16.tif", "photo.jpg", 2},
+        {"photo16.png", "alpha.png", 2},
     };
     struct image_opts o = default_opts(IMAGE_OUTPUT_JPEG);
 
@@ -658,7 +677,7 @@ static void test_jpeg_output_flattens_alpha_on_white(void **state)
 /* An AVIF upload: read through libheif, and "same" keeps it AVIF. */
 static void check_avif_input(const struct image_result *avif)
 {
-    struct image_variant_spec one[] = { { "one", 1000, 0, IMAGE_FIT_INSIDE } };
+    struct image_variant_spec one[] = {{"one", 1000, 0, IMAGE_FIT_INSIDE}};
     struct image_opts o = default_opts(IMAGE_OUTPUT_SAME);
     struct image_result r[1];
     struct image_info info;
@@ -679,7 +698,7 @@ static void check_avif_input(const struct image_result *avif)
  * must stay white (premultiplied resize), not turn grey. */
 static void test_alpha_edges_have_no_dark_fringe(void **state)
 {
-    struct image_variant_spec one[] = { { "one", 100, 0, IMAGE_FIT_INSIDE } };
+    struct image_variant_spec one[] = {{"one", 100, 0, IMAGE_FIT_INSIDE}};
     struct image_opts o = default_opts(IMAGE_OUTPUT_PNG);
     struct image_result r[1];
     struct image_info info;
@@ -726,11 +745,11 @@ static void test_forced_outputs(void **state)
         enum image_output output;
         enum image_format want;
     } cases[] = {
-        { IMAGE_OUTPUT_WEBP, IMAGE_FORMAT_WEBP },
-        { IMAGE_OUTPUT_PNG, IMAGE_FORMAT_PNG },
-        { IMAGE_OUTPUT_AVIF, IMAGE_FORMAT_AVIF },
+        {IMAGE_OUTPUT_WEBP, IMAGE_FORMAT_WEBP},
+        {IMAGE_OUTPUT_PNG, IMAGE_FORMAT_PNG},
+        {IMAGE_OUTPUT_AVIF, IMAGE_FORMAT_AVIF},
     };
-    const struct image_variant_spec one[] = { { "thumb", 320, 0, IMAGE_FIT_INSIDE } };
+    const struct image_variant_spec one[] = {{"thumb", 320, 0, IMAGE_FIT_INSIDE}};
     size_t len;
     void *data = read_corpus("photo.jpg", &len);
 
@@ -742,7 +761,8 @@ static void test_forced_outputs(void **state)
         char msg[256] = "";
         VipsImage *img;
 
-        if (cases[i].want == IMAGE_FORMAT_AVIF && !vips_type_find("VipsOperation", "heifsave_buffer"))
+        if (cases[i].want == IMAGE_FORMAT_AVIF &&
+            !vips_type_find("VipsOperation", "heifsave_buffer"))
             continue;
         o.variants = one;
         o.nvariants = 1;
@@ -791,9 +811,9 @@ static double area_max(VipsImage *img, int x, int y, int w, int h)
  * pixels differ only in the bottom-right quarter. Returns the width of the
  * changed area of each variant in changed_w, and its width in variant_w. */
 static const struct image_variant_spec watermark_variants[] = {
-    { "large", 960, 0, IMAGE_FIT_INSIDE },
-    { "medium", 480, 0, IMAGE_FIT_INSIDE },
-    { "small", 320, 0, IMAGE_FIT_INSIDE },
+    {"large", 960, 0, IMAGE_FIT_INSIDE},
+    {"medium", 480, 0, IMAGE_FIT_INSIDE},
+    {"small", 320, 0, IMAGE_FIT_INSIDE},
 };
 
 static void check_watermark(const char *file, struct image_opts *with, int *changed_w,
@@ -830,7 +850,8 @@ static void check_watermark(const char *file, struct image_opts *with, int *chan
         if (area_max(d, w / 2, h / 2, w - w / 2, h - h / 2) < 40)
             fail_msg("%s/%s: no visible watermark", file, a[k].name);
         assert_int_equal(vips_find_trim(d, &left, &top, &tw, &th, "background", zero,
-                                        "threshold", 20.0, NULL), 0);
+                                        "threshold", 20.0, NULL),
+                         0);
         changed_w[k] = tw;
         variant_w[k] = w;
         vips_area_unref(VIPS_AREA(zero));
@@ -877,8 +898,9 @@ static void test_watermark_png_bottom_right_scaled(void **state)
     (void)state;
     /* a half-transparent red 200x100 logo */
     assert_int_equal(vips_black(&black, 200, 100, "bands", 4, NULL), 0);
-    assert_int_equal(vips_linear(black, &mark, (double[]){ 1, 1, 1, 1 },
-                                 (double[]){ 255, 0, 0, 160 }, 4, "uchar", TRUE, NULL), 0);
+    assert_int_equal(vips_linear(black, &mark, (double[]){1, 1, 1, 1},
+                                 (double[]){255, 0, 0, 160}, 4, "uchar", TRUE, NULL),
+                     0);
     mark->Type = VIPS_INTERPRETATION_sRGB;
     assert_int_equal(vips_pngsave_buffer(mark, &png, &png_len, NULL), 0);
     o.watermark_png = png;
@@ -937,15 +959,15 @@ static void test_probe_reads_header_only(void **state)
         enum rz_err err;
         int w, h, pages;
     } cases[] = {
-        { "photo_orient6.jpg", MAX_PIXELS, RZ_OK, 1500, 2000, 1 },
-        { "anim.gif", MAX_PIXELS, RZ_OK, 400, 300, 4 },
+        {"photo_orient6.jpg", MAX_PIXELS, RZ_OK, 1500, 2000, 1},
+        {"anim.gif", MAX_PIXELS, RZ_OK, 400, 300, 4},
         /* 400 x 300 x 4 frames = 480000 */
-        { "anim.gif", 480000, RZ_OK, 400, 300, 4 },
-        { "anim.gif", 479999, RZ_EPIXELS, 400, 300, 4 },
-        { "photo.jpg", 3000000, RZ_OK, 2000, 1500, 1 },
-        { "photo.jpg", 2999999, RZ_EPIXELS, 2000, 1500, 1 },
-        { "bomb.png", MAX_PIXELS, RZ_EPIXELS, 60000, 60000, 1 },
-        { "svg_as.jpg", MAX_PIXELS, RZ_EUNSUPPORTED, 0, 0, 0 },
+        {"anim.gif", 480000, RZ_OK, 400, 300, 4},
+        {"anim.gif", 479999, RZ_EPIXELS, 400, 300, 4},
+        {"photo.jpg", 3000000, RZ_OK, 2000, 1500, 1},
+        {"photo.jpg", 2999999, RZ_EPIXELS, 2000, 1500, 1},
+        {"bomb.png", MAX_PIXELS, RZ_EPIXELS, 60000, 60000, 1},
+        {"svg_as.jpg", MAX_PIXELS, RZ_EUNSUPPORTED, 0, 0, 0},
     };
 
     (void)state;
@@ -967,7 +989,7 @@ static void test_probe_reads_header_only(void **state)
 
 static void test_invalid_opts(void **state)
 {
-    struct image_variant_spec zero[] = { { "bad", 0, 0, IMAGE_FIT_INSIDE } };
+    struct image_variant_spec zero[] = {{"bad", 0, 0, IMAGE_FIT_INSIDE}};
     struct image_result r[IMAGE_MAX_VARIANTS + 1];
     struct image_info info;
     size_t len;
@@ -1001,12 +1023,12 @@ static void test_invalid_opts(void **state)
 static void test_cover_boxes_are_exact(void **state)
 {
     const struct image_variant_spec specs[] = {
-        { "thumb", 256, 256, IMAGE_FIT_COVER },
-        { "banner", 300, 50, IMAGE_FIT_COVER },
-        { "box", 200, 200, IMAGE_FIT_INSIDE },
-        { "big", 600, 600, IMAGE_FIT_COVER }, /* above small.jpg (500x375) */
+        {"thumb", 256, 256, IMAGE_FIT_COVER},
+        {"banner", 300, 50, IMAGE_FIT_COVER},
+        {"box", 200, 200, IMAGE_FIT_INSIDE},
+        {"big", 600, 600, IMAGE_FIT_COVER}, /* above small.jpg (500x375) */
     };
-    const char *files[] = { "photo.jpg", "small.jpg", "photo_orient6.jpg", "alpha.png" };
+    const char *files[] = {"photo.jpg", "small.jpg", "photo_orient6.jpg", "alpha.png"};
     struct image_result r[4];
     struct image_info info;
 
@@ -1103,8 +1125,8 @@ static gpointer worker_run(gpointer arg)
 
 static void test_concurrent_workers_agree(void **state)
 {
-    static const char *const files[] = { "small.jpg", "anim.gif", "small.jpg", "truncated.jpg",
-                                         "photo_orient6.jpg" };
+    static const char *const files[] = {"small.jpg", "anim.gif", "small.jpg", "truncated.jpg",
+                                        "photo_orient6.jpg"};
     enum { N = sizeof(files) / sizeof(files[0]) };
     struct worker ref[N], par[N];
     GThread *threads[N];

@@ -36,8 +36,12 @@ static enum rz_err test_claim_event(struct index *idx, const struct status_event
     struct metrics *m = metrics_new();
     struct store *s = NULL;
     struct status *st = NULL;
-    struct status_opts o = {.index = idx, .metrics = m, .owner = "test", .lease_ms = 60000,
-                            .max_attempts = 1, .backoff_base_ms = 1000};
+    struct status_opts o = {.index = idx,
+                            .metrics = m,
+                            .owner = "test",
+                            .lease_ms = 60000,
+                            .max_attempts = 1,
+                            .backoff_base_ms = 1000};
     enum rz_err err = store_memory_new(idx, &s);
 
     o.store = s;
@@ -230,8 +234,8 @@ struct claim_step {
 
 struct claim_case {
     const char *name;
-    int start;                   /* -1: no entry; else the state it is put in */
-    const char *etag;            /* of the entry */
+    int start;        /* -1: no entry; else the state it is put in */
+    const char *etag; /* of the entry */
     const char *sequencer;
     struct claim_step steps[3];
     size_t nsteps;
@@ -239,46 +243,110 @@ struct claim_case {
 
 static const struct claim_case claim_cases[] = {
     {"new key", -1, NULL, NULL, {{"\"e1\"", "0A", STATUS_CLAIM_NEW, INDEX_QUEUED, 0}}, 1},
-    {"pending -> queued", INDEX_PENDING, NULL, NULL,
-     {{"\"e1\"", "0A", STATUS_CLAIM_NEW, INDEX_QUEUED, 0}}, 1},
-    {"failed -> queued", INDEX_FAILED, "\"e1\"", "0A",
-     {{"\"e1\"", "0A", STATUS_CLAIM_NEW, INDEX_QUEUED, 0}}, 1},
-    {"queued: duplicate", INDEX_QUEUED, "\"e1\"", "0A",
+    {"pending -> queued",
+     INDEX_PENDING,
+     NULL,
+     NULL,
+     {{"\"e1\"", "0A", STATUS_CLAIM_NEW, INDEX_QUEUED, 0}},
+     1},
+    {"failed -> queued",
+     INDEX_FAILED,
+     "\"e1\"",
+     "0A",
+     {{"\"e1\"", "0A", STATUS_CLAIM_NEW, INDEX_QUEUED, 0}},
+     1},
+    {"queued: duplicate",
+     INDEX_QUEUED,
+     "\"e1\"",
+     "0A",
      {{"\"e1\"", "0A", STATUS_CLAIM_DUPLICATE, INDEX_QUEUED, 0},
-      {"\"e2\"", "0B", STATUS_CLAIM_DUPLICATE, INDEX_QUEUED, 0}}, 2},
-    {"done, same etag: duplicate", INDEX_DONE, "\"e1\"", NULL,
-     {{"\"e1\"", NULL, STATUS_CLAIM_DUPLICATE, INDEX_DONE, 0}}, 1},
-    {"done, other etag: requeued", INDEX_DONE, "\"e1\"", NULL,
-     {{"\"e2\"", NULL, STATUS_CLAIM_NEW, INDEX_QUEUED, 0}}, 1},
-    {"done, newer sequencer: requeued", INDEX_DONE, "\"e1\"", "0A",
-     {{"\"e2\"", "0B", STATUS_CLAIM_NEW, INDEX_QUEUED, 0}}, 1},
-    {"done, older sequencer: duplicate even with another etag", INDEX_DONE, "\"e2\"", "0B",
-     {{"\"e1\"", "0A", STATUS_CLAIM_DUPLICATE, INDEX_DONE, 0}}, 1},
+      {"\"e2\"", "0B", STATUS_CLAIM_DUPLICATE, INDEX_QUEUED, 0}},
+     2},
+    {"done, same etag: duplicate",
+     INDEX_DONE,
+     "\"e1\"",
+     NULL,
+     {{"\"e1\"", NULL, STATUS_CLAIM_DUPLICATE, INDEX_DONE, 0}},
+     1},
+    {"done, other etag: requeued",
+     INDEX_DONE,
+     "\"e1\"",
+     NULL,
+     {{"\"e2\"", NULL, STATUS_CLAIM_NEW, INDEX_QUEUED, 0}},
+     1},
+    {"done, newer sequencer: requeued",
+     INDEX_DONE,
+     "\"e1\"",
+     "0A",
+     {{"\"e2\"", "0B", STATUS_CLAIM_NEW, INDEX_QUEUED, 0}},
+     1},
+    {"done, older sequencer: duplicate even with another etag",
+     INDEX_DONE,
+     "\"e2\"",
+     "0B",
+     {{"\"e1\"", "0A", STATUS_CLAIM_DUPLICATE, INDEX_DONE, 0}},
+     1},
     /* S3: pad the shorter sequencer with zeros on the right, then compare.
      * "0A" vs "0A00" are the same event; "A" is "A0", newer than "0B"
      * although 0xA < 0xB as numbers. */
-    {"sequencer padding: equal", INDEX_DONE, "\"e1\"", "0A",
-     {{"\"e2\"", "0A00", STATUS_CLAIM_DUPLICATE, INDEX_DONE, 0}}, 1},
-    {"sequencer padding: shorter but newer", INDEX_DONE, "\"e1\"", "0B",
-     {{"\"e2\"", "A", STATUS_CLAIM_NEW, INDEX_QUEUED, 0}}, 1},
-    {"sequencer padding: longer but older", INDEX_DONE, "\"e1\"", "1",
-     {{"\"e2\"", "0FFFFFFF", STATUS_CLAIM_DUPLICATE, INDEX_DONE, 0}}, 1},
-    {"sequencer case-insensitive", INDEX_DONE, "\"e1\"", "617f08299329d189",
-     {{"\"e2\"", "617F08299329D189", STATUS_CLAIM_DUPLICATE, INDEX_DONE, 0}}, 1},
-    {"processing, same object: no rerun", INDEX_PROCESSING, "\"e1\"", "0A",
-     {{"\"e1\"", "0A", STATUS_CLAIM_DUPLICATE, INDEX_PROCESSING, 0}}, 1},
-    {"processing, newer object: rerun", INDEX_PROCESSING, "\"e1\"", "0A",
-     {{"\"e2\"", "0B", STATUS_CLAIM_DUPLICATE, INDEX_PROCESSING, 1}}, 1},
-    {"processing, older object: no rerun", INDEX_PROCESSING, "\"e2\"", "0B",
-     {{"\"e1\"", "0A", STATUS_CLAIM_DUPLICATE, INDEX_PROCESSING, 0}}, 1},
+    {"sequencer padding: equal",
+     INDEX_DONE,
+     "\"e1\"",
+     "0A",
+     {{"\"e2\"", "0A00", STATUS_CLAIM_DUPLICATE, INDEX_DONE, 0}},
+     1},
+    {"sequencer padding: shorter but newer",
+     INDEX_DONE,
+     "\"e1\"",
+     "0B",
+     {{"\"e2\"", "A", STATUS_CLAIM_NEW, INDEX_QUEUED, 0}},
+     1},
+    {"sequencer padding: longer but older",
+     INDEX_DONE,
+     "\"e1\"",
+     "1",
+     {{"\"e2\"", "0FFFFFFF", STATUS_CLAIM_DUPLICATE, INDEX_DONE, 0}},
+     1},
+    {"sequencer case-insensitive",
+     INDEX_DONE,
+     "\"e1\"",
+     "617f08299329d189",
+     {{"\"e2\"", "617F08299329D189", STATUS_CLAIM_DUPLICATE, INDEX_DONE, 0}},
+     1},
+    {"processing, same object: no rerun",
+     INDEX_PROCESSING,
+     "\"e1\"",
+     "0A",
+     {{"\"e1\"", "0A", STATUS_CLAIM_DUPLICATE, INDEX_PROCESSING, 0}},
+     1},
+    {"processing, newer object: rerun",
+     INDEX_PROCESSING,
+     "\"e1\"",
+     "0A",
+     {{"\"e2\"", "0B", STATUS_CLAIM_DUPLICATE, INDEX_PROCESSING, 1}},
+     1},
+    {"processing, older object: no rerun",
+     INDEX_PROCESSING,
+     "\"e2\"",
+     "0B",
+     {{"\"e1\"", "0A", STATUS_CLAIM_DUPLICATE, INDEX_PROCESSING, 0}},
+     1},
     /* Events arrive out of order: the late old one must not make the
      * redelivered new one look newer than what was processed. */
-    {"queued: newer, then the older one late", INDEX_QUEUED, "\"e1\"", "0A",
+    {"queued: newer, then the older one late",
+     INDEX_QUEUED,
+     "\"e1\"",
+     "0A",
      {{"\"e2\"", "0B", STATUS_CLAIM_DUPLICATE, INDEX_QUEUED, 0},
-      {"\"e1\"", "0A", STATUS_CLAIM_DUPLICATE, INDEX_QUEUED, 0}}, 2},
-    {"processing: newer, redelivered", INDEX_PROCESSING, "\"e1\"", "0A",
+      {"\"e1\"", "0A", STATUS_CLAIM_DUPLICATE, INDEX_QUEUED, 0}},
+     2},
+    {"processing: newer, redelivered",
+     INDEX_PROCESSING,
+     "\"e1\"",
+     "0A",
      {{"\"e2\"", "0B", STATUS_CLAIM_DUPLICATE, INDEX_PROCESSING, 1},
-      {"\"e2\"", "0B", STATUS_CLAIM_DUPLICATE, INDEX_PROCESSING, 1}}, 2},
+      {"\"e2\"", "0B", STATUS_CLAIM_DUPLICATE, INDEX_PROCESSING, 1}},
+     2},
 };
 
 static enum rz_err finish_done_fn(struct index_entry *e, void *arg)
@@ -316,7 +384,7 @@ static void run_claim_case(const struct claim_case *c)
 
         print_message("  %s, step %zu\n", c->name, i);
         assert_int_equal(test_claim(idx, "src", "images/a.jpg", s->etag, s->sequencer, 10, 0,
-                                     new_id, NOW, &claim, id),
+                                    new_id, NOW, &claim, id),
                          RZ_OK);
         assert_int_equal(claim, s->want);
         assert_string_equal(id, c->start >= 0 ? first_id : new_id);
@@ -335,7 +403,7 @@ static void run_claim_case(const struct claim_case *c)
         assert_int_equal(index_update(idx, id, finish_done_fn, NULL), RZ_OK);
         for (size_t i = 0; i < c->nsteps; i++) {
             assert_int_equal(test_claim(idx, "src", "images/a.jpg", c->steps[i].etag,
-                                         c->steps[i].sequencer, 10, 0, new_id, NOW, &claim, id),
+                                        c->steps[i].sequencer, 10, 0, new_id, NOW, &claim, id),
                              RZ_OK);
             assert_int_equal(claim, STATUS_CLAIM_DUPLICATE);
         }
@@ -362,15 +430,18 @@ static void test_claim_keeps_bucket_apart_and_full(void **state)
     make_id(id2, 2);
     make_id(id3, 3);
     assert_int_equal(test_claim(idx, "a", "images/x.jpg", "\"1\"", NULL, 1, 0, id1, NOW, &claim,
-                                 out), RZ_OK);
+                                out),
+                     RZ_OK);
     assert_int_equal(claim, STATUS_CLAIM_NEW);
     assert_int_equal(test_claim(idx, "b", "images/x.jpg", "\"1\"", NULL, 1, 0, id2, NOW, &claim,
-                                 out), RZ_OK);
+                                out),
+                     RZ_OK);
     assert_int_equal(claim, STATUS_CLAIM_NEW);
     assert_string_equal(out, id2);
     /* Two queued entries fill an index of 2: a third is refused, not evicted. */
     assert_int_equal(test_claim(idx, "c", "images/x.jpg", "\"1\"", NULL, 1, 0, id3, NOW, &claim,
-                                 out), RZ_EFULL);
+                                out),
+                     RZ_EFULL);
     assert_int_equal(state_of(idx, id1), INDEX_QUEUED);
     assert_int_equal(state_of(idx, id2), INDEX_QUEUED);
     index_free(idx);
@@ -779,8 +850,8 @@ static void test_json_round_trip(void **state)
     e.filename = NULL;
     round_trip(&e);
     j = index_entry_to_json(&e);
-    assert_string_equal(
-        json_string_value(json_object_get(json_object_get(j, "error"), "code")), "corrupt_image");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "error"), "code")),
+                        "corrupt_image");
     assert_true(json_is_null(json_object_get(j, "started_at")));
     assert_true(json_is_null(json_object_get(json_object_get(j, "source"), "filename")));
     json_decref(j);
@@ -907,13 +978,17 @@ static void test_record_parse_checks_the_source(void **state)
 {
     static const char *const cases[][2] = {
         {"{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":"
-         "{\"bucket\":\"src\",\"key\":\"images/a.jpg\"},\"variants\":[]}", "ok"},
+         "{\"bucket\":\"src\",\"key\":\"images/a.jpg\"},\"variants\":[]}",
+         "ok"},
         {"{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":"
-         "{\"bucket\":\"other\",\"key\":\"images/a.jpg\"},\"variants\":[]}", "bad"},
+         "{\"bucket\":\"other\",\"key\":\"images/a.jpg\"},\"variants\":[]}",
+         "bad"},
         {"{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":"
-         "{\"bucket\":\"src\",\"key\":\"private/a.jpg\"},\"variants\":[]}", "bad"},
+         "{\"bucket\":\"src\",\"key\":\"private/a.jpg\"},\"variants\":[]}",
+         "bad"},
         {"{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":"
-         "{},\"variants\":[]}", "bad"},
+         "{},\"variants\":[]}",
+         "bad"},
         {"{\"id\":", "bad"},
     };
     static const char *const filed[][2] = {

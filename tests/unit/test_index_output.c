@@ -15,8 +15,8 @@
 #include "server/index.h"
 
 static const char *const keys[] = {
-    "desktop/a.jpg", "desktop/a.webp", "desktop/a.avif", "thumb/a.jpg", "thumb/a.webp",
-    "thumb/a.avif",
+    "desktop/a.jpg", "desktop/a.webp", "desktop/a.avif",
+    "thumb/a.jpg",   "thumb/a.webp",   "thumb/a.avif",
 };
 
 /* What image_make_variants gives for two variants in three formats. */
@@ -81,8 +81,8 @@ static void test_set_copy_and_json_round_trip(void **state)
     check_entry(&copy);
     j = index_entry_to_json(&copy);
     assert_non_null(j);
-    assert_true(json_real_value(json_object_get(json_object_get(j, "placeholder"),
-                                                "aspect_ratio")) == 3.0);
+    assert_true(json_real_value(
+                    json_object_get(json_object_get(j, "placeholder"), "aspect_ratio")) == 3.0);
     assert_int_equal(index_entry_from_json(j, &back), RZ_OK);
     check_entry(&back);
     json_decref(j);

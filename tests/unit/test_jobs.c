@@ -108,36 +108,92 @@ static void test_done_writes_variants_and_records(void **state)
 /* How a job ends for each way the source or S3 can fail. */
 struct failure_case {
     const char *name;
-    const char *source;        /* "jpeg", "garbage", "big", "truncated" or NULL: none */
-    struct fake_fault fault;   /* .op NULL: no fault */
+    const char *source;      /* "jpeg", "garbage", "big", "truncated" or NULL: none */
+    struct fake_fault fault; /* .op NULL: no fault */
     enum index_state state;
-    const char *code;          /* "" when done */
+    const char *code; /* "" when done */
     int attempts;
-    int variants;              /* objects under small/ */
-    int by_key;                /* the by-key record written */
-    const char *message;       /* in the record's error_message; NULL: none */
+    int variants;        /* objects under small/ */
+    int by_key;          /* the by-key record written */
+    const char *message; /* in the record's error_message; NULL: none */
 };
 
 static const struct failure_case failure_cases[] = {
-    {"no source object", NULL, {0}, INDEX_FAILED, "source_missing", 1, 0, 1,
+    {"no source object",
+     NULL,
+     {0},
+     INDEX_FAILED,
+     "source_missing",
+     1,
+     0,
+     1,
      "the uploaded object is not in the source bucket"},
-    {"403 on the source", "jpeg", {"get", "images/", 1, 0, RZ_EDENIED, 0},
-     INDEX_FAILED, "access_denied", 1, 0, 1, "S3 refused access"},
-    {"not an image", "garbage", {0}, INDEX_FAILED, "unsupported_format", 1, 0, 1,
+    {"403 on the source",
+     "jpeg",
+     {"get", "images/", 1, 0, RZ_EDENIED, 0},
+     INDEX_FAILED,
+     "access_denied",
+     1,
+     0,
+     1,
+     "S3 refused access"},
+    {"not an image",
+     "garbage",
+     {0},
+     INDEX_FAILED,
+     "unsupported_format",
+     1,
+     0,
+     1,
      "not an image format"},
     {"truncated JPEG", "truncated", {0}, INDEX_FAILED, "corrupt_image", 1, 0, 1, "cannot read"},
-    {"over MAX_UPLOAD_BYTES", "big", {0}, INDEX_FAILED, "too_large", 1, 0, 1,
+    {"over MAX_UPLOAD_BYTES",
+     "big",
+     {0},
+     INDEX_FAILED,
+     "too_large",
+     1,
+     0,
+     1,
      "object is larger than 200000 bytes"},
-    {"400 on a variant", "jpeg", {"put", "small/", 1, 0, RZ_EINVAL, 0},
-     INDEX_FAILED, "s3_rejected", 1, 0, 1, "S3 failed the request"},
-    {"503 once on the source", "jpeg", {"get", "images/", 1, 1, RZ_EUPSTREAM, 0},
-     INDEX_DONE, "", 2, 1, 1, NULL},
-    {"503 once on a variant", "jpeg", {"put", "small/", 1, 1, RZ_EUPSTREAM, 0},
-     INDEX_DONE, "", 2, 1, 1, NULL},
+    {"400 on a variant",
+     "jpeg",
+     {"put", "small/", 1, 0, RZ_EINVAL, 0},
+     INDEX_FAILED,
+     "s3_rejected",
+     1,
+     0,
+     1,
+     "S3 failed the request"},
+    {"503 once on the source",
+     "jpeg",
+     {"get", "images/", 1, 1, RZ_EUPSTREAM, 0},
+     INDEX_DONE,
+     "",
+     2,
+     1,
+     1,
+     NULL},
+    {"503 once on a variant",
+     "jpeg",
+     {"put", "small/", 1, 1, RZ_EUPSTREAM, 0},
+     INDEX_DONE,
+     "",
+     2,
+     1,
+     1,
+     NULL},
     /* Out of attempts: failed, and no by-key record, so the sweep tries
      * the object again once S3 is back. */
-    {"503 on every download", "jpeg", {"get", "images/", 1, 0, RZ_EUPSTREAM, 0},
-     INDEX_FAILED, "upstream_error", 2, 0, 0, "S3 failed the request; retry later"},
+    {"503 on every download",
+     "jpeg",
+     {"get", "images/", 1, 0, RZ_EUPSTREAM, 0},
+     INDEX_FAILED,
+     "upstream_error",
+     2,
+     0,
+     0,
+     "S3 failed the request; retry later"},
 };
 
 static void add_source(struct fix_service *s, const char *kind)
@@ -202,7 +258,8 @@ static void test_status_write_failure_keeps_the_job_done(void **state)
     struct index_entry e;
 
     add_jpeg(s, KEY, NULL);
-    fake_objstore_fail(s->objects, &(struct fake_fault){"put", "_status/", 1, 0, RZ_EUPSTREAM, 0});
+    fake_objstore_fail(s->objects,
+                       &(struct fake_fault){"put", "_status/", 1, 0, RZ_EUPSTREAM, 0});
     e = run_job(s, KEY, 0);
     assert_int_equal(e.state, INDEX_DONE);
     assert_non_null(fake_objstore_find(s->objects, FIX_DEST, VARIANT));

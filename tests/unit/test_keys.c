@@ -157,10 +157,8 @@ static void test_upload_key(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_variant_table),
-        cmocka_unit_test(test_variant_long_key),
-        cmocka_unit_test(test_status_keys),
-        cmocka_unit_test(test_relative),
+        cmocka_unit_test(test_variant_table), cmocka_unit_test(test_variant_long_key),
+        cmocka_unit_test(test_status_keys),   cmocka_unit_test(test_relative),
         cmocka_unit_test(test_upload_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -26,11 +26,12 @@ static void test_log_string(void **state)
 {
     (void)state;
     assert_logged_as("/v1/images", "/v1/images");
-    assert_logged_as("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+    assert_logged_as("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+                     "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
     assert_logged_as("/v1/\xff\xfe", "/v1/\\xff\\xfe");
-    assert_logged_as("cut \xc3", "cut \\xc3");                 /* sequence cut by the end */
-    assert_logged_as("\xc0\xaf", "\\xc0\\xaf");                /* overlong '/' */
-    assert_logged_as("\xed\xa0\x80", "\\xed\\xa0\\x80");       /* a surrogate */
+    assert_logged_as("cut \xc3", "cut \\xc3");                    /* sequence cut by the end */
+    assert_logged_as("\xc0\xaf", "\\xc0\\xaf");                   /* overlong '/' */
+    assert_logged_as("\xed\xa0\x80", "\\xed\\xa0\\x80");          /* a surrogate */
     assert_logged_as("\xf4\x90\x80\x80", "\\xf4\\x90\\x80\\x80"); /* past U+10FFFF */
     assert_logged_as("\xe2\x82x", "\\xe2\\x82x");
     assert_true(json_is_null(log_string(NULL)));
@@ -112,7 +113,9 @@ static void write_request(void)
     struct log_line l;
 
     log_line_begin(&l, LOG_WARN, "request");
-    log_line_str(&l, "path", "/v1/\xff\"q\\\n\x01" "caf\xc3\xa9");
+    log_line_str(&l, "path",
+                 "/v1/\xff\"q\\\n\x01"
+                 "caf\xc3\xa9");
     log_line_str(&l, "method", NULL);
     log_line_int(&l, "status", 503);
     log_line_num(&l, "ms", 0.61);
@@ -130,8 +133,8 @@ static void test_line_built_field_by_field(void **state)
 
     (void)state;
     assert_non_null(j);
-    assert_string_equal(json_string_value(json_object_get(j, "path")),
-                        "/v1/\\xff\"q\\\n\x01" "caf\xc3\xa9");
+    assert_string_equal(json_string_value(json_object_get(j, "path")), "/v1/\\xff\"q\\\n\x01"
+                                                                       "caf\xc3\xa9");
     assert_true(json_is_null(json_object_get(j, "method")));
     assert_int_equal(json_integer_value(json_object_get(j, "status")), 503);
     assert_true(json_is_null(json_object_get(j, "nan")));

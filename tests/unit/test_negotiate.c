@@ -28,7 +28,10 @@ static const struct neg_case cases[] = {
     {"image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8", {J, W, A}, 3, A},
     {"image/avif,image/webp,*/*", {J, W, A}, 3, A},
     {"image/webp,image/avif,image/jxl,image/heic,image/heic-sequence,video/*;q=0.8,"
-     "image/png,image/svg+xml,image/*;q=0.8,*/*;q=0.5", {J, W, A}, 3, A},
+     "image/png,image/svg+xml,image/*;q=0.8,*/*;q=0.5",
+     {J, W, A},
+     3,
+     A},
     /* a browser without AVIF */
     {"image/webp,*/*", {J, W, A}, 3, W},
     /* old Safari: wildcards only, so the fallback, never WebP or AVIF */

@@ -17,8 +17,8 @@
 
 struct probe_case {
     const char *name;
-    const char *src_bucket;    /* NULL: HEAD in the destination */
-    enum rz_err answer;        /* of the probe call */
+    const char *src_bucket; /* NULL: HEAD in the destination */
+    enum rz_err answer;     /* of the probe call */
     int ready;
 };
 

@@ -27,8 +27,8 @@ static const char *const env[] = {"RECONCILE_LIST_RATE=1000", NULL};
 struct sweep_fixture {
     struct fix_service s;
     struct reconcile *r;
-    struct metrics *rm;       /* the last round's (the sweep registers its own) */
-    struct objstore *own;     /* the sweep's own client: stopping it aborts that */
+    struct metrics *rm;   /* the last round's (the sweep registers its own) */
+    struct objstore *own; /* the sweep's own client: stopping it aborts that */
     void *jpeg;
     size_t len;
 };
@@ -125,11 +125,11 @@ static void test_queues_what_has_no_record(void **state)
     struct index_entry e = {0};
 
     upload(f, "images/a.jpg", T0);
-    upload(f, "images/b.jpg", T0);       /* recorded after: processed */
+    upload(f, "images/b.jpg", T0); /* recorded after: processed */
     recorded(f, "images/b.jpg", T0 + 1);
-    recorded(f, "images/c.jpg", T0);     /* uploaded again after its record */
+    recorded(f, "images/c.jpg", T0); /* uploaded again after its record */
     upload(f, "images/c.jpg", T0 + 5);
-    upload(f, "images/d/", T0);          /* a folder marker */
+    upload(f, "images/d/", T0); /* a folder marker */
     sweep_once(f, "ok");
     assert_true(processed(f, "images/a.jpg"));
     assert_false(processed(f, "images/b.jpg"));
@@ -154,8 +154,8 @@ static void test_known_objects_left_alone(void **state)
     upload(f, "images/good.jpg", T0);
     fake_objstore_add(f->s.objects, FIX_SRC, "images/bad.jpg", garbage, sizeof(garbage) - 1,
                       NULL);
-    fake_objstore_fail(f->s.objects, &(struct fake_fault){"put", "_status/", 1, 0,
-                                                          RZ_EUPSTREAM, 0});
+    fake_objstore_fail(f->s.objects,
+                       &(struct fake_fault){"put", "_status/", 1, 0, RZ_EUPSTREAM, 0});
     assert_int_equal(fix_submit(&f->s, "images/good.jpg", NULL, 0), RZ_OK);
     assert_int_equal(fix_submit(&f->s, "images/bad.jpg", NULL, 0), RZ_OK);
     assert_true(fix_wait_finished(&f->s, "images/good.jpg", 5000));
@@ -212,9 +212,14 @@ static void test_resumes_from_its_cursor(void **state)
 static void test_skips_while_another_holds_the_lease(void **state)
 {
     struct sweep_fixture *f = *state;
-    struct status_opts so = {.cfg = &f->s.cfg, .store = f->s.store, .index = f->s.idx,
-                             .metrics = f->s.m, .owner = "other", .lease_ms = 60000,
-                             .max_attempts = 2, .backoff_base_ms = 10};
+    struct status_opts so = {.cfg = &f->s.cfg,
+                             .store = f->s.store,
+                             .index = f->s.idx,
+                             .metrics = f->s.m,
+                             .owner = "other",
+                             .lease_ms = 60000,
+                             .max_attempts = 2,
+                             .backoff_base_ms = 10};
     struct status *other = NULL;
     int64_t now = clock_wall_ms();
 

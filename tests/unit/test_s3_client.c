@@ -31,12 +31,12 @@ struct srv {
     pthread_mutex_t lock;
     unsigned port;
     int hits;
-    int fail_first;          /* this many answers are fail_status/fail_body */
+    int fail_first; /* this many answers are fail_status/fail_body */
     unsigned fail_status;
     const char *fail_body;
-    char auth[512];          /* the last request's Authorization ... */
-    char sha[80];            /* ... x-amz-content-sha256 ... */
-    char token[256];         /* ... and x-amz-security-token */
+    char auth[512];  /* the last request's Authorization ... */
+    char sha[80];    /* ... x-amz-content-sha256 ... */
+    char token[256]; /* ... and x-amz-security-token */
 };
 
 static void srv_copy(struct MHD_Connection *c, const char *name, char *out, size_t outlen)
@@ -117,7 +117,8 @@ static int srv_setup(void **state)
         return -1;
     pthread_mutex_init(&s->lock, NULL);
     s->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0,
-                            NULL, NULL, srv_handle, s, MHD_OPTION_SOCK_ADDR, &sin, MHD_OPTION_END);
+                            NULL, NULL, srv_handle, s, MHD_OPTION_SOCK_ADDR, &sin,
+                            MHD_OPTION_END);
     if (!s->d)
         return -1;
     s->port = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT)->port;
@@ -151,8 +152,11 @@ static void client_open(struct client *c, const struct srv *s, const char *token
                                .session_token = token};
     char endpoint[64];
     char msg[256];
-    struct s3_opts o = {.endpoint = endpoint, .region = "eu-west-1", .max_attempts = 3,
-                        .backoff_base_ms = 5, .timeout_ms = 5000};
+    struct s3_opts o = {.endpoint = endpoint,
+                        .region = "eu-west-1",
+                        .max_attempts = 3,
+                        .backoff_base_ms = 5,
+                        .timeout_ms = 5000};
 
     snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%u", s->port);
     assert_int_equal(creds_provider_new(&src, &c->creds, msg, sizeof(msg)), RZ_OK);
@@ -288,9 +292,11 @@ static void test_request_shape(void **state)
                                    0, msg, sizeof(msg)),
                      RZ_OK);
     assert_true(strncmp(s->auth, "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/", 40) == 0);
-    assert_non_null(strstr(s->auth, "/eu-west-1/s3/aws4_request, SignedHeaders=content-type;host;"
-                                    "x-amz-content-sha256;x-amz-date;x-amz-security-token, "));
-    assert_string_equal(s->sha, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    assert_non_null(strstr(s->auth,
+                           "/eu-west-1/s3/aws4_request, SignedHeaders=content-type;host;"
+                           "x-amz-content-sha256;x-amz-date;x-amz-security-token, "));
+    assert_string_equal(s->sha,
+                        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     assert_string_equal(s->token, token);
     client_close(&c);
 }
@@ -333,10 +339,8 @@ static void test_shared_transport(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_retry_table),
-        cmocka_unit_test(test_view_policy_and_abort),
-        cmocka_unit_test(test_size_cap),
-        cmocka_unit_test(test_request_shape),
+        cmocka_unit_test(test_retry_table),      cmocka_unit_test(test_view_policy_and_abort),
+        cmocka_unit_test(test_size_cap),         cmocka_unit_test(test_request_shape),
         cmocka_unit_test(test_shared_transport),
     };
 

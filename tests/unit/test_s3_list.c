@@ -37,11 +37,12 @@ static void test_page(void **state)
     struct s3_list l;
 
     (void)state;
-    assert_int_equal(parse(HEAD ITEM("images/a%20b.jpg") ITEM("images/c+d.jpg")
-                           "<IsTruncated>true</IsTruncated>"
-                           "<NextContinuationToken>t2</NextContinuationToken>" TAIL,
-                           "t1", &l),
-                     RZ_OK);
+    assert_int_equal(
+        parse(HEAD ITEM("images/a%20b.jpg") ITEM(
+                  "images/c+d.jpg") "<IsTruncated>true</IsTruncated>"
+                                    "<NextContinuationToken>t2</NextContinuationToken>" TAIL,
+              "t1", &l),
+        RZ_OK);
     assert_int_equal(l.nitems, 2);
     assert_string_equal(l.items[0].key, "images/a b.jpg");
     assert_string_equal(l.items[1].key, "images/c d.jpg");
@@ -56,8 +57,9 @@ static void test_empty_keys_are_skipped(void **state)
     struct s3_list l;
 
     (void)state;
-    assert_int_equal(parse(HEAD ITEM("") ITEM("images/a.jpg") ITEM("")
-                           "<IsTruncated>false</IsTruncated>" TAIL, NULL, &l),
+    assert_int_equal(parse(HEAD ITEM("") ITEM("images/a.jpg")
+                               ITEM("") "<IsTruncated>false</IsTruncated>" TAIL,
+                           NULL, &l),
                      RZ_OK);
     assert_int_equal(l.nitems, 1);
     assert_string_equal(l.items[0].key, "images/a.jpg");
@@ -74,9 +76,10 @@ static void test_repeated_or_bad_tokens_refused(void **state)
     static const char *const pages[] = {
         /* The token that asked for this page: the sweep would loop. */
         HEAD ITEM("images/a.jpg") "<IsTruncated>true</IsTruncated>"
-        "<NextContinuationToken>same</NextContinuationToken>" TAIL,
+                                  "<NextContinuationToken>same</NextContinuationToken>" TAIL,
         /* Truncated with an empty token, or none. */
-        HEAD "<IsTruncated>true</IsTruncated><NextContinuationToken></NextContinuationToken>" TAIL,
+        HEAD
+        "<IsTruncated>true</IsTruncated><NextContinuationToken></NextContinuationToken>" TAIL,
         HEAD ITEM("images/a.jpg") "<IsTruncated>true</IsTruncated>" TAIL,
     };
     struct s3_list l;
@@ -91,10 +94,10 @@ static void test_repeated_or_bad_tokens_refused(void **state)
 static void test_malformed_items(void **state)
 {
     static const char *const pages[] = {
-        HEAD ITEM("images/%") TAIL,       /* escape cut at the end of the key */
+        HEAD ITEM("images/%") TAIL, /* escape cut at the end of the key */
         HEAD ITEM("images/%4") TAIL,
         HEAD ITEM("images/%zz") TAIL,
-        HEAD ITEM("images/%00x") TAIL,    /* a NUL inside the key */
+        HEAD ITEM("images/%00x") TAIL,                            /* a NUL inside the key */
         HEAD "<Contents><Key>images/a.jpg</Key></Contents>" TAIL, /* no Size */
     };
     struct s3_list l;
@@ -109,8 +112,8 @@ static void test_malformed_items(void **state)
 /* Cut anywhere, a page never makes the parser read past its end. */
 static void test_every_truncation(void **state)
 {
-    static const char page[] = HEAD ITEM("images/&amp;%41.jpg") ITEM("")
-        "<IsTruncated>true</IsTruncated><NextContinuationToken>t&lt;</NextContinuationToken>" TAIL;
+    static const char page[] = HEAD ITEM("images/&amp;%41.jpg") ITEM(
+        "") "<IsTruncated>true</IsTruncated><NextContinuationToken>t&lt;</NextContinuationToken>" TAIL;
     struct s3_list l;
 
     (void)state;

@@ -21,9 +21,8 @@
 #include "server/s3.h"
 
 static const char *const cases[] = {
-    "get-virtual-host",      "get-path-style-ip",   "get-public-endpoint",
-    "put-content-type",      "put-sse-kms-token",   "put-dotted-bucket-tls",
-    "post-plain",            "post-token-sse",
+    "get-virtual-host",  "get-path-style-ip",     "get-public-endpoint", "put-content-type",
+    "put-sse-kms-token", "put-dotted-bucket-tls", "post-plain",          "post-token-sse",
 };
 
 static const char *str_of(json_t *o, const char *key)
@@ -109,8 +108,8 @@ static enum rz_err presign(json_t *c, struct s3 *s3, struct s3_presigned *out)
     if (strcmp(op, "put") == 0)
         return s3_presign_put(s3, bucket, key, ctype, expires, now, out);
     return s3_presign_post(s3, bucket, key, ctype,
-                           (uint64_t)json_integer_value(json_object_get(c, "max_bytes")), expires,
-                           now, out);
+                           (uint64_t)json_integer_value(json_object_get(c, "max_bytes")),
+                           expires, now, out);
 }
 
 static void run_case(const char *name)
@@ -131,10 +130,13 @@ static void run_case(const char *name)
     src.session_token = str_of(c, "session_token");
     assert_int_equal(creds_provider_new(&src, &creds, msg, sizeof(msg)), RZ_OK);
     struct s3_opts o = {
-        .endpoint = str_of(c, "endpoint"), .public_endpoint = str_of(c, "public_endpoint"),
+        .endpoint = str_of(c, "endpoint"),
+        .public_endpoint = str_of(c, "public_endpoint"),
         .region = str_of(c, "region"),
         .force_path_style = json_is_true(json_object_get(c, "force_path_style")),
-        .sse = str_of(c, "sse"), .sse_kms_key_id = str_of(c, "sse_kms_key_id"), .creds = creds,
+        .sse = str_of(c, "sse"),
+        .sse_kms_key_id = str_of(c, "sse_kms_key_id"),
+        .creds = creds,
     };
     assert_int_equal(s3_new(&o, &s3, msg, sizeof(msg)), RZ_OK);
     assert_int_equal(presign(c, s3, &p), RZ_OK);

@@ -22,14 +22,14 @@
 #include "server/sigv4.h"
 #include "server/sigv4_internal.h"
 
-#define T_SUITE 1440938160L /* 20150830T123600Z, the generic suite's time */
-#define T_S3DOC 1369353600L /* 20130524T000000Z, the S3 docs' examples */
+#define T_SUITE 1440938160L  /* 20150830T123600Z, the generic suite's time */
+#define T_S3DOC 1369353600L  /* 20130524T000000Z, the S3 docs' examples */
 #define T_POLICY 1451347200L /* 20151229T000000Z, the S3 POST example */
 
-static const struct sigv4_creds suite_creds = {
-    "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", NULL};
-static const struct sigv4_creds s3doc_creds = {
-    "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", NULL};
+static const struct sigv4_creds suite_creds = {"AKIDEXAMPLE",
+                                               "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", NULL};
+static const struct sigv4_creds s3doc_creds = {"AKIAIOSFODNN7EXAMPLE",
+                                               "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", NULL};
 
 /* ---- reading golden files -------------------------------------------- */
 
@@ -176,9 +176,9 @@ static void parse_req(struct parsed_req *p, char *text)
 /* ---- golden-file cases ----------------------------------------------- */
 
 struct vector_case {
-    const char *file;   /* under sigv4/, without extension */
-    int s3doc;          /* credentials and time of the S3 docs, else the suite's */
-    long expires;       /* > 0: presigned, compared with .url */
+    const char *file; /* under sigv4/, without extension */
+    int s3doc;        /* credentials and time of the S3 docs, else the suite's */
+    long expires;     /* > 0: presigned, compared with .url */
     int double_encode;
     int normalize;
 };
@@ -324,10 +324,12 @@ static void test_post_policy_vector(void **state)
     assert_non_null(enc);
     EVP_EncodeBlock(enc, (const unsigned char *)json, (int)jlen);
     assert_string_equal((char *)enc, b64);
-    assert_int_equal(sigv4_sign_policy(b64, &s3doc_creds, "us-east-1", "s3", T_POLICY, sig), RZ_OK);
+    assert_int_equal(sigv4_sign_policy(b64, &s3doc_creds, "us-east-1", "s3", T_POLICY, sig),
+                     RZ_OK);
     assert_string_equal(sig, want);
     /* A day later the key, and so the signature, differ. */
-    assert_int_equal(sigv4_sign_policy(b64, &s3doc_creds, "us-east-1", "s3", T_POLICY + 86400, sig),
+    assert_int_equal(sigv4_sign_policy(b64, &s3doc_creds, "us-east-1", "s3", T_POLICY + 86400,
+                                       sig),
                      RZ_OK);
     assert_string_not_equal(sig, want);
     free(enc);
@@ -375,9 +377,9 @@ static void test_canonical_uri(void **state)
         struct buf b;
 
         buf_init(&b, 4096);
-        assert_int_equal(
-            sigv4_canonical_uri(cases[i].path, cases[i].double_encode, cases[i].normalize, &b),
-            RZ_OK);
+        assert_int_equal(sigv4_canonical_uri(cases[i].path, cases[i].double_encode,
+                                             cases[i].normalize, &b),
+                         RZ_OK);
         assert_string_equal(b.data, cases[i].want);
         buf_cleanup(&b);
     }
@@ -426,11 +428,20 @@ struct header_case {
 static void test_canonical_headers(void **state)
 {
     static const struct header_case cases[] = {
-        {{{"Host", "h"}, {"Content-Type", "  image/jpeg  "}}, 2, RZ_OK,
-         "content-type:image/jpeg\nhost:h\n", "content-type;host"},
-        {{{"X-Amz-Meta-A", "a \t  b\t\tc"}, {"host", "h"}}, 2, RZ_OK,
-         "host:h\nx-amz-meta-a:a b c\n", "host;x-amz-meta-a"},
-        {{{"x-a", "2"}, {"X-A", " 1 "}, {"host", "h"}}, 3, RZ_OK, "host:h\nx-a:2,1\n",
+        {{{"Host", "h"}, {"Content-Type", "  image/jpeg  "}},
+         2,
+         RZ_OK,
+         "content-type:image/jpeg\nhost:h\n",
+         "content-type;host"},
+        {{{"X-Amz-Meta-A", "a \t  b\t\tc"}, {"host", "h"}},
+         2,
+         RZ_OK,
+         "host:h\nx-amz-meta-a:a b c\n",
+         "host;x-amz-meta-a"},
+        {{{"x-a", "2"}, {"X-A", " 1 "}, {"host", "h"}},
+         3,
+         RZ_OK,
+         "host:h\nx-a:2,1\n",
          "host;x-a"},
         {{{"x-empty", "   "}, {"host", "h"}}, 2, RZ_OK, "host:h\nx-empty:\n", "host;x-empty"},
         {{{"bad name", "v"}}, 1, RZ_EINVAL, NULL, NULL},
@@ -545,7 +556,10 @@ struct expires_case {
 static void test_presign_expires_bounds(void **state)
 {
     static const struct expires_case cases[] = {
-        {0, RZ_EINVAL}, {-1, RZ_EINVAL}, {1, RZ_OK}, {SIGV4_MAX_EXPIRES, RZ_OK},
+        {0, RZ_EINVAL},
+        {-1, RZ_EINVAL},
+        {1, RZ_OK},
+        {SIGV4_MAX_EXPIRES, RZ_OK},
         {SIGV4_MAX_EXPIRES + 1, RZ_EINVAL},
     };
     size_t i;
@@ -584,7 +598,8 @@ static void test_presign_depends_on_time(void **state)
 
 static void test_sign_headers_with_token(void **state)
 {
-    struct sigv4_creds creds = {"AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "TOKEN"};
+    struct sigv4_creds creds = {"AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                                "TOKEN"};
     struct sigv4_pair sha = {"x-amz-content-sha256",
                              "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"};
     struct sigv4_request r = s3_get("/bucket/key");
@@ -610,10 +625,24 @@ static void test_sign_headers_with_token(void **state)
 /* ---- hostile input --------------------------------------------------- */
 
 enum bad_field {
-    BAD_NULL_PATH, BAD_RELATIVE_PATH, BAD_LONG_PATH, BAD_HOST_SPACE, BAD_REGION_SLASH,
-    BAD_METHOD, BAD_TOO_MANY_QUERY, BAD_RESERVED_QUERY, BAD_RESERVED_HEADER, BAD_HEADER_CRLF,
-    BAD_LONG_HEADER, BAD_TIME_NEGATIVE, BAD_TIME_YEAR, BAD_NO_SECRET, BAD_ACCESS_SLASH,
-    BAD_TOKEN_NEWLINE, BAD_SCHEME, BAD_PAYLOAD,
+    BAD_NULL_PATH,
+    BAD_RELATIVE_PATH,
+    BAD_LONG_PATH,
+    BAD_HOST_SPACE,
+    BAD_REGION_SLASH,
+    BAD_METHOD,
+    BAD_TOO_MANY_QUERY,
+    BAD_RESERVED_QUERY,
+    BAD_RESERVED_HEADER,
+    BAD_HEADER_CRLF,
+    BAD_LONG_HEADER,
+    BAD_TIME_NEGATIVE,
+    BAD_TIME_YEAR,
+    BAD_NO_SECRET,
+    BAD_ACCESS_SLASH,
+    BAD_TOKEN_NEWLINE,
+    BAD_SCHEME,
+    BAD_PAYLOAD,
 };
 
 struct bad_case {
@@ -624,7 +653,7 @@ struct bad_case {
 static void apply_bad(enum bad_field f, struct sigv4_request *r, struct sigv4_creds *c,
                       time_t *now, char *big, struct sigv4_pair *pairs)
 {
-    r->query = pairs;   /* counts stay 0 unless a case sets them */
+    r->query = pairs; /* counts stay 0 unless a case sets them */
     r->headers = pairs;
     switch (f) {
     case BAD_NULL_PATH: r->path = NULL; break;
@@ -634,10 +663,22 @@ static void apply_bad(enum bad_field f, struct sigv4_request *r, struct sigv4_cr
     case BAD_REGION_SLASH: r->region = "us/east"; break;
     case BAD_METHOD: r->method = "GE T"; break;
     case BAD_TOO_MANY_QUERY: r->nquery = 65; break;
-    case BAD_RESERVED_QUERY: r->nquery = 1; pairs[0].name = "x-amz-signature"; break;
-    case BAD_RESERVED_HEADER: r->nheaders = 1; pairs[0].name = "Host"; break;
-    case BAD_HEADER_CRLF: r->nheaders = 1; pairs[0].value = "a\r\nb: c"; break;
-    case BAD_LONG_HEADER: r->nheaders = 1; pairs[0].value = big + 1; break;
+    case BAD_RESERVED_QUERY:
+        r->nquery = 1;
+        pairs[0].name = "x-amz-signature";
+        break;
+    case BAD_RESERVED_HEADER:
+        r->nheaders = 1;
+        pairs[0].name = "Host";
+        break;
+    case BAD_HEADER_CRLF:
+        r->nheaders = 1;
+        pairs[0].value = "a\r\nb: c";
+        break;
+    case BAD_LONG_HEADER:
+        r->nheaders = 1;
+        pairs[0].value = big + 1;
+        break;
     case BAD_TIME_NEGATIVE: *now = -1; break;
     case BAD_TIME_YEAR: *now = (time_t)253402300800LL; break; /* 10000-01-01 */
     case BAD_NO_SECRET: c->secret_key = ""; break;
@@ -651,13 +692,15 @@ static void apply_bad(enum bad_field f, struct sigv4_request *r, struct sigv4_cr
 static void test_hostile_input(void **state)
 {
     static const struct bad_case cases[] = {
-        {BAD_NULL_PATH, RZ_EINVAL}, {BAD_RELATIVE_PATH, RZ_EINVAL}, {BAD_LONG_PATH, RZ_ETOOBIG},
-        {BAD_HOST_SPACE, RZ_EINVAL}, {BAD_REGION_SLASH, RZ_EINVAL}, {BAD_METHOD, RZ_EINVAL},
+        {BAD_NULL_PATH, RZ_EINVAL},       {BAD_RELATIVE_PATH, RZ_EINVAL},
+        {BAD_LONG_PATH, RZ_ETOOBIG},      {BAD_HOST_SPACE, RZ_EINVAL},
+        {BAD_REGION_SLASH, RZ_EINVAL},    {BAD_METHOD, RZ_EINVAL},
         {BAD_TOO_MANY_QUERY, RZ_ETOOBIG}, {BAD_RESERVED_QUERY, RZ_EINVAL},
         {BAD_RESERVED_HEADER, RZ_EINVAL}, {BAD_HEADER_CRLF, RZ_EINVAL},
-        {BAD_LONG_HEADER, RZ_ETOOBIG}, {BAD_TIME_NEGATIVE, RZ_EINVAL}, {BAD_TIME_YEAR, RZ_EINVAL},
-        {BAD_NO_SECRET, RZ_EINVAL}, {BAD_ACCESS_SLASH, RZ_EINVAL}, {BAD_TOKEN_NEWLINE, RZ_EINVAL},
-        {BAD_SCHEME, RZ_EINVAL}, {BAD_PAYLOAD, RZ_EINVAL},
+        {BAD_LONG_HEADER, RZ_ETOOBIG},    {BAD_TIME_NEGATIVE, RZ_EINVAL},
+        {BAD_TIME_YEAR, RZ_EINVAL},       {BAD_NO_SECRET, RZ_EINVAL},
+        {BAD_ACCESS_SLASH, RZ_EINVAL},    {BAD_TOKEN_NEWLINE, RZ_EINVAL},
+        {BAD_SCHEME, RZ_EINVAL},          {BAD_PAYLOAD, RZ_EINVAL},
     };
     static char big[10000];
     size_t i;
@@ -699,7 +742,7 @@ static void test_policy_rejects_bad_input(void **state)
 {
     static const struct policy_bad_case cases[] = {
         {"", "us-east-1"}, {"eyJ9\n", "us-east-1"}, {"ey J9", "us-east-1"}, {NULL, "us-east-1"},
-        {"eyJ9", ""}, {"eyJ9", NULL},
+        {"eyJ9", ""},      {"eyJ9", NULL},
     };
     size_t i;
 
@@ -707,9 +750,9 @@ static void test_policy_rejects_bad_input(void **state)
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char sig[65] = "x";
 
-        assert_int_equal(
-            sigv4_sign_policy(cases[i].policy, &s3doc_creds, cases[i].region, "s3", T_POLICY, sig),
-            RZ_EINVAL);
+        assert_int_equal(sigv4_sign_policy(cases[i].policy, &s3doc_creds, cases[i].region, "s3",
+                                           T_POLICY, sig),
+                         RZ_EINVAL);
         assert_string_equal(sig, "");
     }
 }
@@ -749,7 +792,8 @@ static void test_helpers(void **state)
                      RZ_OK);
     for (i = 0; i < 32; i++)
         snprintf(keyhex + 2 * i, 3, "%02x", key[i]);
-    assert_string_equal(keyhex, "c4afb1cc5771d871763a393e44b703571b55cc28424d1a5e86da6ed3c154a4b9");
+    assert_string_equal(keyhex,
+                        "c4afb1cc5771d871763a393e44b703571b55cc28424d1a5e86da6ed3c154a4b9");
 }
 
 /* ---- signing key cache ----------------------------------------------- */
@@ -865,8 +909,10 @@ static void *key_cache_worker_run(void *arg)
 static void test_key_cache_threads(void **state)
 {
     char a[65], b[65];
-    struct key_cache_worker w[4] = {
-        {"secret-A", a, 0}, {"secret-B", b, 0}, {"secret-A", a, 0}, {"secret-B", b, 0}};
+    struct key_cache_worker w[4] = {{"secret-A", a, 0},
+                                    {"secret-B", b, 0},
+                                    {"secret-A", a, 0},
+                                    {"secret-B", b, 0}};
     pthread_t t[4];
 
     (void)state;
@@ -903,8 +949,8 @@ int main(void)
     };
     size_t nv = sizeof(vector_cases) / sizeof(vector_cases[0]);
     size_t nf = sizeof(fixed) / sizeof(fixed[0]);
-    struct CMUnitTest tests[sizeof(vector_cases) / sizeof(vector_cases[0]) +
-                           sizeof(fixed) / sizeof(fixed[0])];
+    struct CMUnitTest
+        tests[sizeof(vector_cases) / sizeof(vector_cases[0]) + sizeof(fixed) / sizeof(fixed[0])];
     size_t i;
 
     /* One named test per golden case, so a failure names the case. */

@@ -26,9 +26,9 @@ struct fixture {
     struct index *idx;
     struct metrics *m;
     struct store *store;
-    struct status *a;         /* replica "a" */
-    struct status *b;         /* replica "b", same store */
-    int finished;             /* hook calls */
+    struct status *a; /* replica "a" */
+    struct status *b; /* replica "b", same store */
+    int finished;     /* hook calls */
     enum index_state last_state;
 };
 
@@ -42,8 +42,13 @@ static void on_finished(void *arg, const struct index_entry *e)
 
 static struct status *make_status(struct fixture *f, const char *owner, long lease_ms)
 {
-    struct status_opts o = {.store = f->store, .index = f->idx, .metrics = f->m, .owner = owner,
-                            .lease_ms = lease_ms, .max_attempts = 2, .backoff_base_ms = 1000};
+    struct status_opts o = {.store = f->store,
+                            .index = f->idx,
+                            .metrics = f->m,
+                            .owner = owner,
+                            .lease_ms = lease_ms,
+                            .max_attempts = 2,
+                            .backoff_base_ms = 1000};
     struct status *st = NULL;
 
     assert_int_equal(status_new(&o, &st), RZ_OK);

@@ -22,8 +22,8 @@
 #define OTHER_ID "0f0e0d0c-0b0a-4908-8706-050403020100"
 
 struct two_replicas {
-    struct fix_service a;      /* ran the job */
-    struct fix_service b;      /* is asked */
+    struct fix_service a; /* ran the job */
+    struct fix_service b; /* is asked */
     char id[INDEX_ID_LEN + 1];
 };
 
@@ -124,10 +124,10 @@ static void test_found_by_key(void **state)
 /* What the record in S3 is (or what S3 does), and what the client gets. */
 struct read_case {
     const char *name;
-    const char *record;        /* put at _status/ids/OTHER_ID: "copy" of a's, "big", text */
+    const char *record; /* put at _status/ids/OTHER_ID: "copy" of a's, "big", text */
     struct fake_fault fault;
     enum rz_err want;
-    int negative_cached;       /* asked again at once: RZ_ENOTFOUND without S3 */
+    int negative_cached; /* asked again at once: RZ_ENOTFOUND without S3 */
 };
 
 static const struct read_case read_cases[] = {
@@ -205,7 +205,8 @@ static void test_stalled_read_cut_by_the_drain(void **state)
     int done = 0;
     int64_t start;
 
-    fake_objstore_fail(r->b.objects, &(struct fake_fault){"get", "_status/", 1, 0, RZ_OK, 30000});
+    fake_objstore_fail(r->b.objects,
+                       &(struct fake_fault){"get", "_status/", 1, 0, RZ_OK, 30000});
     assert_int_equal(status_find(r->b.status, r->id, NULL, NULL, &e, &l), RZ_OK);
     assert_non_null(l);
     status_lookup_start(l, lookup_done, &done);

@@ -29,7 +29,11 @@ static void test_dup(void **state)
 
 static void test_url_decode(void **state)
 {
-    static const struct { const char *in; int form; const char *out; } cases[] = {
+    static const struct {
+        const char *in;
+        int form;
+        const char *out;
+    } cases[] = {
         {"images/a+b%2Bc.jpg", 1, "images/a b+c.jpg"},
         {"images/a+b%2Bc.jpg", 0, "images/a+b+c.jpg"},
         {"images%2Fx%2f", 1, "images/x/"},
@@ -62,7 +66,10 @@ static void test_url_decode(void **state)
 
 static void test_unquote(void **state)
 {
-    static const struct { const char *in; const char *out; } cases[] = {
+    static const struct {
+        const char *in;
+        const char *out;
+    } cases[] = {
         {"\"9b2cf535f27731c974343645a3985328\"", "9b2cf535f27731c974343645a3985328"},
         {"9b2cf535f27731c974343645a3985328", "9b2cf535f27731c974343645a3985328"},
         {"\"\"", ""},

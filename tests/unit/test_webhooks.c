@@ -74,7 +74,7 @@ static void test_bad_secrets_refused(void **state)
         "whsec_c2hvcnQ=",                             /* 5 bytes: too short */
         SPEC_SECRET " " OTHER_SECRET " " SPEC_SECRET, /* three */
         "whsec_QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVowMTIzNDVBQkNERUZHSElKS0xNTk9QUVJTVFVWV1hZWjAx"
-        "MjM0NTY3ODk=",                               /* 65 bytes: too long */
+        "MjM0NTY3ODk=", /* 65 bytes: too long */
     };
 
     (void)state;
@@ -109,9 +109,9 @@ static void test_urls(void **state)
         ",",
         "ftp://example.com/",
         "hooks.example.com/x",
-        "http://example.com/hook",        /* plain http off the machine */
+        "http://example.com/hook", /* plain http off the machine */
         "http://10.0.0.1/hook",
-        "http://127.0.0.1.example.com/",  /* looks local, is not */
+        "http://127.0.0.1.example.com/", /* looks local, is not */
         "https://user:pw@example.com/",
         "https://example.com/#frag",
         "https://exa mple.com/",
