@@ -250,6 +250,17 @@ def wait_for(predicate, timeout, *, what, interval=0.1):
         time.sleep(interval)
 
 
+def without_urls(node):
+    """node (a status record, or part of one) with every "url" member removed, at any depth:
+    variants and their files carry presigned URLs, which each replica and each read signs
+    anew."""
+    if isinstance(node, dict):
+        return {k: without_urls(v) for k, v in node.items() if k != 'url'}
+    if isinstance(node, list):
+        return [without_urls(v) for v in node]
+    return node
+
+
 # -- errors -----------------------------------------------------------------------------------
 
 def assert_error(resp, status, code):

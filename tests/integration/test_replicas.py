@@ -25,7 +25,8 @@ import tempfile
 import time
 import unittest
 
-from fixtures import AUTH, eventbridge_event, get_record, post_event, put_source, wait_for
+from fixtures import (AUTH, eventbridge_event, get_record, post_event, put_source, wait_for,
+                      without_urls)
 from harness import (DynamoServer, Resizer, S3Server, create_table, json_http, http, scaled,
                      start_replicas, unique_table)
 
@@ -70,15 +71,6 @@ def states(svc, keys):
 def wait_all(svc, keys, state, timeout):
     return wait_for(lambda: all(s == state for s in states(svc, keys).values()), timeout,
                     what='%s %s on %r' % (keys, state, svc), interval=0.3)
-
-
-def without_urls(node):
-    """node with every "url" member removed, at any depth."""
-    if isinstance(node, dict):
-        return {k: without_urls(v) for k, v in node.items() if k != 'url'}
-    if isinstance(node, list):
-        return [without_urls(v) for v in node]
-    return node
 
 
 class Replicas(unittest.TestCase):

@@ -38,7 +38,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import contract
 from harness import (SOURCE_DIR, DynamoServer, Resizer, S3Server, http, json_http, scaled,
                      start_replicas)
-from fixtures import (AUTH, announce, metric, metrics_text, put_source, wait_for,
+from fixtures import (AUTH, announce, metric, metrics_text, put_source, wait_for, without_urls,
                       wait_record)
 
 # Two secrets, as while rotating: the old one and the new one (32 random bytes each).
@@ -166,15 +166,6 @@ class Receiver:
         self.release.set()
         self.server.shutdown()
         self.server.server_close()
-
-
-def without_urls(node):
-    """node with every "url" member removed, at any depth (variants and their files)."""
-    if isinstance(node, dict):
-        return {k: without_urls(v) for k, v in node.items() if k != 'url'}
-    if isinstance(node, list):
-        return [without_urls(v) for v in node]
-    return node
 
 
 def iso_seconds(text):
