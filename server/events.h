@@ -29,6 +29,10 @@ struct event_object {
      * the key is taken raw, and this is set when it holds '%' or '+', so
      * that a job that finds no object may try the decoded form once. */
     int try_decoded_key;
+    /* Set by the reconcile sweep, never by a parsed event: a transient
+     * failure of this object may be queued again (an event's redelivery
+     * never runs a failed object a second time). */
+    int repair;
 };
 
 struct event_batch {

@@ -180,7 +180,8 @@ static enum rz_err jobs_claim_one(struct jobs *j, const struct event_object *o, 
                               o->try_decoded_key,
                               fits ? NULL : "key_too_long",
                               fits ? NULL
-                                   : "a variant or status key would pass S3's 1,024 bytes"};
+                                   : "a variant or status key would pass S3's 1,024 bytes",
+                              o->repair};
     int room = jobs_reserve(j);
     char new_id[INDEX_ID_LEN + 1];
     char id[INDEX_ID_LEN + 1];

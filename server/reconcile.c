@@ -104,9 +104,11 @@ static int reconcile_wanted(struct reconcile *r, const struct objstore_item *obj
         wanted = obj->etag && e.etag && strcmp(obj->etag, e.etag) != 0;
         break;
     case INDEX_FAILED:
-        /* Only a transient failure is worth another try on its own; bad
-         * images wait for an operator's retry. */
-        wanted = status_code_transient(e.error_code);
+        /* Only a transient failure is worth another try on its own, and
+         * only so many times; bad images wait for an operator's retry. An
+         * object replaced since its failure is new work. */
+        wanted = status_sweep_may_retry(r->opts.status, &e) ||
+                 (obj->etag && e.etag && strcmp(obj->etag, e.etag) != 0);
         break;
     default:
         wanted = 1; /* pending: uploaded, but its event never came */
@@ -126,6 +128,7 @@ static enum rz_err reconcile_queue(struct reconcile *r, const struct objstore_it
         .key = obj->key,
         .etag = obj->etag,
         .size = obj->size,
+        .repair = 1,
     };
     struct event_batch b = {.objects = &o, .nobjects = 1};
     struct jobs_submit_result res = {0};

@@ -3,14 +3,22 @@
  * renews this replica's leases and re-claims expired ones.
  *
  * An event for an existing record (status_claim_event):
- *   pending, failed            -> queued (a job)
+ *   pending                    -> queued (a job)
  *   queued                     -> duplicate (the queued job reads the newest object)
  *   processing, same object    -> duplicate
  *   processing, newer object   -> duplicate, marked to run again when it ends
- *   done, same object          -> duplicate
- *   done, newer object         -> queued (a job)
+ *   done or failed, same object -> duplicate
+ *   done or failed, newer object -> queued (a job)
  * "Newer": a greater sequencer, or without sequencers another etag. The
- * recorded object only moves forward: a late old event changes nothing. */
+ * recorded object only moves forward: a late old event changes nothing.
+ *
+ * A failure is final for its object: an EventBridge retry or the other
+ * replica's copy of the event must not run the job (and its image.failed
+ * webhook) a second time. A transient failure with attempts left is not
+ * failed but queued for after its backoff (status_finish), so a redelivery
+ * finds it queued: the keeper runs it, not the event. Only POST /retry
+ * (status_retry) runs a failed object again, and the repair sweep a
+ * transient failure, within status_sweep_may_retry's bound. */
 #include "status.h"
 
 #include <pthread.h>
@@ -104,6 +112,15 @@ const char *status_failure_code(enum rz_err err)
 int status_code_transient(const char *code)
 {
     return code && strcmp(code, "upstream_error") == 0;
+}
+
+/* The job's own retries had JOB_ATTEMPTS runs; the sweep gives it as many
+ * again (one a pass, so the pass interval is the backoff), then leaves it
+ * to an operator: an S3 that stays broken costs a bounded number of jobs. */
+int status_sweep_may_retry(const struct status *st, const struct index_entry *e)
+{
+    return e->state == INDEX_FAILED && status_code_transient(e->error_code) &&
+           e->attempts < 2 * st->o.max_attempts;
 }
 
 /* ---- store health and metrics ---- */
@@ -359,8 +376,9 @@ static enum rz_err status_claim_fn(struct index_entry *e, void *arg, int *write)
     struct status_claim_arg *a = arg;
     int newer = status_event_is_newer(e, a->ev);
     int older = status_event_is_older(e, a->ev);
-    int again = e->state == INDEX_PENDING || e->state == INDEX_FAILED ||
-                (e->state == INDEX_DONE && newer);
+    int finished = e->state == INDEX_DONE || e->state == INDEX_FAILED;
+    int again = e->state == INDEX_PENDING || (finished && newer) ||
+                (a->ev->repair && status_sweep_may_retry(a->st, e));
 
     a->claim = again ? STATUS_CLAIM_NEW : STATUS_CLAIM_DUPLICATE;
     if (again && !a->room && !a->ev->permanent_code)
@@ -686,18 +704,45 @@ void status_release(struct status *st, const char *id, int64_t now_ms)
 
 /* ---- the keeper: renewals, re-claims, the store's health ---- */
 
+struct status_reclaim_arg {
+    struct status *st;
+    int64_t now_ms;
+    int lost; /* ended failed (worker_lost) rather than taken */
+};
+
+/* A record whose replica died while processing it, after its last
+ * attempt: failed for good, like a job's own last failure. */
+static void status_fail_lost(struct status *st, struct index_entry *e, int64_t now_ms)
+{
+    char msg[128];
+
+    snprintf(msg, sizeof(msg), "the replica processing it stopped, %d of %d attempts",
+             e->attempts, st->o.max_attempts);
+    status_clear_variants(e);
+    status_set_failure(e, STATUS_CODE_WORKER_LOST, msg);
+    e->updated_ms = e->finished_ms = now_ms;
+}
+
 static enum rz_err status_reclaim_fn(struct index_entry *e, void *arg, int *write)
 {
-    struct status_simple_arg *a = arg;
+    struct status_reclaim_arg *a = arg;
 
+    a->lost = 0;
     if ((e->state != INDEX_QUEUED && e->state != INDEX_PROCESSING) || !e->lease_ms ||
         e->lease_ms >= a->now_ms)
         return RZ_ECONFLICT;
+    *write = 1;
     if (e->state == INDEX_PROCESSING)
         log_fields(LOG_WARN, "lease_expired",
-                   json_pack("{s:s,s:s}", "id", e->id, "owner", e->owner));
+                   json_pack("{s:s,s:s,s:i}", "id", e->id, "owner", e->owner, "attempts",
+                             e->attempts));
+    /* A newer object is not the one that was running: it gets its run. */
+    if (e->state == INDEX_PROCESSING && !e->rerun && e->attempts >= a->st->o.max_attempts) {
+        status_fail_lost(a->st, e, a->now_ms);
+        a->lost = 1;
+        return RZ_OK;
+    }
     status_take(a->st, e, a->now_ms);
-    *write = 1;
     return RZ_OK;
 }
 
@@ -706,19 +751,26 @@ static void status_reclaim(struct status *st, int64_t now_ms)
 {
     struct store *s = st->o.store;
     char ids[STATUS_RECLAIM_BATCH][INDEX_ID_LEN + 1];
-    struct status_simple_arg a = {st, now_ms};
+    struct status_reclaim_arg a = {st, now_ms, 0};
     size_t n = 0;
     enum rz_err err = s->ops->expired(s, now_ms, STATUS_RECLAIM_BATCH, ids, &n);
 
     if (status_seen(st, "reclaim", "expired", err) != RZ_OK)
         return;
     for (size_t i = 0; i < n; i++) {
+        struct index_entry e = {0};
+
         if (!st->q.reserve(st->q.arg))
             return;
-        if (status_change(st, "reclaim", ids[i], status_reclaim_fn, &a, NULL) != RZ_OK) {
+        err = status_change(st, "reclaim", ids[i], status_reclaim_fn, &a, &e);
+        if (err != RZ_OK || a.lost) {
             st->q.cancel(st->q.arg);
+            if (err == RZ_OK)
+                status_run_hooks(st, &e);
+            index_entry_cleanup(&e);
             continue;
         }
+        index_entry_cleanup(&e);
         status_hold(st, ids[i]);
         metrics_add(st->o.metrics, "resizer_reclaims_total", "", 1);
         st->q.commit(st->q.arg, ids[i]);

@@ -4,6 +4,8 @@
  *      ^ upload URL      ^  ^ retry (failed)    |  newer object: queued again
  *                        |  +-- lease expired --+  transient error: queued
  *                        |                         after a backoff
+ *                        |   lease expired after the last attempt: failed
+ *                        |   (worker_lost)
  *
  * Handlers, jobs and the sweep call this module; none changes a record
  * itself. Every change is a compare-and-swap on the record in the store
@@ -64,6 +66,7 @@ struct status_event {
     int try_decoded_key;
     const char *permanent_code;
     const char *permanent_message;
+    int repair; /* from the sweep: a transient failure may run again (status_sweep_may_retry) */
 };
 
 enum status_claim {
@@ -209,5 +212,14 @@ const char *status_failure_code(enum rz_err err);
  * throttled); 0 for permanent ones (the bytes, a limit, a refusal), which
  * no retry or sweep will change. */
 int status_code_transient(const char *code);
+
+/* A job whose replica stopped (its lease ran out while processing) after
+ * the last of its attempts: a poison image that crashes every replica it
+ * reaches ends here instead of taking each one down in turn. Permanent. */
+#define STATUS_CODE_WORKER_LOST "worker_lost"
+
+/* 1 when the repair sweep may queue the failed record e again: a
+ * transient failure with fewer than twice max_attempts runs so far. */
+int status_sweep_may_retry(const struct status *st, const struct index_entry *e);
 
 #endif

@@ -60,7 +60,8 @@ static enum rz_err test_claim(struct index *idx, const char *bucket, const char 
                               int try_decoded_key, const char *new_id, int64_t now,
                               enum status_claim *claim, char id_out[INDEX_ID_LEN + 1])
 {
-    struct status_event ev = {bucket, key, etag, sequencer, size, try_decoded_key, NULL, NULL};
+    struct status_event ev = {bucket,          key,  etag, sequencer, size,
+                              try_decoded_key, NULL, NULL, 0};
 
     return test_claim_event(idx, &ev, 1, new_id, now, claim, id_out);
 }
@@ -249,11 +250,32 @@ static const struct claim_case claim_cases[] = {
      NULL,
      {{"\"e1\"", "0A", STATUS_CLAIM_NEW, INDEX_QUEUED, 0}},
      1},
-    {"failed -> queued",
+    /* A failure is final for its object: EventBridge's retry or the
+     * other replica's copy of the event must not run it again. */
+    {"failed, same object redelivered: duplicate",
      INDEX_FAILED,
      "\"e1\"",
      "0A",
-     {{"\"e1\"", "0A", STATUS_CLAIM_NEW, INDEX_QUEUED, 0}},
+     {{"\"e1\"", "0A", STATUS_CLAIM_DUPLICATE, INDEX_FAILED, 0},
+      {"\"e1\"", NULL, STATUS_CLAIM_DUPLICATE, INDEX_FAILED, 0}},
+     2},
+    {"failed, older object: duplicate",
+     INDEX_FAILED,
+     "\"e2\"",
+     "0B",
+     {{"\"e1\"", "0A", STATUS_CLAIM_DUPLICATE, INDEX_FAILED, 0}},
+     1},
+    {"failed, newer object -> queued",
+     INDEX_FAILED,
+     "\"e1\"",
+     "0A",
+     {{"\"e2\"", "0B", STATUS_CLAIM_NEW, INDEX_QUEUED, 0}},
+     1},
+    {"failed, another etag without sequencers -> queued",
+     INDEX_FAILED,
+     "\"e1\"",
+     NULL,
+     {{"\"e2\"", NULL, STATUS_CLAIM_NEW, INDEX_QUEUED, 0}},
      1},
     {"queued: duplicate",
      INDEX_QUEUED,
@@ -462,9 +484,9 @@ static void test_claim_without_room(void **state)
     char id1[INDEX_ID_LEN + 1], id2[INDEX_ID_LEN + 1];
     char out[INDEX_ID_LEN + 1];
     enum status_claim claim;
-    struct status_event ev = {"src", "images/a.jpg", "e1", "0A", 10, 0, NULL, NULL};
-    struct status_event newer = {"src", "images/a.jpg", "e2", "0B", 10, 0, NULL, NULL};
-    struct status_event other = {"src", "images/b.jpg", "e1", "0A", 10, 0, NULL, NULL};
+    struct status_event ev = {"src", "images/a.jpg", "e1", "0A", 10, 0, NULL, NULL, 0};
+    struct status_event newer = {"src", "images/a.jpg", "e2", "0B", 10, 0, NULL, NULL, 0};
+    struct status_event other = {"src", "images/b.jpg", "e1", "0A", 10, 0, NULL, NULL, 0};
 
     (void)state;
     make_id(id1, 1);

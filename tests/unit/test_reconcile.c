@@ -166,6 +166,35 @@ static void test_known_objects_left_alone(void **state)
     assert_int_equal(fake_objstore_calls(f->s.objects, "get"), 2);
 }
 
+/* S3 keeps failing one object: its job's own retries end it failed
+ * (upstream_error, 2 attempts), then each pass of the sweep queues it
+ * once more, until it has had as many runs again (4 in all); from then on
+ * the sweep leaves it to an operator instead of running it every pass. */
+static void test_transient_failure_retried_a_bounded_number_of_times(void **state)
+{
+    struct sweep_fixture *f = *state;
+    struct index_entry e = {0};
+
+    upload(f, "images/a.jpg", T0);
+    fake_objstore_fail(f->s.objects,
+                       &(struct fake_fault){"get", "images/", 1, 0, RZ_EUPSTREAM, 0});
+    assert_int_equal(fix_submit(&f->s, "images/a.jpg", NULL, 0), RZ_OK);
+    assert_true(fix_wait_finished(&f->s, "images/a.jpg", 5000));
+    for (int pass = 0; pass < 4; pass++) {
+        sweep_once(f, "ok");
+        assert_true(fix_record(&f->s, "images/a.jpg", &e));
+        print_message("pass %d: queued %g, attempts %d\n", pass,
+                      metrics_get(f->rm, "resizer_reconcile_objects_total", "kind=\"queued\""),
+                      e.attempts);
+        assert_int_equal(e.state, INDEX_FAILED);
+        assert_string_equal(e.error_code, "upstream_error");
+        assert_int_equal(e.attempts, pass < 2 ? 3 + pass : 4);
+        index_entry_cleanup(&e);
+        assert_true(metrics_get(f->rm, "resizer_reconcile_objects_total", "kind=\"queued\"") ==
+                    (pass < 2));
+    }
+}
+
 /* 1,001 originals: the last, on the second page of both listings, is the
  * one without a record. */
 static void test_walks_every_page(void **state)
@@ -266,6 +295,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_queues_what_has_no_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_known_objects_left_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_transient_failure_retried_a_bounded_number_of_times,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_walks_every_page, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resumes_from_its_cursor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_skips_while_another_holds_the_lease, setup,

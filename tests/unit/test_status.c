@@ -84,7 +84,7 @@ static int teardown(void **state)
 
 static enum status_claim claim(struct status *st, const char *etag, const char *seq, int64_t now)
 {
-    struct status_event ev = {"src", "images/a.jpg", etag, seq, 10, 0, NULL, NULL};
+    struct status_event ev = {"src", "images/a.jpg", etag, seq, 10, 0, NULL, NULL, 0};
     enum status_claim c;
     char id[INDEX_ID_LEN + 1];
 
@@ -224,6 +224,12 @@ static void test_transient_then_permanent(void **state)
     assert_string_equal(e.error_code, "upstream_error");
     assert_true(e.lease_ms == NOW + 10 + 1000);
     index_entry_cleanup(&e);
+    /* Redelivered meanwhile: a duplicate, left to the backoff. */
+    assert_int_equal(claim(f->a, "e1", NULL, NOW + 20), STATUS_CLAIM_DUPLICATE);
+    e = get(f);
+    assert_string_equal(e.owner, "");
+    assert_true(e.lease_ms == NOW + 10 + 1000);
+    index_entry_cleanup(&e);
     assert_int_equal(s->ops->expired(s, NOW + 500, 4, ids, &n), RZ_OK);
     assert_int_equal(n, 0);
     assert_int_equal(s->ops->expired(s, NOW + 1011, 4, ids, &n), RZ_OK);
@@ -241,6 +247,11 @@ static void test_transient_then_permanent(void **state)
     assert_int_equal((int)e.state * 10 + e.attempts, INDEX_FAILED * 10 + 2);
     index_entry_cleanup(&e);
     assert_int_equal(f->finished, 1);
+    /* Its attempts spent, a redelivery runs nothing. */
+    assert_int_equal(claim(f->a, "e1", NULL, NOW + 2002), STATUS_CLAIM_DUPLICATE);
+    e = get(f);
+    assert_int_equal(e.state, INDEX_FAILED);
+    index_entry_cleanup(&e);
     /* Retried by hand; a permanent failure ends failed at once. */
     assert_int_equal(status_retry(f->b, ID, NOW + 3000), RZ_OK);
     assert_int_equal(status_retry(f->b, ID, NOW + 3000), RZ_ECONFLICT);
@@ -322,7 +333,8 @@ static void test_taxonomy(void **state)
 static void test_key_too_long_fails_at_intake(void **state)
 {
     struct fixture *f = *state;
-    struct status_event ev = {"src", "images/a.jpg", "e1", NULL, 10, 0, "key_too_long", "long"};
+    struct status_event ev = {"src", "images/a.jpg", "e1",   NULL, 10,
+                              0,     "key_too_long", "long", 0};
     enum status_claim c;
     char id[INDEX_ID_LEN + 1];
     struct index_entry e;
@@ -334,6 +346,132 @@ static void test_key_too_long_fails_at_intake(void **state)
     assert_int_equal(e.state, INDEX_FAILED);
     assert_string_equal(e.error_code, "key_too_long");
     index_entry_cleanup(&e);
+}
+
+/* A failure is final for its object: EventBridge's retry, or the other
+ * replica's copy of the event, answers as a duplicate, runs no job and
+ * fires no second image.failed; a newer object or POST /retry runs it. */
+static void test_redelivered_failure_runs_nothing(void **state)
+{
+    struct fixture *f = *state;
+    struct index_entry e;
+    int again = 0;
+
+    assert_int_equal(claim(f->a, "e1", "0A", NOW), STATUS_CLAIM_NEW);
+    begin(f->a, NOW + 1);
+    assert_int_equal(finish(f->a, RZ_ECORRUPT, NOW + 2, &again), RZ_OK);
+    assert_int_equal(f->finished, 1);
+    assert_int_equal(claim(f->b, "e1", "0A", NOW + 3), STATUS_CLAIM_DUPLICATE);
+    assert_int_equal(claim(f->a, "e1", NULL, NOW + 4), STATUS_CLAIM_DUPLICATE);
+    e = get(f);
+    assert_int_equal((int)e.state * 10 + e.attempts, INDEX_FAILED * 10 + 1);
+    assert_string_equal(e.error_code, "corrupt_image");
+    assert_string_equal(e.owner, "");
+    index_entry_cleanup(&e);
+    assert_int_equal(f->finished, 1);
+    /* The object replaced: its event is new work. */
+    assert_int_equal(claim(f->b, "e2", "0B", NOW + 5), STATUS_CLAIM_NEW);
+    e = get(f);
+    assert_int_equal(e.state, INDEX_QUEUED);
+    assert_string_equal(e.owner, "b");
+    index_entry_cleanup(&e);
+}
+
+/* The repair sweep may queue a transient failure again, as many runs as
+ * the job's own retries had, and never a permanent one. */
+static void test_sweep_retry_bound(void **state)
+{
+    struct fixture *f = *state;
+    struct index_entry e = {.state = INDEX_FAILED, .error_code = "upstream_error"};
+
+    for (e.attempts = 0; e.attempts < 6; e.attempts++)
+        assert_int_equal(status_sweep_may_retry(f->a, &e), e.attempts < 4);
+    e.attempts = 1;
+    snprintf(e.error_code, sizeof(e.error_code), "corrupt_image");
+    assert_int_equal(status_sweep_may_retry(f->a, &e), 0);
+    snprintf(e.error_code, sizeof(e.error_code), "%s", STATUS_CODE_WORKER_LOST);
+    assert_int_equal(status_sweep_may_retry(f->a, &e), 0);
+    e.state = INDEX_DONE;
+    snprintf(e.error_code, sizeof(e.error_code), "upstream_error");
+    assert_int_equal(status_sweep_may_retry(f->a, &e), 0);
+}
+
+/* key_too_long is notified once: its event redelivered (EventBridge, or
+ * the other replica) is a duplicate. */
+static void test_key_too_long_redelivered(void **state)
+{
+    struct fixture *f = *state;
+    struct status_event ev = {"src", "images/a.jpg", "e1",   "0A", 10,
+                              0,     "key_too_long", "long", 0};
+    enum status_claim c;
+    char id[INDEX_ID_LEN + 1];
+
+    assert_int_equal(status_claim_event(f->a, &ev, 0, ID, NOW, &c, id), RZ_OK);
+    assert_int_equal(c, STATUS_CLAIM_FAILED);
+    assert_int_equal(status_claim_event(f->b, &ev, 1, ID, NOW + 1, &c, id), RZ_OK);
+    assert_int_equal(c, STATUS_CLAIM_DUPLICATE);
+    assert_int_equal(f->finished, 1);
+}
+
+/* Polls pred every 10 ms for up to ms. */
+static int wait_until(int (*pred)(void *arg), void *arg, long ms)
+{
+    for (long waited = 0; !pred(arg) && waited < ms; waited += 10)
+        usleep(10 * 1000);
+    return pred(arg);
+}
+
+static int record_failed(void *arg)
+{
+    struct fixture *f = arg;
+    struct index_entry e = {0};
+    int failed = index_get(f->idx, ID, &e) == RZ_OK && e.state == INDEX_FAILED;
+
+    index_entry_cleanup(&e);
+    return failed;
+}
+
+static int committed(void *arg)
+{
+    return ((struct fake_queue *)arg)->committed > 0;
+}
+
+/* An image that takes its replica down on every run: the first replica
+ * dies with it, the second re-claims it and dies too (its last attempt),
+ * and the third finishes it failed (worker_lost, notified) instead of
+ * running it and dying in turn. */
+static void test_poison_image_ends_worker_lost(void **state)
+{
+    struct fixture *f = *state;
+    struct fake_queue q2 = {0}, q3 = {0};
+    struct status_queue sq2 = {fq_reserve, fq_commit, fq_cancel, &q2};
+    struct status_queue sq3 = {fq_reserve, fq_commit, fq_cancel, &q3};
+    struct status *first = make_status(f, "first", 300);
+    struct status *second = make_status(f, "second", 300);
+    struct status *third = make_status(f, "third", 300);
+    struct index_entry e;
+
+    claim(first, "e1", NULL, wall_ms());
+    begin(first, wall_ms());
+    assert_int_equal(status_start(second, &sq2), RZ_OK);
+    assert_true(wait_until(committed, &q2, 3000));
+    begin(second, wall_ms());
+    status_stop(second); /* dead: renews nothing from now on */
+    assert_int_equal(status_start(third, &sq3), RZ_OK);
+    assert_true(wait_until(record_failed, f, 3000));
+    e = get(f);
+    assert_string_equal(e.error_code, STATUS_CODE_WORKER_LOST);
+    assert_int_equal(e.attempts, 2);
+    assert_string_equal(e.owner, "");
+    assert_true(e.lease_ms == 0 && e.finished_ms > 0);
+    index_entry_cleanup(&e);
+    assert_int_equal(q3.committed, 0);
+    assert_int_equal(f->finished, 1);
+    assert_int_equal(f->last_state, INDEX_FAILED);
+    assert_int_equal(status_code_transient(STATUS_CODE_WORKER_LOST), 0);
+    status_free(third);
+    status_free(second);
+    status_free(first);
 }
 
 /* The sweep's lease item: one holder at a time, handed on once it lapses,
@@ -363,6 +501,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dead_replica_reclaimed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_too_long_fails_at_intake, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sweep_lease_and_cursor, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redelivered_failure_runs_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sweep_retry_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_too_long_redelivered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_poison_image_ends_worker_lost, setup, teardown),
         cmocka_unit_test(test_taxonomy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
