@@ -322,6 +322,19 @@ static enum rz_err index_insert_locked(struct index *idx, const struct index_ent
     return RZ_OK;
 }
 
+/* Whether e, put over held, is to be kept out. A copy older than the one
+ * held (two readers of a shared store racing) never replaces it. A copy
+ * of version 0 (another replica's S3 record, memory store) replaces only
+ * another unversioned copy: over a record of this replica's store (a
+ * claimed job, an upload; versions start at 1) it would undo a live state
+ * with a stale one. */
+static int index_put_keeps_old(const struct index_entry *held, const struct index_entry *e)
+{
+    if (!e->version)
+        return held->version != 0;
+    return held->version > e->version;
+}
+
 enum rz_err index_put(struct index *idx, const struct index_entry *e)
 {
     struct index_node *old;
@@ -330,14 +343,12 @@ enum rz_err index_put(struct index *idx, const struct index_entry *e)
 
     pthread_rwlock_wrlock(&idx->lock);
     old = index_find_id(idx, e->id);
-    /* A copy older than the one held (two readers of a shared store
-     * racing) never replaces it. */
-    if (old && e->version && old->e.version > e->version) {
+    if (!old)
+        old = index_find_key(idx, e->bucket, e->key);
+    if (old && index_put_keeps_old(&old->e, e)) {
         pthread_rwlock_unlock(&idx->lock);
         return RZ_OK;
     }
-    if (!old)
-        old = index_find_key(idx, e->bucket, e->key);
     if (old) {
         index_unlink(idx, old);
         keep = old->e;

@@ -101,7 +101,9 @@ void index_free(struct index *idx);
 
 /* Inserts a copy of e, replacing any entry with the same id (and the
  * same bucket/key), unless that entry has a greater version (e is then
- * older: kept out, RZ_OK). RZ_EFULL when full of unfinished entries. */
+ * older: kept out, RZ_OK), or e has version 0 (a copy read from S3) and
+ * that entry has a version (a record of the store): kept out too.
+ * RZ_EFULL when full of unfinished entries. */
 enum rz_err index_put(struct index *idx, const struct index_entry *e);
 
 /* Copies the entry with this id into *out (release with

@@ -236,6 +236,9 @@ static enum rz_err status_change(struct status *st, const char *phase, const cha
             err = fn(&e, arg, &write);
         expected = e.version;
         if (err == RZ_OK && write) {
+            /* Ours from now on, not a copy of another replica's S3 record:
+             * a background refresh must not replace it (index_put). */
+            e.cached_ms = 0;
             e.version = expected + 1;
             err = status_seen(st, phase, "replace", s->ops->replace(s, &e, expected));
             if (err == RZ_ECONFLICT) {
@@ -351,6 +354,7 @@ static void status_take(struct status *st, struct index_entry *e, int64_t now_ms
     snprintf(e->owner, sizeof(e->owner), "%s", st->o.owner);
     e->lease_ms = now_ms + st->o.lease_ms;
     e->updated_ms = now_ms;
+    e->cached_ms = 0;
 }
 
 static void status_set_failure(struct index_entry *e, const char *code, const char *msg)

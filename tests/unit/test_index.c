@@ -192,6 +192,51 @@ static enum rz_err set_failed_fn(struct index_entry *e, void *arg)
     return RZ_OK;
 }
 
+/* Memory store: a copy of another replica's S3 record (version 0) is
+ * refreshed by a newer copy, but never replaces a record of this
+ * replica's store (versions from 1), by id or by key: a claimed job would
+ * go back to the copy's "done" while it runs. */
+static void test_put_s3_copy_keeps_a_record(void **state)
+{
+    struct index *idx = index_new(8);
+    struct index_entry rec = {0}, copy = {0}, got = {0};
+
+    (void)state;
+    make_id(rec.id, 1);
+    rec.state = INDEX_PROCESSING;
+    rec.bucket = "src";
+    rec.key = "images/a.jpg";
+    rec.etag = "e2";
+    rec.version = 1;
+    assert_int_equal(index_put(idx, &rec), RZ_OK);
+    copy = rec;
+    copy.state = INDEX_DONE;
+    copy.etag = "e1";
+    copy.version = 0;
+    copy.cached_ms = NOW;
+    assert_int_equal(index_put(idx, &copy), RZ_OK);
+    make_id(copy.id, 2); /* the same key under another id */
+    assert_int_equal(index_put(idx, &copy), RZ_OK);
+    assert_int_equal(index_get_by_key(idx, "src", "images/a.jpg", &got), RZ_OK);
+    assert_string_equal(got.id, rec.id);
+    assert_int_equal(got.state, INDEX_PROCESSING);
+    assert_string_equal(got.etag, "e2");
+    index_entry_cleanup(&got);
+    /* A copy over a copy: the newer read wins. */
+    make_id(rec.id, 3);
+    rec.key = "images/b.jpg";
+    rec.version = 0;
+    rec.cached_ms = NOW;
+    assert_int_equal(index_put(idx, &rec), RZ_OK);
+    rec.state = INDEX_DONE;
+    rec.cached_ms = NOW + 1;
+    assert_int_equal(index_put(idx, &rec), RZ_OK);
+    assert_int_equal(index_get(idx, rec.id, &got), RZ_OK);
+    assert_int_equal(got.state, INDEX_DONE);
+    index_entry_cleanup(&got);
+    index_free(idx);
+}
+
 static void test_update_and_hostile_strings(void **state)
 {
     struct index *idx = index_new(4);
@@ -1222,6 +1267,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_put_get_by_id_and_key),
         cmocka_unit_test(test_update_and_hostile_strings),
+        cmocka_unit_test(test_put_s3_copy_keeps_a_record),
         cmocka_unit_test(test_claim_table),
         cmocka_unit_test(test_claim_keeps_bucket_apart_and_full),
         cmocka_unit_test(test_claim_without_room),

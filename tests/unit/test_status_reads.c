@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <vips/vips.h>
@@ -194,6 +195,63 @@ static void test_records_that_are_not_there(void **state)
     }
 }
 
+struct state_wait {
+    struct fix_service *s;
+    enum index_state state;
+};
+
+static int in_state(void *arg)
+{
+    struct state_wait *w = arg;
+    struct index_entry e = {0};
+    int in = fix_record(w->s, KEY, &e) && e.state == w->state;
+
+    index_entry_cleanup(&e);
+    return in;
+}
+
+/* b holds a copy of a's S3 record, read a while ago (stale), when a newer
+ * object's event reaches b: b's claim makes it b's own record, and a
+ * status poll then (or any refresh) must not put the stale copy back over
+ * the running job, which would answer "done" with the old object and let
+ * the next redelivery run it twice. */
+static void test_claimed_copy_not_replaced_by_a_refresh(void **state)
+{
+    struct two_replicas *r = *state;
+    struct state_wait w = {&r->b, INDEX_PROCESSING};
+    struct index_entry e = {0};
+    size_t gets;
+    int waited;
+
+    assert_int_equal(find(&r->b, r->id, NULL, &e, &waited), RZ_OK);
+    assert_true(waited);
+    e.cached_ms -= 20000; /* read 20 s ago */
+    assert_int_equal(index_put(r->b.idx, &e), RZ_OK);
+    index_entry_cleanup(&e);
+    /* The newer object's read is held up: the job stays processing. */
+    fake_objstore_fail(r->b.objects, &(struct fake_fault){"get", "images/", 1, 1, RZ_OK, 1500});
+    assert_int_equal(fix_submit(&r->b, KEY, "e2", 0), RZ_OK);
+    assert_true(fix_wait(in_state, &w, 2000));
+    gets = fake_objstore_calls(r->b.objects, "get");
+    assert_int_equal(find(&r->b, r->id, NULL, &e, &waited), RZ_OK);
+    assert_false(waited);
+    assert_int_equal(e.state, INDEX_PROCESSING);
+    assert_true(e.cached_ms == 0);
+    index_entry_cleanup(&e);
+    /* Whatever a background refresh would have read has landed by now. */
+    usleep(300 * 1000);
+    assert_int_equal(fake_objstore_calls(r->b.objects, "get"), gets);
+    assert_true(fix_record(&r->b, KEY, &e));
+    assert_int_equal(e.state, INDEX_PROCESSING);
+    assert_string_equal(e.etag, "e2");
+    index_entry_cleanup(&e);
+    /* And the job ends done with the new object. */
+    assert_true(fix_wait_finished(&r->b, KEY, 5000));
+    assert_true(fix_record(&r->b, KEY, &e));
+    assert_int_equal(e.state, INDEX_DONE);
+    index_entry_cleanup(&e);
+}
+
 /* A read stuck on a stalled S3 is answered when the look-ups stop (the
  * drain), not after S3's timeouts. */
 static void test_stalled_read_cut_by_the_drain(void **state)
@@ -227,6 +285,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_found_by_key, setup, teardown),
         cmocka_unit_test(test_records_that_are_not_there),
         cmocka_unit_test_setup_teardown(test_stalled_read_cut_by_the_drain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claimed_copy_not_replaced_by_a_refresh, setup,
+                                        teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
