@@ -85,15 +85,26 @@ static enum rz_err reconcile_peek(struct reconcile *r, struct reconcile_cursor *
     return RZ_OK;
 }
 
-/* Whether the object needs a job, from what this replica knows of it and
- * from its status record (present and at least as new as the object). */
-static int reconcile_wanted(struct reconcile *r, const struct objstore_item *obj, int has_record)
+/* Whether the object needs a job, from its status record in S3 (has: one
+ * at least as new as the object; fresh: written in a later second, so by
+ * a job that finished after this object was uploaded) and from what the
+ * store knows of it. A fresh S3 record settles it without the store: a
+ * consistent read (two with DynamoDB) for every object of the bucket on
+ * every pass is what the sweep must not cost. A record from the same
+ * second (S3's times are whole seconds, and a job often ends within the
+ * second its upload did) needs the etag: this replica's cache when it
+ * holds the record finished, else the store. */
+static int reconcile_wanted(struct reconcile *r, const struct objstore_item *obj, int has,
+                            int fresh)
 {
     struct index_entry e = {0};
     int wanted;
 
-    if (status_peek_by_key(r->opts.status, r->opts.cfg->src_bucket, obj->key, &e) != RZ_OK)
-        return !has_record;
+    if (fresh)
+        return 0;
+    if (status_peek_by_key(r->opts.status, r->opts.cfg->src_bucket, obj->key, obj->etag, &e) !=
+        RZ_OK)
+        return !has;
     switch (e.state) {
     case INDEX_QUEUED:
     case INDEX_PROCESSING: wanted = 0; break;
@@ -138,17 +149,17 @@ static enum rz_err reconcile_queue(struct reconcile *r, const struct objstore_it
     return err;
 }
 
-/* Advances the status cursor up to rel; 1 if a record for rel exists and
- * is at least as new as the object. */
+/* Advances the status cursor up to rel; *has: a record for rel exists and
+ * is at least as new as the object; *fresh: and from a later second. */
 static enum rz_err reconcile_has_record(struct reconcile *r, struct reconcile_cursor *st,
                                         const char *rel, const struct objstore_item *obj,
-                                        int *has)
+                                        int *has, int *fresh)
 {
     const struct objstore_item *rec;
     enum rz_err err;
     int cmp = -1;
 
-    *has = 0;
+    *has = *fresh = 0;
     for (;;) {
         err = reconcile_peek(r, st, &rec);
         if (err != RZ_OK || !rec)
@@ -159,6 +170,7 @@ static enum rz_err reconcile_has_record(struct reconcile *r, struct reconcile_cu
         st->pos++;
     }
     *has = cmp == 0 && rec->last_modified >= obj->last_modified;
+    *fresh = *has && obj->last_modified && rec->last_modified > obj->last_modified;
     return RZ_OK;
 }
 
@@ -194,7 +206,7 @@ static enum rz_err reconcile_sweep(struct reconcile *r, struct reconcile_stats *
     char *status_after = NULL;
     const struct objstore_item *obj;
     enum rz_err err;
-    int has;
+    int has, fresh;
     int queued;
 
     memset(stats, 0, sizeof(*stats));
@@ -214,10 +226,11 @@ static enum rz_err reconcile_sweep(struct reconcile *r, struct reconcile_stats *
         if (obj->key[strlen(obj->key) - 1] == '/')
             continue;
         stats->scanned++;
-        err = reconcile_has_record(r, &st, keys_relative(cfg->src_prefix, obj->key), obj, &has);
+        err = reconcile_has_record(r, &st, keys_relative(cfg->src_prefix, obj->key), obj, &has,
+                                   &fresh);
         if (err != RZ_OK)
             break;
-        if (reconcile_wanted(r, obj, has)) {
+        if (reconcile_wanted(r, obj, has, fresh)) {
             err = reconcile_queue(r, obj, &queued);
             log_fields(LOG_DEBUG, "reconcile_queue",
                        json_pack("{s:s,s:b,s:b,s:s}", "key", obj->key, "has_record", has,

@@ -888,8 +888,22 @@ static int status_cache_fresh(const struct index_entry *e)
            clock_wall_ms() - e->cached_ms < STATUS_CACHE_MS;
 }
 
+/* A cached record that settles what the sweep wants to know of an
+ * object: finished for the object's etag. */
+static int status_cache_settles(struct status *st, const char *bucket, const char *key,
+                                const char *etag, struct index_entry *out)
+{
+    if (!etag || !st->o.cache || index_get_by_key(st->o.cache, bucket, key, out) != RZ_OK)
+        return 0;
+    if ((out->state == INDEX_DONE || out->state == INDEX_FAILED) && out->etag &&
+        strcmp(out->etag, etag) == 0)
+        return 1;
+    index_entry_cleanup(out);
+    return 0;
+}
+
 enum rz_err status_peek_by_key(struct status *st, const char *bucket, const char *key,
-                               struct index_entry *out)
+                               const char *etag, struct index_entry *out)
 {
     struct store *s = st->o.store;
     char id[INDEX_ID_LEN + 1];
@@ -897,6 +911,8 @@ enum rz_err status_peek_by_key(struct status *st, const char *bucket, const char
 
     if (!s->shared)
         return index_get_by_key(st->o.index, bucket, key, out);
+    if (status_cache_settles(st, bucket, key, etag, out))
+        return RZ_OK;
     err = status_seen(st, "sweep", "find_key", s->ops->find_key(s, bucket, key, id));
     if (err == RZ_OK)
         err = status_seen(st, "sweep", "get", s->ops->get(s, id, out));

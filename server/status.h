@@ -182,9 +182,11 @@ void status_lookup_cancel(void *l);
 void status_stop_lookups(struct status *st);
 
 /* The record by key from the store alone (the index, for the memory
- * store), never S3: what the sweep knows of an object. */
+ * store), never S3: what the sweep knows of an object. With a shared
+ * store, a cached record finished for etag (may be NULL) is answered
+ * without a store read: only a newer object or a retry changes it. */
 enum rz_err status_peek_by_key(struct status *st, const char *bucket, const char *key,
-                               struct index_entry *out);
+                               const char *etag, struct index_entry *out);
 
 /* A page of records (see store_ops.list). RZ_EINVAL: a bad cursor. */
 enum rz_err status_list(struct status *st, int state, const char *uploader, const char *cursor,

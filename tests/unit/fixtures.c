@@ -79,10 +79,17 @@ void fix_service_start(struct fix_service *s, const struct fix_service_opts *o)
     s->idx = index_new(1000);
     s->m = metrics_new();
     assert_non_null(s->idx);
-    assert_int_equal(store_memory_new(s->idx, &s->store), RZ_OK);
+    if (o->shared_store) {
+        s->store = fake_store_new(s->idx);
+        s->cache = index_new(1000);
+        assert_non_null(s->cache);
+    } else {
+        assert_int_equal(store_memory_new(s->idx, &s->store), RZ_OK);
+    }
     so = (struct status_opts){.cfg = &s->cfg,
                               .store = s->store,
-                              .index = s->idx,
+                              .cache = s->cache,
+                              .index = s->cache ? s->cache : s->idx,
                               .s3_read = s->objects,
                               .metrics = s->m,
                               .owner = o->owner ? o->owner : "unit",
@@ -110,6 +117,7 @@ void fix_service_stop(struct fix_service *s)
     store_free(s->store);
     objstore_free(s->objects);
     index_free(s->idx);
+    index_free(s->cache);
     metrics_free(s->m);
     config_cleanup(&s->cfg);
 }

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "objstore_fake.h"
+#include "store_fake.h"
 #include "server/config.h"
 #include "server/index.h"
 #include "server/jobs.h"
@@ -36,7 +37,8 @@ struct fix_service {
     struct objstore *objects;
     struct index *idx;
     struct metrics *m;
-    struct store *store;
+    struct store *store; /* the memory store, or a fake shared one over it */
+    struct index *cache; /* with a shared store: the status module's cache */
     struct status *status;
     struct jobs *jobs;
 };
@@ -50,6 +52,7 @@ struct fix_service_opts {
     size_t queue_size;        /* 0: 16 */
     struct objstore *objects; /* another replica's fake, to share its objects; NULL: new */
     const char *owner;        /* NULL: "unit" */
+    int shared_store;         /* the store is store_fake's (shared, counted, breakable) */
 };
 
 void fix_service_start(struct fix_service *s, const struct fix_service_opts *o);

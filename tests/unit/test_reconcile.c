@@ -45,6 +45,22 @@ static int setup(void **state)
     return 0;
 }
 
+/* The same over a shared store (counted): as with DynamoDB, what the
+ * sweep asks of the store is a request each. */
+static int setup_shared(void **state)
+{
+    static struct sweep_fixture f;
+
+    memset(&f, 0, sizeof(f));
+    fix_service_start(&f.s, &(struct fix_service_opts){.env = env,
+                                                       .queue_size = 64,
+                                                       .shared_store = 1});
+    f.jpeg = fix_jpeg(32, 24, &f.len);
+    fake_objstore_set_clock(f.s.objects, T0);
+    *state = &f;
+    return 0;
+}
+
 static int teardown(void **state)
 {
     struct sweep_fixture *f = *state;
@@ -195,6 +211,45 @@ static void test_transient_failure_retried_a_bounded_number_of_times(void **stat
     }
 }
 
+static double sweep_reads(struct sweep_fixture *f)
+{
+    static const char *const labels[] = {
+        "phase=\"sweep\",op=\"find_key\",outcome=\"ok\"",
+        "phase=\"sweep\",op=\"find_key\",outcome=\"not_found\"",
+        "phase=\"sweep\",op=\"get\",outcome=\"ok\"",
+        "phase=\"sweep\",op=\"get\",outcome=\"not_found\"",
+    };
+    double n = 0;
+
+    for (size_t i = 0; i < sizeof(labels) / sizeof(labels[0]); i++)
+        n += metrics_get(f->s.m, "resizer_store_requests_total", labels[i]);
+    return n;
+}
+
+/* A shared store: an object whose S3 record was written after it (b), or
+ * that this replica finished for its etag (c, its record from the same
+ * second), costs the sweep no store read; only the object without a
+ * record (a) is looked up. Not O(bucket) consistent reads a pass. */
+static void test_finished_objects_cost_no_store_reads(void **state)
+{
+    struct sweep_fixture *f = *state;
+
+    upload(f, "images/a.jpg", T0);
+    upload(f, "images/b.jpg", T0);
+    recorded(f, "images/b.jpg", T0 + 1);
+    upload(f, "images/c.jpg", T0);
+    fake_objstore_set_clock(f->s.objects, T0); /* c's record: the same second */
+    assert_int_equal(fix_submit(&f->s, "images/c.jpg", NULL, 0), RZ_OK);
+    assert_true(fix_wait_finished(&f->s, "images/c.jpg", 5000));
+    assert_true(sweep_reads(f) == 0);
+    sweep_once(f, "ok");
+    print_message("store reads by the sweep: %g\n", sweep_reads(f));
+    assert_true(sweep_reads(f) == 1);
+    assert_true(processed(f, "images/a.jpg"));
+    assert_false(processed(f, "images/b.jpg"));
+    assert_true(metrics_get(f->rm, "resizer_reconcile_objects_total", "kind=\"queued\"") == 1);
+}
+
 /* 1,001 originals: the last, on the second page of both listings, is the
  * one without a record. */
 static void test_walks_every_page(void **state)
@@ -297,6 +352,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_known_objects_left_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transient_failure_retried_a_bounded_number_of_times,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finished_objects_cost_no_store_reads, setup_shared,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_walks_every_page, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resumes_from_its_cursor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_skips_while_another_holds_the_lease, setup,
