@@ -162,6 +162,23 @@ int status_store_ok(struct status *st, char *why, size_t whylen)
     return ok;
 }
 
+/* Intake while the store is known to be down (a request failed, and the
+ * keeper's ping has not been answered since): refused at once, RZ_EUPSTREAM
+ * (503 with Retry-After), instead of holding an HTTP thread through the
+ * store's timeouts and retries for an answer that is known. Nothing is
+ * claimed, so nothing is acknowledged; the keeper's next answered ping
+ * opens intake again. */
+static int status_intake_refused(struct status *st, const char *phase)
+{
+    char labels[64];
+
+    if (status_store_ok(st, NULL, 0))
+        return 0;
+    snprintf(labels, sizeof(labels), "phase=\"%s\"", phase);
+    metrics_add(st->o.metrics, "resizer_store_unavailable_total", labels, 1);
+    return 1;
+}
+
 /* ---- the set of claims this replica holds ---- */
 
 static void status_hold(struct status *st, const char *id)
@@ -451,6 +468,8 @@ enum rz_err status_claim_event(struct status *st, const struct status_event *ev,
     char id[INDEX_ID_LEN + 1];
     enum rz_err err = RZ_ECONFLICT;
 
+    if (status_intake_refused(st, "claim"))
+        return RZ_EUPSTREAM;
     for (int i = 0; i < STATUS_CAS_TRIES && err == RZ_ECONFLICT; i++) {
         err = status_seen(st, "claim", "find_key", s->ops->find_key(s, ev->bucket, ev->key, id));
         if (err == RZ_OK) {
@@ -492,6 +511,8 @@ enum rz_err status_add_upload(struct status *st, const char *id, const char *buc
     struct index_entry e = {0};
     enum rz_err err;
 
+    if (status_intake_refused(st, "upload"))
+        return RZ_EUPSTREAM;
     snprintf(e.id, sizeof(e.id), "%s", id);
     e.state = INDEX_PENDING;
     e.bucket = (char *)bucket;
@@ -1240,6 +1261,10 @@ static enum rz_err status_metrics_register(struct status *st)
     if (err == RZ_OK || err == RZ_ECONFLICT)
         err = metrics_register(st->o.metrics, "resizer_reclaims_total", METRICS_COUNTER,
                                "Jobs taken over after their lease ran out", NULL, 0);
+    if (err == RZ_OK || err == RZ_ECONFLICT)
+        err = metrics_register(st->o.metrics, "resizer_store_unavailable_total", METRICS_COUNTER,
+                               "Events and uploads refused at once while the store was down",
+                               NULL, 0);
     if (err == RZ_OK || err == RZ_ECONFLICT)
         err = metrics_register(st->o.metrics, "resizer_status_lookups_total", METRICS_COUNTER,
                                "Status reads that needed S3 or the store, by outcome", NULL, 0);

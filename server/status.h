@@ -121,13 +121,15 @@ enum rz_err status_start(struct status *st, const struct status_queue *q);
  * status.c for the table. room: a queue slot is held for a new job; without
  * one, a duplicate is still answered and anything else gets RZ_EFULL.
  * new_id is used when the object has no record. RZ_EUPSTREAM: the store is
- * unreachable (nothing was claimed). */
+ * unreachable (nothing was claimed); at once, without a request, while it
+ * is known to be (status_store_ok is 0). */
 enum rz_err status_claim_event(struct status *st, const struct status_event *ev, int room,
                                const char *new_id, int64_t now_ms, enum status_claim *claim_out,
                                char id_out[INDEX_ID_LEN + 1]);
 
 /* Records a pending upload (TTL past expires_ms in a shared store).
- * Strings borrowed; uploader/filename may be NULL. */
+ * Strings borrowed; uploader/filename may be NULL. RZ_EUPSTREAM as for
+ * status_claim_event. */
 enum rz_err status_add_upload(struct status *st, const char *id, const char *bucket,
                               const char *key, const char *filename, const char *content_type,
                               const char *uploader, int64_t expires_ms, int64_t now_ms);

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -34,6 +35,7 @@ struct fake_store {
     struct store *inner;
     size_t calls[FS_NOPS]; /* atomics */
     int down;              /* atomic */
+    long delay_ms;         /* atomic */
 };
 
 static struct fake_store *fs(struct store *s)
@@ -45,7 +47,10 @@ static struct fake_store *fs(struct store *s)
 static enum rz_err fs_enter(struct store *s, enum fake_store_op op)
 {
     __atomic_add_fetch(&fs(s)->calls[op], 1, __ATOMIC_SEQ_CST);
-    return __atomic_load_n(&fs(s)->down, __ATOMIC_SEQ_CST) ? RZ_EUPSTREAM : RZ_OK;
+    if (!__atomic_load_n(&fs(s)->down, __ATOMIC_SEQ_CST))
+        return RZ_OK;
+    usleep((useconds_t)__atomic_load_n(&fs(s)->delay_ms, __ATOMIC_SEQ_CST) * 1000);
+    return RZ_EUPSTREAM;
 }
 
 #define FS_CALL(s, op, call)                      \
@@ -145,7 +150,8 @@ size_t fake_store_calls(struct store *s, const char *op)
     return n;
 }
 
-void fake_store_set_down(struct store *s, int down)
+void fake_store_set_down(struct store *s, int down, long delay_ms)
 {
+    __atomic_store_n(&fs(s)->delay_ms, delay_ms, __ATOMIC_SEQ_CST);
     __atomic_store_n(&fs(s)->down, down, __ATOMIC_SEQ_CST);
 }

@@ -17,7 +17,8 @@ struct store *fake_store_new(struct index *idx);
  * "list", "expired", "lock", "save_cursor", "ping"; NULL: all). */
 size_t fake_store_calls(struct store *s, const char *op);
 
-/* down: every call fails RZ_EUPSTREAM (still counted) until set back. */
-void fake_store_set_down(struct store *s, int down);
+/* down: every call fails RZ_EUPSTREAM (still counted) after delay_ms (a
+ * store timing out), until set back. */
+void fake_store_set_down(struct store *s, int down, long delay_ms);
 
 #endif

@@ -303,6 +303,51 @@ static void test_drain_cuts_a_stalled_download(void **state)
     assert_int_equal(fake_objstore_count(s->objects, FIX_DEST, ""), 0);
 }
 
+static int store_answers(void *arg)
+{
+    return status_store_ok(arg, NULL, 0);
+}
+
+/* A shared store stops answering (each request times out after 300 ms):
+ * the first event waits that out and is refused; while the store is known
+ * down, events and uploads are refused at once (503 with Retry-After at
+ * the HTTP layer) without a request, nothing claimed; once it answers the
+ * keeper's ping, intake takes events again without a restart. */
+static void test_store_down_refuses_intake_at_once(void **state)
+{
+    struct fix_service s;
+    size_t calls;
+    int64_t start;
+
+    (void)state;
+    fix_service_start(&s, &(struct fix_service_opts){.env = env, .shared_store = 1});
+    add_jpeg(&s, KEY, NULL);
+    fake_store_set_down(s.store, 1, 300);
+    start = clock_wall_ms();
+    assert_int_equal(fix_submit(&s, KEY, "etag-1", 0), RZ_EUPSTREAM);
+    assert_true(clock_wall_ms() - start >= 300);
+    calls = fake_store_calls(s.store, "find_key") + fake_store_calls(s.store, "create");
+    start = clock_wall_ms();
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(fix_submit(&s, KEY, "etag-1", 0), RZ_EUPSTREAM);
+    assert_int_equal(status_add_upload(s.status, "0f0e0d0c-0b0a-4908-8706-050403020100", FIX_SRC,
+                                       "images/0f0e0d0c-0b0a-4908-8706-050403020100.jpg", NULL,
+                                       "image/jpeg", NULL, clock_wall_ms() + 60000,
+                                       clock_wall_ms()),
+                     RZ_EUPSTREAM);
+    print_message("21 refusals while down: %lld ms\n", (long long)(clock_wall_ms() - start));
+    assert_true(clock_wall_ms() - start < 100);
+    assert_int_equal(fake_store_calls(s.store, "find_key") + fake_store_calls(s.store, "create"),
+                     calls);
+    assert_true(metrics_get(s.m, "resizer_store_unavailable_total", "phase=\"claim\"") == 20);
+    assert_int_equal(jobs_depth(s.jobs), 0);
+    fake_store_set_down(s.store, 0, 0);
+    assert_true(fix_wait(store_answers, s.status, 3000));
+    assert_int_equal(fix_submit(&s, KEY, "etag-1", 0), RZ_OK);
+    assert_true(fix_wait_finished(&s, KEY, 5000));
+    fix_service_stop(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -312,6 +357,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_encoded_key_tried_decoded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain_cuts_a_stalled_download, setup, teardown),
+        cmocka_unit_test(test_store_down_refuses_intake_at_once),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
