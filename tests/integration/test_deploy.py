@@ -23,6 +23,7 @@ The container image itself is checked by deploy/check-container (buildah/podman,
 here. Run by ctest with Debian's /usr/bin/python3 (python3-yaml)."""
 
 import glob
+import hashlib
 import json
 import os
 import re
@@ -333,6 +334,50 @@ class TaskDefinition(unittest.TestCase):
             self.assertIn('"%s"' % event, pattern)
             self.assertIn('"%s"' % event, source)
         self.start_and_stop(dict(env, WEBHOOK_SECRET='whsec_' + 'QUJD' * 8))
+
+    def test_admin_tokens_from_their_own_secret(self):
+        secret = EVENTS_SECRET.replace('events', 'admins')
+        r = Resolved(self.doc, {'AdminTokensSecretArn': secret})
+        froms = {s['Name']: s['ValueFrom'] for s in container(r)['Secrets']}
+        self.assertEqual(froms['ADMIN_TOKENS'], secret)
+        (role,) = [v for k, v in r.of_type('AWS::IAM::Role').items() if k == 'ExecutionRole']
+        (st,) = role['Properties']['Policies'][0]['PolicyDocument']['Statement']
+        self.assertIn(secret, st['Resource'])
+        self.assertNotIn('ADMIN_TOKENS', {s['Name'] for s in container(Resolved(self.doc))['Secrets']})
+        env, _ = task_env(r)
+        refused, _ = run_service(env, {'API_TOKENS': GENERATED, 'METRICS_TOKEN': GENERATED,
+                                       'EVENTS_API_KEY': 'k' * 16,
+                                       'ADMIN_TOKENS': 'ops:' + GENERATED[::-1]})
+        self.assertIsNone(refused)
+
+    def test_token_rotation_keeps_the_callers_images(self):
+        """deploy/README.md's rotation of the generated (bare) API token: the new token is
+        given the old one's caller name (token-<12 hex of its SHA-256>) next to the old token,
+        so an upload made with the old token is the new token's. A bare new token instead
+        (the trap) is another caller: 404."""
+        old, new = GENERATED, GENERATED[::-1]
+        name = 'token-' + hashlib.sha256(old.encode()).hexdigest()[:12]
+        env, _ = task_env(Resolved(self.doc))
+        env['STATE_STORE'] = 'memory'  # one process holds the upload while it runs
+
+        def upload_then_read(port):
+            base = 'http://127.0.0.1:%d' % port
+            st, _, body = harness.http('POST', base + '/v1/uploads', {
+                'Authorization': 'Bearer ' + old, 'Content-Type': 'application/json'},
+                json.dumps({'filename': 'cat.jpg', 'content_type': 'image/jpeg'}))
+            self.assertEqual(st, 201, body)
+            image = json.loads(body)['id']
+            st, _, body = harness.http('GET', base + '/v1/images/' + image,
+                                       {'Authorization': 'Bearer ' + new})
+            return st, json.loads(body).get('uploader')
+        for tokens, want in (('%s:%s,%s' % (name, new, old), (200, name)),
+                             ('%s,%s' % (new, old), (404, None))):
+            with self.subTest(API_TOKENS=tokens.replace(old, 'OLD').replace(new, 'NEW')):
+                refused, got = run_service(env, {'API_TOKENS': tokens, 'METRICS_TOKEN': GENERATED,
+                                                 'EVENTS_API_KEY': 'k' * 16},
+                                           upload_then_read)
+                self.assertIsNone(refused)
+                self.assertEqual(got, want)
 
 
 class Events(unittest.TestCase):
@@ -811,6 +856,21 @@ class Network(unittest.TestCase):
         self.assertEqual((ing['Properties']['CidrIp'], str(ing['Properties']['FromPort'])),
                          ('10.0.8.0/24', self.help['PORT']))
 
+    def test_metrics_answer_only_with_the_token(self):
+        """The ALB's 404 rule matches the literal path; the token protects /metrics on every
+        path form and from inside the VPC too."""
+        env, secrets = task_env(Resolved(self.doc))
+        self.assertIn('METRICS_TOKEN', secrets)
+
+        def scrape(port):
+            url = 'http://127.0.0.1:%d/metrics' % port
+            return (harness.http('GET', url)[0],
+                    harness.http('GET', url, {'Authorization': 'Bearer wrong' + GENERATED})[0],
+                    harness.http('GET', url, {'Authorization': 'Bearer ' + GENERATED})[0])
+        refused, (anonymous, wrong, right) = run_service(env, while_up=scrape)
+        self.assertIsNone(refused)
+        self.assertEqual((anonymous, wrong, right), (401, 401, 200))
+
     def test_optional_s3_gateway_endpoint(self):
         self.assertEqual(Resolved(self.doc).of_type('AWS::EC2::VPCEndpoint'), {})
         r = Resolved(self.doc, {'CreateS3GatewayEndpoint': 'true', 'PrivateRouteTableIds': 'rtb-1'})
@@ -846,10 +906,12 @@ class Alarms(unittest.TestCase):
                          'HasWebhooks', 'no webhooks, no alarm')
         pattern = r.doc['Resources']['ServiceErrorsMetricFilter']['Properties']['FilterPattern']
         # The service's log events for a failed sweep and a failed status write (server/).
-        for event in ('reconcile_list_failed', 'status_write_failed'):
+        # The webhook outbox's DynamoDB failures are WARN lines: named, or no alarm sees them.
+        for event, source in (('reconcile_list_failed', 'reconcile.c'),
+                              ('status_write_failed', 'jobs.c'),
+                              ('outbox_error', 'outbox_dynamodb.c')):
             self.assertIn('"%s"' % event, pattern)
-            with open(os.path.join(SOURCE_DIR, 'server', 'reconcile.c' if 'reconcile' in event
-                                   else 'jobs.c'), encoding='utf-8') as f:
+            with open(os.path.join(SOURCE_DIR, 'server', source), encoding='utf-8') as f:
                 self.assertIn('"%s"' % event, f.read())
 
 
