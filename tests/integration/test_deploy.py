@@ -155,6 +155,39 @@ def run_service(env, secrets=None, while_up=None):
         proc.stderr.close()
 
 
+# The AWS CLI's commands that are not API operations (its own customizations) and the options
+# it adds to every command or to some (aws help, topic global options and the commands' pages).
+CLI_COMMANDS = {('cloudformation', 'deploy'), ('cloudformation', 'wait'), ('ecr', 'get-login-password'),
+                ('s3', 'rb'), ('s3', 'cp'), ('s3', 'ls')}
+CLI_GLOBAL_OPTIONS = {'region', 'query', 'output', 'profile', 'endpoint-url', 'no-paginate',
+                      'debug', 'no-cli-pager', 'cli-input-json', 'generate-cli-skeleton'}
+CLI_ADDED_OPTIONS = {('lambda', 'create-function'): {'zip-file'}}
+CLI_SERVICES = {'s3api': 's3'}
+
+
+def readme_shell_blocks():
+    with open(os.path.join(SOURCE_DIR, 'deploy', 'README.md'), encoding='utf-8') as f:
+        return re.findall(r'```sh\n(.*?)```', f.read(), re.S)
+
+
+def aws_commands(block):
+    """(service, command, {options}) of every `aws SERVICE COMMAND ...` in a shell block,
+    the inventory loop's get-$what expanded over its word list."""
+    text = block.replace('\\\n', ' ')
+    loops = dict(re.findall(r'for (\w+) in ([^;]+); do', text))
+    out = []
+    for m in re.finditer(r'\baws ([a-z0-9-]+) ((?:[a-z0-9-]|\$\{?\w+\}?)+)([^|;&)\n]*)', text):
+        service, command, rest = m.groups()
+        command = re.sub(r'\$\{(\w+)\}', r'$\1', command)
+        # Up to a nested $(...): its options are its own command's (found on their own).
+        opts = set(re.findall(r'(?:^|\s)--([a-z0-9-]+)', rest.split('$(')[0]))
+        var = re.search(r'\$(\w+)', command)
+        for word in (loops[var.group(1)].split() if var else [None]):
+            out.append((service, command.replace('$' + var.group(1), word) if var else command,
+                        opts))
+    return out
+
+
 # -- the tests ----------------------------------------------------------------------------
 
 class Linters(unittest.TestCase):
@@ -788,6 +821,51 @@ class Rules(unittest.TestCase):
         self.assertEqual(self.doc['Parameters']['ReconcileInterval']['Default'], 0)
         env, _ = task_env(Resolved(self.doc))
         self.assertEqual((env['STATE_STORE'], env['RECONCILE_INTERVAL']), ('dynamodb', '0'))
+
+
+class Runbook(unittest.TestCase):
+    """deploy/README.md's commands are what operators paste into a real account: each block
+    parses, and each `aws` command is an operation of that service with options it takes
+    (botocore's service models, the AWS CLI's source of both)."""
+
+    def test_shell_blocks_parse(self):
+        blocks = readme_shell_blocks()
+        self.assertGreater(len(blocks), 15)
+        for i, block in enumerate(blocks):
+            proc = subprocess.run(['bash', '-n'], input=block, capture_output=True, text=True,
+                                  timeout=30)
+            self.assertEqual(proc.returncode, 0, 'block %d: %s\n%s' % (i, proc.stderr, block))
+
+    def test_aws_commands_exist_with_their_options(self):
+        import botocore.session
+        from botocore import xform_name
+        session = botocore.session.get_session()
+        models = {}
+        seen = 0
+        for block in readme_shell_blocks():
+            for service, command, opts in aws_commands(block):
+                if (service, command) in CLI_COMMANDS:
+                    continue
+                name = CLI_SERVICES.get(service, service)
+                if name not in models:
+                    model = session.get_service_model(name)
+                    models[name] = {xform_name(op).replace('_', '-'): model.operation_model(op)
+                                    for op in model.operation_names}
+                self.assertTrue(command in models[name],
+                                'aws %s %s: no such command' % (service, command))
+                shape = models[name][command].input_shape
+                members = {xform_name(k).replace('_', '-') for k in (shape.members if shape else {})}
+                unknown = opts - members - CLI_GLOBAL_OPTIONS - CLI_ADDED_OPTIONS.get((service, command), set())
+                self.assertFalse(unknown, 'aws %s %s: no option %s' % (service, command, unknown))
+                seen += 1
+        self.assertGreater(seen, 60)
+
+    def test_runbook_reads_the_header_and_never_hides_errors(self):
+        """The events header is a parameter (EventsApiKeyHeader): commands read it from the
+        stack, not x-api-key; and no inventory error is swallowed by || true."""
+        for block in readme_shell_blocks():
+            self.assertNotIn('x-api-key', block)
+            self.assertNotIn('|| true', block)
 
 
 class Buckets(unittest.TestCase):
