@@ -4,7 +4,9 @@
 
 deploy/cloudformation.yaml passes AWS's cfn-lint and yamllint (deploy/.yamllint); its task
 definition sets only variables `resizer --help` lists, with values the binary accepts at start
-(also every numeric parameter at its MinValue and MaxValue); the ALB and container health
+(also every numeric parameter at its MinValue and MaxValue, and every string parameter's
+default, examples and values either side of the service's limits: what the binary refuses, the
+template refuses); the ALB and container health
 checks probe /healthz on PORT; the EventBridge rule filters on SRC_PREFIX's default; the state
 table is the one `resizer --create-table` makes on the local DynamoDB (keys, indexes,
 projections), on-demand, with point-in-time recovery, encryption and TTL, and is wired to the
@@ -15,7 +17,9 @@ Fargate rejects, an API domain no certificate covers, header names the ALB drops
 buckets are left alone; the events key comes from one secret for the connection and the tasks,
 and no parameter can overwrite a secret; SecretsRevision restarts tasks; /tmp is handed to the
 service user; no DesiredCount; /metrics and /readyz are not public; alarms cover each failure
-kind. The Dockerfile agrees on port, probe, user and build flags. Needs RESIZER_BIN (for --help
+kind; /metrics needs the generated token; the README's token rotation keeps a caller's
+images; the README's shell blocks parse and its aws commands exist. The Dockerfile agrees on
+port, probe, user and build flags. Needs RESIZER_BIN (for --help
 and the starts), cfn-lint and yamllint on PATH. The task role against real requests:
 test_iam.py and iam_coverage.py.
 
