@@ -249,6 +249,18 @@ int image_format_loadable(enum image_format f)
     return op_exists(loader_op(f));
 }
 
+int image_output_writable(enum image_output output)
+{
+    switch (output) {
+    case IMAGE_OUTPUT_JPEG: return op_exists("jpegsave_buffer");
+    case IMAGE_OUTPUT_WEBP: return op_exists("webpsave_buffer");
+    case IMAGE_OUTPUT_AVIF: return op_exists("heifsave_buffer");
+    case IMAGE_OUTPUT_PNG: return op_exists("pngsave_buffer");
+    case IMAGE_OUTPUT_SAME: break;
+    }
+    return 1;
+}
+
 enum image_format image_output_format(enum image_output output, enum image_format input)
 {
     switch (output) {
