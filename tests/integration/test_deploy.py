@@ -946,12 +946,16 @@ class Network(unittest.TestCase):
 
         def scrape(port):
             url = 'http://127.0.0.1:%d/metrics' % port
+            # Spellings the listener rule does not match: none gives the counters away.
+            others = {path: harness.http('GET', 'http://127.0.0.1:%d%s' % (port, path))[0]
+                      for path in ('/%6detrics', '/%6D%65trics', '//metrics', '/METRICS')}
             return (harness.http('GET', url)[0],
                     harness.http('GET', url, {'Authorization': 'Bearer wrong' + GENERATED})[0],
-                    harness.http('GET', url, {'Authorization': 'Bearer ' + GENERATED})[0])
-        refused, (anonymous, wrong, right) = run_service(env, while_up=scrape)
+                    harness.http('GET', url, {'Authorization': 'Bearer ' + GENERATED})[0], others)
+        refused, (anonymous, wrong, right, others) = run_service(env, while_up=scrape)
         self.assertIsNone(refused)
         self.assertEqual((anonymous, wrong, right), (401, 401, 200))
+        self.assertFalse({p: s for p, s in others.items() if s == 200}, others)
 
     def test_optional_s3_gateway_endpoint(self):
         self.assertEqual(Resolved(self.doc).of_type('AWS::EC2::VPCEndpoint'), {})
