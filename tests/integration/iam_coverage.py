@@ -126,7 +126,7 @@ def main(argv):
 
 def not_covered(cov, exempt):
     """What this PASS does not prove, for the verdict line."""
-    out = ['not covered: %s (%s)' % (sid, why.replace('not exercised: ', ''))
+    out = ['not covered: %s, %s' % (sid, why.replace('not exercised: ', ''))
            for sid, why in sorted(exempt.items())]
     # The local S3 (Swift) has no browser POST (412), and a form's key and signature are in
     # its body: a presigned POST form upload needs the same s3:PutObject on the upload prefix
