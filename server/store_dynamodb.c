@@ -616,23 +616,55 @@ static json_t *ddb_table_request(const char *table)
         ddb_gsi("in_flight", "fl", "lease", "KEYS_ONLY"));
 }
 
-/* Waits (up to about a minute) until the table is ACTIVE. */
+/* A table made before an index was added (CreateTable on it only answers
+ * ResourceInUse) would fail the queries that need the index, one request
+ * at a time: --create-table names what is missing instead. */
+static enum rz_err ddb_check_indexes(const json_t *desc, const char *table, char *msg,
+                                     size_t msglen)
+{
+    static const char *const names[] = {"by_state", "by_time", "by_uploader", "in_flight"};
+    const json_t *gsis = json_object_get(desc, "GlobalSecondaryIndexes");
+
+    for (size_t n = 0; n < sizeof(names) / sizeof(names[0]); n++) {
+        const json_t *g;
+        size_t i;
+        int found = 0;
+
+        json_array_foreach(gsis, i, g)
+        {
+            const char *name = json_string_value(json_object_get(g, "IndexName"));
+
+            found = found || (name && strcmp(name, names[n]) == 0);
+        }
+        if (!found) {
+            snprintf(msg, msglen,
+                     "table %s has no index %s (made by an older version?): add it as "
+                     "deploy/cloudformation.yaml declares it, or use a new table",
+                     table, names[n]);
+            return RZ_EINVAL;
+        }
+    }
+    return RZ_OK;
+}
+
+/* Waits (up to about a minute) until the table is ACTIVE, and checks it
+ * has every index. */
 static enum rz_err ddb_wait_active(struct ddb *d, const char *table, char *msg, size_t msglen)
 {
     for (int i = 0; i < 120; i++) {
         json_t *req = json_pack("{s:s}", "TableName", table);
         json_t *resp = NULL;
         enum rz_err err = ddb_call(d, "DescribeTable", req, &resp, msg, msglen);
-        const char *st = json_string_value(
-            json_object_get(json_object_get(resp, "Table"), "TableStatus"));
-        int active = st && strcmp(st, "ACTIVE") == 0;
+        const json_t *desc = json_object_get(resp, "Table");
+        const char *st = json_string_value(json_object_get(desc, "TableStatus"));
+        int active = err == RZ_OK && st && strcmp(st, "ACTIVE") == 0;
 
+        if (active)
+            err = ddb_check_indexes(desc, table, msg, msglen);
         json_decref(req);
         json_decref(resp);
-        if (err != RZ_OK && err != RZ_ENOTFOUND)
+        if (active || (err != RZ_OK && err != RZ_ENOTFOUND))
             return err;
-        if (active)
-            return RZ_OK;
         usleep(500 * 1000);
     }
     snprintf(msg, msglen, "table %s did not become ACTIVE", table);

@@ -315,6 +315,26 @@ class Table(unittest.TestCase):
                                 'by_uploader': ['up', 'ck'], 'in_flight': ['fl', 'lease']})
         self.assertEqual(t['BillingModeSummary']['BillingMode'], 'PAY_PER_REQUEST')
 
+    def test_create_table_names_a_missing_index(self):
+        """A table made before by_uploader existed: `resizer --create-table` fails, naming
+        the index, rather than leave every caller's listing to fail one request at a time."""
+        table, ddb = unique_table('old'), DDB.client()
+
+        def gsi(name, hash_key, range_key):
+            return {'IndexName': name, 'Projection': {'ProjectionType': 'ALL'},
+                    'KeySchema': [{'AttributeName': hash_key, 'KeyType': 'HASH'},
+                                  {'AttributeName': range_key, 'KeyType': 'RANGE'}]}
+        ddb.create_table(
+            TableName=table, BillingMode='PAY_PER_REQUEST',
+            KeySchema=[{'AttributeName': 'pk', 'KeyType': 'HASH'}],
+            AttributeDefinitions=[{'AttributeName': a, 'AttributeType': t} for a, t in
+                                  (('pk', 'S'), ('st', 'S'), ('ck', 'S'), ('all', 'S'),
+                                   ('fl', 'S'), ('lease', 'N'))],
+            GlobalSecondaryIndexes=[gsi('by_state', 'st', 'ck'), gsi('by_time', 'all', 'ck'),
+                                    gsi('in_flight', 'fl', 'lease')])
+        with self.assertRaisesRegex(RuntimeError, 'has no index by_uploader'):
+            create_table(DDB, table, env=S3.env())
+
 
 class MemoryStore(unittest.TestCase):
 
