@@ -300,6 +300,20 @@ static enum rz_err start_webhooks(struct services *s, char *msg, size_t msglen)
     return err;
 }
 
+/* A format this libvips cannot write (AVIF without libheif's encoder) is a
+ * configuration error at start, not a failure of every job. */
+static int outputs_writable(const struct config *c)
+{
+    for (size_t i = 0; i < c->noutputs; i++) {
+        if (!image_output_writable(c->outputs[i])) {
+            fprintf(stderr, "resizer: OUTPUT_FORMATS: this libvips cannot write %s\n",
+                    image_format_name(image_output_format(c->outputs[i], IMAGE_FORMAT_UNKNOWN)));
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static enum rz_err start_services(struct services *s, char *msg, size_t msglen)
 {
     const struct config *c = &s->cfg;
@@ -472,6 +486,10 @@ int main(int argc, char **argv)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     if (image_init(argv[0]) != RZ_OK) {
         fprintf(stderr, "resizer: cannot start libvips\n");
+        goto done;
+    }
+    if (!outputs_writable(&s.cfg)) {
+        status = 2;
         goto done;
     }
     if (start_services(&s, msg, sizeof(msg)) != RZ_OK) {

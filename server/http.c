@@ -349,6 +349,11 @@ static struct http_state *http_state_new(struct MHD_Connection *conn, const char
     st->req.path = url;
     buf_init(&st->req.body, 0);
     http_request_id_init(st);
+    if (http_guard_path_escaped(s->guard, conn)) {
+        st->req.route = HTTP_ROUTE_UNMATCHED;
+        st->early_status = MHD_HTTP_NOT_FOUND;
+        return st;
+    }
     http_route_find(s, st);
     http_cors_preflight_check(st);
     if (st->route) {

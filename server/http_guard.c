@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -19,6 +20,7 @@ struct http_guard_conn {
     int fd;
     int in_request;     /* receiving a request: its deadline runs */
     int cut;            /* shut down already */
+    int path_escaped;   /* the request line's path held a %: see http_guard.h */
     int64_t started_ms; /* monotonic: accept, or the request line */
     struct http_guard_conn *prev;
     struct http_guard_conn *next;
@@ -134,8 +136,22 @@ void *http_guard_on_request_line(void *cls, const char *uri, struct MHD_Connecti
         c->in_request = 1;
         c->started_ms = clock_mono_ms();
     }
+    c->path_escaped = memchr(uri, '%', strcspn(uri, "?")) != NULL;
     pthread_mutex_unlock(&g->lock);
     return NULL;
+}
+
+int http_guard_path_escaped(struct http_guard *g, struct MHD_Connection *conn)
+{
+    struct http_guard_conn *c = http_guard_conn_of(conn);
+    int escaped;
+
+    if (!c)
+        return 1;
+    pthread_mutex_lock(&g->lock);
+    escaped = c->path_escaped;
+    pthread_mutex_unlock(&g->lock);
+    return escaped;
 }
 
 void http_guard_request_answered(struct http_guard *g, struct MHD_Connection *conn)

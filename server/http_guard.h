@@ -55,6 +55,13 @@ void http_guard_on_connection(void *cls, struct MHD_Connection *conn, void **soc
 void *http_guard_on_request_line(void *cls, const char *uri, struct MHD_Connection *conn);
 
 /* The request on conn has its response queued: its deadline stops. */
+/* Whether the path of conn's current request line held a percent escape.
+ * libmicrohttpd routes on the decoded path, so "/%6detrics" and
+ * "/metrics%00x" would reach /metrics past a balancer's rule that matches
+ * the literal path; no route of ours needs an escape in its path (the query
+ * is not concerned). 1 as well when the connection is unknown. */
+int http_guard_path_escaped(struct http_guard *g, struct MHD_Connection *conn);
+
 void http_guard_request_answered(struct http_guard *g, struct MHD_Connection *conn);
 
 #endif

@@ -249,6 +249,18 @@ int image_format_loadable(enum image_format f)
     return op_exists(loader_op(f));
 }
 
+int image_output_writable(enum image_output output)
+{
+    switch (output) {
+    case IMAGE_OUTPUT_JPEG: return op_exists("jpegsave_buffer");
+    case IMAGE_OUTPUT_WEBP: return op_exists("webpsave_buffer");
+    case IMAGE_OUTPUT_AVIF: return op_exists("heifsave_buffer");
+    case IMAGE_OUTPUT_PNG: return op_exists("pngsave_buffer");
+    case IMAGE_OUTPUT_SAME: break;
+    }
+    return 1;
+}
+
 enum image_format image_output_format(enum image_output output, enum image_format input)
 {
     switch (output) {
@@ -1002,22 +1014,44 @@ static void master_size(const struct image_opts *opts, int sw, int sh, int *w_ou
     }
 }
 
-/* Exactly the box: scaled to cover it, then the box-sized window libvips'
- * attention strategy picks (edges, skin tones and saturated colour, so a
- * face or a subject rather than the centre). */
+/* The box-sized window of in that libvips' attention strategy picks (edges,
+ * skin tones and saturated colour, so a face or a subject rather than the
+ * centre); in itself when it already is the window. */
+static VipsImage *attention_window(struct pipe *p, VipsImage *in, int w, int h)
+{
+    VipsImage *t = NULL;
+
+    if (in->Xsize == w && in->Ysize == h)
+        return in;
+    return keep(p, vips_smartcrop(in, &t, w, h, "interesting", VIPS_INTERESTING_ATTENTION, NULL),
+                &t);
+}
+
+static int clamp_px(double v, int max)
+{
+    long r = lround(v);
+
+    return (int)(r < 1 ? 1 : r > max ? max : r);
+}
+
+/* Exactly the box. A master larger than the box is scaled down to cover it
+ * and then cropped. A master smaller than the box on a side is cropped first
+ * and the window scaled up: scaling first would make the whole master big
+ * (a 1x20000 source in a 256x256 box would become 256x5120000) before
+ * almost all of it is thrown away, and the attention pass reads every pixel. */
 static VipsImage *cover_crop(struct pipe *p, VipsImage *master, int bw, int bh)
 {
     double s = VIPS_MAX((double)bw / master->Xsize, (double)bh / master->Ysize);
-    int w = VIPS_MAX(bw, (int)lround(master->Xsize * s));
-    int h = VIPS_MAX(bh, (int)lround(master->Ysize * s));
-    VipsImage *in = resize_exact(p, master, w, h);
-    VipsImage *t = NULL;
+    VipsImage *in;
 
-    if (!in || (w == bw && h == bh))
-        return in;
-    return keep(p,
-                vips_smartcrop(in, &t, bw, bh, "interesting", VIPS_INTERESTING_ATTENTION, NULL),
-                &t);
+    if (s > 1.0) {
+        in = attention_window(p, master, clamp_px(bw / s, master->Xsize),
+                              clamp_px(bh / s, master->Ysize));
+        return in ? resize_exact(p, in, bw, bh) : NULL;
+    }
+    in = resize_exact(p, master, VIPS_MAX(bw, (int)lround(master->Xsize * s)),
+                      VIPS_MAX(bh, (int)lround(master->Ysize * s)));
+    return in ? attention_window(p, in, bw, bh) : NULL;
 }
 
 /* The variant's pixels before any format's treatment, in memory, so that

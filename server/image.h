@@ -142,4 +142,7 @@ enum image_format image_format_from_mime(const char *mime);
 /* 1 if this libvips build can load (and so we accept uploads of) f. */
 int image_format_loadable(enum image_format f);
 
+/* 1 if this libvips build can write output (same: always, it falls back). */
+int image_output_writable(enum image_output output);
+
 #endif

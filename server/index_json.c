@@ -296,8 +296,10 @@ static enum rz_err index_json_take_variants(const json_t *arr, struct index_entr
         const char *name = json_string_value(json_object_get(v, "name"));
         long long bytes = index_json_bytes(v, "bytes");
 
+        /* First a letter or digit, as VARIANTS requires: "_status" would
+         * make the key check below pass for another image's record. */
         if (!name || strlen(name) >= sizeof(iv->name) || !index_json_name_ok(name, "-_") ||
-            bytes < 0)
+            !isalnum((unsigned char)name[0]) || bytes < 0)
             return RZ_EINVAL;
         snprintf(iv->name, sizeof(iv->name), "%s", name);
         out->nvariants = i + 1;

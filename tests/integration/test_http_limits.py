@@ -451,6 +451,20 @@ class EventsAndRecordsTest(unittest.TestCase):
     def test_metrics_open_without_token(self):
         self.assertEqual(http('GET', self.svc.url('/metrics'))[0], 200)
 
+    def test_escaped_paths_reach_no_route(self):
+        # A balancer's rule that keeps /metrics and /readyz off the public listener matches
+        # the literal path; libmicrohttpd decodes it before routing, so each of these reached
+        # the route it spells. The query is decoded as before.
+        for path in ('/%6detrics', '/metrics%00x', '/%72eadyz', '/readyz%00', '/healthz%2F',
+                     '/v1/images%2Fx', '/%2e%2e/metrics'):
+            with socket.create_connection(('127.0.0.1', self.svc.port), timeout=10) as s:
+                s.sendall(('GET %s HTTP/1.1\r\nHost: x\r\n\r\n' % path).encode())
+                self.assertEqual(status_of(read_reply(s, 5)), 404, path)
+        status, _, body = json_http('GET', self.svc.url('/v1/images?key=images%2Fnone.jpg'),
+                                    headers={'Authorization': 'Bearer ' + API_TOKEN})
+        self.assertEqual((status, body['items']), (200, []))
+        self.assertEqual(http('GET', self.svc.url('/healthz'))[0], 200)
+
     def test_foreign_bucket_event_is_ignored(self):
         foreign = self.s3.create_bucket(prefix='foreign')
         self.s3.client().put_object(Bucket=foreign, Key='images/x.jpg', Body=b'\xff\xd8\xff')

@@ -13,11 +13,15 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import unittest
 
 from fixtures import AUTH, assert_error, eventbridge_event, post_event, put_source, wait_record
 from harness import API_TOKEN, EVENTS_API_KEY, SOURCE_DIR, Resizer, S3Server, http, scaled
+
+sys.path.insert(0, os.path.join(SOURCE_DIR, 'tests', 'corpus'))
+from make_corpus import exif_app1, jpeg_insert_segments, xmp_app1  # noqa: E402
 
 VARIANTS = 'desktop:1920,tablet:1024,phone:640,thumb:256x256:cover'
 FORMATS = ('jpeg', 'webp', 'avif')
@@ -64,6 +68,23 @@ def write_png(name, w, h, pixel, alpha=False):
         subprocess.run(['vips', 'copy', src, out], check=True)
     with open(out, 'rb') as f:
         return f.read()
+
+
+def write_camera_jpeg(name, w, h):
+    """WORK/name: a JPEG carrying what a phone's photo carries, an sRGB ICC profile (libvips'
+    own), Exif with a camera name and GPS position, and XMP."""
+    src = os.path.join(WORK, name + '.ppm')
+    with open(src, 'wb') as f:
+        f.write(ppm(w, h, lambda x, y: (x % 256, 90, y % 256)))
+    tagged = os.path.join(WORK, name + '.v')
+    subprocess.run(['vips', 'icc_transform', src, tagged, 'srgb', '--input-profile', 'srgb'],
+                   check=True)
+    plain = os.path.join(WORK, name + '.plain.jpg')
+    subprocess.run(['vips', 'jpegsave', tagged, plain, '--Q', '90'], check=True)
+    with open(plain, 'rb') as f:
+        data = jpeg_insert_segments(f.read(), [exif_app1(1), xmp_app1()])
+    assert b'ResizerTestCam' in data and b'ICC_PROFILE' in data
+    return data
 
 
 def subject_pixel(w, h, centre, r):
@@ -149,9 +170,11 @@ class WebVariantsTest(unittest.TestCase):
             sources[name] = write_png(name, 300, 200, lambda x, y, c=colour: c)
         sources['alpha.png'] = write_png('alpha.png', 320, 240,
                                          lambda x, y: (x % 256, y % 256, 128), alpha=True)
+        sources['camera.jpg'] = write_camera_jpeg('camera.jpg', 700, 500)
         for name, data in sources.items():
             key = 'images/' + name
-            size, etag = put_source(cls.svc, key, data, 'image/png')
+            size, etag = put_source(cls.svc, key, data,
+                                    'image/jpeg' if name.endswith('.jpg') else 'image/png')
             status, _, body = post_event(cls.svc, eventbridge_event(bucket=cls.svc.src_bucket,
                                                                     key=key, size=size, etag=etag))
             assert status == 202, (status, body)
@@ -175,6 +198,19 @@ class WebVariantsTest(unittest.TestCase):
         return obj['ContentType'], obj['Body'].read()
 
     # -- every variant in every format --------------------------------------------------------
+
+    def test_no_metadata_in_any_file(self):
+        # The source carries Exif (camera, GPS), XMP and an ICC profile: no file of any
+        # variant in any format keeps one of them.
+        for v in self.record('camera.jpg')['variants']:
+            for f in v['files']:
+                where = '%s %s' % (v['name'], f['format'])
+                _, data = self.fetch(f['key'])
+                fields = decode(data, EXT[f['format']])[3]
+                for meta in ('exif-data', 'xmp-data', 'iptc-data', 'icc-profile-data'):
+                    self.assertNotIn(meta, fields, where)
+                for trace in (b'ResizerTestCam', b'ICC_PROFILE', b'x:xmpmeta'):
+                    self.assertNotIn(trace, data, where)
 
     def test_every_variant_in_every_format(self):
         rec = self.record('wide.png')

@@ -1057,6 +1057,41 @@ static void test_cover_boxes_are_exact(void **state)
     }
 }
 
+/* A sliver (1x20000, 20000x1) in a cover box is the box, made from a window
+ * of the source: scaling the whole sliver up first would have made 1.3
+ * gigapixels (minutes of a worker, gigabytes) from a 100-byte PNG. */
+static void test_cover_of_a_sliver_is_cheap(void **state)
+{
+    const struct image_variant_spec thumb[] = {{"thumb", 256, 256, IMAGE_FIT_COVER}};
+    const int sizes[][2] = {{1, 20000}, {20000, 1}, {3, 9000}};
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        struct image_opts o = default_opts(IMAGE_OUTPUT_PNG);
+        struct image_result r[1];
+        struct image_info info;
+        VipsImage *black = NULL, *grey = NULL;
+        void *png = NULL;
+        size_t png_len = 0;
+        char msg[256] = "";
+
+        assert_int_equal(vips_black(&black, sizes[i][0], sizes[i][1], "bands", 3, NULL), 0);
+        assert_int_equal(vips_linear1(black, &grey, 1, 128, "uchar", TRUE, NULL), 0);
+        grey->Type = VIPS_INTERPRETATION_sRGB;
+        assert_int_equal(vips_pngsave_buffer(grey, &png, &png_len, NULL), 0);
+        o.variants = thumb;
+        o.nvariants = 1;
+        if (image_make_variants(png, png_len, &o, &info, r, msg, sizeof(msg)) != RZ_OK)
+            fail_msg("%dx%d: %s", sizes[i][0], sizes[i][1], msg);
+        assert_int_equal(r[0].width, 256);
+        assert_int_equal(r[0].height, 256);
+        image_results_free(r, 1);
+        g_free(png);
+        g_object_unref(grey);
+        g_object_unref(black);
+    }
+}
+
 /* "same,jpeg,webp" on a JPEG is two files a variant, in that order, each
  * sniffing as its format; placeholders are set. */
 static void test_outputs_are_distinct_formats(void **state)
@@ -1186,6 +1221,7 @@ int main(void)
         cmocka_unit_test(test_probe_reads_header_only),
         cmocka_unit_test(test_invalid_opts),
         cmocka_unit_test(test_cover_boxes_are_exact),
+        cmocka_unit_test(test_cover_of_a_sliver_is_cheap),
         cmocka_unit_test(test_outputs_are_distinct_formats),
         cmocka_unit_test(test_concurrent_workers_agree),
     };

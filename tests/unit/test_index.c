@@ -907,6 +907,11 @@ static void test_json_hostile_records(void **state)
         "\"variants\":[{\"name\":\"phone\"}]}",
         "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":{},"
         "\"variants\":[{\"name\":\"Phone\",\"key\":\"Phone/a.jpg\"}]}",
+        /* A name no VARIANTS item can have: "_status" would presign another record. */
+        "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":{},"
+        "\"variants\":[{\"name\":\"_status\",\"key\":\"_status/ids/x\"}]}",
+        "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":{},"
+        "\"variants\":[{\"name\":\"-x\",\"key\":\"-x/a.jpg\"}]}",
         "{\"id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"state\":\"done\",\"source\":{},"
         "\"variants\":[{\"name\":\"phone\",\"key\":\"phone/a.jpg\"},"
         "{\"name\":\"phone\",\"key\":\"phone/b.jpg\"}]}",
