@@ -12,6 +12,7 @@
 #include "log.h"
 
 #define RECONCILE_PAGE 1000
+#define RECONCILE_EMPTY_PAGES_MAX 16
 
 /* One listing walked a page at a time. */
 struct reconcile_cursor {
@@ -22,6 +23,8 @@ struct reconcile_cursor {
     size_t pos;
     int started;
     int done;
+    unsigned empty_pages; /* truncated pages in a row without a key */
+    char last[1025];      /* the greatest key listed so far ("" before the first) */
 };
 
 struct reconcile {
@@ -50,6 +53,34 @@ static void reconcile_pace(struct reconcile *r)
     metrics_add(r->opts.metrics, "resizer_reconcile_requests_total", "op=\"list\"", 1);
 }
 
+/* S3 lists keys in strictly increasing order: a page that goes back (a
+ * faulty server's token cycle, A -> B -> A) or an endless run of truncated
+ * empty pages would keep the sweep listing forever. Either ends the round
+ * as an S3 error. Records the page's last key in c->last. */
+static enum rz_err reconcile_page_check(struct reconcile_cursor *c, char *msg, size_t msglen)
+{
+    const char *prev = c->last[0] ? c->last : c->start_after;
+
+    c->empty_pages = c->page.nitems ? 0 : c->empty_pages + 1;
+    if (c->empty_pages > RECONCILE_EMPTY_PAGES_MAX) {
+        snprintf(msg, msglen, "%u truncated pages in a row without a key",
+                 RECONCILE_EMPTY_PAGES_MAX + 1);
+        return RZ_EUPSTREAM;
+    }
+    for (size_t i = 0; i < c->page.nitems; i++) {
+        const char *key = c->page.items[i].key;
+
+        if (prev && strcmp(key, prev) <= 0) {
+            snprintf(msg, msglen, "the listing went back to a key it had passed");
+            return RZ_EUPSTREAM;
+        }
+        prev = key;
+    }
+    if (c->page.nitems)
+        snprintf(c->last, sizeof(c->last), "%s", prev);
+    return RZ_OK;
+}
+
 /* The current item, fetching the next page when this one is used up; NULL
  * at the end. RZ_* errors from S3 end the sweep. */
 static enum rz_err reconcile_peek(struct reconcile *r, struct reconcile_cursor *c,
@@ -72,6 +103,8 @@ static enum rz_err reconcile_peek(struct reconcile *r, struct reconcile_cursor *
         err = objstore_list(r->conn, c->bucket, c->prefix, token ? NULL : c->start_after, token,
                             RECONCILE_PAGE, &c->page, msg, sizeof(msg));
         free(token);
+        if (err == RZ_OK)
+            err = reconcile_page_check(c, msg, sizeof(msg));
         if (err != RZ_OK) {
             log_printf(LOG_WARN, "reconcile_list_failed", "%s/%s: %s", c->bucket, c->prefix,
                        msg);

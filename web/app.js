@@ -8,6 +8,7 @@
   const API = (document.documentElement.dataset.api || '').replace(/\/+$/, '');
   const TOKEN_KEY = 'resizer.token';
   const POLL_MS = 1000;
+  const POLL_MAX_MS = 5000;
   const POLL_GIVE_UP_MS = 15 * 60 * 1000;
   const TYPES = {
     jpg: 'image/jpeg', jpeg: 'image/jpeg', png: 'image/png', webp: 'image/webp',
@@ -24,10 +25,16 @@
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
   class ApiError extends Error {
-    constructor(code, message, requestId) {
+    constructor(code, message, requestId, status) {
       super(message);
       this.code = code;
       this.requestId = requestId || null;
+      this.status = status || 0; // 0: no HTTP answer at all
+    }
+
+    // Worth asking again later: no answer, throttled, or the service briefly unavailable.
+    get transient() {
+      return this.status === 0 || this.status === 429 || this.status >= 502;
     }
   }
 
@@ -67,7 +74,7 @@
     if (!resp.ok) {
       const err = (data && data.error) || {};
       throw new ApiError(err.code || 'http_' + resp.status, err.message || resp.statusText,
-        err.request_id || resp.headers.get('X-Request-Id'));
+        err.request_id || resp.headers.get('X-Request-Id'), resp.status);
     }
     return data;
   }
@@ -113,7 +120,7 @@
   function newItem(file) {
     const li = $('upload-item').content.firstElementChild.cloneNode(true);
     const item = {
-      li, file, id: null, state: null, shown: false,
+      li, file, id: null, state: null, shown: false, uploaded: false,
       progress: li.querySelector('progress'),
     };
     li.querySelector('.name').textContent = file.name;
@@ -164,20 +171,34 @@
     if (rec.state === 'done') showVariants(item, rec);
   }
 
+  // Polls until the image is done or failed. The interval grows from POLL_MS to POLL_MAX_MS,
+  // so a page left open does not call every second; an answer that says "later" (no
+  // answer, 429, 5xx) is waited out, since the image goes on being processed meanwhile.
   async function poll(item) {
     const deadline = Date.now() + POLL_GIVE_UP_MS;
+    let wait = POLL_MS;
     for (;;) {
-      const rec = await call('GET', '/v1/images/' + item.id);
-      render(item, rec);
-      if (rec.state === 'done' || rec.state === 'failed') {
-        refreshRecentIfFirst();
-        return;
+      let rec = null;
+      try {
+        rec = await call('GET', '/v1/images/' + item.id);
+      } catch (e) {
+        if (!(e instanceof ApiError) || !e.transient || Date.now() > deadline) throw e;
+        showError(item, e.code, 'will ask again: ' + e.message);
       }
-      if (Date.now() > deadline) {
-        showError(item, 'still_' + rec.state, 'stopped polling; see the recent images below');
-        return;
+      if (rec) {
+        item.li.querySelector('.error').hidden = true;
+        render(item, rec);
+        if (rec.state === 'done' || rec.state === 'failed') {
+          refreshRecentIfFirst();
+          return;
+        }
+        if (Date.now() > deadline) {
+          showError(item, 'still_' + rec.state, 'stopped polling; see the recent images below');
+          return;
+        }
       }
-      await sleep(POLL_MS);
+      await sleep(wait);
+      wait = Math.min(POLL_MAX_MS, Math.round(wait * 1.25));
     }
   }
 
@@ -194,6 +215,7 @@
   function start(item) {
     return run(item, async () => {
       item.id = null;
+      item.uploaded = false;
       item.progress.max = 100;
       item.progress.value = 0;
       setState(item, 'requesting');
@@ -205,6 +227,7 @@
       item.li.dataset.key = up.key;
       setState(item, 'uploading');
       await put(up.upload, item.file, item.progress);
+      item.uploaded = true;
       setState(item, 'pending');
       await poll(item);
     });
@@ -220,6 +243,9 @@
         await poll(item);
       });
     }
+    // S3 has the file: the image is on its way, so watching it again is the retry (a new
+    // upload would make a second image).
+    if (item.uploaded) return run(item, () => poll(item));
     return start(item);
   }
 

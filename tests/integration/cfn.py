@@ -54,7 +54,7 @@ PSEUDO = {'AWS::Region': 'us-east-1', 'AWS::AccountId': '123456789012', 'AWS::Pa
 
 class Resolved:
     """The template as CloudFormation would see it for given parameter values (defaults for
-    the rest): conditions evaluated, Ref/GetAtt/Sub/If/Join replaced by strings. A bucket's
+    the rest): conditions evaluated, Ref/GetAtt/Sub/If/Join/Split replaced by strings. A bucket's
     Ref is its name (generated-<logical id> when CloudFormation would generate one) and its Arn
     attribute arn:aws:s3:::name, a table's Ref a generated name (stack-Logical-suffix, as
     CloudFormation makes one; physical= gives another) and its Arn the table's ARN; other
@@ -150,6 +150,8 @@ class Resolved:
                 return self.value(arg[1] if self.condition(arg[0]) else arg[2])
             if fn == 'Fn::Join':
                 return arg[0].join(str(x) for x in self.value(arg[1]))
+            if fn == 'Fn::Split':
+                return str(self.value(arg[1])).split(arg[0])
             if fn.startswith('Fn::') or fn == 'Condition':
                 raise AssertionError('the test cannot resolve %s; extend Resolved' % fn)
         out = {}

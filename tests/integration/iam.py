@@ -178,8 +178,17 @@ def s3_log_entries(path, offset=0):
 
 
 def is_presigned(query):
-    """A SigV4 presigned URL (the service signs no other kind)."""
+    """A SigV4 presigned URL (the service signs no other kind). A presigned POST form carries
+    its signature in the form body instead: is_form_upload."""
     return 'X-Amz-Signature' in query or 'X-Amz-Credential' in query
+
+
+def is_form_upload(method, path, query):
+    """A browser POST form upload (POST /v1/uploads with "method": "POST"): POST to a bucket
+    itself without a subresource, the one S3 request whose signature, policy and key all travel
+    in the multipart form body, so the access log shows neither key nor signature."""
+    bucket, _, key = path.lstrip('/').partition('/')
+    return method == 'POST' and bool(bucket) and not key and not query
 
 
 # Query parameters that name a subresource: a request with one is another action entirely.
@@ -205,6 +214,9 @@ def s3_request(method, path, query, what=''):
                            bucket=bucket, what=what)
         if method == 'HEAD':
             return Request('s3:ListBucket', arn, bucket=bucket, what=what)
+        if is_form_upload(method, path, query):
+            raise ValueError('%s %s: a POST form upload, its key is in the form body (not in the '
+                             'log)' % (method, path))
         raise ValueError('%s %s: no mapping for a bucket request %s' % (method, path, query))
     obj = '%s/%s' % (arn, key)
     multipart = 'uploadId' in query or 'uploads' in query
@@ -383,6 +395,7 @@ class Coverage:
         self.denied = []          # (request, reason)
         self.unattributed = []
         self.unmapped = []        # what the mapping could not turn into a request
+        self.form_uploads = []    # presigned POST forms seen: key in the body, not judged
         self.used = {}            # sid -> example request
         self.count = 0
         kms = dict(config_params(doc, {'SRC_BUCKET': 'src', 'DEST_BUCKET': 'dest',

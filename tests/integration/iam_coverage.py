@@ -20,6 +20,9 @@ machine cannot exercise are reported as not exercised instead of failing:
   - the SSE-KMS statement, unless an instance ran with SSE=aws:kms (the local S3 has no KMS);
   - DynamoDB statements, when the run recorded no DynamoDB request at all (no instance ran
     with STATE_STORE=dynamodb behind a recording proxy).
+Presigned POST form uploads (signature, policy and key in the form body) are counted, not
+judged: the log has no key, and the local S3 refuses browser POST. The PASS line names what it
+did not cover.
 Run by scripts/test after the whole suite (it needs every test's requests)."""
 
 import argparse
@@ -38,6 +41,11 @@ def collect(s3_dir, since, cov):
     for method, path, query, agent, status in iam.s3_log_entries(log, since):
         by_service = agent.startswith(iam.SERVICE_AGENT)
         signed_url = iam.is_presigned(query)
+        if not by_service and iam.is_form_upload(method, path, query):
+            # Its key is in the form body, so it cannot be judged here; counted and named in
+            # the verdict rather than passed over as set-up traffic.
+            cov.form_uploads.append('%s %s -> %d' % (method, path, status))
+            continue
         if not (by_service or signed_url):
             ignored += 1
             continue
@@ -112,8 +120,20 @@ def main(argv):
     if problems:
         print('IAM coverage: FAIL (%d problems)' % len(problems))
         return 1
-    print('IAM coverage: PASS')
+    print('IAM coverage: PASS (%s)' % '; '.join(not_covered(cov, exempt)))
     return 0
+
+
+def not_covered(cov, exempt):
+    """What this PASS does not prove, for the verdict line."""
+    out = ['not covered: %s, %s' % (sid, why.replace('not exercised: ', ''))
+           for sid, why in sorted(exempt.items())]
+    # The local S3 (Swift) has no browser POST (412), and a form's key and signature are in
+    # its body: a presigned POST form upload needs the same s3:PutObject on the upload prefix
+    # as the presigned PUTs judged here, but no request proves it.
+    out.append('not covered: presigned POST form uploads (%d seen; their key is in the form '
+               'body, and the local S3 refuses browser POST)' % len(cov.form_uploads))
+    return out
 
 
 if __name__ == '__main__':

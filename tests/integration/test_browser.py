@@ -336,6 +336,29 @@ class BrowserTest(unittest.TestCase):
         after = json_http('GET', self.svc.url('/v1/images?limit=200'), headers=AUTH)[2]
         self.assertEqual([i['id'] for i in after['items']], [i['id'] for i in before['items']])
 
+    def test_5_polling_outlasts_an_outage_of_the_api(self):
+        # Once S3 has the file the image is on its way: the page rides out status calls that
+        # get no answer (the browser blocks them here) and shows the result when they do.
+        d = self.driver
+        self.open_page(self.svc.url('/'))
+        self.paste_token()
+        self.choose('small.jpg')
+        li = self.item('small.jpg')
+        self.wait_state(li, ('pending',))
+        d.execute_cdp_cmd('Network.enable', {})
+        d.execute_cdp_cmd('Network.setBlockedURLs', {'urls': [self.svc.url('/v1/images/*')]})
+        try:
+            key = li.get_attribute('data-key')
+            self.assertEqual(announce(self.svc, key)[0], 202)
+            self.wait(lambda: li.find_element(By.CSS_SELECTOR, '.error-code').text ==
+                      'network_error', what='the page to see the outage')
+            self.assertEqual(self.state_of(li), 'pending')
+        finally:
+            d.execute_cdp_cmd('Network.setBlockedURLs', {'urls': []})
+        self.wait_state(li, ('done',))
+        self.assertFalse(li.find_element(By.CSS_SELECTOR, '.error').is_displayed())
+        self.assertEqual(len(self.loaded_variants(li)), 3)
+
     # -- the listing, paged ---------------------------------------------------------------
 
     def test_4_recent_images_are_paged(self):

@@ -4,7 +4,9 @@
 
 deploy/cloudformation.yaml passes AWS's cfn-lint and yamllint (deploy/.yamllint); its task
 definition sets only variables `resizer --help` lists, with values the binary accepts at start
-(also every numeric parameter at its MinValue and MaxValue); the ALB and container health
+(also every numeric parameter at its MinValue and MaxValue, and every string parameter's
+default, examples and values either side of the service's limits: what the binary refuses, the
+template refuses); the ALB and container health
 checks probe /healthz on PORT; the EventBridge rule filters on SRC_PREFIX's default; the state
 table is the one `resizer --create-table` makes on the local DynamoDB (keys, indexes,
 projections), on-demand, with point-in-time recovery, encryption and TTL, and is wired to the
@@ -15,7 +17,9 @@ Fargate rejects, an API domain no certificate covers, header names the ALB drops
 buckets are left alone; the events key comes from one secret for the connection and the tasks,
 and no parameter can overwrite a secret; SecretsRevision restarts tasks; /tmp is handed to the
 service user; no DesiredCount; /metrics and /readyz are not public; alarms cover each failure
-kind. The Dockerfile agrees on port, probe, user and build flags. Needs RESIZER_BIN (for --help
+kind; /metrics needs the generated token; the README's token rotation keeps a caller's
+images; the README's shell blocks parse and its aws commands exist. The Dockerfile agrees on
+port, probe, user and build flags. Needs RESIZER_BIN (for --help
 and the starts), cfn-lint and yamllint on PATH. The task role against real requests:
 test_iam.py and iam_coverage.py.
 
@@ -23,6 +27,7 @@ The container image itself is checked by deploy/check-container (buildah/podman,
 here. Run by ctest with Debian's /usr/bin/python3 (python3-yaml)."""
 
 import glob
+import hashlib
 import json
 import os
 import re
@@ -72,10 +77,14 @@ DOCUMENTED_STATEMENTS = [
 ]
 EVENTS_SECRET = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:resizer-events-AbC123'
 # Parameters that become a variable of the service (the rest configure AWS resources).
-ENV_PARAMS = {'JpegQuality', 'MaxUploadBytes', 'MaxPixels', 'Workers', 'QueueSize', 'HttpThreads',
-              'PresignPutExpires', 'PresignGetExpires', 'ReconcileInterval', 'IndexMaxEntries'}
+ENV_PARAMS = {'JpegQuality', 'WebpQuality', 'AvifQuality', 'AvifEffort', 'MaxUploadBytes',
+              'MaxPixels', 'Workers', 'QueueSize', 'HttpThreads', 'PresignPutExpires',
+              'PresignGetExpires', 'ReconcileInterval', 'IndexMaxEntries'}
 KMS_STATEMENT = ('Allow', ['kms:Decrypt', 'kms:GenerateDataKey'], [KMS_KEY], None)
-SECRET_VARS = {'API_TOKENS', 'EVENTS_API_KEY'}
+SECRET_VARS = {'API_TOKENS', 'EVENTS_API_KEY', 'METRICS_TOKEN'}
+# What GenerateSecretString {PasswordLength: 40, ExcludePunctuation: true} makes: 40 letters
+# and digits.
+GENERATED = 'Xq7' * 13 + 'Z'
 STATIC_CREDENTIALS = {'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN'}
 
 
@@ -108,6 +117,79 @@ def tool(name, hint):
         raise AssertionError('%s is not installed, so deploy/cloudformation.yaml cannot be checked: '
                              '%s' % (name, hint))
     return path
+
+
+def run_service(env, secrets=None, while_up=None):
+    """Starts the real binary with the task's environment env and the secrets ECS would add
+    (generated-like values unless given), calls while_up(port) once /healthz answers, then
+    stops it with SIGTERM. Returns (None, while_up's result), or (why, None) when the binary
+    refused the environment at start."""
+    port = harness.free_port()
+    # Only loopback: the listen address and an S3 endpoint nobody answers on (the probe
+    # just fails); static test credentials stand in for the task role.
+    run_env = dict(env, PORT=str(port), LISTEN_ADDR='127.0.0.1',
+                   S3_ENDPOINT='http://127.0.0.1:%d' % harness.free_port(),
+                   DYNAMODB_ENDPOINT='http://127.0.0.1:%d' % harness.free_port(),
+                   AWS_ACCESS_KEY_ID='AKIDEXAMPLE', AWS_SECRET_ACCESS_KEY='test-secret',
+                   PATH=os.environ.get('PATH', '/usr/bin:/bin'))
+    run_env.update(secrets or {'API_TOKENS': GENERATED, 'METRICS_TOKEN': GENERATED,
+                               'EVENTS_API_KEY': harness.EVENTS_API_KEY})
+    for k in ('ASAN_OPTIONS', 'LSAN_OPTIONS', 'UBSAN_OPTIONS'):
+        if k in os.environ:
+            run_env[k] = os.environ[k]
+    proc = subprocess.Popen([os.environ['RESIZER_BIN']], env=run_env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        def up_or_exited():
+            if proc.poll() is not None:
+                return 'exited'
+            return harness.http('GET', 'http://127.0.0.1:%d/healthz' % port)[0] == 200
+        if fixtures.wait_for(up_or_exited, 15, what='/healthz') == 'exited':
+            return 'exit %d: %s' % (proc.returncode, proc.stderr.read().strip()), None
+        result = while_up(port) if while_up else None
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=harness.scaled(40))
+        if code != 0:
+            raise AssertionError('resizer exited %d after SIGTERM' % code)
+        return None, result
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+
+
+# The AWS CLI's commands that are not API operations (its own customizations) and the options
+# it adds to every command or to some (aws help, topic global options and the commands' pages).
+CLI_COMMANDS = {('cloudformation', 'deploy'), ('cloudformation', 'wait'), ('ecr', 'get-login-password'),
+                ('s3', 'rb'), ('s3', 'cp'), ('s3', 'ls')}
+CLI_GLOBAL_OPTIONS = {'region', 'query', 'output', 'profile', 'endpoint-url', 'no-paginate',
+                      'debug', 'no-cli-pager', 'cli-input-json', 'generate-cli-skeleton'}
+CLI_ADDED_OPTIONS = {('lambda', 'create-function'): {'zip-file'}}
+CLI_SERVICES = {'s3api': 's3'}
+
+
+def readme_shell_blocks():
+    with open(os.path.join(SOURCE_DIR, 'deploy', 'README.md'), encoding='utf-8') as f:
+        return re.findall(r'```sh\n(.*?)```', f.read(), re.S)
+
+
+def aws_commands(block):
+    """(service, command, {options}) of every `aws SERVICE COMMAND ...` in a shell block,
+    the inventory loop's get-$what expanded over its word list."""
+    text = block.replace('\\\n', ' ')
+    loops = dict(re.findall(r'for (\w+) in ([^;]+); do', text))
+    out = []
+    for m in re.finditer(r'\baws ([a-z0-9-]+) ((?:[a-z0-9-]|\$\{?\w+\}?)+)([^|;&)\n]*)', text):
+        service, command, rest = m.groups()
+        command = re.sub(r'\$\{(\w+)\}', r'$\1', command)
+        # Up to a nested $(...): its options are its own command's (found on their own).
+        opts = set(re.findall(r'(?:^|\s)--([a-z0-9-]+)', rest.split('$(')[0]))
+        var = re.search(r'\$(\w+)', command)
+        for word in (loops[var.group(1)].split() if var else [None]):
+            out.append((service, command.replace('$' + var.group(1), word) if var else command,
+                        opts))
+    return out
 
 
 # -- the tests ----------------------------------------------------------------------------
@@ -151,8 +233,9 @@ class TaskDefinition(unittest.TestCase):
         self.assertEqual(secrets, SECRET_VARS)
         self.assertFalse(SECRET_VARS & set(env), 'a secret in plain Environment')
         froms = {s['Name']: s['ValueFrom'] for s in container(r)['Secrets']}
-        self.assertEqual(r.doc['Resources'][froms['API_TOKENS'][4:]]['Type'],
-                         'AWS::SecretsManager::Secret')
+        for var in ('API_TOKENS', 'METRICS_TOKEN'):
+            self.assertEqual(r.doc['Resources'][froms[var][4:]]['Type'],
+                             'AWS::SecretsManager::Secret')
         # The events key: one secret, its "accept" list for the tasks, its "send" key for the
         # connection, so they can only differ by what the secret itself says.
         self.assertEqual(froms['EVENTS_API_KEY'], EVENTS_SECRET + ':accept::')
@@ -161,7 +244,8 @@ class TaskDefinition(unittest.TestCase):
                          '{{resolve:secretsmanager:%s:SecretString:send}}' % EVENTS_SECRET)
         (role,) = [v for k, v in r.of_type('AWS::IAM::Role').items() if k == 'ExecutionRole']
         (st,) = role['Properties']['Policies'][0]['PolicyDocument']['Statement']
-        self.assertCountEqual(st['Resource'], ['ref:ApiTokensSecret', EVENTS_SECRET])
+        self.assertCountEqual(st['Resource'], ['ref:ApiTokensSecret', 'ref:MetricsTokenSecret',
+                                               EVENTS_SECRET])
 
     def test_no_parameter_can_overwrite_a_secret(self):
         """A key set through a stack parameter would reach the secret but neither the running
@@ -169,9 +253,12 @@ class TaskDefinition(unittest.TestCase):
         events key's secret (it is made outside the stack)."""
         for name, spec in self.doc['Parameters'].items():
             self.assertFalse(spec.get('NoEcho'), '%s carries secret material' % name)
-        (secret,) = Resolved(self.doc).of_type('AWS::SecretsManager::Secret').values()
-        self.assertNotIn('SecretString', secret['Properties'])
-        self.assertIn('GenerateSecretString', secret['Properties'])
+        secrets = Resolved(self.doc).of_type('AWS::SecretsManager::Secret')
+        self.assertEqual(set(secrets), {'ApiTokensSecret', 'MetricsTokenSecret'})
+        for secret in secrets.values():
+            self.assertNotIn('SecretString', secret['Properties'])
+            self.assertEqual(secret['Properties']['GenerateSecretString'],
+                             {'PasswordLength': 40, 'ExcludePunctuation': True})
 
     def test_secrets_revision_restarts_tasks_and_rereads_the_connection_key(self):
         a, b = (Resolved(self.doc, {'SecretsRevision': n}) for n in (1, 2))
@@ -230,35 +317,8 @@ class TaskDefinition(unittest.TestCase):
                 self.start_and_stop(env)
 
     def start_and_stop(self, env):
-        port = harness.free_port()
-        # Only loopback: the listen address and an S3 endpoint nobody answers on (the probe
-        # just fails); static test credentials stand in for the task role.
-        run_env = dict(env, PORT=str(port), LISTEN_ADDR='127.0.0.1',
-                       S3_ENDPOINT='http://127.0.0.1:%d' % harness.free_port(),
-                       DYNAMODB_ENDPOINT='http://127.0.0.1:%d' % harness.free_port(),
-                       API_TOKENS=harness.API_TOKEN, EVENTS_API_KEY=harness.EVENTS_API_KEY,
-                       AWS_ACCESS_KEY_ID='AKIDEXAMPLE', AWS_SECRET_ACCESS_KEY='test-secret',
-                       PATH=os.environ.get('PATH', '/usr/bin:/bin'))
-        for k in ('ASAN_OPTIONS', 'LSAN_OPTIONS', 'UBSAN_OPTIONS'):
-            if k in os.environ:
-                run_env[k] = os.environ[k]
-        proc = subprocess.Popen([os.environ['RESIZER_BIN']], env=run_env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        try:
-            def up_or_exited():
-                if proc.poll() is not None:
-                    return 'exited'
-                return harness.http('GET', 'http://127.0.0.1:%d/healthz' % port)[0] == 200
-            if fixtures.wait_for(up_or_exited, 15, what='/healthz') == 'exited':
-                self.fail('resizer exited %d with the task environment: %s'
-                          % (proc.returncode, proc.stderr.read().strip()))
-            proc.send_signal(signal.SIGTERM)
-            self.assertEqual(proc.wait(timeout=harness.scaled(40)), 0)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stderr.close()
+        refused, _ = run_service(env)
+        self.assertIsNone(refused, 'resizer refused the task environment: %s' % refused)
 
     def test_health_checks_probe_healthz_on_port(self):
         r = Resolved(self.doc)
@@ -311,6 +371,50 @@ class TaskDefinition(unittest.TestCase):
             self.assertIn('"%s"' % event, pattern)
             self.assertIn('"%s"' % event, source)
         self.start_and_stop(dict(env, WEBHOOK_SECRET='whsec_' + 'QUJD' * 8))
+
+    def test_admin_tokens_from_their_own_secret(self):
+        secret = EVENTS_SECRET.replace('events', 'admins')
+        r = Resolved(self.doc, {'AdminTokensSecretArn': secret})
+        froms = {s['Name']: s['ValueFrom'] for s in container(r)['Secrets']}
+        self.assertEqual(froms['ADMIN_TOKENS'], secret)
+        (role,) = [v for k, v in r.of_type('AWS::IAM::Role').items() if k == 'ExecutionRole']
+        (st,) = role['Properties']['Policies'][0]['PolicyDocument']['Statement']
+        self.assertIn(secret, st['Resource'])
+        self.assertNotIn('ADMIN_TOKENS', {s['Name'] for s in container(Resolved(self.doc))['Secrets']})
+        env, _ = task_env(r)
+        refused, _ = run_service(env, {'API_TOKENS': GENERATED, 'METRICS_TOKEN': GENERATED,
+                                       'EVENTS_API_KEY': 'k' * 16,
+                                       'ADMIN_TOKENS': 'ops:' + GENERATED[::-1]})
+        self.assertIsNone(refused)
+
+    def test_token_rotation_keeps_the_callers_images(self):
+        """deploy/README.md's rotation of the generated (bare) API token: the new token is
+        given the old one's caller name (token-<12 hex of its SHA-256>) next to the old token,
+        so an upload made with the old token is the new token's. A bare new token instead
+        (the trap) is another caller: 404."""
+        old, new = GENERATED, GENERATED[::-1]
+        name = 'token-' + hashlib.sha256(old.encode()).hexdigest()[:12]
+        env, _ = task_env(Resolved(self.doc))
+        env['STATE_STORE'] = 'memory'  # one process holds the upload while it runs
+
+        def upload_then_read(port):
+            base = 'http://127.0.0.1:%d' % port
+            st, _, body = harness.http('POST', base + '/v1/uploads', {
+                'Authorization': 'Bearer ' + old, 'Content-Type': 'application/json'},
+                json.dumps({'filename': 'cat.jpg', 'content_type': 'image/jpeg'}))
+            self.assertEqual(st, 201, body)
+            image = json.loads(body)['id']
+            st, _, body = harness.http('GET', base + '/v1/images/' + image,
+                                       {'Authorization': 'Bearer ' + new})
+            return st, json.loads(body).get('uploader')
+        for tokens, want in (('%s:%s,%s' % (name, new, old), (200, name)),
+                             ('%s,%s' % (new, old), (404, None))):
+            with self.subTest(API_TOKENS=tokens.replace(old, 'OLD').replace(new, 'NEW')):
+                refused, got = run_service(env, {'API_TOKENS': tokens, 'METRICS_TOKEN': GENERATED,
+                                                 'EVENTS_API_KEY': 'k' * 16},
+                                           upload_then_read)
+                self.assertIsNone(refused)
+                self.assertEqual(got, want)
 
 
 class Events(unittest.TestCase):
@@ -566,6 +670,58 @@ def parameter_refused(doc, name, value):
     return None
 
 
+def _origins(n):
+    return ','.join('https://app%d.example.com' % i for i in range(n))
+
+
+# (parameter, value, does the service start with it): values either side of the service's
+# own checks (server/config.c, server/variants.c), with each parameter's default and the
+# examples its Description gives.
+SERVICE_PROBES = [
+    ('Variants', 'desktop:1920,tablet:1024,phone:640', True),
+    ('Variants', 'desktop:1920,tablet:1024,phone:640,thumb:256x256:cover', True),
+    ('Variants', 'a:16384,b:1x16384:inside,c:16384x1:cover', True),
+    ('Variants', 'a' * 31 + ':640,0-_:1', True),
+    ('Variants', ','.join('v%d:%d' % (i, 100 * (i + 1)) for i in range(8)), True),
+    ('Variants', 'a:16385', False), ('Variants', 'a:0', False), ('Variants', 'a:640x0', False),
+    ('Variants', 'a:640x480:fill', False), ('Variants', 'a:640:cover', False),
+    ('Variants', 'a' * 32 + ':640', False), ('Variants', 'Desktop:640', False),
+    ('Variants', '_status:640', False), ('Variants', '-a:640', False),
+    ('Variants', 'a:1,b:2,a:3', False), ('Variants', 'desktop=1920', False),
+    ('Variants', ','.join('v%d:100' % i for i in range(9)), False),
+    ('Variants', 'a:640,', False), ('Variants', '', False),
+    ('CorsAllowedOrigins', '', True),
+    ('CorsAllowedOrigins', 'https://app.example.com', True),
+    ('CorsAllowedOrigins', 'https://app.example.com,http://127.0.0.1:3000,http://[::1]:8080', True),
+    ('CorsAllowedOrigins', _origins(16), True),
+    ('CorsAllowedOrigins', 'https://' + 'a' * 248, True),
+    ('CorsAllowedOrigins', 'https://' + 'a' * 249, False),
+    ('CorsAllowedOrigins', _origins(17), False), ('CorsAllowedOrigins', '*', False),
+    ('CorsAllowedOrigins', 'https://App.example.com', False),
+    ('CorsAllowedOrigins', 'https://app.example.com/', False),
+    ('CorsAllowedOrigins', 'null', False), ('CorsAllowedOrigins', 'https://*.example.com', False),
+    ('CorsAllowedOrigins', 'https://a.example.com,', False),
+    ('CorsAllowedOrigins', 'https://a.example.com:', False),
+    ('CorsAllowedOrigins', 'ftp://a.example.com', False),
+    ('SourcePrefix', 'images/', True), ('SourcePrefix', 'uploads/2024/', True),
+    ('SourcePrefix', 'p' * 512, True), ('SourcePrefix', 'p' * 513, False),
+    ('SourcePrefix', '', False), ('SourcePrefix', '/images/', False),
+    ('WatermarkText', '', True), ('WatermarkText', 'example.com', True),
+    ('WatermarkText', 'x' * 256, True), ('WatermarkText', '\u00a9 Example' * 4, True),
+    ('WatermarkText', '\U0001F600' * 64, True), ('WatermarkText', 'x' * 257, False),
+    ('WatermarkText', '\U0001F600' * 65, False), ('WatermarkText', 'a\tb', False),
+    ('OutputFormats', 'same', True), ('OutputFormats', 'same,webp,avif', True),
+    ('OutputFormats', 'jpeg,webp,avif,png,same', True), ('OutputFormats', 'webp,jpeg,webp', False),
+    ('OutputFormats', 'gif', False), ('OutputFormats', '', False),
+    ('OutputFormats', 'webp,', False),
+    ('BlurhashComponents', '4x3', True), ('BlurhashComponents', '9x1', True),
+    ('BlurhashComponents', '0x3', False), ('BlurhashComponents', '10x3', False),
+    ('BlurhashComponents', '4X3', False),
+    ('AvifEffort', 10, False), ('WebpQuality', 0, False), ('AvifQuality', 101, False),
+]
+PROBED_PARAMETERS = {p[0] for p in SERVICE_PROBES} - {'AvifEffort', 'WebpQuality', 'AvifQuality'}
+
+
 # Fargate's CPU/memory pairs (Linux), from the ECS developer guide's task size table, written
 # out here rather than read from the template.
 FARGATE_PAIRS = {'256': [512, 1024, 2048], '512': list(range(1024, 4097, 1024)),
@@ -625,11 +781,95 @@ class Rules(unittest.TestCase):
         self.assertIsNone(parameter_refused(self.doc, 'EventsApiKeyHeader', 'X-Api-Key'))
 
     def test_values_the_service_refuses_are_refused(self):
-        for name, value in (('Variants', 'desktop=1920'), ('Variants', 'a:1,' * 8 + 'b:1'),
-                            ('SourcePrefix', '/images/'), ('SourceBucketName', 'Upper_Case'),
-                            ('Workers', 257), ('HttpThreads', 0), ('IndexMaxEntries', 99),
+        """Each probe is started in the real binary (the task's environment with that one
+        value): what the binary refuses, the template must refuse too (a task that cannot start
+        crash-loops on ECS), and the defaults and the examples the template gives must pass
+        both. The binary's verdict is asserted as well, so a probe that stopped probing shows."""
+        started = 0
+        for name, value, service_ok in SERVICE_PROBES:
+            with self.subTest(name=name, value=value):
+                template_refuses = parameter_refused(self.doc, name, value)
+                env, _ = task_env(Resolved(self.doc, {name: value}))
+                refused, _ = run_service(env)
+                started += 1
+                self.assertEqual(refused is None, service_ok,
+                                 'the service %s %s=%r: %s' % ('refused' if refused else 'took',
+                                                              name, value, refused))
+                if refused:
+                    self.assertTrue(template_refuses, 'the template takes %s=%r, which the '
+                                    'service refuses (%s)' % (name, value, refused))
+        # The defaults and every example value are among the probes, and pass.
+        for name, spec in self.doc['Parameters'].items():
+            if name in PROBED_PARAMETERS:
+                examples = [str(spec.get('Default'))] + re.findall(
+                    r'e\.g\. ([^\s)]+)', spec.get('Description', '') + ' ' +
+                    str(spec.get('ConstraintDescription', '')))
+                for ex in (e.rstrip('.;,:') for e in examples):
+                    self.assertIn((name, ex, True), SERVICE_PROBES, 'probe %s=%r' % (name, ex))
+                    self.assertIsNone(parameter_refused(self.doc, name, ex), (name, ex))
+        self.assertGreater(started, 40)
+        # Across parameters, which no pattern can express: a variant named like the first
+        # segment of SourcePrefix. The service refuses it; the template says so.
+        env, _ = task_env(Resolved(self.doc, {'Variants': 'images:640'}))
+        self.assertIn('first segment of SRC_PREFIX', run_service(env)[0] or '')
+        self.assertIn('first segment of SourcePrefix',
+                      self.doc['Parameters']['Variants']['ConstraintDescription'])
+        for name, value in (('SourceBucketName', 'Upper_Case'), ('Workers', 257),
+                            ('HttpThreads', 0), ('IndexMaxEntries', 99),
                             ('MaxUploadBytes', 5368709121), ('ReconcileInterval', 604801)):
             self.assertTrue(parameter_refused(self.doc, name, value), (name, value))
+
+    def test_sweep_is_off_by_default_with_the_dynamodb_store(self):
+        """Issue 17: with STATE_STORE=dynamodb the bucket sweep is a repair pass, off unless
+        asked for; events EventBridge gave up on come back through the DLQ replay."""
+        self.assertEqual(self.doc['Parameters']['ReconcileInterval']['Default'], 0)
+        env, _ = task_env(Resolved(self.doc))
+        self.assertEqual((env['STATE_STORE'], env['RECONCILE_INTERVAL']), ('dynamodb', '0'))
+
+
+class Runbook(unittest.TestCase):
+    """deploy/README.md's commands are what operators paste into a real account: each block
+    parses, and each `aws` command is an operation of that service with options it takes
+    (botocore's service models, the AWS CLI's source of both)."""
+
+    def test_shell_blocks_parse(self):
+        blocks = readme_shell_blocks()
+        self.assertGreater(len(blocks), 15)
+        for i, block in enumerate(blocks):
+            proc = subprocess.run(['bash', '-n'], input=block, capture_output=True, text=True,
+                                  timeout=30)
+            self.assertEqual(proc.returncode, 0, 'block %d: %s\n%s' % (i, proc.stderr, block))
+
+    def test_aws_commands_exist_with_their_options(self):
+        import botocore.session
+        from botocore import xform_name
+        session = botocore.session.get_session()
+        models = {}
+        seen = 0
+        for block in readme_shell_blocks():
+            for service, command, opts in aws_commands(block):
+                if (service, command) in CLI_COMMANDS:
+                    continue
+                name = CLI_SERVICES.get(service, service)
+                if name not in models:
+                    model = session.get_service_model(name)
+                    models[name] = {xform_name(op).replace('_', '-'): model.operation_model(op)
+                                    for op in model.operation_names}
+                self.assertTrue(command in models[name],
+                                'aws %s %s: no such command' % (service, command))
+                shape = models[name][command].input_shape
+                members = {xform_name(k).replace('_', '-') for k in (shape.members if shape else {})}
+                unknown = opts - members - CLI_GLOBAL_OPTIONS - CLI_ADDED_OPTIONS.get((service, command), set())
+                self.assertFalse(unknown, 'aws %s %s: no option %s' % (service, command, unknown))
+                seen += 1
+        self.assertGreater(seen, 60)
+
+    def test_runbook_reads_the_header_and_never_hides_errors(self):
+        """The events header is a parameter (EventsApiKeyHeader): commands read it from the
+        stack, not x-api-key; and no inventory error is swallowed by || true."""
+        for block in readme_shell_blocks():
+            self.assertNotIn('x-api-key', block)
+            self.assertNotIn('|| true', block)
 
 
 class Buckets(unittest.TestCase):
@@ -698,6 +938,25 @@ class Network(unittest.TestCase):
         self.assertEqual((ing['Properties']['CidrIp'], str(ing['Properties']['FromPort'])),
                          ('10.0.8.0/24', self.help['PORT']))
 
+    def test_metrics_answer_only_with_the_token(self):
+        """The ALB's 404 rule matches the literal path; the token protects /metrics on every
+        path form and from inside the VPC too."""
+        env, secrets = task_env(Resolved(self.doc))
+        self.assertIn('METRICS_TOKEN', secrets)
+
+        def scrape(port):
+            url = 'http://127.0.0.1:%d/metrics' % port
+            # Spellings the listener rule does not match: none gives the counters away.
+            others = {path: harness.http('GET', 'http://127.0.0.1:%d%s' % (port, path))[0]
+                      for path in ('/%6detrics', '/%6D%65trics', '//metrics', '/METRICS')}
+            return (harness.http('GET', url)[0],
+                    harness.http('GET', url, {'Authorization': 'Bearer wrong' + GENERATED})[0],
+                    harness.http('GET', url, {'Authorization': 'Bearer ' + GENERATED})[0], others)
+        refused, (anonymous, wrong, right, others) = run_service(env, while_up=scrape)
+        self.assertIsNone(refused)
+        self.assertEqual((anonymous, wrong, right), (401, 401, 200))
+        self.assertFalse({p: s for p, s in others.items() if s == 200}, others)
+
     def test_optional_s3_gateway_endpoint(self):
         self.assertEqual(Resolved(self.doc).of_type('AWS::EC2::VPCEndpoint'), {})
         r = Resolved(self.doc, {'CreateS3GatewayEndpoint': 'true', 'PrivateRouteTableIds': 'rtb-1'})
@@ -733,10 +992,12 @@ class Alarms(unittest.TestCase):
                          'HasWebhooks', 'no webhooks, no alarm')
         pattern = r.doc['Resources']['ServiceErrorsMetricFilter']['Properties']['FilterPattern']
         # The service's log events for a failed sweep and a failed status write (server/).
-        for event in ('reconcile_list_failed', 'status_write_failed'):
+        # The webhook outbox's DynamoDB failures are WARN lines: named, or no alarm sees them.
+        for event, source in (('reconcile_list_failed', 'reconcile.c'),
+                              ('status_write_failed', 'jobs.c'),
+                              ('outbox_error', 'outbox_dynamodb.c')):
             self.assertIn('"%s"' % event, pattern)
-            with open(os.path.join(SOURCE_DIR, 'server', 'reconcile.c' if 'reconcile' in event
-                                   else 'jobs.c'), encoding='utf-8') as f:
+            with open(os.path.join(SOURCE_DIR, 'server', source), encoding='utf-8') as f:
                 self.assertIn('"%s"' % event, f.read())
 
 

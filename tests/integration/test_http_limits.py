@@ -224,6 +224,45 @@ class LimitsTest(unittest.TestCase):
         s.sendall(self.event_head(len(event)) + event)
         self.assertEqual(status_of(read_reply(s, 5)), 202)
 
+    def test_unauthenticated_stalled_flood_holds_nothing(self):
+        # The attack of issue 12 as it was reported: 400 connections send the headers and
+        # most of a 250 KiB body to /v1/events without credentials, then stall (it grew the
+        # process by 106 MB). Each is answered 401 from its headers; no body byte is kept.
+        pid = self.svc.proc.pid
+        self.wait_budget_free()
+        before = rss_kib(pid)
+        head = (b'POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n'
+                b'Content-Length: %d\r\n\r\n' % (250 * 1024))
+        body = b' ' * (200 * 1024)
+        socks = []
+        for _ in range(400):
+            s = self.connect()
+            try:
+                s.sendall(head + body)
+            except OSError:
+                pass  # answered and closed while we were still sending
+            socks.append(s)
+        statuses = []
+        for s in socks:
+            s.settimeout(5)
+            try:
+                statuses.append(status_of(s.recv(4096)))
+            except (socket.timeout, ConnectionResetError):
+                statuses.append(None)
+        during = rss_kib(pid)
+        buffered = metric(self.svc, 'resizer_http_body_bytes_buffered')
+        sys.stderr.write('\nunauthenticated stalled flood: 400 x 200 of 250 KiB: %d answered '
+                         '401, %.0f bytes buffered; RSS %d -> %d KiB (+%.1f MiB)\n'
+                         % (statuses.count(401), buffered, before, during,
+                            (during - before) / 1024))
+        self.assertEqual(statuses, [401] * 400)
+        self.assertEqual(buffered, 0)
+        if not sanitized():
+            self.assertLess(during - before, 16 * 1024, 'RSS grew by more than 16 MiB')
+        for s in socks:
+            s.close()
+        self.assert_serving()
+
     def test_refusal_says_when_to_retry(self):
         # Hold most of the budget with stalled bodies, then ask for more than is left.
         self.wait_budget_free()

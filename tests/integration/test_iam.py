@@ -11,6 +11,7 @@ Run by ctest with Debian's /usr/bin/python3 (python3-yaml, python3-botocore)."""
 
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -150,10 +151,22 @@ class AccessLog(unittest.TestCase):
         with urllib.request.urlopen(url, timeout=10) as r:
             self.assertEqual(r.read(), b'x')
         c.delete_object(Bucket=bucket, Key=key)
+        # A browser's POST form upload: signature and key only in the body.
+        form = c.generate_presigned_post(bucket, 'images/form.jpg')
+        fields = [a for k, v in form['fields'].items() for a in ('-F', '%s=%s' % (k, v))]
+        subprocess.run(['curl', '-s', '-o', '/dev/null', '--max-time', '10'] + fields +
+                       ['-F', 'file=@-', form['url']], input=b'x', check=False, timeout=20)
 
         def mine():
             return [e for e in iam.s3_log_entries(log, since) if e[1].split('/')[1] == bucket]
-        entries = fixtures.wait_for(lambda: len(mine()) >= 5 and mine(), 10, what='log lines')
+        entries = fixtures.wait_for(lambda: len(mine()) >= 6 and mine(), 10, what='log lines')
+        (post,) = [e for e in entries if e[0] == 'POST']
+        self.assertTrue(iam.is_form_upload(*post[:3]), post)
+        self.assertFalse(iam.is_presigned(post[2]), 'the form is signed in its body')
+        with self.assertRaisesRegex(ValueError, 'form body'):
+            iam.s3_request(*post[:3])
+        entries.remove(post)
+        self.assertEqual([iam.is_form_upload(*e[:3]) for e in entries], [False] * 5)
         got = [iam.s3_request(m, p, q) for m, p, q, _, _ in entries]
         obj = 'arn:aws:s3:::%s/%s' % (bucket, key)
         self.assertEqual([(r.action, r.resource, r.context) for r in got], [

@@ -306,9 +306,11 @@ class ListingTest(unittest.TestCase):
         assert_error(api(self.svc, 'GET', '/v1/images/%s' % uuid.uuid4()), 404, 'not_found')
         for bad in ('123', 'ZZZZZZZZ-d9cb-469f-a165-70867728950e',
                     '0F8FAD5B-D9CB-469F-A165-70867728950E', '0f8fad5b-d9cb-469f-a165-70867728950e0',
-                    '0f8fad5b_d9cb_469f_a165_70867728950e', '%2e%2e'):
+                    '0f8fad5b_d9cb_469f_a165_70867728950e', '..'):
             with self.subTest(bad):
                 assert_error(api(self.svc, 'GET', '/v1/images/' + bad), 400, 'invalid_id')
+        # No route takes a percent escape in its path: ids and names never need one.
+        assert_error(api(self.svc, 'GET', '/v1/images/%2e%2e'), 404, 'not_found')
         for path in ('/v1/images', '/v1/images/%s' % uuid.uuid4(), '/v1/images?state=done'):
             for headers in ({}, {'Authorization': 'Bearer wrong-token-0123456789'},
                             {'Authorization': API_TOKEN}):

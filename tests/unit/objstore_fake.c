@@ -22,6 +22,7 @@ struct fake {
     size_t nrules;
     size_t calls[5]; /* get, put, head, list, all */
     time_t clock;
+    enum fake_list_mode list_mode;
 };
 
 /* One client of the store: aborted on its own, like one S3 client. */
@@ -304,6 +305,11 @@ static enum rz_err fake_list(struct objstore_conn *c, const char *bucket, const 
         return err;
     pthread_mutex_lock(&f->lock);
     out->items = calloc((size_t)max_keys, sizeof(*out->items));
+    if (f->list_mode == FAKE_LIST_EMPTY) {
+        out->next_token = strdup(after ? after : "\x01");
+        pthread_mutex_unlock(&f->lock);
+        return RZ_OK;
+    }
     for (size_t i = 0; i < f->n; i++) {
         const struct fake_object *o = &f->objs[i];
 
@@ -316,8 +322,20 @@ static enum rz_err fake_list(struct objstore_conn *c, const char *bucket, const 
         out->items[out->nitems++] = (struct objstore_item){strdup(o->key), o->len,
                                                            strdup(o->etag), o->last_modified};
     }
+    /* "\x01" sorts before every key: the next page is the first again. */
+    if (f->list_mode == FAKE_LIST_LOOPS && !out->next_token && out->nitems)
+        out->next_token = strdup("\x01");
     pthread_mutex_unlock(&f->lock);
     return RZ_OK;
+}
+
+void fake_objstore_list_mode(struct objstore *os, enum fake_list_mode mode)
+{
+    struct fake *f = fake_of(os);
+
+    pthread_mutex_lock(&f->lock);
+    f->list_mode = mode;
+    pthread_mutex_unlock(&f->lock);
 }
 
 static void fake_abort(struct objstore *os)

@@ -43,6 +43,12 @@ struct fake_fault {
 
 struct objstore *fake_objstore_new(void);
 
+/* How LIST pages end, to play a faulty S3: as S3 does; with a token that
+ * starts the listing over where the last page would end it; or every page
+ * empty and truncated. */
+enum fake_list_mode { FAKE_LIST_NORMAL, FAKE_LIST_LOOPS, FAKE_LIST_EMPTY };
+void fake_objstore_list_mode(struct objstore *os, enum fake_list_mode mode);
+
 /* Another client of the same objects and fault rules (as main.c gives the
  * sweep and the probe their own S3 clients): aborted and freed on its own. */
 struct objstore *fake_objstore_view(struct objstore *os);

@@ -1092,6 +1092,32 @@ static void test_cover_of_a_sliver_is_cheap(void **state)
     }
 }
 
+/* A variant WebP cannot hold (16,383 px a side) is refused before any
+ * decode or encode, as a limit (encoder_limit, permanent), naming it. */
+static void test_encoder_limit_is_known_before_encoding(void **state)
+{
+    const struct image_variant_spec wide[] = {{"wide", 16384, 0, IMAGE_FIT_INSIDE}};
+    struct image_opts o = default_opts(IMAGE_OUTPUT_WEBP);
+    struct image_result r[1];
+    struct image_info info;
+    VipsImage *black = NULL;
+    void *png = NULL;
+    size_t png_len = 0;
+    char msg[256] = "";
+
+    (void)state;
+    assert_int_equal(vips_black(&black, 16384, 4, "bands", 3, NULL), 0);
+    black->Type = VIPS_INTERPRETATION_sRGB;
+    assert_int_equal(vips_pngsave_buffer(black, &png, &png_len, NULL), 0);
+    o.variants = wide;
+    o.nvariants = 1;
+    assert_int_equal(image_make_variants(png, png_len, &o, &info, r, msg, sizeof(msg)),
+                     RZ_ELIMIT);
+    assert_non_null(strstr(msg, "variant wide would be 16384x4; webp allows at most 16383"));
+    g_free(png);
+    g_object_unref(black);
+}
+
 /* "same,jpeg,webp" on a JPEG is two files a variant, in that order, each
  * sniffing as its format; placeholders are set. */
 static void test_outputs_are_distinct_formats(void **state)
@@ -1222,6 +1248,7 @@ int main(void)
         cmocka_unit_test(test_invalid_opts),
         cmocka_unit_test(test_cover_boxes_are_exact),
         cmocka_unit_test(test_cover_of_a_sliver_is_cheap),
+        cmocka_unit_test(test_encoder_limit_is_known_before_encoding),
         cmocka_unit_test(test_outputs_are_distinct_formats),
         cmocka_unit_test(test_concurrent_workers_agree),
     };

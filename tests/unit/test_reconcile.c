@@ -2,8 +2,9 @@
  * originals no job has recorded (none, or a record older than the
  * object), skips folder markers and processed ones, walks both listings
  * page by page, resumes from the cursor saved with its lease, leaves the
- * round to the replica that holds the lease, and does not lose the object
- * it stopped on when a listing failed. */
+ * round to the replica that holds the lease, does not lose the object
+ * it stopped on when a listing failed, and ends a round whose listing
+ * would never end. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -261,6 +262,33 @@ static void test_failed_listing_loses_nothing(void **state)
     }
 }
 
+/* A faulty S3 whose listing starts over instead of ending, or pages on
+ * with nothing in its pages: the round ends as an error, and the objects
+ * seen before it were queued once. */
+static void test_faulty_listings_end_the_round(void **state)
+{
+    static const enum fake_list_mode modes[] = {FAKE_LIST_LOOPS, FAKE_LIST_EMPTY};
+
+    (void)state;
+    for (size_t i = 0; i < 2; i++) {
+        struct sweep_fixture *f;
+        void *st;
+
+        setup(&st);
+        f = st;
+        upload(f, "images/a.jpg", T0);
+        upload(f, "images/b.jpg", T0);
+        fake_objstore_list_mode(f->s.objects, modes[i]);
+        sweep_once(f, "error");
+        assert_true(fake_objstore_calls(f->s.objects, "list") <= 20);
+        if (modes[i] == FAKE_LIST_LOOPS) {
+            assert_true(processed(f, "images/a.jpg"));
+            assert_true(processed(f, "images/b.jpg"));
+        }
+        teardown(&st);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -271,6 +299,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_skips_while_another_holds_the_lease, setup,
                                         teardown),
         cmocka_unit_test(test_failed_listing_loses_nothing),
+        cmocka_unit_test(test_faulty_listings_end_the_round),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
