@@ -9,16 +9,19 @@
  *                     order), all ("1"), up (uploader), own, and while
  *                     queued/processing fl ("1") + lease (ms); pending
  *                     uploads carry ttl (seconds) past their URL's expiry.
- *   k#<bucket>/<key>  id: which record an object belongs to (the claim).
+ *   k#<bucket>/<key>  id: which record an object belongs to (the claim);
+ *                     while that record is a pending upload, the same ttl.
  *   l#<name>          own, until, cur: a lease item (the sweep's).
- * Indexes: by_state (st, ck) and by_time (all, ck) for listings; in_flight
- * (fl, lease, keys only) is sparse: only records in flight carry fl, so
- * finding expired leases costs O(in flight). Every write of a record is
- * conditional on ver; reads of records are strongly consistent (GSI
- * queries cannot be: listings are eventually consistent). */
+ * Indexes: by_state (st, ck) and by_time (all, ck) for admins' listings,
+ * by_uploader (up, ck) for a caller's own (sparse: only records with an
+ * uploader); in_flight (fl, lease, keys only) is sparse too: only records
+ * in flight carry fl, so finding expired leases costs O(in flight). Every
+ * write of a record is conditional on ver; reads of records are strongly
+ * consistent (GSI queries cannot be: listings are eventually consistent). */
 #include "store.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -29,11 +32,19 @@
 
 #define DDB_TTL_GRACE_S (24 * 3600) /* kept this long past an upload URL's expiry */
 #define DDB_CK_LEN (13 + 1 + INDEX_ID_LEN)
+#define DDB_LIST_READS 4 /* Query requests one page may take (a filtered listing) */
+#define DDB_MISSING 16   /* ids recently found missing, remembered */
 
 struct store_ddb {
     struct store base;
     struct ddb *ddb;
     char *table;
+    /* Ids a get found missing: a key item naming one of them is checked
+     * (and dropped if dangling) by the next find_key, so the check costs
+     * a read only where a record was seen gone. */
+    pthread_mutex_t lock;
+    char missing[DDB_MISSING][INDEX_ID_LEN + 1];
+    size_t next_missing;
 };
 
 static struct store_ddb *sd(struct store *s)
@@ -78,6 +89,15 @@ static void ddb_ck(const struct index_entry *e, char out[DDB_CK_LEN + 1])
 
 /* ---- records as items ---- */
 
+/* The ttl (seconds) of a pending upload's items, 0 for every other record:
+ * TTL only tidies what no event ever came for. */
+static int64_t ddb_ttl(const struct index_entry *e)
+{
+    if (e->state != INDEX_PENDING || !e->upload_expires_ms)
+        return 0;
+    return e->upload_expires_ms / 1000 + DDB_TTL_GRACE_S;
+}
+
 static json_t *ddb_item(const struct index_entry *e)
 {
     json_t *rec = index_entry_to_json(e);
@@ -108,7 +128,7 @@ static json_t *ddb_item(const struct index_entry *e)
     }
     if (e->state == INDEX_PENDING && e->upload_expires_ms) {
         json_object_set_new(item, "uexp", ddb_n(e->upload_expires_ms));
-        json_object_set_new(item, "ttl", ddb_n(e->upload_expires_ms / 1000 + DDB_TTL_GRACE_S));
+        json_object_set_new(item, "ttl", ddb_n(ddb_ttl(e)));
     }
     return item;
 }
@@ -165,6 +185,28 @@ static enum rz_err ddb_get_item(struct store *s, const char *pk, json_t **item_o
     return err;
 }
 
+static void ddb_missing_add(struct store *s, const char *id)
+{
+    struct store_ddb *d = sd(s);
+
+    pthread_mutex_lock(&d->lock);
+    snprintf(d->missing[d->next_missing], INDEX_ID_LEN + 1, "%s", id);
+    d->next_missing = (d->next_missing + 1) % DDB_MISSING;
+    pthread_mutex_unlock(&d->lock);
+}
+
+static int ddb_missing_has(struct store *s, const char *id)
+{
+    struct store_ddb *d = sd(s);
+    int found = 0;
+
+    pthread_mutex_lock(&d->lock);
+    for (size_t i = 0; i < DDB_MISSING && !found; i++)
+        found = strcmp(d->missing[i], id) == 0;
+    pthread_mutex_unlock(&d->lock);
+    return found;
+}
+
 static enum rz_err sd_get(struct store *s, const char *id, struct index_entry *out)
 {
     json_t *item = NULL;
@@ -172,8 +214,34 @@ static enum rz_err sd_get(struct store *s, const char *id, struct index_entry *o
 
     if (err == RZ_OK)
         err = ddb_entry(item, out);
+    if (err == RZ_ENOTFOUND)
+        ddb_missing_add(s, id);
     json_decref(item);
     return err;
+}
+
+/* A key item whose record is gone (TTL took a pending upload's record
+ * first, or the item predates key ttls) would send every event for its key
+ * after a record that is never there: the key is unknown again, and its
+ * item goes, if it still names that id. RZ_ENOTFOUND then. */
+static enum rz_err ddb_check_dangling(struct store *s, const char *pk, const char *id)
+{
+    json_t *item = NULL;
+    enum rz_err err = ddb_get_item(s, id, &item);
+
+    json_decref(item);
+    if (err != RZ_ENOTFOUND)
+        return err;
+    err = ddb_do(s, "DeleteItem",
+                 json_pack("{s:s,s:o,s:s,s:{s:s},s:{s:o}}", "TableName", sd(s)->table, "Key",
+                           ddb_key(pk), "ConditionExpression", "#i = :id",
+                           "ExpressionAttributeNames", "#i", "id", "ExpressionAttributeValues",
+                           ":id", ddb_s(id)),
+                 NULL);
+    if (err == RZ_OK || err == RZ_ECONFLICT)
+        log_fields(LOG_INFO, "store_dangling_key", json_pack("{s:s}", "id", id));
+    /* Relinked meanwhile: the caller looks again and finds the new one. */
+    return err == RZ_OK ? RZ_ENOTFOUND : err;
 }
 
 static enum rz_err sd_find_key(struct store *s, const char *bucket, const char *key,
@@ -188,6 +256,8 @@ static enum rz_err sd_find_key(struct store *s, const char *bucket, const char *
     if (err == RZ_OK &&
         (!id || strlen(id) != INDEX_ID_LEN || strspn(id, "0123456789abcdef-") != INDEX_ID_LEN))
         err = RZ_EINTERNAL;
+    if (err == RZ_OK && ddb_missing_has(s, id))
+        err = ddb_check_dangling(s, pk, id);
     if (err == RZ_OK)
         memcpy(id_out, id, INDEX_ID_LEN + 1);
     json_decref(item);
@@ -208,14 +278,41 @@ static enum rz_err ddb_put(struct store *s, json_t *item, const char *cond, json
     return ddb_do(s, "PutItem", req, NULL);
 }
 
+/* The key item of a pending upload expires with its record: left alone it
+ * would outlive the record and name nothing. */
 static enum rz_err ddb_link_key(struct store *s, const struct index_entry *e, int only_new)
 {
     char *pk = ddb_key_pk(e->bucket, e->key);
     json_t *item = pk ? json_pack("{s:o,s:o}", "pk", ddb_s(pk), "id", ddb_s(e->id)) : NULL;
-    enum rz_err err = ddb_put(s, item, only_new ? "attribute_not_exists(pk)" : NULL, NULL);
+    enum rz_err err;
 
+    if (item && ddb_ttl(e))
+        json_object_set_new(item, "ttl", ddb_n(ddb_ttl(e)));
+    err = ddb_put(s, item, only_new ? "attribute_not_exists(pk)" : NULL, NULL);
     free(pk);
     return err;
+}
+
+/* A pending upload becomes work (its event came): its key item must stay
+ * as long as the record does. Done before the record's write, so a crash
+ * between the two leaves at worst a key item without ttl, which
+ * ddb_check_dangling clears once its record is gone; a key item gone
+ * (another replica got there first) is no error. */
+static enum rz_err ddb_keep_key(struct store *s, const struct index_entry *e)
+{
+    char *pk = ddb_key_pk(e->bucket, e->key);
+    enum rz_err err = RZ_ENOMEM;
+
+    if (pk)
+        err = ddb_do(s, "UpdateItem",
+                     json_pack("{s:s,s:o,s:s,s:s,s:{s:s,s:s},s:{s:o}}", "TableName",
+                               sd(s)->table, "Key", ddb_key(pk), "UpdateExpression", "REMOVE #t",
+                               "ConditionExpression", "#i = :id", "ExpressionAttributeNames",
+                               "#t", "ttl", "#i", "id", "ExpressionAttributeValues", ":id",
+                               ddb_s(e->id)),
+                     NULL);
+    free(pk);
+    return err == RZ_ECONFLICT ? RZ_OK : err;
 }
 
 /* The record first, then the claim on its key: a crash in between leaves a
@@ -242,8 +339,15 @@ static enum rz_err sd_create(struct store *s, const struct index_entry *e)
 
 static enum rz_err sd_replace(struct store *s, const struct index_entry *e, uint64_t expected)
 {
-    enum rz_err err = ddb_put(s, ddb_item(e), "ver = :v",
-                              json_pack("{s:o}", ":v", ddb_n((int64_t)expected)));
+    enum rz_err err = RZ_OK;
+
+    /* upload_expires_ms is read only from a pending record's item: set on
+     * a record that is not pending now, this write ends its pending. */
+    if (e->state != INDEX_PENDING && e->upload_expires_ms && e->bucket && e->key)
+        err = ddb_keep_key(s, e);
+    if (err == RZ_OK)
+        err = ddb_put(s, ddb_item(e), "ver = :v",
+                      json_pack("{s:o}", ":v", ddb_n((int64_t)expected)));
 
     /* A job that found its object under the decoded form of an EventBridge
      * key records that key: it is found by it from now on. */
@@ -279,27 +383,75 @@ static enum rz_err ddb_parse_cursor(const char *c, char ck_out[DDB_CK_LEN + 1])
     return RZ_OK;
 }
 
+/* Which index a listing reads: a caller's own records by_uploader (its
+ * key condition, so a page and its cursor only ever hold that caller's
+ * records; a state is then a filter over them), every record by_state or
+ * by_time for an admin. */
 static json_t *ddb_list_request(struct store *s, int state, const char *uploader, const char *ck,
                                 size_t limit)
 {
-    const char *hash = state >= 0 ? "st" : "all";
-    const char *hv = state >= 0 ? index_state_name((enum index_state)state) : "1";
+    const char *hash = uploader ? "up" : state >= 0 ? "st" : "all";
+    const char *hv = uploader     ? uploader
+                     : state >= 0 ? index_state_name((enum index_state)state)
+                                  : "1";
+    const char *index = uploader ? "by_uploader" : state >= 0 ? "by_state" : "by_time";
     json_t *req = json_pack("{s:s,s:s,s:s,s:{s:s},s:{s:o},s:b,s:I}", "TableName", sd(s)->table,
-                            "IndexName", state >= 0 ? "by_state" : "by_time",
-                            "KeyConditionExpression", "#h = :h", "ExpressionAttributeNames",
-                            "#h", hash, "ExpressionAttributeValues", ":h", ddb_s(hv),
-                            "ScanIndexForward", 0, "Limit", (json_int_t)limit);
+                            "IndexName", index, "KeyConditionExpression", "#h = :h",
+                            "ExpressionAttributeNames", "#h", hash, "ExpressionAttributeValues",
+                            ":h", ddb_s(hv), "ScanIndexForward", 0, "Limit", (json_int_t)limit);
 
     if (req && ck[0])
         json_object_set_new(req, "ExclusiveStartKey",
                             json_pack("{s:o,s:o,s:o}", "pk", ddb_s(ck + 14), "ck", ddb_s(ck),
                                       hash, ddb_s(hv)));
-    if (req && uploader) {
-        json_object_set_new(req, "FilterExpression", json_string("up = :u"));
-        json_object_set_new(json_object_get(req, "ExpressionAttributeValues"), ":u",
-                            ddb_s(uploader));
+    if (req && uploader && state >= 0) {
+        json_object_set_new(req, "FilterExpression", json_string("st = :s"));
+        json_object_set_new(json_object_get(req, "ExpressionAttributeValues"), ":s",
+                            ddb_s(index_state_name((enum index_state)state)));
     }
     return req;
+}
+
+static int ddb_valid_ck(const char *ck)
+{
+    return ck && strlen(ck) == DDB_CK_LEN;
+}
+
+/* One Query of a listing: appends what it returns to out (up to limit in
+ * all) and moves ck to where the next read starts ("" when nothing is
+ * left). */
+static enum rz_err ddb_list_read(struct store *s, int state, const char *uploader,
+                                 char ck[DDB_CK_LEN + 1], size_t limit, struct index_entry *out,
+                                 size_t *n)
+{
+    json_t *resp = NULL;
+    /* One more than the page holds: when it comes, the page is known not to
+     * be the last, and a last page never hands out a cursor to nothing. */
+    enum rz_err err = ddb_do(s, "Query",
+                             ddb_list_request(s, state, uploader, ck, limit - *n + 1), &resp);
+    const json_t *items = json_object_get(resp, "Items");
+    const json_t *item;
+    const char *last = NULL;
+    size_t i;
+
+    ck[0] = '\0';
+    json_array_foreach(items, i, item)
+    {
+        if (err != RZ_OK || *n == limit)
+            break;
+        last = ddb_get_s(item, "ck");
+        if (ddb_entry(item, &out[*n]) == RZ_OK)
+            (*n)++;
+    }
+    /* A page full before the read's end goes on after its last item; else
+     * after the last item the read looked at (LastEvaluatedKey: a filter
+     * may have dropped it, but by_uploader it is the caller's own). */
+    if (*n < limit || i == json_array_size(items))
+        last = ddb_get_s(json_object_get(resp, "LastEvaluatedKey"), "ck");
+    if (err == RZ_OK && ddb_valid_ck(last))
+        memcpy(ck, last, DDB_CK_LEN + 1);
+    json_decref(resp);
+    return err;
 }
 
 static enum rz_err sd_list(struct store *s, int state, const char *uploader, const char *cursor,
@@ -307,31 +459,23 @@ static enum rz_err sd_list(struct store *s, int state, const char *uploader, con
                            char next_out[STORE_CURSOR_MAX])
 {
     char ck[DDB_CK_LEN + 1];
-    json_t *resp = NULL;
     enum rz_err err = ddb_parse_cursor(cursor, ck);
-    const json_t *items, *last, *item;
-    const char *last_ck;
-    size_t i, n = 0;
+    size_t n = 0;
 
     *n_out = 0;
     next_out[0] = '\0';
     if (err != RZ_OK)
         return err;
-    err = ddb_do(s, "Query", ddb_list_request(s, state, uploader, ck, limit), &resp);
-    items = json_object_get(resp, "Items");
-    json_array_foreach(items, i, item)
-    {
-        if (err != RZ_OK || n == limit)
+    /* A filter (a state over a caller's records) can leave a read short:
+     * read on, a bounded number of times, rather than hand out a thin page. */
+    for (int r = 0; r < DDB_LIST_READS && err == RZ_OK && n < limit; r++) {
+        err = ddb_list_read(s, state, uploader, ck, limit, out, &n);
+        if (!ck[0])
             break;
-        if (ddb_entry(item, &out[n]) == RZ_OK)
-            n++;
     }
-    last = json_object_get(resp, "LastEvaluatedKey");
-    last_ck = ddb_get_s(last, "ck");
-    if (err == RZ_OK && last_ck && strlen(last_ck) == DDB_CK_LEN)
-        snprintf(next_out, STORE_CURSOR_MAX, "d%s", last_ck);
+    if (err == RZ_OK && ck[0])
+        snprintf(next_out, STORE_CURSOR_MAX, "d%s", ck);
     *n_out = n;
-    json_decref(resp);
     return err;
 }
 
@@ -415,6 +559,7 @@ static enum rz_err sd_ping(struct store *s)
 
 static void sd_free(struct store *s)
 {
+    pthread_mutex_destroy(&sd(s)->lock);
     ddb_free(sd(s)->ddb);
     free(sd(s)->table);
     free(s);
@@ -433,6 +578,7 @@ enum rz_err store_dynamodb_new(const struct ddb_opts *o, const char *table, stru
 
     if (!d)
         return RZ_ENOMEM;
+    pthread_mutex_init(&d->lock, NULL);
     d->base.ops = &sd_ops;
     d->base.shared = 1;
     d->table = strdup(table);
@@ -458,34 +604,67 @@ static json_t *ddb_gsi(const char *name, const char *hash, const char *range, co
 static json_t *ddb_table_request(const char *table)
 {
     return json_pack(
-        "{s:s,s:s,s:[{s:s,s:s}],s:[{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s}],"
-        "s:[o,o,o]}",
+        "{s:s,s:s,s:[{s:s,s:s}],s:[{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s},"
+        "{s:s,s:s}],s:[o,o,o,o]}",
         "TableName", table, "BillingMode", "PAY_PER_REQUEST", "KeySchema", "AttributeName", "pk",
         "KeyType", "HASH", "AttributeDefinitions", "AttributeName", "pk", "AttributeType", "S",
         "AttributeName", "st", "AttributeType", "S", "AttributeName", "ck", "AttributeType", "S",
         "AttributeName", "all", "AttributeType", "S", "AttributeName", "fl", "AttributeType",
-        "S", "AttributeName", "lease", "AttributeType", "N", "GlobalSecondaryIndexes",
-        ddb_gsi("by_state", "st", "ck", "ALL"), ddb_gsi("by_time", "all", "ck", "ALL"),
+        "S", "AttributeName", "lease", "AttributeType", "N", "AttributeName", "up",
+        "AttributeType", "S", "GlobalSecondaryIndexes", ddb_gsi("by_state", "st", "ck", "ALL"),
+        ddb_gsi("by_time", "all", "ck", "ALL"), ddb_gsi("by_uploader", "up", "ck", "ALL"),
         ddb_gsi("in_flight", "fl", "lease", "KEYS_ONLY"));
 }
 
-/* Waits (up to about a minute) until the table is ACTIVE. */
+/* A table made before an index was added (CreateTable on it only answers
+ * ResourceInUse) would fail the queries that need the index, one request
+ * at a time: --create-table names what is missing instead. */
+static enum rz_err ddb_check_indexes(const json_t *desc, const char *table, char *msg,
+                                     size_t msglen)
+{
+    static const char *const names[] = {"by_state", "by_time", "by_uploader", "in_flight"};
+    const json_t *gsis = json_object_get(desc, "GlobalSecondaryIndexes");
+
+    for (size_t n = 0; n < sizeof(names) / sizeof(names[0]); n++) {
+        const json_t *g;
+        size_t i;
+        int found = 0;
+
+        json_array_foreach(gsis, i, g)
+        {
+            const char *name = json_string_value(json_object_get(g, "IndexName"));
+
+            found = found || (name && strcmp(name, names[n]) == 0);
+        }
+        if (!found) {
+            snprintf(msg, msglen,
+                     "table %s has no index %s (made by an older version?): add it as "
+                     "deploy/cloudformation.yaml declares it, or use a new table",
+                     table, names[n]);
+            return RZ_EINVAL;
+        }
+    }
+    return RZ_OK;
+}
+
+/* Waits (up to about a minute) until the table is ACTIVE, and checks it
+ * has every index. */
 static enum rz_err ddb_wait_active(struct ddb *d, const char *table, char *msg, size_t msglen)
 {
     for (int i = 0; i < 120; i++) {
         json_t *req = json_pack("{s:s}", "TableName", table);
         json_t *resp = NULL;
         enum rz_err err = ddb_call(d, "DescribeTable", req, &resp, msg, msglen);
-        const char *st = json_string_value(
-            json_object_get(json_object_get(resp, "Table"), "TableStatus"));
-        int active = st && strcmp(st, "ACTIVE") == 0;
+        const json_t *desc = json_object_get(resp, "Table");
+        const char *st = json_string_value(json_object_get(desc, "TableStatus"));
+        int active = err == RZ_OK && st && strcmp(st, "ACTIVE") == 0;
 
+        if (active)
+            err = ddb_check_indexes(desc, table, msg, msglen);
         json_decref(req);
         json_decref(resp);
-        if (err != RZ_OK && err != RZ_ENOTFOUND)
+        if (active || (err != RZ_OK && err != RZ_ENOTFOUND))
             return err;
-        if (active)
-            return RZ_OK;
         usleep(500 * 1000);
     }
     snprintf(msg, msglen, "table %s did not become ACTIVE", table);

@@ -12,6 +12,9 @@ give one answer, as a user sees it through any of them:
 - a newer object while the old one is processing (its event at the other replica) is
   processed again when the running job ends;
 - the bucket sweep (for events that never came) runs on one replica at a time;
+- a caller's listing pages hold its own images only, and so do their cursors, however many
+  newer images other callers have (by_uploader); a key item whose record is gone (TTL) does
+  not stall events for that key, and a pending upload's key item expires with its record;
 - `resizer --create-table` makes the schema the CloudFormation stack declares;
 - (memory store) upload URLs beyond INDEX_MAX_ENTRIES never make an event answer 429.
 
@@ -19,11 +22,14 @@ Real parts only: the Swift S3 server, dynalite, the resizer binary, libvips' CLI
 """
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
 import unittest
+import uuid
+from urllib.parse import quote
 
 from fixtures import (AUTH, eventbridge_event, get_record, post_event, put_source, wait_for,
                       without_urls)
@@ -203,6 +209,92 @@ class Replicas(unittest.TestCase):
             ddb.close()
 
 
+CALLERS = {'alice': 'alice-' + uuid.uuid4().hex, 'bob': 'bob-' + uuid.uuid4().hex}
+
+
+def bearer(name):
+    return {'Authorization': 'Bearer ' + CALLERS[name]}
+
+
+def upload_url(svc, name):
+    """POST /v1/uploads as name; returns the reply (id, key, upload)."""
+    st, _, body = json_http('POST', svc.url('/v1/uploads'),
+                            {'filename': 'a.jpg', 'content_type': 'image/jpeg'},
+                            headers=bearer(name))
+    assert st == 201, (st, body)
+    return body
+
+
+class SharedTenancy(unittest.TestCase):
+    """Issue 13 on the shared store: named callers see only their own images."""
+
+    def pages(self, svc, name, query):
+        """Follows next_cursor; returns ([ids per page], [cursors])."""
+        pages, cursors, cursor = [], [], None
+        while len(pages) < 10:
+            path = '/v1/images?' + query + ('&cursor=' + quote(cursor, safe='') if cursor else '')
+            st, _, body = json_http('GET', svc.url(path), headers=bearer(name))
+            self.assertEqual(st, 200, body)
+            pages.append([i['id'] for i in body['items']])
+            cursor = body['next_cursor']
+            if cursor is None:
+                return pages, cursors
+            cursors.append(cursor)
+        self.fail('%s: no last page after 10 (%r)' % (query, pages))
+
+    def test_pages_and_cursors_hold_only_own_images(self):
+        """alice has 2 upload entries, bob 6 newer ones: alice's ?limit=2 is her 2 on one
+        page; no page or cursor of hers names one of bob's; filtered by state the same; bob
+        pages through his 6 without an empty last page."""
+        env = {'API_TOKENS': ','.join('%s:%s' % kv for kv in CALLERS.items())}
+        with start_replicas(1, S3, DDB, env=env) as (svc,):
+            alice = [upload_url(svc, 'alice')['id'] for _ in range(2)]
+            time.sleep(0.01)
+            bob = [upload_url(svc, 'bob')['id'] for _ in range(6)]
+            for query, want in (('limit=2', [alice[::-1]]),
+                                ('limit=1&state=pending', [[alice[1]], [alice[0]]]),
+                                ('limit=2&state=done', [[]])):
+                pages, cursors = self.pages(svc, 'alice', query)
+                self.assertEqual(pages, want, query)
+                for c in cursors:
+                    named = re.fullmatch(r'd[0-9]{13}#([0-9a-f-]{36})', c)
+                    self.assertTrue(named and named.group(1) in alice, (query, c))
+            pages, _ = self.pages(svc, 'bob', 'limit=2')
+            self.assertEqual(pages, [bob[5:3:-1], bob[3:1:-1], bob[1::-1]])
+            # An admin still sees everyone's, newest first.
+            st, _, body = json_http('GET', svc.url('/v1/images?limit=3'), headers=AUTH)
+            self.assertEqual([i['id'] for i in body['items']], bob[5:2:-1])
+
+    def test_key_items_never_name_a_missing_record(self):
+        """A pending upload's key item expires with its record (the same ttl) and stops
+        expiring when its event comes; a key item whose record is gone (TTL deleted it) is
+        an unknown key: its event is taken (202) and the image ends done."""
+        env = {'API_TOKENS': ','.join('%s:%s' % kv for kv in CALLERS.items())}
+        with start_replicas(1, S3, DDB, env=env) as replicas:
+            svc, ddb, table = replicas[0], DDB.client(), replicas.table
+            up = upload_url(svc, 'alice')
+
+            def item(pk):
+                return ddb.get_item(TableName=table, Key={'pk': {'S': pk}},
+                                    ConsistentRead=True).get('Item', {})
+            key_pk = 'k#%s/%s' % (svc.src_bucket, up['key'])
+            self.assertEqual(item(key_pk)['id']['S'], up['id'])
+            self.assertEqual(item(key_pk).get('ttl'), item(up['id'])['ttl'])
+            put_source(svc, up['key'], image('small.jpg', 400, 300))
+            self.assertEqual(post(svc, [up['key']])[0][0], 202)
+            wait_all(svc, [up['key']], 'done', 20)
+            self.assertNotIn('ttl', item(key_pk))
+            self.assertNotIn('ttl', item(up['id']))
+
+            key = 'images/dangling-%s.jpg' % uuid.uuid4()
+            ddb.put_item(TableName=table, Item={'pk': {'S': 'k#%s/%s' % (svc.src_bucket, key)},
+                                                'id': {'S': str(uuid.uuid4())}})
+            put_source(svc, key, image('small.jpg', 400, 300))
+            st, _, body = post(svc, [key])[0]
+            self.assertEqual((st, body and body['accepted']), (202, 1), body)
+            wait_all(svc, [key], 'done', 20)
+
+
 class Table(unittest.TestCase):
 
     def test_create_table_matches_the_stack(self):
@@ -214,13 +306,34 @@ class Table(unittest.TestCase):
         create_table(DDB, table, env=S3.env())
         t = DDB.client().describe_table(TableName=table)['Table']
         self.assertEqual({a['AttributeName']: a['AttributeType'] for a in t['AttributeDefinitions']},
-                         {'pk': 'S', 'st': 'S', 'ck': 'S', 'all': 'S', 'fl': 'S', 'lease': 'N'})
+                         {'pk': 'S', 'st': 'S', 'ck': 'S', 'all': 'S', 'fl': 'S', 'lease': 'N',
+                          'up': 'S'})
         self.assertEqual(t['KeySchema'], [{'AttributeName': 'pk', 'KeyType': 'HASH'}])
         gsis = {g['IndexName']: [k['AttributeName'] for k in g['KeySchema']]
                 for g in t['GlobalSecondaryIndexes']}
         self.assertEqual(gsis, {'by_state': ['st', 'ck'], 'by_time': ['all', 'ck'],
-                                'in_flight': ['fl', 'lease']})
+                                'by_uploader': ['up', 'ck'], 'in_flight': ['fl', 'lease']})
         self.assertEqual(t['BillingModeSummary']['BillingMode'], 'PAY_PER_REQUEST')
+
+    def test_create_table_names_a_missing_index(self):
+        """A table made before by_uploader existed: `resizer --create-table` fails, naming
+        the index, rather than leave every caller's listing to fail one request at a time."""
+        table, ddb = unique_table('old'), DDB.client()
+
+        def gsi(name, hash_key, range_key):
+            return {'IndexName': name, 'Projection': {'ProjectionType': 'ALL'},
+                    'KeySchema': [{'AttributeName': hash_key, 'KeyType': 'HASH'},
+                                  {'AttributeName': range_key, 'KeyType': 'RANGE'}]}
+        ddb.create_table(
+            TableName=table, BillingMode='PAY_PER_REQUEST',
+            KeySchema=[{'AttributeName': 'pk', 'KeyType': 'HASH'}],
+            AttributeDefinitions=[{'AttributeName': a, 'AttributeType': t} for a, t in
+                                  (('pk', 'S'), ('st', 'S'), ('ck', 'S'), ('all', 'S'),
+                                   ('fl', 'S'), ('lease', 'N'))],
+            GlobalSecondaryIndexes=[gsi('by_state', 'st', 'ck'), gsi('by_time', 'all', 'ck'),
+                                    gsi('in_flight', 'fl', 'lease')])
+        with self.assertRaisesRegex(RuntimeError, 'has no index by_uploader'):
+            create_table(DDB, table, env=S3.env())
 
 
 class MemoryStore(unittest.TestCase):
