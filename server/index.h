@@ -74,7 +74,10 @@ struct index_entry {
     char dominant[8];                /* "#rrggbb"; "" before */
     char error_code[INDEX_CODE_MAX]; /* "" when none */
     char *error_message;
-    int attempts;
+    int attempts;        /* every run of the record, as clients see it */
+    int runs;            /* runs of the current object since it was queued anew (an
+                          * event, a newer object, a retry): what retries and lost
+                          * workers are bounded by; not in the record clients read */
     int rerun;           /* a newer object arrived while processing */
     int try_decoded_key; /* see struct event_object */
     int64_t created_ms;  /* Unix time in milliseconds */

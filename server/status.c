@@ -116,11 +116,13 @@ int status_code_transient(const char *code)
 
 /* The job's own retries had JOB_ATTEMPTS runs; the sweep gives it as many
  * again (one a pass, so the pass interval is the backoff), then leaves it
- * to an operator: an S3 that stays broken costs a bounded number of jobs. */
+ * to an operator: an S3 that stays broken costs a bounded number of jobs.
+ * Runs count this object's only (a key overwritten often is not spent);
+ * the shared store keeps them, the memory store for the process' life. */
 int status_sweep_may_retry(const struct status *st, const struct index_entry *e)
 {
     return e->state == INDEX_FAILED && status_code_transient(e->error_code) &&
-           e->attempts < 2 * st->o.max_attempts;
+           e->runs < 2 * st->o.max_attempts;
 }
 
 /* ---- store health and metrics ---- */
@@ -405,6 +407,10 @@ static enum rz_err status_claim_fn(struct index_entry *e, void *arg, int *write)
     if (again && !a->room && !a->ev->permanent_code)
         return RZ_EFULL;
     if (again) {
+        /* A new object (or the first event of an upload) starts its own
+         * count; the sweep's retry of a failure goes on with the old one. */
+        if (e->state == INDEX_PENDING || newer)
+            e->runs = 0;
         status_take(a->st, e, a->now_ms);
         status_clear_error(e);
         *write = 1;
@@ -561,6 +567,7 @@ static enum rz_err status_begin_fn(struct index_entry *e, void *arg, int *write)
         return RZ_ENOMEM;
     e->state = INDEX_PROCESSING;
     e->attempts++;
+    e->runs++;
     e->rerun = 0;
     e->started_ms = e->updated_ms = a->now_ms;
     e->lease_ms = a->now_ms + a->st->o.lease_ms;
@@ -638,13 +645,16 @@ static enum rz_err status_finish_fn(struct index_entry *e, void *arg, int *write
     e->rerun = 0;
     if (a->again) {
         status_clear_error(e);
+        e->runs = 0;
         status_take(st, e, a->now_ms);
         return RZ_OK;
     }
-    if (code && status_code_transient(code) && e->attempts < st->o.max_attempts) {
+    if (code && status_code_transient(code) && e->runs < st->o.max_attempts) {
         /* Anyone may run it again once the backoff is over: the lease is
          * the timer, and re-claiming is how it runs. */
-        long backoff = st->o.backoff_base_ms << (e->attempts > 10 ? 10 : e->attempts - 1);
+        long backoff = st->o.backoff_base_ms << (e->runs > 10  ? 10
+                                                 : e->runs < 1 ? 0
+                                                               : e->runs - 1);
 
         status_set_failure(e, code, o->msg);
         e->state = INDEX_QUEUED;
@@ -692,6 +702,7 @@ static enum rz_err status_retry_fn(struct index_entry *e, void *arg, int *write)
     if (e->state != INDEX_FAILED)
         return RZ_ECONFLICT;
     status_clear_error(e);
+    e->runs = 0;
     status_take(a->st, e, a->now_ms);
     *write = 1;
     return RZ_OK;
@@ -741,8 +752,8 @@ static void status_fail_lost(struct status *st, struct index_entry *e, int64_t n
 {
     char msg[128];
 
-    snprintf(msg, sizeof(msg), "the replica processing it stopped, %d of %d attempts",
-             e->attempts, st->o.max_attempts);
+    snprintf(msg, sizeof(msg), "the replica processing it stopped, %d of %d attempts", e->runs,
+             st->o.max_attempts);
     status_clear_variants(e);
     status_set_failure(e, STATUS_CODE_WORKER_LOST, msg);
     e->updated_ms = e->finished_ms = now_ms;
@@ -762,7 +773,7 @@ static enum rz_err status_reclaim_fn(struct index_entry *e, void *arg, int *writ
                    json_pack("{s:s,s:s,s:i}", "id", e->id, "owner", e->owner, "attempts",
                              e->attempts));
     /* A newer object is not the one that was running: it gets its run. */
-    if (e->state == INDEX_PROCESSING && !e->rerun && e->attempts >= a->st->o.max_attempts) {
+    if (e->state == INDEX_PROCESSING && !e->rerun && e->runs >= a->st->o.max_attempts) {
         status_fail_lost(a->st, e, a->now_ms);
         a->lost = 1;
         return RZ_OK;

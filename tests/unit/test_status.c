@@ -384,9 +384,11 @@ static void test_sweep_retry_bound(void **state)
     struct fixture *f = *state;
     struct index_entry e = {.state = INDEX_FAILED, .error_code = "upstream_error"};
 
-    for (e.attempts = 0; e.attempts < 6; e.attempts++)
-        assert_int_equal(status_sweep_may_retry(f->a, &e), e.attempts < 4);
-    e.attempts = 1;
+    for (e.runs = 0; e.runs < 6; e.runs++)
+        assert_int_equal(status_sweep_may_retry(f->a, &e), e.runs < 4);
+    e.attempts = 9; /* runs for earlier objects: not this one's */
+    e.runs = 1;
+    assert_int_equal(status_sweep_may_retry(f->a, &e), 1);
     snprintf(e.error_code, sizeof(e.error_code), "corrupt_image");
     assert_int_equal(status_sweep_may_retry(f->a, &e), 0);
     snprintf(e.error_code, sizeof(e.error_code), "%s", STATUS_CODE_WORKER_LOST);
@@ -474,6 +476,39 @@ static void test_poison_image_ends_worker_lost(void **state)
     status_free(first);
 }
 
+/* Runs of earlier objects do not count against a new one: a key processed
+ * for two objects (max_attempts here) whose replica dies on the third is
+ * re-claimed and run, not failed as a lost worker. */
+static void test_lost_worker_counts_only_this_objects_runs(void **state)
+{
+    struct fixture *f = *state;
+    struct fake_queue q3 = {0};
+    struct status_queue sq3 = {fq_reserve, fq_commit, fq_cancel, &q3};
+    struct status *first = make_status(f, "first", 300);
+    struct status *third = make_status(f, "third", 300);
+    const char *const etags[] = {"e1", "e2"};
+    struct index_entry e;
+    int again = -1;
+
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(claim(first, etags[i], NULL, wall_ms()), STATUS_CLAIM_NEW);
+        begin(first, wall_ms());
+        assert_int_equal(finish(first, RZ_OK, wall_ms(), &again), RZ_OK);
+    }
+    assert_int_equal(claim(first, "e3", NULL, wall_ms()), STATUS_CLAIM_NEW);
+    begin(first, wall_ms()); /* first is never started: it renews nothing */
+    assert_int_equal(status_start(third, &sq3), RZ_OK);
+    assert_true(wait_until(committed, &q3, 3000));
+    e = get(f);
+    assert_int_equal(e.state, INDEX_QUEUED);
+    assert_int_equal(e.attempts, 3);
+    assert_int_equal(e.runs, 1);
+    assert_string_equal(e.error_code, "");
+    index_entry_cleanup(&e);
+    status_free(third);
+    status_free(first);
+}
+
 /* The sweep's lease item: one holder at a time, handed on once it lapses,
  * with the cursor the last holder saved (so the next sweep resumes). */
 static void test_sweep_lease_and_cursor(void **state)
@@ -505,6 +540,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sweep_retry_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_too_long_redelivered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_poison_image_ends_worker_lost, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lost_worker_counts_only_this_objects_runs, setup,
+                                        teardown),
         cmocka_unit_test(test_taxonomy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
