@@ -233,6 +233,22 @@ static void http_cors_preflight_headers(const struct http_cors *cors,
  * origin); an allowed origin gets the grant, never "*", and may read the
  * headers a client needs. A foreign origin gets nothing, so its browser
  * hides the answer from the page. */
+/* Adds field to the response's Vary, in the one header a handler may have
+ * set already ("Accept"), so caches read one list. */
+static void http_vary_add(struct MHD_Response *r, const char *field)
+{
+    const char *have = MHD_get_response_header(r, MHD_HTTP_HEADER_VARY);
+    char both[128];
+
+    if (!have || strlen(have) + strlen(field) + 3 > sizeof(both)) {
+        MHD_add_response_header(r, MHD_HTTP_HEADER_VARY, field);
+        return;
+    }
+    snprintf(both, sizeof(both), "%s, %s", have, field);
+    MHD_del_response_header(r, MHD_HTTP_HEADER_VARY, have);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_VARY, both);
+}
+
 static void http_cors_apply(const struct http_cors *cors, const struct http_state *st,
                             struct MHD_Response *r)
 {
@@ -240,7 +256,7 @@ static void http_cors_apply(const struct http_cors *cors, const struct http_stat
 
     if (!st->cors)
         return;
-    MHD_add_response_header(r, MHD_HTTP_HEADER_VARY, "Origin");
+    http_vary_add(r, "Origin");
     origin = http_header(&st->req, "Origin");
     if (!origin || !http_cors_origin_allowed(cors, origin))
         return;
