@@ -119,22 +119,18 @@ static enum rz_err reconcile_peek(struct reconcile *r, struct reconcile_cursor *
 }
 
 /* Whether the object needs a job, from its status record in S3 (has: one
- * at least as new as the object; fresh: written in a later second, so by
- * a job that finished after this object was uploaded) and from what the
- * store knows of it. A fresh S3 record settles it without the store: a
- * consistent read (two with DynamoDB) for every object of the bucket on
- * every pass is what the sweep must not cost. A record from the same
- * second (S3's times are whole seconds, and a job often ends within the
- * second its upload did) needs the etag: this replica's cache when it
- * holds the record finished, else the store. */
-static int reconcile_wanted(struct reconcile *r, const struct objstore_item *obj, int has,
-                            int fresh)
+ * at least as new as the object) and from what the store knows of it. The
+ * record's time cannot settle it alone: a job that read the object before
+ * it was overwritten writes its record after the overwrite, with the old
+ * ETag. So the ETag decides: this replica's cache when it holds the record
+ * finished for the listed ETag, else one store read. (The sweep is a
+ * repair pass, off by default with the shared store, paced by
+ * RECONCILE_LIST_RATE.) */
+static int reconcile_wanted(struct reconcile *r, const struct objstore_item *obj, int has)
 {
     struct index_entry e = {0};
     int wanted;
 
-    if (fresh)
-        return 0;
     if (status_peek_by_key(r->opts.status, r->opts.cfg->src_bucket, obj->key, obj->etag, &e) !=
         RZ_OK)
         return !has;
@@ -183,16 +179,16 @@ static enum rz_err reconcile_queue(struct reconcile *r, const struct objstore_it
 }
 
 /* Advances the status cursor up to rel; *has: a record for rel exists and
- * is at least as new as the object; *fresh: and from a later second. */
+ * is at least as new as the object. */
 static enum rz_err reconcile_has_record(struct reconcile *r, struct reconcile_cursor *st,
                                         const char *rel, const struct objstore_item *obj,
-                                        int *has, int *fresh)
+                                        int *has)
 {
     const struct objstore_item *rec;
     enum rz_err err;
     int cmp = -1;
 
-    *has = *fresh = 0;
+    *has = 0;
     for (;;) {
         err = reconcile_peek(r, st, &rec);
         if (err != RZ_OK || !rec)
@@ -203,7 +199,6 @@ static enum rz_err reconcile_has_record(struct reconcile *r, struct reconcile_cu
         st->pos++;
     }
     *has = cmp == 0 && rec->last_modified >= obj->last_modified;
-    *fresh = *has && obj->last_modified && rec->last_modified > obj->last_modified;
     return RZ_OK;
 }
 
@@ -239,7 +234,7 @@ static enum rz_err reconcile_sweep(struct reconcile *r, struct reconcile_stats *
     char *status_after = NULL;
     const struct objstore_item *obj;
     enum rz_err err;
-    int has, fresh;
+    int has;
     int queued;
 
     memset(stats, 0, sizeof(*stats));
@@ -259,11 +254,10 @@ static enum rz_err reconcile_sweep(struct reconcile *r, struct reconcile_stats *
         if (obj->key[strlen(obj->key) - 1] == '/')
             continue;
         stats->scanned++;
-        err = reconcile_has_record(r, &st, keys_relative(cfg->src_prefix, obj->key), obj, &has,
-                                   &fresh);
+        err = reconcile_has_record(r, &st, keys_relative(cfg->src_prefix, obj->key), obj, &has);
         if (err != RZ_OK)
             break;
-        if (reconcile_wanted(r, obj, has, fresh)) {
+        if (reconcile_wanted(r, obj, has)) {
             err = reconcile_queue(r, obj, &queued);
             log_fields(LOG_DEBUG, "reconcile_queue",
                        json_pack("{s:s,s:b,s:b,s:s}", "key", obj->key, "has_record", has,

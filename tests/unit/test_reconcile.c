@@ -227,11 +227,10 @@ static double sweep_reads(struct sweep_fixture *f)
     return n;
 }
 
-/* A shared store: an object whose S3 record was written after it (b), or
- * that this replica finished for its etag (c, its record from the same
- * second), costs the sweep no store read; only the object without a
- * record (a) is looked up. Not O(bucket) consistent reads a pass. */
-static void test_finished_objects_cost_no_store_reads(void **state)
+/* This replica's cache answers for an object it finished for the listed
+ * ETag; everything else is one store read (a: no record; b: a record the
+ * store does not know, written in a later second). */
+static void test_objects_finished_here_cost_no_store_reads(void **state)
 {
     struct sweep_fixture *f = *state;
 
@@ -245,10 +244,30 @@ static void test_finished_objects_cost_no_store_reads(void **state)
     assert_true(sweep_reads(f) == 0);
     sweep_once(f, "ok");
     print_message("store reads by the sweep: %g\n", sweep_reads(f));
-    assert_true(sweep_reads(f) == 1);
+    assert_true(sweep_reads(f) == 2);
     assert_true(processed(f, "images/a.jpg"));
     assert_false(processed(f, "images/b.jpg"));
     assert_true(metrics_get(f->rm, "resizer_reconcile_objects_total", "kind=\"queued\"") == 1);
+}
+
+/* An object overwritten while its job ran (the job read the old one): the
+ * record the job wrote is later than the new object but names the old
+ * ETag, and the sweep queues the new object. */
+static void test_overwrite_during_the_job_is_found(void **state)
+{
+    struct sweep_fixture *f = *state;
+    size_t len;
+    void *other = fix_jpeg(40, 30, &len);
+
+    upload(f, "images/c.jpg", T0);
+    assert_int_equal(fix_submit(&f->s, "images/c.jpg", NULL, 0), RZ_OK);
+    assert_true(fix_wait_finished(&f->s, "images/c.jpg", 5000));
+    fake_objstore_set_clock(f->s.objects, T0);
+    fake_objstore_add(f->s.objects, FIX_SRC, "images/c.jpg", other, len, NULL);
+    recorded(f, "images/c.jpg", T0 + 1); /* written after the overwrite, by the old job */
+    sweep_once(f, "ok");
+    assert_true(metrics_get(f->rm, "resizer_reconcile_objects_total", "kind=\"queued\"") == 1);
+    g_free(other);
 }
 
 /* 1,001 originals: the last, on the second page of both listings, is the
@@ -380,7 +399,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_known_objects_left_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transient_failure_retried_a_bounded_number_of_times,
                                         setup, teardown),
-        cmocka_unit_test_setup_teardown(test_finished_objects_cost_no_store_reads, setup_shared,
+        cmocka_unit_test_setup_teardown(test_objects_finished_here_cost_no_store_reads,
+                                        setup_shared, teardown),
+        cmocka_unit_test_setup_teardown(test_overwrite_during_the_job_is_found, setup_shared,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_walks_every_page, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resumes_from_its_cursor, setup, teardown),
