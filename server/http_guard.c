@@ -147,7 +147,7 @@ int http_guard_path_escaped(struct http_guard *g, struct MHD_Connection *conn)
     int escaped;
 
     if (!c)
-        return 1;
+        return 0; /* unguarded (out of memory at accept): served as before */
     pthread_mutex_lock(&g->lock);
     escaped = c->path_escaped;
     pthread_mutex_unlock(&g->lock);

@@ -59,7 +59,9 @@ void *http_guard_on_request_line(void *cls, const char *uri, struct MHD_Connecti
  * libmicrohttpd routes on the decoded path, so "/%6detrics" and
  * "/metrics%00x" would reach /metrics past a balancer's rule that matches
  * the literal path; no route of ours needs an escape in its path (the query
- * is not concerned). 1 as well when the connection is unknown. */
+ * is not concerned). 0 for a connection the guard could not track (out of
+ * memory when it was accepted): a 404 there would drop EventBridge's
+ * events, which it does not deliver again. */
 int http_guard_path_escaped(struct http_guard *g, struct MHD_Connection *conn);
 
 void http_guard_request_answered(struct http_guard *g, struct MHD_Connection *conn);
