@@ -249,12 +249,32 @@ int image_format_loadable(enum image_format f)
     return op_exists(loader_op(f));
 }
 
+/* heifsave exists wherever libvips has libheif, also when libheif has no
+ * AV1 encoder (an HEVC-only build, a missing plugin): only an encode tells. */
+static int avif_encodes(void)
+{
+    VipsImage *black = NULL;
+    void *buf = NULL;
+    size_t len = 0;
+    int ok;
+
+    if (!op_exists("heifsave_buffer") || vips_black(&black, 8, 8, "bands", 3, NULL) != 0)
+        return 0;
+    ok = vips_heifsave_buffer(black, &buf, &len, "compression",
+                              VIPS_FOREIGN_HEIF_COMPRESSION_AV1, NULL) == 0 &&
+         len > 0;
+    g_free(buf);
+    g_object_unref(black);
+    vips_error_clear();
+    return ok;
+}
+
 int image_output_writable(enum image_output output)
 {
     switch (output) {
     case IMAGE_OUTPUT_JPEG: return op_exists("jpegsave_buffer");
     case IMAGE_OUTPUT_WEBP: return op_exists("webpsave_buffer");
-    case IMAGE_OUTPUT_AVIF: return op_exists("heifsave_buffer");
+    case IMAGE_OUTPUT_AVIF: return avif_encodes();
     case IMAGE_OUTPUT_PNG: return op_exists("pngsave_buffer");
     case IMAGE_OUTPUT_SAME: break;
     }
