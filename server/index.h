@@ -78,6 +78,8 @@ struct index_entry {
     int runs;            /* runs of the current object since it was queued anew (an
                           * event, a newer object, a retry): what retries and lost
                           * workers are bounded by; not in the record clients read */
+    int lost;            /* runs of the current object whose replica died (lease ran
+                          * out while processing), counted with runs */
     int rerun;           /* a newer object arrived while processing */
     int try_decoded_key; /* see struct event_object */
     int64_t created_ms;  /* Unix time in milliseconds */

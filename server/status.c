@@ -410,12 +410,17 @@ static enum rz_err status_claim_fn(struct index_entry *e, void *arg, int *write)
         /* A new object (or the first event of an upload) starts its own
          * count; the sweep's retry of a failure goes on with the old one. */
         if (e->state == INDEX_PENDING || newer)
-            e->runs = 0;
+            e->runs = e->lost = 0;
         status_take(a->st, e, a->now_ms);
         status_clear_error(e);
         *write = 1;
     } else if (e->state == INDEX_PROCESSING && newer && !e->rerun) {
         e->rerun = 1;
+        *write = 1;
+    } else if (e->state == INDEX_QUEUED && newer && (e->runs || e->lost)) {
+        /* Waiting out a transient failure's backoff: the run to come reads
+         * the newer object, which starts its own count. */
+        e->runs = e->lost = 0;
         *write = 1;
     }
     if (again && a->ev->permanent_code) {
@@ -645,7 +650,7 @@ static enum rz_err status_finish_fn(struct index_entry *e, void *arg, int *write
     e->rerun = 0;
     if (a->again) {
         status_clear_error(e);
-        e->runs = 0;
+        e->runs = e->lost = 0;
         status_take(st, e, a->now_ms);
         return RZ_OK;
     }
@@ -702,7 +707,7 @@ static enum rz_err status_retry_fn(struct index_entry *e, void *arg, int *write)
     if (e->state != INDEX_FAILED)
         return RZ_ECONFLICT;
     status_clear_error(e);
-    e->runs = 0;
+    e->runs = e->lost = 0;
     status_take(a->st, e, a->now_ms);
     *write = 1;
     return RZ_OK;
@@ -746,14 +751,23 @@ struct status_reclaim_arg {
     int lost; /* ended failed (worker_lost) rather than taken */
 };
 
-/* A record whose replica died while processing it, after its last
- * attempt: failed for good, like a job's own last failure. */
+/* How many of an object's runs may die with their replica before it is
+ * failed as worker_lost: the job's attempts, and at least 2, so that one
+ * crash (a deploy's SIGKILL, an OOM kill) or a store outage longer than
+ * the lease never fails a good image. */
+static int status_lost_max(const struct status *st)
+{
+    return st->o.max_attempts < 2 ? 2 : st->o.max_attempts;
+}
+
+/* A record whose replica died while processing it status_lost_max times:
+ * failed for good (an image that takes its replica down would otherwise
+ * take down every replica in turn). */
 static void status_fail_lost(struct status *st, struct index_entry *e, int64_t now_ms)
 {
     char msg[128];
 
-    snprintf(msg, sizeof(msg), "the replica processing it stopped, %d of %d attempts", e->runs,
-             st->o.max_attempts);
+    snprintf(msg, sizeof(msg), "the replica processing it stopped, %d times", e->lost);
     status_clear_variants(e);
     status_set_failure(e, STATUS_CODE_WORKER_LOST, msg);
     e->updated_ms = e->finished_ms = now_ms;
@@ -772,8 +786,11 @@ static enum rz_err status_reclaim_fn(struct index_entry *e, void *arg, int *writ
         log_fields(LOG_WARN, "lease_expired",
                    json_pack("{s:s,s:s,s:i}", "id", e->id, "owner", e->owner, "attempts",
                              e->attempts));
-    /* A newer object is not the one that was running: it gets its run. */
-    if (e->state == INDEX_PROCESSING && !e->rerun && e->runs >= a->st->o.max_attempts) {
+    /* A newer object is not the one that was running: it gets its run,
+     * with its own count. */
+    if (e->state == INDEX_PROCESSING && e->rerun) {
+        e->runs = e->lost = 0;
+    } else if (e->state == INDEX_PROCESSING && ++e->lost >= status_lost_max(a->st)) {
         status_fail_lost(a->st, e, a->now_ms);
         a->lost = 1;
         return RZ_OK;

@@ -120,6 +120,8 @@ static json_t *ddb_item(const struct index_entry *e)
         json_object_set_new(item, "seqr", ddb_s(e->sequencer));
     if (e->runs)
         json_object_set_new(item, "runs", ddb_n(e->runs));
+    if (e->lost)
+        json_object_set_new(item, "lost", ddb_n(e->lost));
     if (e->uploader)
         json_object_set_new(item, "up", ddb_s(e->uploader));
     if (e->owner[0])
@@ -137,11 +139,11 @@ static json_t *ddb_item(const struct index_entry *e)
 
 /* An item read back is untrusted: its record must parse, and name the id
  * it is stored under. */
-/* The record's run count; one past any real count (a negative or huge
- * number from a bad item) reads as spent, so it bounds retries anyway. */
-static int ddb_runs(const json_t *item)
+/* One of the record's run counts; a negative or huge number (a bad item)
+ * reads as past any bound, so it bounds retries anyway. */
+static int ddb_count(const json_t *item, const char *name)
 {
-    int64_t n = ddb_get_n(item, "runs");
+    int64_t n = ddb_get_n(item, name);
 
     return n < 0 || n > 1000 ? 1000 : (int)n;
 }
@@ -163,7 +165,8 @@ static enum rz_err ddb_entry(const json_t *item, struct index_entry *out)
     if (err == RZ_OK) {
         out->version = (uint64_t)ddb_get_n(item, "ver");
         out->rerun = ddb_get_n(item, "rerun") != 0;
-        out->runs = ddb_runs(item);
+        out->runs = ddb_count(item, "runs");
+        out->lost = ddb_count(item, "lost");
         out->try_decoded_key = ddb_get_n(item, "tdk") != 0;
         out->lease_ms = ddb_get_n(item, "lease");
         out->upload_expires_ms = ddb_get_n(item, "uexp");

@@ -503,7 +503,34 @@ static void test_lost_worker_counts_only_this_objects_runs(void **state)
     assert_int_equal(e.state, INDEX_QUEUED);
     assert_int_equal(e.attempts, 3);
     assert_int_equal(e.runs, 1);
+    assert_int_equal(e.lost, 1);
     assert_string_equal(e.error_code, "");
+    index_entry_cleanup(&e);
+    status_free(third);
+    status_free(first);
+}
+
+/* A newer object that arrived while the old one ran is not the one whose
+ * replica died: re-claimed with a count of its own (no run, no loss yet). */
+static void test_newer_object_reclaimed_with_its_own_count(void **state)
+{
+    struct fixture *f = *state;
+    struct fake_queue q3 = {0};
+    struct status_queue sq3 = {fq_reserve, fq_commit, fq_cancel, &q3};
+    struct status *first = make_status(f, "first", 300);
+    struct status *third = make_status(f, "third", 300);
+    struct index_entry e;
+
+    assert_int_equal(claim(first, "e1", NULL, wall_ms()), STATUS_CLAIM_NEW);
+    begin(first, wall_ms());
+    assert_int_equal(claim(first, "e2", NULL, wall_ms()), STATUS_CLAIM_DUPLICATE);
+    assert_int_equal(status_start(third, &sq3), RZ_OK);
+    assert_true(wait_until(committed, &q3, 3000));
+    e = get(f);
+    assert_int_equal(e.state, INDEX_QUEUED);
+    assert_int_equal(e.runs, 0);
+    assert_int_equal(e.lost, 0);
+    assert_string_equal(e.etag, "e2");
     index_entry_cleanup(&e);
     status_free(third);
     status_free(first);
@@ -541,6 +568,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_key_too_long_redelivered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_poison_image_ends_worker_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lost_worker_counts_only_this_objects_runs, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_newer_object_reclaimed_with_its_own_count, setup,
                                         teardown),
         cmocka_unit_test(test_taxonomy),
     };
