@@ -21,7 +21,6 @@
 #include "store.h"
 
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -33,19 +32,21 @@
 #define DDB_TTL_GRACE_S (24 * 3600) /* kept this long past an upload URL's expiry */
 #define DDB_CK_LEN (13 + 1 + INDEX_ID_LEN)
 #define DDB_LIST_READS 4 /* Query requests one page may take (a filtered listing) */
-#define DDB_MISSING 16   /* ids recently found missing, remembered */
 
 struct store_ddb {
     struct store base;
     struct ddb *ddb;
     char *table;
-    /* Ids a get found missing: a key item naming one of them is checked
-     * (and dropped if dangling) by the next find_key, so the check costs
-     * a read only where a record was seen gone. */
-    pthread_mutex_t lock;
-    char missing[DDB_MISSING][INDEX_ID_LEN + 1];
-    size_t next_missing;
 };
+
+/* The id this thread's last find_key returned, and whether a get then
+ * found its record missing: the next find_key that meets the same id
+ * checks the key item (and drops it if dangling), so the check costs a
+ * read only where a record was seen gone. Per thread, because a claim's
+ * find_key, get and retry run on one thread, and nothing another thread
+ * looks up (a flood of unknown ids) can make it forget. */
+static __thread char ddb_key_id[INDEX_ID_LEN + 1];
+static __thread int ddb_key_id_missing;
 
 static struct store_ddb *sd(struct store *s)
 {
@@ -200,28 +201,6 @@ static enum rz_err ddb_get_item(struct store *s, const char *pk, json_t **item_o
     return err;
 }
 
-static void ddb_missing_add(struct store *s, const char *id)
-{
-    struct store_ddb *d = sd(s);
-
-    pthread_mutex_lock(&d->lock);
-    snprintf(d->missing[d->next_missing], INDEX_ID_LEN + 1, "%s", id);
-    d->next_missing = (d->next_missing + 1) % DDB_MISSING;
-    pthread_mutex_unlock(&d->lock);
-}
-
-static int ddb_missing_has(struct store *s, const char *id)
-{
-    struct store_ddb *d = sd(s);
-    int found = 0;
-
-    pthread_mutex_lock(&d->lock);
-    for (size_t i = 0; i < DDB_MISSING && !found; i++)
-        found = strcmp(d->missing[i], id) == 0;
-    pthread_mutex_unlock(&d->lock);
-    return found;
-}
-
 static enum rz_err sd_get(struct store *s, const char *id, struct index_entry *out)
 {
     json_t *item = NULL;
@@ -229,8 +208,8 @@ static enum rz_err sd_get(struct store *s, const char *id, struct index_entry *o
 
     if (err == RZ_OK)
         err = ddb_entry(item, out);
-    if (err == RZ_ENOTFOUND)
-        ddb_missing_add(s, id);
+    if (err == RZ_ENOTFOUND && strcmp(id, ddb_key_id) == 0)
+        ddb_key_id_missing = 1;
     json_decref(item);
     return err;
 }
@@ -271,8 +250,12 @@ static enum rz_err sd_find_key(struct store *s, const char *bucket, const char *
     if (err == RZ_OK &&
         (!id || strlen(id) != INDEX_ID_LEN || strspn(id, "0123456789abcdef-") != INDEX_ID_LEN))
         err = RZ_EINTERNAL;
-    if (err == RZ_OK && ddb_missing_has(s, id))
+    if (err == RZ_OK && ddb_key_id_missing && strcmp(id, ddb_key_id) == 0)
         err = ddb_check_dangling(s, pk, id);
+    if (err == RZ_OK) {
+        snprintf(ddb_key_id, sizeof(ddb_key_id), "%s", id);
+        ddb_key_id_missing = 0;
+    }
     if (err == RZ_OK)
         memcpy(id_out, id, INDEX_ID_LEN + 1);
     json_decref(item);
@@ -574,7 +557,6 @@ static enum rz_err sd_ping(struct store *s)
 
 static void sd_free(struct store *s)
 {
-    pthread_mutex_destroy(&sd(s)->lock);
     ddb_free(sd(s)->ddb);
     free(sd(s)->table);
     free(s);
@@ -593,7 +575,6 @@ enum rz_err store_dynamodb_new(const struct ddb_opts *o, const char *table, stru
 
     if (!d)
         return RZ_ENOMEM;
-    pthread_mutex_init(&d->lock, NULL);
     d->base.ops = &sd_ops;
     d->base.shared = 1;
     d->table = strdup(table);
