@@ -336,6 +336,19 @@ static void test_skips_while_another_holds_the_lease(void **state)
     status_free(other);
 }
 
+/* A fixture of its own (for tests that run several) with a.jpg and b.jpg
+ * uploaded, nothing processed. */
+static struct sweep_fixture *with_a_and_b(void **st)
+{
+    struct sweep_fixture *f;
+
+    setup(st);
+    f = *st;
+    upload(f, "images/a.jpg", T0);
+    upload(f, "images/b.jpg", T0);
+    return f;
+}
+
 /* Each listing failing on its first call: the round ends in error with
  * nothing queued, and the next round still finds the object it had
  * reached (not skipped by the cursor). */
@@ -345,13 +358,9 @@ static void test_failed_listing_loses_nothing(void **state)
 
     (void)state;
     for (size_t i = 0; i < 2; i++) {
-        struct sweep_fixture *f;
         void *st;
+        struct sweep_fixture *f = with_a_and_b(&st);
 
-        setup(&st);
-        f = st;
-        upload(f, "images/a.jpg", T0);
-        upload(f, "images/b.jpg", T0);
         fake_objstore_fail(f->s.objects,
                            &(struct fake_fault){"list", prefixes[i], 1, 1, RZ_EUPSTREAM, 0});
         sweep_once(f, "error");
@@ -374,13 +383,9 @@ static void test_faulty_listings_end_the_round(void **state)
 
     (void)state;
     for (size_t i = 0; i < 2; i++) {
-        struct sweep_fixture *f;
         void *st;
+        struct sweep_fixture *f = with_a_and_b(&st);
 
-        setup(&st);
-        f = st;
-        upload(f, "images/a.jpg", T0);
-        upload(f, "images/b.jpg", T0);
         fake_objstore_list_mode(f->s.objects, modes[i]);
         sweep_once(f, "error");
         assert_true(fake_objstore_calls(f->s.objects, "list") <= 20);
