@@ -365,7 +365,9 @@ class ReplicaTest(Downloads, unittest.TestCase):
             self.assertEqual(code, 200)
             self.assertEqual(image_size(out), (500, 375))
 
-            rec = get_record(second, key=failed_key)
+            # (Its copy in S3 is written a moment after the first replica shows it.)
+            rec = wait_for(lambda: get_record(second, key=failed_key), 10,
+                           what='the second replica to read the failed record', interval=0.5)
             self.assertEqual(rec['id'], failed['id'])
             self.assertEqual(rec['state'], 'failed')
             self.assertEqual(rec['error'], failed['error'])
@@ -387,8 +389,10 @@ class ReplicaRefreshTest(unittest.TestCase):
             upload_direct(first, [key], 'text.jpg')
             failed = wait_record(first, key=key)
             self.assertEqual(failed['state'], 'failed')
-            # now cached
-            self.assertEqual(get_record(second, image_id=failed['id'])['state'], 'failed')
+            # now cached. (The first replica shows the record a moment before its copy in S3
+            # is written, and an id the second does not find stays unknown there for 2 s.)
+            wait_for(lambda: get_record(second, image_id=failed['id'])['state'] == 'failed', 10,
+                     what='the second replica to read the failed record', interval=0.5)
             put_image(first, key, 'small.jpg')
             code, _, body = api(first, 'POST', '/v1/images/%s/retry' % failed['id'])
             self.assertEqual(code, 202, body)
