@@ -25,6 +25,7 @@
 #include <curl/curl.h>
 #include <microhttpd.h>
 
+#include "script_srv.h"
 #include "server/awshttp.h"
 #include "server/dynamodb.h"
 #include "server/dynamodb_internal.h"
@@ -334,129 +335,46 @@ static void test_unreachable_bounded(void **state)
 
 /* ---- a scripted DynamoDB stand-in (libmicrohttpd) ---- */
 
-struct srv {
-    struct MHD_Daemon *d;
-    pthread_mutex_t lock;
-    unsigned port;
-    int hits;
-    int fail_first; /* this many answers are fail_status/fail_body */
-    unsigned fail_status;
-    const char *fail_body;
-    size_t huge;      /* > 0: the success answer is this many bytes */
-    char target[128]; /* the last request's X-Amz-Target ... */
-    char content_type[128];
-    char auth[512];
-    char body[4096]; /* ... and body */
-};
-
-struct srv_req {
-    char body[4096];
-    size_t len;
-};
+static size_t srv_huge_len; /* > 0: the success answer is this many bytes */
 
 static ssize_t srv_huge(void *cls, uint64_t pos, char *buf, size_t max)
 {
-    const struct srv *s = cls;
-
-    if (pos >= s->huge)
+    (void)cls;
+    if (pos >= srv_huge_len)
         return MHD_CONTENT_READER_END_OF_STREAM;
-    if (max > s->huge - pos)
-        max = (size_t)(s->huge - pos);
+    if (max > srv_huge_len - pos)
+        max = (size_t)(srv_huge_len - pos);
     memset(buf, pos == 0 ? '{' : ' ', max);
     return (ssize_t)max;
 }
 
-static void srv_record(struct srv *s, struct MHD_Connection *c, const struct srv_req *r)
+static struct MHD_Response *srv_answer(struct script_srv *s, const char *method)
 {
-    const char *t = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Amz-Target");
-    const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
-    const char *a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    static const char ok[] = "{\"Item\":{}}\n";
 
-    s->hits++;
-    snprintf(s->target, sizeof(s->target), "%s", t ? t : "");
-    snprintf(s->content_type, sizeof(s->content_type), "%s", ct ? ct : "");
-    snprintf(s->auth, sizeof(s->auth), "%s", a ? a : "");
-    snprintf(s->body, sizeof(s->body), "%.*s", (int)r->len, r->body);
-}
-
-static enum MHD_Result srv_handle(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **req_cls)
-{
-    struct srv *s = cls;
-    struct srv_req *r = *req_cls;
-    struct MHD_Response *resp;
-    unsigned status = 200;
-    enum MHD_Result ret;
-
-    if (!r) {
-        *req_cls = calloc(1, sizeof(*r));
-        return *req_cls ? MHD_YES : MHD_NO;
-    }
-    if (*upload_data_size) {
-        size_t n = *upload_data_size;
-
-        if (n > sizeof(r->body) - 1 - r->len)
-            n = sizeof(r->body) - 1 - r->len;
-        memcpy(r->body + r->len, upload_data, n);
-        r->len += n;
-        *upload_data_size = 0;
-        return MHD_YES;
-    }
-    pthread_mutex_lock(&s->lock);
-    srv_record(s, c, r);
-    if (s->fail_first > 0) {
-        s->fail_first--;
-        status = s->fail_status;
-        resp = MHD_create_response_from_buffer(strlen(s->fail_body), (void *)s->fail_body,
-                                               MHD_RESPMEM_PERSISTENT);
-    } else if (s->huge) {
-        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 65536, srv_huge, s, NULL);
-    } else {
-        static const char ok[] = "{\"Item\":{}}\n";
-
-        resp = MHD_create_response_from_buffer(sizeof(ok) - 1, (void *)ok,
-                                               MHD_RESPMEM_PERSISTENT);
-    }
-    pthread_mutex_unlock(&s->lock);
-    ret = MHD_queue_response(c, status, resp);
-    MHD_destroy_response(resp);
-    return ret;
-}
-
-static void srv_done(void *cls, struct MHD_Connection *c, void **req_cls,
-                     enum MHD_RequestTerminationCode toe)
-{
-    free(*req_cls);
-    *req_cls = NULL;
+    (void)s;
+    (void)method;
+    if (srv_huge_len)
+        return MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 65536, srv_huge, NULL, NULL);
+    return MHD_create_response_from_buffer(sizeof(ok) - 1, (void *)ok, MHD_RESPMEM_PERSISTENT);
 }
 
 static int srv_setup(void **state)
 {
-    struct srv *s = calloc(1, sizeof(*s));
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    static struct script_srv s;
 
-    if (!s)
-        return -1;
-    pthread_mutex_init(&s->lock, NULL);
-    s->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0,
-                            NULL, NULL, srv_handle, s, MHD_OPTION_SOCK_ADDR, &sin,
-                            MHD_OPTION_NOTIFY_COMPLETED, srv_done, NULL, MHD_OPTION_END);
-    if (!s->d)
-        return -1;
-    s->port = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT)->port;
-    *state = s;
-    return 0;
+    memset(&s, 0, sizeof(s));
+    s.record[0] = "X-Amz-Target";
+    s.record[1] = "Content-Type";
+    s.record[2] = "Authorization";
+    s.answer = srv_answer;
+    *state = &s;
+    return script_srv_start(&s);
 }
 
 static int srv_teardown(void **state)
 {
-    struct srv *s = *state;
-
-    MHD_stop_daemon(s->d);
-    pthread_mutex_destroy(&s->lock);
-    free(s);
+    script_srv_stop(*state);
     return 0;
 }
 
@@ -467,7 +385,7 @@ struct client {
     struct ddb *ddb;
 };
 
-static void client_open(struct client *c, const struct srv *s)
+static void client_open(struct client *c, const struct script_srv *s)
 {
     char endpoint[64];
     char msg[256];
@@ -492,21 +410,18 @@ static void client_close(struct client *c)
     creds_provider_free(c->creds);
 }
 
-static void srv_script(struct srv *s, int fail_first, unsigned status, const char *body,
+static void srv_script(struct script_srv *s, int fail_first, unsigned status, const char *body,
                        size_t huge)
 {
+    script_srv_script(s, fail_first, status, body);
     pthread_mutex_lock(&s->lock);
-    s->hits = 0;
-    s->fail_first = fail_first;
-    s->fail_status = status;
-    s->fail_body = body;
-    s->huge = huge;
+    srv_huge_len = huge;
     pthread_mutex_unlock(&s->lock);
 }
 
 static void test_wire_request(void **state)
 {
-    struct srv *s = *state;
+    struct script_srv *s = *state;
     struct client c;
     json_t *req = json_pack("{s:s,s:{s:{s:s}},s:b}", "TableName", "state", "Key", "pk", "S",
                             "caf\u00e9 \"q\"", "ConsistentRead", 1);
@@ -519,11 +434,12 @@ static void test_wire_request(void **state)
     assert_int_equal(ddb_call(c.ddb, "GetItem", req, &resp, msg, sizeof(msg)), RZ_OK);
     assert_true(json_is_object(json_object_get(resp, "Item")));
     assert_int_equal(s->hits, 1);
-    assert_string_equal(s->target, "DynamoDB_20120810.GetItem");
-    assert_string_equal(s->content_type, "application/x-amz-json-1.0");
+    assert_string_equal(script_srv_value(s, "X-Amz-Target"), "DynamoDB_20120810.GetItem");
+    assert_string_equal(script_srv_value(s, "Content-Type"), "application/x-amz-json-1.0");
     assert_string_equal(s->body, want);
-    assert_non_null(strstr(s->auth, "Credential=AKIDEXAMPLE/"));
-    assert_non_null(strstr(s->auth, "/eu-west-1/dynamodb/aws4_request"));
+    assert_non_null(strstr(script_srv_value(s, "Authorization"), "Credential=AKIDEXAMPLE/"));
+    assert_non_null(
+        strstr(script_srv_value(s, "Authorization"), "/eu-west-1/dynamodb/aws4_request"));
     free(want);
     json_decref(resp);
     json_decref(req);
@@ -553,7 +469,7 @@ static void test_retries_by_answer(void **state)
         {9, 400, T "ConditionalCheckFailedException\"}", RZ_ECONFLICT, 1},
         {9, 400, T "ResourceNotFoundException\"}", RZ_ENOTFOUND, 1},
     };
-    struct srv *s = *state;
+    struct script_srv *s = *state;
     struct client c;
     json_t *req = json_pack("{s:s}", "TableName", "state");
 
@@ -577,7 +493,7 @@ static void test_retries_by_answer(void **state)
 
 static void test_oversized_answer(void **state)
 {
-    struct srv *s = *state;
+    struct script_srv *s = *state;
     struct client c;
     json_t *req = json_pack("{s:s}", "TableName", "state");
     json_t *resp = (json_t *)1;
@@ -617,7 +533,7 @@ static void *caller(void *arg)
 
 static void test_concurrent_callers(void **state)
 {
-    struct srv *s = *state;
+    struct script_srv *s = *state;
     pthread_t t[CALLERS];
     struct client c;
 

@@ -12,12 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <arpa/inet.h>
 #include <cmocka.h>
 #include <microhttpd.h>
-#include <netinet/in.h>
 #include <pthread.h>
 
+#include "script_srv.h"
 #include "server/awshttp.h"
 #include "server/creds.h"
 #include "server/dynamodb.h"
@@ -26,38 +25,12 @@
 
 static const char ok_body[] = "hello world";
 
-struct srv {
-    struct MHD_Daemon *d;
-    pthread_mutex_t lock;
-    unsigned port;
-    int hits;
-    int fail_first; /* this many answers are fail_status/fail_body */
-    unsigned fail_status;
-    const char *fail_body;
-    char auth[512];  /* the last request's Authorization ... */
-    char sha[80];    /* ... x-amz-content-sha256 ... */
-    char token[256]; /* ... and x-amz-security-token */
-};
-
-static void srv_copy(struct MHD_Connection *c, const char *name, char *out, size_t outlen)
-{
-    const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
-
-    snprintf(out, outlen, "%s", v ? v : "");
-}
-
 /* Like S3: a GET or HEAD gets the object, a PUT an empty 200. */
-static struct MHD_Response *srv_answer(struct srv *s, const char *method, unsigned *status)
+static struct MHD_Response *srv_answer(struct script_srv *s, const char *method)
 {
     struct MHD_Response *resp;
 
-    if (s->fail_first > 0) {
-        s->fail_first--;
-        *status = s->fail_status;
-        return MHD_create_response_from_buffer(strlen(s->fail_body), (void *)s->fail_body,
-                                               MHD_RESPMEM_PERSISTENT);
-    }
-    *status = 200;
+    (void)s;
     if (strcmp(method, "PUT") == 0)
         return MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     resp = MHD_create_response_from_buffer(sizeof(ok_body) - 1, (void *)ok_body,
@@ -67,72 +40,20 @@ static struct MHD_Response *srv_answer(struct srv *s, const char *method, unsign
     return resp;
 }
 
-static enum MHD_Result srv_handle(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **req_cls)
-{
-    static int first;
-    struct srv *s = cls;
-    struct MHD_Response *resp;
-    unsigned status;
-    enum MHD_Result ret;
-
-    if (!*req_cls) {
-        *req_cls = &first;
-        return MHD_YES;
-    }
-    if (*upload_data_size) {
-        *upload_data_size = 0;
-        return MHD_YES;
-    }
-    pthread_mutex_lock(&s->lock);
-    s->hits++;
-    srv_copy(c, "Authorization", s->auth, sizeof(s->auth));
-    srv_copy(c, "x-amz-content-sha256", s->sha, sizeof(s->sha));
-    srv_copy(c, "x-amz-security-token", s->token, sizeof(s->token));
-    resp = srv_answer(s, method, &status);
-    pthread_mutex_unlock(&s->lock);
-    ret = MHD_queue_response(c, status, resp);
-    MHD_destroy_response(resp);
-    return ret;
-}
-
-static void srv_script(struct srv *s, int fail_first, unsigned status, const char *body)
-{
-    pthread_mutex_lock(&s->lock);
-    s->hits = 0;
-    s->fail_first = fail_first;
-    s->fail_status = status;
-    s->fail_body = body ? body : "";
-    pthread_mutex_unlock(&s->lock);
-}
-
 static int srv_setup(void **state)
 {
-    struct srv *s = calloc(1, sizeof(*s));
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    static struct script_srv s = {
+        .record = {"Authorization", "x-amz-content-sha256", "x-amz-security-token"},
+        .answer = srv_answer,
+    };
 
-    if (!s)
-        return -1;
-    pthread_mutex_init(&s->lock, NULL);
-    s->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0,
-                            NULL, NULL, srv_handle, s, MHD_OPTION_SOCK_ADDR, &sin,
-                            MHD_OPTION_END);
-    if (!s->d)
-        return -1;
-    s->port = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT)->port;
-    *state = s;
-    return 0;
+    *state = &s;
+    return script_srv_start(&s);
 }
 
 static int srv_teardown(void **state)
 {
-    struct srv *s = *state;
-
-    MHD_stop_daemon(s->d);
-    pthread_mutex_destroy(&s->lock);
-    free(s);
+    script_srv_stop(*state);
     return 0;
 }
 
@@ -145,7 +66,7 @@ struct client {
     struct s3_conn *conn;
 };
 
-static void client_open(struct client *c, const struct srv *s, const char *token)
+static void client_open(struct client *c, const struct script_srv *s, const char *token)
 {
     struct creds_source src = {.access_key = "AKIDEXAMPLE",
                                .secret_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
@@ -201,7 +122,7 @@ static void test_retry_table(void **state)
         {1, 400, S3ERR("InvalidArgument"), RZ_EINVAL, 1, "InvalidArgument: m"},
         {1, 400, "not xml", RZ_EINVAL, 1, "S3 answered 400"},
     };
-    struct srv *s = *state;
+    struct script_srv *s = *state;
     struct client c;
 
     client_open(&c, s, NULL);
@@ -210,7 +131,7 @@ static void test_retry_table(void **state)
         char msg[256];
         enum rz_err err;
 
-        srv_script(s, cases[i].fail_first, cases[i].status, cases[i].body);
+        script_srv_script(s, cases[i].fail_first, cases[i].status, cases[i].body);
         err = s3_get_object(c.conn, "src", "images/a.jpg", 1024, &obj, msg, sizeof(msg));
         if (err != cases[i].err || s->hits != cases[i].hits ||
             (cases[i].in_msg && !strstr(msg, cases[i].in_msg)))
@@ -232,7 +153,7 @@ static void test_retry_table(void **state)
 static void test_view_policy_and_abort(void **state)
 {
     static const struct awshttp_policy once = {2000, 1000, 1, 5, 5000};
-    struct srv *s = *state;
+    struct script_srv *s = *state;
     struct client c;
     struct s3 *view = NULL;
     struct s3_conn *vc;
@@ -243,11 +164,11 @@ static void test_view_policy_and_abort(void **state)
     assert_int_equal(s3_view_new(c.s3, &once, &view), RZ_OK);
     vc = s3_conn_new(view);
     assert_non_null(vc);
-    srv_script(s, 5, 503, S3ERR("SlowDown"));
+    script_srv_script(s, 5, 503, S3ERR("SlowDown"));
     assert_int_equal(s3_head_object(vc, "src", "k", &h, msg, sizeof(msg)), RZ_EUPSTREAM);
     assert_int_equal(s->hits, 1);
     s3_abort(view);
-    srv_script(s, 0, 200, NULL);
+    script_srv_script(s, 0, 200, NULL);
     assert_int_equal(s3_head_object(vc, "src", "k", &h, msg, sizeof(msg)), RZ_EUPSTREAM);
     assert_non_null(strstr(msg, "abandoned"));
     assert_int_equal(s->hits, 0);
@@ -263,13 +184,13 @@ static void test_view_policy_and_abort(void **state)
 /* Over the cap: refused from Content-Length, with the caller's limit. */
 static void test_size_cap(void **state)
 {
-    struct srv *s = *state;
+    struct script_srv *s = *state;
     struct client c;
     struct s3_object obj;
     char msg[256];
 
     client_open(&c, s, NULL);
-    srv_script(s, 0, 200, NULL);
+    script_srv_script(s, 0, 200, NULL);
     assert_int_equal(s3_get_object(c.conn, "src", "k", 4, &obj, msg, sizeof(msg)), RZ_ETOOBIG);
     assert_string_equal(msg, "object is larger than 4 bytes");
     assert_null(obj.data);
@@ -282,22 +203,23 @@ static void test_size_cap(void **state)
 static void test_request_shape(void **state)
 {
     static const char token[] = "FwoGZXIvYXdzEXAMPLETOKEN";
-    struct srv *s = *state;
+    struct script_srv *s = *state;
     struct client c;
     char msg[256];
 
     client_open(&c, s, token);
-    srv_script(s, 0, 200, NULL);
+    script_srv_script(s, 0, 200, NULL);
     assert_int_equal(s3_put_object(c.conn, "src", "a b.jpg", "abc", 3, "image/jpeg", NULL, NULL,
                                    0, msg, sizeof(msg)),
                      RZ_OK);
-    assert_true(strncmp(s->auth, "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/", 40) == 0);
-    assert_non_null(strstr(s->auth,
+    assert_true(strncmp(script_srv_value(s, "Authorization"),
+                        "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/", 40) == 0);
+    assert_non_null(strstr(script_srv_value(s, "Authorization"),
                            "/eu-west-1/s3/aws4_request, SignedHeaders=content-type;host;"
                            "x-amz-content-sha256;x-amz-date;x-amz-security-token, "));
-    assert_string_equal(s->sha,
+    assert_string_equal(script_srv_value(s, "x-amz-content-sha256"),
                         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-    assert_string_equal(s->token, token);
+    assert_string_equal(script_srv_value(s, "x-amz-security-token"), token);
     client_close(&c);
 }
 
@@ -305,7 +227,7 @@ static void test_request_shape(void **state)
  * one metrics registry, each service under its own policy and name. */
 static void test_shared_transport(void **state)
 {
-    struct srv *s = *state;
+    struct script_srv *s = *state;
     struct client c;
     struct ddb *d = NULL;
     struct s3_head h;
@@ -318,13 +240,15 @@ static void test_shared_transport(void **state)
     snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%u", s->port);
     o.transport = c.aws;
     assert_int_equal(ddb_new(&o, &d, msg, sizeof(msg)), RZ_OK);
-    srv_script(s, 0, 200, NULL);
+    script_srv_script(s, 0, 200, NULL);
     /* The stand-in answers text, not JSON: final, not retried. */
     assert_int_equal(ddb_call(d, "GetItem", req, NULL, msg, sizeof(msg)), RZ_EUPSTREAM);
     assert_non_null(strstr(msg, "not a JSON object"));
-    assert_true(strstr(s->auth, "/eu-west-1/dynamodb/aws4_request") != NULL);
+    assert_true(strstr(script_srv_value(s, "Authorization"),
+                       "/eu-west-1/dynamodb/aws4_request") != NULL);
     assert_int_equal(s3_head_object(c.conn, "src", "k", &h, msg, sizeof(msg)), RZ_OK);
-    assert_true(strstr(s->auth, "/eu-west-1/s3/aws4_request") != NULL);
+    assert_true(strstr(script_srv_value(s, "Authorization"), "/eu-west-1/s3/aws4_request") !=
+                NULL);
     assert_int_equal(s->hits, 2);
     assert_true(metrics_get(c.metrics, "resizer_dynamodb_requests_total",
                             "op=\"GetItem\",outcome=\"EUPSTREAM\"") == 1.0);
