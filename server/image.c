@@ -1047,13 +1047,6 @@ static VipsImage *attention_window(struct pipe *p, VipsImage *in, int w, int h)
                 &t);
 }
 
-static int clamp_px(double v, int max)
-{
-    long r = lround(v);
-
-    return (int)(r < 1 ? 1 : r > max ? max : r);
-}
-
 /* Exactly the box. A master larger than the box is scaled down to cover it
  * and then cropped. A master smaller than the box on a side is cropped first
  * and the window scaled up: scaling first would make the whole master big
@@ -1065,8 +1058,8 @@ static VipsImage *cover_crop(struct pipe *p, VipsImage *master, int bw, int bh)
     VipsImage *in;
 
     if (s > 1.0) {
-        in = attention_window(p, master, clamp_px(bw / s, master->Xsize),
-                              clamp_px(bh / s, master->Ysize));
+        in = attention_window(p, master, (int)VIPS_CLIP(1, lround(bw / s), master->Xsize),
+                              (int)VIPS_CLIP(1, lround(bh / s), master->Ysize));
         return in ? resize_exact(p, in, bw, bh) : NULL;
     }
     in = resize_exact(p, master, VIPS_MAX(bw, (int)lround(master->Xsize * s)),
