@@ -386,6 +386,14 @@ static void status_set_failure(struct index_entry *e, const char *code, const ch
     e->lease_ms = 0;
 }
 
+/* The current object is new (an event's first, a newer one, a retry): its
+ * runs and lost runs, which bound retries and worker_lost, start at 0. */
+static void status_count_afresh(struct index_entry *e)
+{
+    e->runs = 0;
+    e->lost = 0;
+}
+
 struct status_claim_arg {
     struct status *st;
     const struct status_event *ev;
@@ -410,7 +418,7 @@ static enum rz_err status_claim_fn(struct index_entry *e, void *arg, int *write)
         /* A new object (or the first event of an upload) starts its own
          * count; the sweep's retry of a failure goes on with the old one. */
         if (e->state == INDEX_PENDING || newer)
-            e->runs = e->lost = 0;
+            status_count_afresh(e);
         status_take(a->st, e, a->now_ms);
         status_clear_error(e);
         *write = 1;
@@ -420,7 +428,7 @@ static enum rz_err status_claim_fn(struct index_entry *e, void *arg, int *write)
     } else if (e->state == INDEX_QUEUED && newer && (e->runs || e->lost)) {
         /* Waiting out a transient failure's backoff: the run to come reads
          * the newer object, which starts its own count. */
-        e->runs = e->lost = 0;
+        status_count_afresh(e);
         *write = 1;
     }
     if (again && a->ev->permanent_code) {
@@ -650,7 +658,7 @@ static enum rz_err status_finish_fn(struct index_entry *e, void *arg, int *write
     e->rerun = 0;
     if (a->again) {
         status_clear_error(e);
-        e->runs = e->lost = 0;
+        status_count_afresh(e);
         status_take(st, e, a->now_ms);
         return RZ_OK;
     }
@@ -707,7 +715,7 @@ static enum rz_err status_retry_fn(struct index_entry *e, void *arg, int *write)
     if (e->state != INDEX_FAILED)
         return RZ_ECONFLICT;
     status_clear_error(e);
-    e->runs = e->lost = 0;
+    status_count_afresh(e);
     status_take(a->st, e, a->now_ms);
     *write = 1;
     return RZ_OK;
@@ -789,7 +797,7 @@ static enum rz_err status_reclaim_fn(struct index_entry *e, void *arg, int *writ
     /* A newer object is not the one that was running: it gets its run,
      * with its own count. */
     if (e->state == INDEX_PROCESSING && e->rerun) {
-        e->runs = e->lost = 0;
+        status_count_afresh(e);
     } else if (e->state == INDEX_PROCESSING && ++e->lost >= status_lost_max(a->st)) {
         status_fail_lost(a->st, e, a->now_ms);
         a->lost = 1;
